@@ -1,0 +1,2 @@
+//! jobstack: a WebAssembly-plugin task runtime.
+pub mod engine;
