@@ -1,0 +1,125 @@
+//! `jobstack exec`: run a plugin on this machine, the way an agent would, and
+//! print one JSON object describing the outcome.
+//!
+//! Without `--part` it runs `split` and prints the parts as the output; with it,
+//! `init` + `execute`. Capabilities are denied unless granted with `--allow-net`
+//! and `--dir`. The exit code is 0 only when the execution finished.
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jobstack::engine::{
+    Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status,
+};
+
+/// Arguments of `jobstack exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The plugin component (.wasm).
+    file: PathBuf,
+    /// Task parameters (JSON).
+    #[arg(long, default_value = "{}")]
+    params: String,
+    /// Task secrets (JSON object).
+    #[arg(long, default_value = "{}")]
+    secrets: String,
+    /// The part to execute (JSON, as printed by split). Without it, split runs.
+    #[arg(long)]
+    part: Option<String>,
+    /// Pooled (1:N) or dedicated (1:1) execution.
+    #[arg(long, value_enum, default_value = "pooled")]
+    mode: ModeArg,
+    /// Wall-clock deadline; the fuel budget follows from it (e.g. 500ms, 30s, 2m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Linear memory limit in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory_mib: u64,
+    /// Allow TCP/UDP to this network (repeatable), e.g. 127.0.0.1/32.
+    #[arg(long = "allow-net", value_name = "CIDR")]
+    allow_net: Vec<IpNet>,
+    /// Make a host directory visible: HOST_PATH or HOST_PATH::GUEST_PATH (repeatable).
+    #[arg(long = "dir", value_name = "HOST_PATH[::GUEST_PATH]")]
+    dirs: Vec<String>,
+    /// Attempt number handed to the plugin.
+    #[arg(long, default_value_t = 1)]
+    attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Pooled,
+    Dedicated,
+}
+
+pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    for (what, text) in [("--params", &args.params), ("--secrets", &args.secrets)] {
+        serde_json::from_str::<serde_json::Value>(text)
+            .with_context(|| format!("{what} is not valid JSON"))?;
+    }
+    let part: Option<Part> = match &args.part {
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .context("--part is not a part object {\"label\", \"targets\", \"payload\"}")?,
+        ),
+        None => None,
+    };
+    let mut grants = Grants::new();
+    for net in &args.allow_net {
+        grants = grants.allow_network(*net);
+    }
+    for dir in &args.dirs {
+        let (host, guest) = match dir.split_once("::") {
+            Some((h, g)) => (h.to_string(), g.to_string()),
+            None => (dir.clone(), dir.clone()),
+        };
+        if !std::path::Path::new(&host).is_dir() {
+            bail!("--dir {host}: not a directory");
+        }
+        grants = grants.preopen(host, guest, true);
+    }
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let engine = Engine::new(EngineConfig {
+        pooled_slots: 4,
+        dedicated_slots: 1,
+        pooled_threads: 2,
+        ..EngineConfig::default()
+    })?;
+    let plugin = engine
+        .load(&bytes)
+        .await
+        .with_context(|| format!("{} is not a valid jobstack plugin", args.file.display()))?;
+
+    let outcome = match part {
+        None => engine.split_outcome(&plugin, &args.params).await,
+        Some(part) => {
+            let limits = ExecutionLimits {
+                memory: args.memory_mib << 20,
+                ..ExecutionLimits::with_timeout(args.timeout)
+            };
+            let request = ExecutionRequest::new(args.params.clone(), part)
+                .secrets(args.secrets.clone())
+                .mode(match args.mode {
+                    ModeArg::Pooled => Mode::Pooled,
+                    ModeArg::Dedicated => Mode::Dedicated,
+                })
+                .limits(limits)
+                .grants(grants);
+            let request = ExecutionRequest {
+                attempt: args.attempt,
+                ..request
+            };
+            engine.execute(&plugin, request).await
+        }
+    };
+    println!("{}", serde_json::to_string(&outcome)?);
+    Ok(if outcome.status == Status::Finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,78 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module;
+//! errors reach the user through `anyhow` with their context.
+
+mod bench;
+mod exec;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// jobstack: a WebAssembly-plugin task runtime for fleet inventory and management.
+#[derive(Debug, Parser)]
+#[command(name = "jobstack", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
+    Exec(exec::ExecArgs),
+    /// Measure the engine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's manifest, sha256 and size, or why it is not a valid plugin.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Parse the command line, run it, and map the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+            Command::Exec(args) => exec::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    // Executions may still be parked in the engine's runtime; do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for the command's JSON), filtered by `RUST_LOG`,
+/// warnings and errors by default.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

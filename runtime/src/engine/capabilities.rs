@@ -1,0 +1,142 @@
+//! What one execution may touch outside its sandbox: deny by default, grant explicitly.
+//!
+//! A [`Grants`] starts empty: no network, no files, no environment, no inherited
+//! stdio. The caller (the agent, from the task and its operator's settings; or
+//! `jobstack exec`, from its flags) adds what this execution may use. The engine
+//! then narrows the grant to the capabilities the plugin declared in its manifest.
+
+use ipnet::IpNet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use super::plugin::Capability;
+
+/// A directory made visible to the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// The path the plugin sees it at.
+    pub guest: String,
+    /// Whether the plugin may write there.
+    pub writable: bool,
+}
+
+/// The capabilities granted to one execution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    networks: Vec<IpNet>,
+    preopens: Vec<Preopen>,
+}
+
+impl Grants {
+    /// Nothing granted:
+    /// - no socket may connect, bind or send anywhere, and name lookup is off;
+    /// - no directory is visible;
+    /// - the environment and arguments are empty, stdin is closed;
+    /// - stdout and stderr go to the execution's captured logs, never the host's.
+    pub fn new() -> Self {
+        Grants::default()
+    }
+
+    /// Allow TCP and UDP to addresses inside `net`.
+    pub fn allow_network(mut self, net: IpNet) -> Self {
+        self.networks.push(net);
+        self
+    }
+
+    /// Make the host directory `host` visible at `guest`.
+    pub fn preopen(
+        mut self,
+        host: impl Into<PathBuf>,
+        guest: impl Into<String>,
+        writable: bool,
+    ) -> Self {
+        self.preopens.push(Preopen {
+            host: host.into(),
+            guest: guest.into(),
+            writable,
+        });
+        self
+    }
+
+    /// The networks granted.
+    pub fn networks(&self) -> &[IpNet] {
+        &self.networks
+    }
+
+    /// The directories granted.
+    pub fn preopens(&self) -> &[Preopen] {
+        &self.preopens
+    }
+
+    /// Drop whatever the plugin did not declare in its manifest: a plugin never
+    /// gets more than it asked for, whatever the task grants.
+    pub fn restrict_to(mut self, declared: &[Capability]) -> Self {
+        if !declared.contains(&Capability::Network) {
+            self.networks.clear();
+        }
+        if !declared.contains(&Capability::Filesystem) {
+            self.preopens.clear();
+        }
+        self
+    }
+
+    /// Apply the grant to a WASI context builder that starts from nothing.
+    pub(crate) fn apply(&self, wasi: &mut WasiCtxBuilder) -> std::io::Result<()> {
+        wasi.allow_ip_name_lookup(false);
+        if !self.networks.is_empty() {
+            wasi.allow_tcp(true).allow_udp(true);
+            let nets: Arc<[IpNet]> = self.networks.clone().into();
+            wasi.socket_addr_check(move |addr, usage| {
+                let allowed = match usage {
+                    // Binding a local (ephemeral) address is how every connect and
+                    // every UDP socket starts; only peers are restricted.
+                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => true,
+                    _ => nets.iter().any(|n| n.contains(&addr.ip())),
+                };
+                Box::pin(async move { allowed })
+            });
+        }
+        for p in &self.preopens {
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot open {} for the plugin: {e}",
+                    p.host.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_grants_nothing() {
+        let g = Grants::new();
+        assert!(g.networks().is_empty());
+        assert!(g.preopens().is_empty());
+    }
+
+    #[test]
+    fn restrict_to_drops_undeclared_capabilities() {
+        let g = Grants::new()
+            .allow_network("127.0.0.1/32".parse().unwrap())
+            .preopen("/tmp", "/tmp", true);
+        let net_only = g.clone().restrict_to(&[Capability::Network]);
+        assert_eq!(net_only.networks().len(), 1);
+        assert!(net_only.preopens().is_empty());
+        let none = g.restrict_to(&[]);
+        assert_eq!(none, Grants::new());
+    }
+}
