@@ -37,6 +37,7 @@ impl Engine {
                 .await
                 .map_err(|e| LoadError::Engine(format!("compiler task failed: {e}")))??
         };
+        check_shape(&self.inner.wasmtime, &component)?;
         let pre = self
             .inner
             .linker
@@ -135,6 +136,47 @@ impl Engine {
             ))),
         }
     }
+}
+
+/// The functions every plugin exports (the `task` world).
+const TASK_EXPORTS: [&str; 4] = ["manifest", "split", "init", "execute"];
+
+/// Import namespaces the host links: the WASI interfaces it grants and `host`.
+const PROVIDED_IMPORTS: [&str; 2] = ["wasi:", "jobstack:plugin/"];
+
+/// Name every missing export and every import the host does not provide, before
+/// the linker's type check (whose first-error-only message helps less).
+fn check_shape(engine: &wasmtime::Engine, component: &Component) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let unsupported: Vec<&str> = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| !PROVIDED_IMPORTS.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(LoadError::UnsupportedImport(format!(
+            "{} (a plugin may import only `jobstack:plugin/host` and the WASI interfaces)",
+            unsupported.join(", ")
+        )));
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let missing: Vec<&str> = TASK_EXPORTS
+        .iter()
+        .copied()
+        .filter(|e| !exports.contains(e))
+        .collect();
+    if !missing.is_empty() {
+        let found = if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        };
+        return Err(LoadError::WrongWorld(format!(
+            "missing export(s) {}; it exports {found}",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Refuse what is not a component before handing bytes to the compiler, with
