@@ -9,16 +9,16 @@
 //! plugin running code is interrupted by fuel or by the epoch callback.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::{Task, TaskPre, wit};
 use super::config::{FUEL_YIELD_INTERVAL, MAX_OUTPUT_BYTES, SPLIT_TIMEOUT};
 use super::control::ExecutionControl;
 use super::host::{
-    CapturedOutput, ExecutionLimiter, HostState, Journal, LimitHit, LogLevel, LogSource,
+    HostState, LimitHit, LogLevel, LogSource,
 };
 use super::outcome::{Outcome, Status};
 use super::plugin::{Part, Plugin};
@@ -227,6 +227,7 @@ impl Engine {
             limits: clamp(limits, self.inner.config.max_memory),
             grants,
             control: control.clone(),
+            running: self.inner.running.clone(),
         };
         let runtime = self
             .inner
@@ -303,6 +304,23 @@ struct Run {
     limits: ExecutionLimits,
     grants: Grants,
     control: Arc<ExecutionControl>,
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts an execution as running for as long as it lives.
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        RunningGuard(counter.clone())
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Run {
@@ -320,26 +338,9 @@ impl Run {
     async fn execute(self) -> (Outcome, Option<CallResult>) {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
-        let stdout = CapturedOutput::default();
-        let stderr = CapturedOutput::default();
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        if let Err(e) = self.grants.apply(&mut wasi) {
-            return (Outcome::not_run(Status::Failed, e.to_string()), None);
-        }
-        let state = HostState {
-            wasi: wasi.build(),
-            table: wasmtime::component::ResourceTable::new(),
-            limiter: ExecutionLimiter {
-                memory: usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
-                table_elements: self.limits.table_elements,
-                hit: None,
-            },
-            journal: Journal::default(),
-            stdout,
-            stderr,
-            control: self.control.clone(),
-            deadline,
+        let state = match HostState::new(&self.grants, &self.limits, self.control.clone(), deadline) {
+            Ok(state) => state,
+            Err(e) => return (Outcome::not_run(Status::Failed, e.to_string()), None),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -365,6 +366,7 @@ impl Run {
         let ended = {
             let work = async {
                 let task = self.pre.instantiate_async(&mut store).await?;
+                let _running = RunningGuard::new(&self.running);
                 invoke(&task, &mut store, &self.call).await
             };
             tokio::select! {

@@ -14,7 +14,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::{ExecutionLimits, Grants};
 
 use super::bindings::{Level, jobstack::plugin};
 use super::config::{MAX_EMITTED_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_STDIO_BYTES};
@@ -254,6 +256,37 @@ pub struct HostState {
     pub(crate) control: Arc<ExecutionControl>,
     /// When the wall-clock deadline passes.
     pub(crate) deadline: Instant,
+}
+
+impl HostState {
+    /// Fresh state for one execution: a WASI context holding exactly `grants`,
+    /// captured stdio, empty journal, the limits' limiter.
+    pub(crate) fn new(
+        grants: &Grants,
+        limits: &ExecutionLimits,
+        control: Arc<ExecutionControl>,
+        deadline: Instant,
+    ) -> std::io::Result<Self> {
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        grants.apply(&mut wasi)?;
+        Ok(HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: ExecutionLimiter {
+                memory: usize::try_from(limits.memory).unwrap_or(usize::MAX),
+                table_elements: limits.table_elements,
+                hit: None,
+            },
+            journal: Journal::default(),
+            stdout,
+            stderr,
+            control,
+            deadline,
+        })
+    }
 }
 
 impl WasiView for HostState {

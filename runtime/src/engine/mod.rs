@@ -37,13 +37,13 @@
 //! # Ok(()) }
 //! ```
 
-mod bindings;
+pub(crate) mod bindings;
 mod capabilities;
 pub mod config;
 mod control;
 mod error;
 mod execute;
-mod host;
+pub(crate) mod host;
 mod load;
 mod module_store;
 mod outcome;
@@ -60,7 +60,7 @@ pub use outcome::{Outcome, Status};
 pub use plugin::{Capability, Manifest, Part, Plugin, Sha256};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
@@ -87,6 +87,8 @@ struct Inner {
     modules: Option<ModuleStore>,
     loaded: Mutex<HashMap<Sha256, Arc<Plugin>>>,
     compilations: AtomicU64,
+    /// Executions instantiated and not yet ended (parked in the host included).
+    running: Arc<AtomicUsize>,
     pooled_runtime: Option<tokio::runtime::Runtime>,
     pooled_slots: Arc<Semaphore>,
     dedicated_slots: Arc<Semaphore>,
@@ -167,6 +169,7 @@ impl Engine {
                 modules,
                 loaded: Mutex::new(HashMap::new()),
                 compilations: AtomicU64::new(0),
+                running: Arc::new(AtomicUsize::new(0)),
                 pooled_runtime: Some(pooled_runtime),
                 ticker_stop,
             }),
@@ -187,6 +190,12 @@ impl Engine {
     /// cache) since it started.
     pub fn compilations(&self) -> u64 {
         self.inner.compilations.load(Ordering::Relaxed)
+    }
+
+    /// Executions that hold an instance right now (running code or waiting in
+    /// the host).
+    pub fn running_executions(&self) -> usize {
+        self.inner.running.load(Ordering::Relaxed)
     }
 }
 
