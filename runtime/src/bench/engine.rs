@@ -85,7 +85,10 @@ pub async fn run(plugin_dir: &Path, plan: &EngineBenchPlan) -> anyhow::Result<En
     let read = |name: &str| -> anyhow::Result<Vec<u8>> {
         let path = plugin_dir.join(name);
         std::fs::read(&path).map_err(|e| {
-            anyhow::anyhow!("{}: {e} (build the plugins with scripts/build-plugins.sh)", path.display())
+            anyhow::anyhow!(
+                "{}: {e} (build the plugins with scripts/build-plugins.sh)",
+                path.display()
+            )
         })
     };
     let trivial_bytes = read("fixture_trivial.wasm")?;
@@ -98,22 +101,37 @@ pub async fn run(plugin_dir: &Path, plan: &EngineBenchPlan) -> anyhow::Result<En
         ..EngineConfig::default()
     })?;
     let trivial = engine.load(&trivial_bytes).await?;
+
+    // Pooled: driven from the engine's own threads, as an agent's part loop runs.
+    let (pooled_lat, pooled_rate) = {
+        let (engine, trivial, plan) = (engine.clone(), trivial.clone(), plan.clone());
+        engine
+            .clone()
+            .spawn(async move {
+                let request = || ExecutionRequest::new("{}", trivial_part());
+                // Warm up: fill the allocator's warm slots and the code caches.
+                for _ in 0..500 {
+                    engine.execute(&trivial, request()).await;
+                }
+                let lat =
+                    latencies(plan.latency_samples, || engine.execute(&trivial, request())).await?;
+                let rate = throughput(plan.throughput_samples, plan.in_flight, || {
+                    let (engine, trivial) = (engine.clone(), trivial.clone());
+                    async move { engine.execute(&trivial, request()).await }
+                })
+                .await?;
+                Ok::<_, anyhow::Error>((lat, rate))
+            })
+            .await??
+    };
+
     let request = || ExecutionRequest::new("{}", trivial_part());
-
-    // Warm up: fill the allocator's warm slots and the code caches.
-    for _ in 0..500 {
-        engine.execute(&trivial, request()).await;
-    }
-    let pooled_lat = latencies(plan.latency_samples, || engine.execute(&trivial, request())).await?;
-    let pooled_rate = throughput(plan.throughput_samples, plan.in_flight, || {
-        engine.start(&trivial, request()).wait()
-    })
-    .await?;
-
     let dedicated = || engine.execute(&trivial, request().mode(Mode::Dedicated));
     let dedicated_lat = latencies(plan.latency_samples / 5, dedicated).await?;
     let dedicated_rate = throughput(plan.throughput_samples / 10, 2, || {
-        engine.start(&trivial, request().mode(Mode::Dedicated)).wait()
+        engine
+            .start(&trivial, request().mode(Mode::Dedicated))
+            .wait()
     })
     .await?;
 
@@ -158,7 +176,10 @@ where
         let t = Instant::now();
         let outcome = one().await;
         out.push(t.elapsed().as_secs_f64() * 1e6);
-        anyhow::ensure!(outcome.status == Status::Finished, "benchmark execution failed: {outcome:?}");
+        anyhow::ensure!(
+            outcome.status == Status::Finished,
+            "benchmark execution failed: {outcome:?}"
+        );
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
@@ -181,7 +202,10 @@ where
         }
         if let Some(result) = pending.join_next().await {
             let outcome = result?;
-            anyhow::ensure!(outcome.status == Status::Finished, "benchmark execution failed: {outcome:?}");
+            anyhow::ensure!(
+                outcome.status == Status::Finished,
+                "benchmark execution failed: {outcome:?}"
+            );
             done += 1;
         }
     }
@@ -240,14 +264,18 @@ async fn naive_once(
     )?;
     let mut store = Store::new(engine, state);
     let task = Task::instantiate_async(&mut store, component, linker).await?;
-    task.call_init(&mut store, "{}").await?.map_err(anyhow::Error::msg)?;
+    task.call_init(&mut store, "{}")
+        .await?
+        .map_err(anyhow::Error::msg)?;
     let job = wit::Job {
         params: "{}".into(),
         secrets: "{}".into(),
         part: (&trivial_part()).into(),
         attempt: 1,
     };
-    task.call_execute(&mut store, &job).await?.map_err(anyhow::Error::msg)?;
+    task.call_execute(&mut store, &job)
+        .await?
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -307,7 +335,10 @@ async fn parked_rss(sleeper: &[u8], plan: &EngineBenchPlan) -> anyhow::Result<(f
     }
     for h in handles {
         let outcome = h.wait().await;
-        anyhow::ensure!(outcome.status == Status::Canceled, "parked execution ended as {outcome:?}");
+        anyhow::ensure!(
+            outcome.status == Status::Canceled,
+            "parked execution ended as {outcome:?}"
+        );
     }
     Ok((rss, parked))
 }

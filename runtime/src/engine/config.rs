@@ -42,6 +42,10 @@ pub const SPLIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time and fuel allowed for `manifest`, called once at upload.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Bytes of a reused memory slot kept resident (reset in place) rather than
+/// returned to the kernel: covers the stack and heap a typical plugin touches.
+pub const KEEP_RESIDENT_BYTES: usize = 4 << 20;
+
 /// Default linear memory an execution may use, in bytes.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
 

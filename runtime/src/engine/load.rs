@@ -118,15 +118,14 @@ impl Engine {
         &self,
         pre: &TaskPre<super::host::HostState>,
     ) -> Result<super::Manifest, LoadError> {
-        let handle = self.launch(
+        let run = self.run(
             pre.clone(),
             Call::Manifest,
             Mode::Pooled,
             ExecutionLimits::with_timeout(MANIFEST_TIMEOUT),
             Grants::new(),
-            true,
         );
-        let (outcome, result) = handle.finish().await;
+        let (outcome, result) = self.launch(run, true).finish().await;
         match result {
             Some(CallResult::Manifest(m)) => check_manifest(m).map_err(LoadError::BadManifest),
             _ => Err(LoadError::BadManifest(format!(
