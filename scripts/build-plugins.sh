@@ -8,5 +8,7 @@ cd "$(dirname "$0")/.."
 
 # A CARGO_TARGET_DIR meant for the runtime must not redirect the plugins.
 unset CARGO_TARGET_DIR
-cargo build --release --locked --manifest-path plugins/Cargo.toml
-cargo build --release --locked --manifest-path examples/hello-plugin/Cargo.toml
+# Cargo reads .cargo/config.toml (which selects the wasm32-wasip2 target) from the
+# current directory, not from --manifest-path: build from inside each workspace.
+(cd plugins && cargo build --release --locked)
+(cd examples/hello-plugin && cargo build --release --locked)
