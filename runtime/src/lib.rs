@@ -5,7 +5,13 @@
 //!
 //! - [`engine`]: loads plugins and runs them in pooled (1:N) or dedicated (1:1)
 //!   executions with fuel and wall-clock timeouts, limits and capability grants.
+//! - [`scheduler`]: tasks, runs, job parts, leases with fencing, expiry,
+//!   retries, priorities and recurrence.
+//! - [`store`]: the scheduler's durable state behind one trait (SQLite embedded,
+//!   PostgreSQL for several daemons).
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
 pub mod bench;
 pub mod engine;
+pub mod scheduler;
+pub mod store;

@@ -1,0 +1,193 @@
+//! The fencing rule: what a result does, given the attempt it names.
+//!
+//! Every lease carries an attempt number, the fencing token. A result names the
+//! attempt it belongs to, and [`judge`] decides, from the part as it is now,
+//! what the result may change:
+//!
+//! 1. A result for an attempt the agent never held is refused (`NotLeased`).
+//! 2. A second result for the same attempt is a `Duplicate`: acknowledged,
+//!    nothing changes (an agent re-sending from its spool).
+//! 3. A result for the **current** attempt of a part the agent still holds is
+//!    applied (`Apply`): success finishes the part; a failure retries it with
+//!    backoff or, retries spent, fails it.
+//! 4. A **late** success (an earlier attempt, or the current one after its lease
+//!    expired) for a part not yet finished is accepted once (`AcceptLate`): the
+//!    part finishes and the current lease, if any, is revoked. This is the
+//!    FusionInventory scenario: agent B comes back with the job it did.
+//! 5. Everything else (a late failure, whose attempt was already counted when
+//!    its lease expired; any result for a part that is finished, failed or
+//!    canceled) is recorded for the record and changes nothing (`RecordOnly`).
+//!
+//! No result is applied twice (2), and none overwrites a newer one (4, 5).
+
+use super::State;
+
+/// The part as the store holds it when a result arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartNow {
+    /// Its state.
+    pub state: State,
+    /// Its latest attempt number (0 before the first lease).
+    pub attempt: u32,
+    /// Whether the submitting agent holds the current lease.
+    pub held_by_submitter: bool,
+}
+
+/// What the result names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The attempt the result belongs to.
+    pub attempt: u32,
+    /// Whether the submitting agent was given that attempt.
+    pub was_leased_to_submitter: bool,
+    /// Whether a result for that attempt is already stored.
+    pub already_recorded: bool,
+    /// Whether the execution finished with success.
+    pub success: bool,
+}
+
+/// What to do with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The agent never held this attempt: refuse, change nothing.
+    NotLeased,
+    /// Already recorded: acknowledge, change nothing.
+    Duplicate,
+    /// The current attempt: finish, retry or fail the part.
+    Apply,
+    /// A late success: finish the part; revoke the current lease if the part is
+    /// leased to someone.
+    AcceptLate {
+        /// The part is running under a newer lease that must be revoked.
+        revokes_current: bool,
+    },
+    /// Record the result, change no state.
+    RecordOnly,
+}
+
+/// Decide what a result may change. See the module documentation.
+pub fn judge(part: PartNow, claim: Claim) -> Verdict {
+    if !claim.was_leased_to_submitter || claim.attempt == 0 || claim.attempt > part.attempt {
+        return Verdict::NotLeased;
+    }
+    if claim.already_recorded {
+        return Verdict::Duplicate;
+    }
+    if part.state.is_terminal() {
+        return if part.state == State::Finished {
+            Verdict::Duplicate
+        } else {
+            Verdict::RecordOnly
+        };
+    }
+    let current = claim.attempt == part.attempt;
+    if current && part.state == State::Running && part.held_by_submitter {
+        return Verdict::Apply;
+    }
+    if claim.success {
+        Verdict::AcceptLate {
+            revokes_current: part.state == State::Running,
+        }
+    } else {
+        Verdict::RecordOnly
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(state: State, attempt: u32, held: bool) -> PartNow {
+        PartNow {
+            state,
+            attempt,
+            held_by_submitter: held,
+        }
+    }
+
+    fn claim(attempt: u32, success: bool) -> Claim {
+        Claim {
+            attempt,
+            was_leased_to_submitter: true,
+            already_recorded: false,
+            success,
+        }
+    }
+
+    #[test]
+    fn current_attempt_applies() {
+        let p = part(State::Running, 1, true);
+        assert_eq!(judge(p, claim(1, true)), Verdict::Apply);
+        assert_eq!(judge(p, claim(1, false)), Verdict::Apply);
+    }
+
+    #[test]
+    fn never_leased_is_refused() {
+        let p = part(State::Running, 1, false);
+        let mut c = claim(1, true);
+        c.was_leased_to_submitter = false;
+        assert_eq!(judge(p, c), Verdict::NotLeased);
+        assert_eq!(judge(p, claim(2, true)), Verdict::NotLeased);
+        assert_eq!(judge(p, claim(0, true)), Verdict::NotLeased);
+    }
+
+    #[test]
+    fn late_success_is_accepted_once_and_revokes() {
+        // B held attempt 1, expired; A holds attempt 2.
+        let p = part(State::Running, 2, false);
+        assert_eq!(
+            judge(p, claim(1, true)),
+            Verdict::AcceptLate {
+                revokes_current: true
+            }
+        );
+        // Expired and not leased again yet.
+        let p = part(State::Waiting, 1, false);
+        assert_eq!(
+            judge(p, claim(1, true)),
+            Verdict::AcceptLate {
+                revokes_current: false
+            }
+        );
+        // The same result again.
+        let mut again = claim(1, true);
+        again.already_recorded = true;
+        assert_eq!(
+            judge(part(State::Finished, 2, false), again),
+            Verdict::Duplicate
+        );
+    }
+
+    #[test]
+    fn revoked_holder_gets_duplicate() {
+        // A's result for attempt 2 after B's late result finished the part.
+        assert_eq!(
+            judge(part(State::Finished, 2, false), claim(2, true)),
+            Verdict::Duplicate
+        );
+    }
+
+    #[test]
+    fn late_failure_changes_nothing() {
+        assert_eq!(
+            judge(part(State::Running, 2, false), claim(1, false)),
+            Verdict::RecordOnly
+        );
+        assert_eq!(
+            judge(part(State::Waiting, 1, false), claim(1, false)),
+            Verdict::RecordOnly
+        );
+    }
+
+    #[test]
+    fn canceled_or_failed_parts_only_record() {
+        assert_eq!(
+            judge(part(State::Canceled, 1, false), claim(1, true)),
+            Verdict::RecordOnly
+        );
+        assert_eq!(
+            judge(part(State::Failed, 3, false), claim(3, true)),
+            Verdict::RecordOnly
+        );
+    }
+}

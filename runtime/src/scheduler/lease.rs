@@ -1,0 +1,153 @@
+//! Leases handed to agents, and what agents send back: heartbeats, progress and
+//! results.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ExecMode, NewPart, TaskGrants};
+
+/// A lease: the part an agent now owns, with everything needed to run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The part.
+    pub part_id: i64,
+    /// Its run.
+    pub run_id: i64,
+    /// The task.
+    pub task_id: i64,
+    /// The fencing token: the result must name it.
+    pub attempt: u32,
+    /// When the lease ends unless a heartbeat extends it.
+    pub expires_at: DateTime<Utc>,
+    /// The plugin name.
+    pub plugin: String,
+    /// The plugin module to execute.
+    pub plugin_sha256: String,
+    /// Task parameters (JSON).
+    pub params: serde_json::Value,
+    /// Task secrets (JSON). Only ever sent to the owning agent.
+    pub secrets: serde_json::Value,
+    /// The part as `split` made it.
+    pub part: NewPart,
+    /// Execution deadline in milliseconds.
+    pub timeout_ms: u64,
+    /// Pooled or dedicated.
+    pub mode: ExecMode,
+    /// Capabilities granted beyond the part's targets.
+    pub grants: TaskGrants,
+}
+
+/// A lease as an agent names it: part and attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The part.
+    pub part_id: i64,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// How an execution ended, as the agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    /// The plugin returned its output.
+    Finished,
+    /// The plugin returned an error, trapped or exceeded a limit.
+    Failed,
+    /// The fuel budget or the deadline ended it.
+    Timeout,
+    /// It was canceled on the agent.
+    Canceled,
+}
+
+impl ResultStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Finished => "finished",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Timeout => "timeout",
+            ResultStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "finished" => Some(ResultStatus::Finished),
+            "failed" => Some(ResultStatus::Failed),
+            "timeout" => Some(ResultStatus::Timeout),
+            "canceled" => Some(ResultStatus::Canceled),
+            _ => None,
+        }
+    }
+}
+
+/// A result sent by an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The part.
+    pub part_id: i64,
+    /// The attempt it ran (the lease's fencing token).
+    pub attempt: u32,
+    /// How it ended.
+    pub status: ResultStatus,
+    /// The plugin's output (JSON), when finished.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// Why it did not finish.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Records the plugin emitted, in order.
+    #[serde(default)]
+    pub emitted: Vec<serde_json::Value>,
+    /// Log lines of the execution.
+    #[serde(default)]
+    pub logs: Vec<serde_json::Value>,
+    /// When the execution started on the agent.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// How long it ran, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// What the store did with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultAck {
+    /// Applied to the current attempt: the part finished, or will be retried, or failed.
+    Applied,
+    /// A late result accepted: the part finished; a newer lease was revoked.
+    AcceptedLate,
+    /// Already known: nothing changed.
+    Duplicate,
+    /// Kept for the record (late failure, canceled run); nothing changed.
+    Recorded,
+}
+
+/// A stored result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResult {
+    /// Its run.
+    pub run_id: i64,
+    /// The agent that sent it.
+    pub agent: String,
+    /// What the agent sent (part and attempt included).
+    #[serde(flatten)]
+    pub submission: Submission,
+    /// Whether it changed the part (`false`: recorded only).
+    pub applied: bool,
+    /// When the server received it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a heartbeat answers: leases the agent must stop (revoked, canceled,
+/// expired and given to another agent).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// Leases extended.
+    pub extended: Vec<LeaseRef>,
+    /// Leases no longer valid: stop working on them.
+    pub revoked: Vec<LeaseRef>,
+}

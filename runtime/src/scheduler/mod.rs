@@ -1,0 +1,67 @@
+//! The scheduler: tasks, runs, job parts and the leases that hand parts to agents.
+//!
+//! # What it owns
+//!
+//! An admin defines a [`TaskSpec`]. A run of the task snapshots the definition,
+//! its secrets and the sha256 of the plugin module at that moment ([`NewRun`]):
+//! editing the task or uploading a new plugin version later changes no run
+//! already created. The plugin's `split` cuts the run into [`Part`]s (through
+//! the injected [`Splitter`]), and agents lease them one at a time.
+//!
+//! # The state machine
+//!
+//! Runs and parts move through [`State`]s; [`State::check`] holds the one table
+//! of legal transitions and every backend routes each change through it.
+//!
+//! # Leasing
+//!
+//! `lease(agent)` hands out the best waiting part the agent may take (order in
+//! [`priority`], who may take what in [`targeting`]) and sets owner, attempt + 1
+//! and expiry = now + the task's timeout + [`LEASE_GRACE`]. Heartbeats extend
+//! the leases the agent still works on. A lease past its expiry is a timed-out
+//! attempt: the part waits again with exponential backoff ([`retry`]) until its
+//! retries are spent, then fails.
+//!
+//! # The fencing rule
+//!
+//! The attempt number is a fencing token: a result names its attempt and
+//! [`fencing::judge`] decides what it may change. A late success from an agent
+//! that was cut off is accepted once if the part is not finished and revokes the
+//! newer lease; nothing is ever applied twice or overwrites a newer result.
+//!
+//! # Time
+//!
+//! Every timestamp comes from the injected [`Clock`], so expiry, backoff and
+//! recurrence are tested by moving a [`ManualClock`].
+
+mod agent;
+mod clock;
+mod event;
+pub mod fencing;
+mod lease;
+pub mod priority;
+pub mod recurrence;
+pub mod retry;
+mod run;
+mod service;
+mod state;
+pub mod targeting;
+mod task;
+
+pub use agent::{Agent, AgentRegistration};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::Event;
+pub use lease::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultStatus, StoredResult, Submission};
+pub use priority::{FORCED_RANK, Priority};
+pub use recurrence::Frequency;
+pub use run::{NewPart, NewRun, Part, Run, RunCause};
+pub use service::{Scheduler, SchedulerError, Splitter, TickReport, WorkSignal};
+pub use state::{Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
+pub use task::{ExecMode, Targeting, Task, TaskGrants, TaskSpec};
+
+use std::time::Duration;
+
+/// Added to a task's timeout to make a lease's lifetime: covers the agent's
+/// start-up of the execution and the trip of its result back to the server, so
+/// a part that finishes just in time is not regenerated.
+pub const LEASE_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,127 @@
+//! Runs and their job parts, as stored and as listed.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{PartCounts, State, TaskSpec};
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunCause {
+    /// Created by the task's frequency.
+    Scheduled,
+    /// Forced by an admin: leased before every other priority.
+    Forced,
+    /// A re-run of an earlier run (all parts or only the failed ones).
+    Rerun,
+}
+
+impl RunCause {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunCause::Scheduled => "scheduled",
+            RunCause::Forced => "forced",
+            RunCause::Rerun => "rerun",
+        }
+    }
+
+    /// Parse the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "scheduled" => Some(RunCause::Scheduled),
+            "forced" => Some(RunCause::Forced),
+            "rerun" => Some(RunCause::Rerun),
+            _ => None,
+        }
+    }
+}
+
+/// A run to create: the snapshot of its task and plugin.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The task.
+    pub task_id: i64,
+    /// The task definition at this moment (later edits do not change the run).
+    pub spec: TaskSpec,
+    /// The task secrets at this moment (JSON object).
+    pub secrets: serde_json::Value,
+    /// The plugin module the run executes, fixed for its whole life.
+    pub plugin_sha256: String,
+    /// Why.
+    pub cause: RunCause,
+    /// For a re-run, the run it repeats.
+    pub rerun_of: Option<i64>,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Its id.
+    pub id: i64,
+    /// The task it belongs to.
+    pub task_id: i64,
+    /// The task definition snapshotted at creation.
+    pub spec: TaskSpec,
+    /// The plugin module it executes.
+    pub plugin_sha256: String,
+    /// Its state.
+    pub state: State,
+    /// Why it exists.
+    pub cause: RunCause,
+    /// For a re-run, the run it repeats.
+    pub rerun_of: Option<i64>,
+    /// Why it failed, when `split` failed.
+    pub error: Option<String>,
+    /// Its parts by state.
+    pub parts: PartCounts,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// When it reached a terminal state.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// A part to store, as `split` made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPart {
+    /// Label shown in listings.
+    pub label: String,
+    /// Addresses, blocks, ranges or host names the work touches.
+    pub targets: Vec<String>,
+    /// The plugin's description of the work (JSON text).
+    pub payload: String,
+}
+
+/// A stored part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// Its id.
+    pub id: i64,
+    /// Its run.
+    pub run_id: i64,
+    /// Its position in the run (split order).
+    pub seq: i64,
+    /// Label.
+    pub label: String,
+    /// Targets.
+    pub targets: Vec<String>,
+    /// Payload (JSON text).
+    pub payload: String,
+    /// State.
+    pub state: State,
+    /// Attempts so far (the current lease's fencing token).
+    pub attempt: u32,
+    /// The agent holding the current lease.
+    pub owner: Option<String>,
+    /// The only agent that may take it (`each_agent` targeting).
+    pub pinned_agent: Option<String>,
+    /// When the current lease expires.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Not leased before this time (backoff after a failed attempt).
+    pub available_at: DateTime<Utc>,
+    /// Progress reported by the agent: done of total.
+    pub progress: Option<(u64, u64)>,
+    /// The last error (failed attempt, expiry).
+    pub error: Option<String>,
+}

@@ -1,0 +1,453 @@
+//! [`Scheduler`]: the operations the API and the in-process agent call, on top
+//! of a [`Store`], a [`Clock`] and a [`Splitter`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use super::{
+    Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ResultAck, Run, RunCause,
+    State, Submission, Task, TaskSpec, targeting,
+};
+use crate::store::{Recurrence, Store, StoreError};
+
+/// Cuts a run into parts: the plugin's `split`, run by the daemon's engine. The
+/// scheduler only takes the parts as data.
+#[async_trait]
+pub trait Splitter: Send + Sync + 'static {
+    /// The parts of a run of `plugin_sha256` with `params`, or why there are none.
+    async fn split(
+        &self,
+        plugin_sha256: &str,
+        params: &serde_json::Value,
+    ) -> Result<Vec<NewPart>, String>;
+}
+
+/// Why a scheduler operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The task definition is not valid.
+    #[error("invalid task: {0}")]
+    InvalidTask(String),
+    /// No plugin of that name was uploaded.
+    #[error("unknown plugin {0:?}: upload it first")]
+    UnknownPlugin(String),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A scheduler operation's result.
+pub type SchedulerResult<T> = Result<T, SchedulerError>;
+
+/// Wakes agents waiting for work (long-polls): bumped whenever parts become
+/// leasable (a new run, a resume, a re-run, a retried part).
+#[derive(Debug, Clone)]
+pub struct WorkSignal {
+    tx: Arc<watch::Sender<u64>>,
+}
+
+impl WorkSignal {
+    fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Say that there may be new work.
+    pub fn notify(&self) {
+        self.tx.send_modify(|generation| *generation += 1);
+    }
+
+    /// A receiver whose `changed()` resolves at the next [`notify`](Self::notify).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+}
+
+/// What one [`Scheduler::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Leases that expired.
+    pub expired: Vec<LeaseRef>,
+    /// Runs created by recurrence.
+    pub scheduled: Vec<i64>,
+    /// Due tasks held back because their previous run is still active.
+    pub held_back: Vec<i64>,
+    /// Runs left in Created by an interrupted split, split now.
+    pub resplit: Vec<i64>,
+}
+
+/// A Created run older than this is split by the sweep (its creator died or its
+/// split was interrupted); younger ones are being split by whoever made them.
+const STALE_SPLIT: TimeDelta = TimeDelta::seconds(30);
+
+/// The scheduler. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    splitter: Arc<dyn Splitter>,
+    work: WorkSignal,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, reading time from `clock`, splitting runs with
+    /// `splitter`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, splitter: Arc<dyn Splitter>) -> Self {
+        Self {
+            store,
+            clock,
+            splitter,
+            work: WorkSignal::new(),
+        }
+    }
+
+    /// The store, for reads (listings, results, events).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Now, by the scheduler's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The signal that wakes agents waiting for work.
+    pub fn work_signal(&self) -> &WorkSignal {
+        &self.work
+    }
+
+    // ---- tasks ---------------------------------------------------------------
+
+    async fn check_spec(&self, spec: &TaskSpec) -> SchedulerResult<()> {
+        spec.validate().map_err(SchedulerError::InvalidTask)?;
+        if self.store.latest_plugin(&spec.plugin).await?.is_none() {
+            return Err(SchedulerError::UnknownPlugin(spec.plugin.clone()));
+        }
+        Ok(())
+    }
+
+    /// Create a task; its first run is created by the next [`tick`](Self::tick)
+    /// once due (at once for `once` and `every`).
+    pub async fn create_task(
+        &self,
+        spec: &TaskSpec,
+        secrets: &serde_json::Value,
+    ) -> SchedulerResult<Task> {
+        self.check_spec(spec).await?;
+        if !secrets.is_object() {
+            return Err(SchedulerError::InvalidTask(
+                "secrets must be a JSON object".into(),
+            ));
+        }
+        let now = self.now();
+        let first = spec
+            .frequency
+            .first(now)
+            .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
+        Ok(self.store.create_task(spec, secrets, first, now).await?)
+    }
+
+    /// Replace a task's definition (secrets too, when given). Runs already
+    /// created keep their snapshot. A changed frequency restarts the schedule.
+    pub async fn update_task(
+        &self,
+        id: i64,
+        spec: &TaskSpec,
+        secrets: Option<&serde_json::Value>,
+    ) -> SchedulerResult<Task> {
+        self.check_spec(spec).await?;
+        if secrets.is_some_and(|s| !s.is_object()) {
+            return Err(SchedulerError::InvalidTask(
+                "secrets must be a JSON object".into(),
+            ));
+        }
+        let old = self.store.task(id).await?.ok_or(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        })?;
+        let now = self.now();
+        let next = if old.spec.frequency == spec.frequency {
+            old.next_run_at
+        } else {
+            spec.frequency
+                .first(now)
+                .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?
+        };
+        Ok(self.store.update_task(id, spec, secrets, next, now).await?)
+    }
+
+    async fn snapshot(&self, task: &Task, cause: RunCause) -> SchedulerResult<NewRun> {
+        let plugin = self
+            .store
+            .latest_plugin(&task.spec.plugin)
+            .await?
+            .ok_or_else(|| SchedulerError::UnknownPlugin(task.spec.plugin.clone()))?;
+        Ok(NewRun {
+            task_id: task.id,
+            spec: task.spec.clone(),
+            secrets: self.store.task_secrets(task.id).await?,
+            plugin_sha256: plugin.sha256,
+            cause,
+            rerun_of: None,
+        })
+    }
+
+    async fn task(&self, id: i64) -> SchedulerResult<Task> {
+        Ok(self.store.task(id).await?.ok_or(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        })?)
+    }
+
+    async fn run(&self, id: i64) -> SchedulerResult<Run> {
+        Ok(self.store.run(id).await?.ok_or(StoreError::NotFound {
+            what: "run",
+            id: id.to_string(),
+        })?)
+    }
+
+    // ---- runs ----------------------------------------------------------------
+
+    /// Split a Created run and store its parts (or fail it with the split's
+    /// error), then wake the agents.
+    pub async fn split_run(&self, run: &Run) -> SchedulerResult<Run> {
+        let split = self
+            .splitter
+            .split(&run.plugin_sha256, &run.spec.params)
+            .await;
+        let now = self.now();
+        let stored = match split {
+            Ok(parts) => self.store.add_parts(run.id, &parts, now).await?,
+            Err(error) => {
+                let message = format!("split failed: {error}");
+                self.store.fail_run(run.id, &message, now).await?
+            }
+        };
+        self.work.notify();
+        Ok(stored)
+    }
+
+    /// Force a run of a task now, above every priority, and wake the agents.
+    pub async fn force_run(&self, task_id: i64) -> SchedulerResult<Run> {
+        let task = self.task(task_id).await?;
+        let new = self.snapshot(&task, RunCause::Forced).await?;
+        let run = self.store.create_run(&new, self.now()).await?;
+        self.split_run(&run).await
+    }
+
+    /// Run a run again with the same snapshot (definition, secrets, plugin
+    /// module): all its parts, or only those that failed or were canceled.
+    ///
+    /// For an `each_agent` run, a failed-only re-run repeats the failed parts on
+    /// the agents where a copy failed.
+    pub async fn rerun(&self, run_id: i64, failed_only: bool) -> SchedulerResult<Run> {
+        let old = self.run(run_id).await?;
+        let all = self.store.parts(run_id).await?;
+        let selected: Vec<&Part> = all
+            .iter()
+            .filter(|p| !failed_only || matches!(p.state, State::Failed | State::Canceled))
+            .collect();
+        if failed_only && selected.is_empty() {
+            return Err(SchedulerError::InvalidTask(format!(
+                "run {run_id} has no failed parts to re-run"
+            )));
+        }
+        let mut spec = old.spec.clone();
+        if spec.targeting.each_agent && failed_only {
+            let failed_on: Vec<&String> = selected
+                .iter()
+                .filter_map(|p| p.pinned_agent.as_ref())
+                .collect();
+            spec.targeting.agents.retain(|a| failed_on.contains(&a));
+        }
+        // `each_agent` copies of one split part share `seq / copies`.
+        let copies = if old.spec.targeting.each_agent {
+            old.spec.targeting.agents.len().max(1) as i64
+        } else {
+            1
+        };
+        let mut parts: Vec<NewPart> = Vec::new();
+        let mut last_original = None;
+        for p in selected {
+            let original = p.seq / copies;
+            if last_original == Some(original) {
+                continue;
+            }
+            last_original = Some(original);
+            parts.push(NewPart {
+                label: p.label.clone(),
+                targets: p.targets.clone(),
+                payload: p.payload.clone(),
+            });
+        }
+        let new = NewRun {
+            task_id: old.task_id,
+            spec,
+            secrets: self.store.run_secrets(run_id).await?,
+            plugin_sha256: old.plugin_sha256.clone(),
+            cause: RunCause::Rerun,
+            rerun_of: Some(run_id),
+        };
+        let now = self.now();
+        let run = self.store.create_run(&new, now).await?;
+        let run = self.store.add_parts(run.id, &parts, now).await?;
+        self.work.notify();
+        Ok(run)
+    }
+
+    /// Suspend a run: its waiting parts are not leased until resumed.
+    pub async fn suspend(&self, run_id: i64) -> SchedulerResult<Run> {
+        Ok(self.store.suspend_run(run_id, self.now()).await?)
+    }
+
+    /// Resume a suspended run and wake the agents.
+    pub async fn resume(&self, run_id: i64) -> SchedulerResult<Run> {
+        let run = self.store.resume_run(run_id, self.now()).await?;
+        self.work.notify();
+        Ok(run)
+    }
+
+    /// Cancel a run: open parts canceled, leases revoked.
+    pub async fn cancel(&self, run_id: i64) -> SchedulerResult<Run> {
+        Ok(self.store.cancel_run(run_id, self.now()).await?)
+    }
+
+    /// Waiting parts of a run that no registered agent may take (wrong
+    /// networks, unknown agent names, no agent accepting the plugin).
+    pub async fn unassignable_parts(&self, run_id: i64) -> SchedulerResult<Vec<Part>> {
+        let run = self.run(run_id).await?;
+        let agents = self.store.agents().await?;
+        let parts = self.store.parts(run_id).await?;
+        Ok(parts
+            .into_iter()
+            .filter(|p| p.state == State::Waiting || p.state == State::Suspended)
+            .filter(|p| !agents.iter().any(|a| agent_may_take(a, &run, p)))
+            .collect())
+    }
+
+    // ---- agents --------------------------------------------------------------
+
+    /// Lease the best part `agent` may take, or `None`.
+    pub async fn lease(&self, agent: &Agent) -> SchedulerResult<Option<Lease>> {
+        Ok(self.store.lease(agent, self.now()).await?)
+    }
+
+    /// Extend the leases the agent still works on.
+    pub async fn heartbeat(
+        &self,
+        agent: &Agent,
+        held: &[LeaseRef],
+    ) -> SchedulerResult<HeartbeatAck> {
+        Ok(self.store.heartbeat(agent, held, self.now()).await?)
+    }
+
+    /// Store progress of a leased part.
+    pub async fn progress(
+        &self,
+        agent: &Agent,
+        lease: LeaseRef,
+        done: u64,
+        total: u64,
+    ) -> SchedulerResult<()> {
+        Ok(self
+            .store
+            .progress(agent, lease, done, total, self.now())
+            .await?)
+    }
+
+    /// Apply a result under the fencing rule. A retried part wakes the agents.
+    pub async fn submit(&self, agent: &Agent, result: &Submission) -> SchedulerResult<ResultAck> {
+        let ack = self.store.submit(agent, result, self.now()).await?;
+        if ack == ResultAck::Applied && result.status != super::ResultStatus::Finished {
+            self.work.notify();
+        }
+        Ok(ack)
+    }
+
+    // ---- the sweep -----------------------------------------------------------
+
+    /// One pass of the background sweep, in order:
+    ///
+    /// 1. expire leases past their expiry (parts retry with backoff or fail);
+    /// 2. create the runs of due recurring tasks: one run per due task however
+    ///    many occurrences were missed, held back while the previous run is
+    ///    active unless the task allows overlap; the claim is a compare-and-set
+    ///    on the task's next run time, so one daemon wins each occurrence;
+    /// 3. split runs left in Created by an interrupted split.
+    pub async fn tick(&self) -> SchedulerResult<TickReport> {
+        let mut report = TickReport::default();
+        let now = self.now();
+
+        report.expired = self.store.expire_leases(now).await?;
+        if !report.expired.is_empty() {
+            self.work.notify();
+        }
+
+        for task in self.store.due_tasks(now).await? {
+            let Some(due) = task.next_run_at else {
+                continue;
+            };
+            if !task.spec.allow_overlap && !self.store.active_runs(task.id).await?.is_empty() {
+                report.held_back.push(task.id);
+                continue;
+            }
+            let next = task
+                .spec
+                .frequency
+                .after(due, now)
+                .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
+            let new = match self.snapshot(&task, RunCause::Scheduled).await {
+                Ok(new) => new,
+                Err(SchedulerError::UnknownPlugin(name)) => {
+                    tracing::warn!(task = task.id, plugin = %name, "due task skipped: plugin missing");
+                    self.store.set_next_run(task.id, Some(due), next).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let recurrence = Recurrence {
+                task_id: task.id,
+                due,
+                next,
+            };
+            if let Some(run) = self.store.claim_recurrence(&recurrence, &new, now).await? {
+                report.scheduled.push(run.id);
+                self.split_run(&run).await?;
+            }
+        }
+
+        for run in self.store.created_runs().await? {
+            if now - run.created_at < STALE_SPLIT {
+                continue;
+            }
+            match self.split_run(&run).await {
+                Ok(_) => report.resplit.push(run.id),
+                // Another daemon split it meanwhile.
+                Err(SchedulerError::Store(StoreError::Invalid(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Whether `agent` may take `part` of `run` (the same rule as the leasing query).
+pub fn agent_may_take(agent: &Agent, run: &Run, part: &Part) -> bool {
+    if !agent.accepts(&run.spec.plugin) {
+        return false;
+    }
+    let name = &agent.registration.name;
+    if let Some(pinned) = &part.pinned_agent {
+        return pinned == name;
+    }
+    if !run.spec.targeting.agents.is_empty() {
+        return run.spec.targeting.agents.contains(name);
+    }
+    targeting::networks_cover(
+        &agent.registration.networks,
+        targeting::span_of_targets(&part.targets),
+    )
+}

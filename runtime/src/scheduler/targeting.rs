@@ -1,0 +1,162 @@
+//! Which agent may take which part.
+//!
+//! A task targets either an explicit list of agents (by name) or, automatically,
+//! the agents whose networks hold the part's targets. For automatic targeting a
+//! part's targets (addresses, CIDR blocks, `a-b` ranges) are folded into the one
+//! address span that covers them; an agent may take the part when one of its
+//! networks contains that whole span. A part with no address targets (none at
+//! all, or host names, which resolve anywhere) may be taken by any agent.
+//!
+//! Addresses are compared as 128-bit numbers, IPv4 as IPv4-mapped IPv6, and
+//! stored as fixed-width hex text, so `lo <= x AND x <= hi` works as plain text
+//! comparison in every SQL dialect and can use an index.
+
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// A closed span of addresses `[lo, hi]` as 128-bit numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressSpan {
+    /// The first address.
+    pub lo: u128,
+    /// The last address.
+    pub hi: u128,
+}
+
+impl AddressSpan {
+    /// The span of a network, e.g. `10.0.0.0/24`.
+    pub fn of_net(net: &IpNet) -> Self {
+        Self {
+            lo: to_u128(net.network()),
+            hi: to_u128(net.broadcast()),
+        }
+    }
+
+    /// Whether `other` lies entirely inside this span.
+    pub fn contains(&self, other: &AddressSpan) -> bool {
+        self.lo <= other.lo && other.hi <= self.hi
+    }
+
+    /// `lo` as 32 lowercase hex digits (the stored form).
+    pub fn lo_hex(&self) -> String {
+        format!("{:032x}", self.lo)
+    }
+
+    /// `hi` as 32 lowercase hex digits (the stored form).
+    pub fn hi_hex(&self) -> String {
+        format!("{:032x}", self.hi)
+    }
+
+    fn union(self, other: AddressSpan) -> AddressSpan {
+        AddressSpan {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+}
+
+fn to_u128(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// Parse one target into a span, or `None` when it is not an address form
+/// (a host name, with or without a port).
+pub fn parse_target(target: &str) -> Option<AddressSpan> {
+    let target = target.trim();
+    if let Ok(addr) = target.parse::<IpAddr>() {
+        let x = to_u128(addr);
+        return Some(AddressSpan { lo: x, hi: x });
+    }
+    if let Ok(net) = target.parse::<IpNet>() {
+        return Some(AddressSpan::of_net(&net.trunc()));
+    }
+    if let Some((a, b)) = target.split_once('-')
+        && let (Ok(a), Ok(b)) = (a.trim().parse::<IpAddr>(), b.trim().parse::<IpAddr>())
+        && a.is_ipv4() == b.is_ipv4()
+    {
+        let (a, b) = (to_u128(a), to_u128(b));
+        return Some(AddressSpan {
+            lo: a.min(b),
+            hi: a.max(b),
+        });
+    }
+    // `address:port` and `[v6]:port`.
+    if let Ok(sock) = target.parse::<std::net::SocketAddr>() {
+        let x = to_u128(sock.ip());
+        return Some(AddressSpan { lo: x, hi: x });
+    }
+    None
+}
+
+/// The span covering every address target of a part, or `None` when the part
+/// has no address target (any agent may take it).
+pub fn span_of_targets<S: AsRef<str>>(targets: &[S]) -> Option<AddressSpan> {
+    targets
+        .iter()
+        .filter_map(|t| parse_target(t.as_ref()))
+        .reduce(AddressSpan::union)
+}
+
+/// Whether an agent with `networks` may take a part whose targets span `span`.
+pub fn networks_cover(networks: &[IpNet], span: Option<AddressSpan>) -> bool {
+    match span {
+        None => true,
+        Some(span) => networks
+            .iter()
+            .any(|net| AddressSpan::of_net(&net.trunc()).contains(&span)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn address_forms() {
+        let one = parse_target("192.168.0.7").unwrap();
+        assert_eq!(one.lo, one.hi);
+        let block = parse_target("192.168.0.0/28").unwrap();
+        assert_eq!(block.hi - block.lo, 15);
+        let range = parse_target("10.0.0.9 - 10.0.0.1").unwrap();
+        assert_eq!(range.hi - range.lo, 8);
+        assert_eq!(parse_target("127.0.0.1:8443"), parse_target("127.0.0.1"));
+        assert!(parse_target("esx1.example.org").is_none());
+        assert!(parse_target("esx1.example.org:443").is_none());
+        assert!(parse_target("10.0.0.1-::1").is_none());
+    }
+
+    #[test]
+    fn part_goes_to_the_agent_whose_network_holds_it() {
+        let part = span_of_targets(&["192.168.0.16/28"]);
+        assert!(networks_cover(&nets(&["192.168.0.0/24"]), part));
+        assert!(!networks_cover(&nets(&["10.0.0.0/8"]), part));
+        // A block straddling two networks needs one network holding all of it.
+        let wide = span_of_targets(&["192.168.0.0/23"]);
+        assert!(!networks_cover(
+            &nets(&["192.168.0.0/24", "192.168.1.0/24"]),
+            wide
+        ));
+    }
+
+    #[test]
+    fn parts_without_addresses_go_anywhere() {
+        let none: [&str; 0] = [];
+        assert!(networks_cover(&nets(&[]), span_of_targets(&none)));
+        assert!(networks_cover(&[], span_of_targets(&["esx.example.org"])));
+    }
+
+    #[test]
+    fn hex_form_orders_like_numbers() {
+        let a = parse_target("9.255.255.255").unwrap();
+        let b = parse_target("10.0.0.0").unwrap();
+        assert!(a.lo_hex() < b.lo_hex());
+        assert_eq!(a.lo_hex().len(), 32);
+    }
+}

@@ -1,0 +1,151 @@
+//! Tasks: an admin's definition of work, and the snapshot a run takes of it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Frequency, Priority};
+
+/// How a part is executed on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecMode {
+    /// Many executions share a few threads (1:N). The default.
+    #[default]
+    Pooled,
+    /// One OS thread for the execution (1:1), for heavy work.
+    Dedicated,
+}
+
+/// Which agents may take the parts of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Targeting {
+    /// Agent names. Empty: automatic, by the agents' networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+    /// Give every listed agent its own copy of every part (e.g. deploy the same
+    /// software on each machine). Needs `agents`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub each_agent: bool,
+}
+
+/// What the task grants its executions beyond the part's own targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskGrants {
+    /// Names of directories the agent's operator configured, e.g. `deploy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
+    /// Accept a self-signed TLS certificate from the part's hosts (real ESX hosts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_accept_self_signed: bool,
+}
+
+/// The definition of a task, as an admin writes it. Secrets are apart:
+/// written with the task, never listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// A unique name, e.g. `scan-office`.
+    pub name: String,
+    /// The plugin (task type) name, e.g. `netscan`.
+    pub plugin: String,
+    /// Parameters (JSON), checked against the plugin's schema.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+    /// When the task runs.
+    #[serde(default)]
+    pub frequency: Frequency,
+    /// Priority of its runs.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Which agents may take its parts.
+    #[serde(default)]
+    pub targeting: Targeting,
+    /// The longest one part may run, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Attempts beyond the first after a failure or an expired lease.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Pooled or dedicated execution.
+    #[serde(default)]
+    pub mode: ExecMode,
+    /// Start a new run while the previous one is still active.
+    #[serde(default)]
+    pub allow_overlap: bool,
+    /// Capabilities granted beyond the part's targets.
+    #[serde(default)]
+    pub grants: TaskGrants,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Five minutes: long enough for a block of a network scan, short enough that a
+/// vanished agent's part comes back the same hour.
+pub const DEFAULT_TIMEOUT_MS: u64 = 300_000;
+
+/// Two retries: a part is tried three times before it fails.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
+}
+
+impl TaskSpec {
+    /// A task of `plugin` named `name` with every other field at its default.
+    pub fn new(name: &str, plugin: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            plugin: plugin.to_string(),
+            params: empty_object(),
+            frequency: Frequency::default(),
+            priority: Priority::default(),
+            targeting: Targeting::default(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            retries: DEFAULT_RETRIES,
+            mode: ExecMode::default(),
+            allow_overlap: false,
+            grants: TaskGrants::default(),
+        }
+    }
+
+    /// Check what can be checked without the plugin: name, timeout, frequency,
+    /// targeting. (The parameters are checked against the plugin's schema by the
+    /// caller that knows the plugin.)
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.len() > 128 {
+            return Err("task name must be 1 to 128 characters".into());
+        }
+        if self.plugin.trim().is_empty() {
+            return Err("plugin name is empty".into());
+        }
+        if self.timeout_ms == 0 {
+            return Err("timeout_ms must be at least 1".into());
+        }
+        if self.targeting.each_agent && self.targeting.agents.is_empty() {
+            return Err("targeting.each_agent needs a list of agents".into());
+        }
+        self.frequency.validate().map_err(|e| e.to_string())
+    }
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id.
+    pub id: i64,
+    /// Its definition.
+    pub spec: TaskSpec,
+    /// When the recurrence sweep creates its next run, if ever.
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether secrets are set (their values are never read back).
+    pub has_secrets: bool,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last edit.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}

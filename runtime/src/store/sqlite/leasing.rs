@@ -1,0 +1,281 @@
+//! Leasing, heartbeats, progress and lease expiry in SQLite.
+//!
+//! The leasing query walks the `parts_to_lease` index in leasing order (rank,
+//! oldest run, split order) and stops at the first part the agent may take:
+//! pinned to it or to nobody; its run targets it by name, or targets
+//! automatically and one of its networks holds the part's address span; the
+//! agent accepts the plugin; and the agent holds no other part of that run.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{from_ms, ms, transition};
+use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, TaskSpec, retry};
+use crate::store::{StoreError, StoreResult};
+
+const PICK: &str = "\
+SELECT p.id, p.run_id, p.attempt, r.lease_ttl_ms FROM parts p JOIN runs r ON r.id = p.run_id
+WHERE p.state = 'waiting' AND p.available_at <= ?1
+  AND (p.pinned_agent IS NULL OR p.pinned_agent = ?2)
+  AND (r.explicit_agents = 0
+       OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = p.run_id AND ra.agent_name = ?2))
+  AND (?3 OR r.plugin IN (SELECT value FROM json_each(?4)))
+  AND (p.span_lo IS NULL OR r.explicit_agents = 1
+       OR EXISTS (SELECT 1 FROM agent_networks n
+                  WHERE n.agent_id = ?5 AND n.lo <= p.span_lo AND p.span_hi <= n.hi))
+  AND p.run_id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = ?2)
+ORDER BY p.rank, p.run_id, p.seq
+LIMIT 1";
+
+async fn touch_agent(
+    conn: &mut SqliteConnection,
+    agent: &Agent,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
+        .bind(ms(now))
+        .bind(agent.id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn lease(
+    pool: &SqlitePool,
+    agent: &Agent,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Lease>> {
+    let mut tx = pool.begin().await?;
+    touch_agent(&mut tx, agent, now).await?;
+    let name = &agent.registration.name;
+    let plugins = serde_json::to_string(&agent.registration.plugins).expect("names serialize");
+    let picked = sqlx::query(PICK)
+        .bind(ms(now))
+        .bind(name)
+        .bind(agent.registration.plugins.is_empty())
+        .bind(plugins)
+        .bind(agent.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = picked else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    let part_id: i64 = row.try_get("id")?;
+    let run_id: i64 = row.try_get("run_id")?;
+    let attempt = row.try_get::<i64, _>("attempt")? as u32 + 1;
+    let expires_at = now + TimeDelta::milliseconds(row.try_get("lease_ttl_ms")?);
+    let detail = serde_json::json!({ "agent": name, "attempt": attempt });
+    transition::move_part(
+        &mut tx,
+        run_id,
+        part_id,
+        State::Waiting,
+        State::Running,
+        now,
+        detail,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE parts SET attempt = ?, owner = ?, lease_expires_at = ?, progress_done = NULL, \
+         progress_total = NULL WHERE id = ?",
+    )
+    .bind(i64::from(attempt))
+    .bind(name)
+    .bind(ms(expires_at))
+    .bind(part_id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?, ?, ?, ?)")
+        .bind(part_id)
+        .bind(i64::from(attempt))
+        .bind(name)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+    let row = sqlx::query(
+        "SELECT r.task_id, r.spec, r.secrets, r.plugin_sha256, p.label, p.targets, p.payload \
+         FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?",
+    )
+    .bind(part_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let spec: TaskSpec = parse(&row, "spec")?;
+    let lease = Lease {
+        part_id,
+        run_id,
+        task_id: row.try_get("task_id")?,
+        attempt,
+        expires_at,
+        plugin: spec.plugin.clone(),
+        plugin_sha256: row.try_get("plugin_sha256")?,
+        params: spec.params.clone(),
+        secrets: parse(&row, "secrets")?,
+        part: NewPart {
+            label: row.try_get("label")?,
+            targets: parse(&row, "targets")?,
+            payload: row.try_get("payload")?,
+        },
+        timeout_ms: spec.timeout_ms,
+        mode: spec.mode,
+        grants: spec.grants,
+    };
+    tx.commit().await?;
+    Ok(Some(lease))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    row: &sqlx::sqlite::SqliteRow,
+    column: &str,
+) -> StoreResult<T> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// The part's run, state, attempt and owner.
+async fn lease_state(
+    conn: &mut SqliteConnection,
+    part_id: i64,
+) -> StoreResult<Option<(i64, State, u32, Option<String>, i64)>> {
+    let row = sqlx::query(
+        "SELECT p.run_id, p.state, p.attempt, p.owner, r.lease_ttl_ms \
+         FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?",
+    )
+    .bind(part_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    let state = state
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+    Ok(Some((
+        row.try_get("run_id")?,
+        state,
+        row.try_get::<i64, _>("attempt")? as u32,
+        row.try_get("owner")?,
+        row.try_get("lease_ttl_ms")?,
+    )))
+}
+
+fn holds(
+    state: State,
+    attempt: u32,
+    owner: &Option<String>,
+    agent: &Agent,
+    lease: LeaseRef,
+) -> bool {
+    state == State::Running
+        && attempt == lease.attempt
+        && owner.as_deref() == Some(agent.registration.name.as_str())
+}
+
+pub async fn heartbeat(
+    pool: &SqlitePool,
+    agent: &Agent,
+    held: &[LeaseRef],
+    now: DateTime<Utc>,
+) -> StoreResult<HeartbeatAck> {
+    let mut tx = pool.begin().await?;
+    touch_agent(&mut tx, agent, now).await?;
+    let mut ack = HeartbeatAck::default();
+    for lease in held {
+        match lease_state(&mut tx, lease.part_id).await? {
+            Some((_, state, attempt, owner, ttl))
+                if holds(state, attempt, &owner, agent, *lease) =>
+            {
+                sqlx::query("UPDATE parts SET lease_expires_at = ? WHERE id = ?")
+                    .bind(ms(now + TimeDelta::milliseconds(ttl)))
+                    .bind(lease.part_id)
+                    .execute(&mut *tx)
+                    .await?;
+                ack.extended.push(*lease);
+            }
+            _ => ack.revoked.push(*lease),
+        }
+    }
+    tx.commit().await?;
+    Ok(ack)
+}
+
+pub async fn progress(
+    pool: &SqlitePool,
+    agent: &Agent,
+    lease: LeaseRef,
+    done: u64,
+    total: u64,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    touch_agent(&mut tx, agent, now).await?;
+    match lease_state(&mut tx, lease.part_id).await? {
+        Some((_, state, attempt, owner, _)) if holds(state, attempt, &owner, agent, lease) => {
+            sqlx::query("UPDATE parts SET progress_done = ?, progress_total = ? WHERE id = ?")
+                .bind(done.min(i64::MAX as u64) as i64)
+                .bind(total.min(i64::MAX as u64) as i64)
+                .bind(lease.part_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        _ => Err(StoreError::NotLeased {
+            part_id: lease.part_id,
+            attempt: lease.attempt,
+            agent: agent.registration.name.clone(),
+        }),
+    }
+}
+
+pub async fn expire_leases(pool: &SqlitePool, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, r.retries \
+         FROM parts p JOIN runs r ON r.id = p.run_id \
+         WHERE p.state = 'running' AND p.lease_expires_at < ? ORDER BY p.lease_expires_at",
+    )
+    .bind(ms(now))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut expired = Vec::with_capacity(rows.len());
+    for row in rows {
+        let part_id: i64 = row.try_get("id")?;
+        let run_id: i64 = row.try_get("run_id")?;
+        let attempt = row.try_get::<i64, _>("attempt")? as u32;
+        let owner: Option<String> = row.try_get("owner")?;
+        let retries = row.try_get::<i64, _>("retries")? as u32;
+        let expired_at = from_ms(row.try_get("lease_expires_at")?);
+        sqlx::query(
+            "UPDATE leases SET ended_at = ?, end_reason = 'expired' \
+             WHERE part_id = ? AND attempt = ? AND ended_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(part_id)
+        .bind(i64::from(attempt))
+        .execute(&mut *tx)
+        .await?;
+        let error = format!(
+            "attempt {attempt}: lease of agent {} expired at {expired_at}",
+            owner.as_deref().unwrap_or("?")
+        );
+        let (to, available_at) = if retry::may_retry(attempt, retries) {
+            (State::Waiting, now + retry::backoff(attempt))
+        } else {
+            (State::Failed, now)
+        };
+        let detail = serde_json::json!({ "agent": owner, "attempt": attempt, "reason": "expired" });
+        transition::move_part(&mut tx, run_id, part_id, State::Running, to, now, detail).await?;
+        sqlx::query(
+            "UPDATE parts SET owner = NULL, lease_expires_at = NULL, available_at = ?, error = ? \
+             WHERE id = ?",
+        )
+        .bind(ms(available_at))
+        .bind(&error)
+        .bind(part_id)
+        .execute(&mut *tx)
+        .await?;
+        expired.push(LeaseRef { part_id, attempt });
+    }
+    tx.commit().await?;
+    Ok(expired)
+}

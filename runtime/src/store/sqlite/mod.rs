@@ -1,0 +1,265 @@
+//! The embedded default store: one SQLite file in the data directory.
+//!
+//! - WAL journal with `synchronous = FULL`: a committed transaction (an accepted
+//!   result) is on disk before the call returns, and readers never block the
+//!   writer.
+//! - One writer connection: SQLite allows one writer at a time anyway, and a
+//!   single connection turns contention into a queue instead of `SQLITE_BUSY`
+//!   retries. Reads that are not part of a change use a small reader pool.
+//! - Versioned migrations from `runtime/migrations/sqlite/`, applied at open.
+
+mod catalog;
+mod leasing;
+mod results;
+mod rows;
+mod runs;
+mod transition;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{PluginRecord, Recurrence, Store, StoreResult};
+use crate::scheduler::{
+    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part,
+    ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
+};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "jobstack.db";
+
+/// Readers besides the one writer: enough for the API's listings on 2 cores.
+const READERS: u32 = 4;
+
+/// How long a statement waits for a lock held by another process (e.g. a backup).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) `DATABASE_FILE` in `dir` and migrate it.
+    pub async fn open_in(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            super::StoreError::Invalid(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        Self::open(&dir.join(DATABASE_FILE)).await
+    }
+
+    /// Open (creating if needed) the database file at `path` and migrate it.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Close both pools, waiting for their connections to finish.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Milliseconds since the epoch: how times are stored.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`ms`].
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
+        catalog::put_plugin(&self.writer, plugin).await
+    }
+    async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+        catalog::plugins(&self.reader).await
+    }
+    async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
+        catalog::plugin(&self.reader, sha256).await
+    }
+    async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
+        catalog::latest_plugin(&self.reader, name).await
+    }
+
+    async fn register_agent(
+        &self,
+        registration: &AgentRegistration,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Agent> {
+        catalog::register_agent(&self.writer, registration, token_hash, now).await
+    }
+    async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
+        catalog::agent_by_token(&self.reader, token_hash).await
+    }
+    async fn agents(&self) -> StoreResult<Vec<Agent>> {
+        catalog::agents(&self.reader).await
+    }
+
+    async fn create_task(
+        &self,
+        spec: &TaskSpec,
+        secrets: &serde_json::Value,
+        next_run_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        catalog::create_task(&self.writer, spec, secrets, next_run_at, now).await
+    }
+    async fn update_task(
+        &self,
+        id: i64,
+        spec: &TaskSpec,
+        secrets: Option<&serde_json::Value>,
+        next_run_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        catalog::update_task(&self.writer, id, spec, secrets, next_run_at, now).await
+    }
+    async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        catalog::task(&self.reader, id).await
+    }
+    async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
+        catalog::task_by_name(&self.reader, name).await
+    }
+    async fn tasks(&self) -> StoreResult<Vec<Task>> {
+        catalog::tasks(&self.reader).await
+    }
+    async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
+        catalog::task_secrets(&self.reader, id).await
+    }
+    async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
+        catalog::due_tasks(&self.reader, now).await
+    }
+
+    async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
+        let mut tx = self.writer.begin().await?;
+        let id = runs::insert_run(&mut tx, run, now).await?;
+        let created = runs::load_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+    async fn claim_recurrence(
+        &self,
+        recurrence: &Recurrence,
+        run: &NewRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        runs::claim_recurrence(&self.writer, recurrence, run, now).await
+    }
+    async fn set_next_run(
+        &self,
+        task_id: i64,
+        expected: Option<DateTime<Utc>>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        catalog::set_next_run(&self.writer, task_id, expected, next).await
+    }
+    async fn add_parts(
+        &self,
+        run_id: i64,
+        parts: &[NewPart],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        runs::add_parts(&self.writer, run_id, parts, now).await
+    }
+    async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::fail_run(&self.writer, run_id, error, now).await
+    }
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
+        runs::run(&self.reader, id).await
+    }
+    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
+        runs::runs(&self.reader, task_id).await
+    }
+    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
+        runs::active_runs(&self.reader, task_id).await
+    }
+    async fn created_runs(&self) -> StoreResult<Vec<Run>> {
+        runs::created_runs(&self.reader).await
+    }
+    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
+        runs::run_secrets(&self.reader, run_id).await
+    }
+    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
+        runs::parts(&self.reader, run_id).await
+    }
+    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
+        runs::part(&self.reader, part_id).await
+    }
+    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
+        results::results(&self.reader, run_id).await
+    }
+
+    async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
+        leasing::lease(&self.writer, agent, now).await
+    }
+    async fn heartbeat(
+        &self,
+        agent: &Agent,
+        held: &[LeaseRef],
+        now: DateTime<Utc>,
+    ) -> StoreResult<HeartbeatAck> {
+        leasing::heartbeat(&self.writer, agent, held, now).await
+    }
+    async fn progress(
+        &self,
+        agent: &Agent,
+        lease: LeaseRef,
+        done: u64,
+        total: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        leasing::progress(&self.writer, agent, lease, done, total, now).await
+    }
+    async fn submit(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultAck> {
+        results::submit(&self.writer, agent, result, now).await
+    }
+    async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
+        leasing::expire_leases(&self.writer, now).await
+    }
+
+    async fn suspend_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::suspend_run(&self.writer, run_id, now).await
+    }
+    async fn resume_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::resume_run(&self.writer, run_id, now).await
+    }
+    async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::cancel_run(&self.writer, run_id, now).await
+    }
+
+    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        catalog::events(&self.reader, after, limit).await
+    }
+}
