@@ -1,0 +1,209 @@
+//! The test harness: a real store with its migrations applied, a manual clock,
+//! and a splitter that takes the parts from the task parameters.
+//!
+//! Every test is an `async fn(Backend)`; [`store_tests!`] instantiates it once
+//! per store, so the SQLite and PostgreSQL backends pass one suite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use jobstack::scheduler::{
+    Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
+    Splitter, Submission, Task, TaskSpec,
+};
+use jobstack::store::{PluginRecord, SqliteStore, Store};
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// The embedded default: a fresh file in a temporary directory.
+    Sqlite,
+}
+
+/// Instantiate each named test once per backend.
+#[macro_export]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+/// Splits a run from its parameters: `{"parts": [{"label", "targets"}...]}`, or
+/// fails with `{"fail": "message"}`. Stands in for a plugin's `split`, which the
+/// scheduler only takes as data.
+pub struct ParamsSplitter;
+
+#[async_trait]
+impl Splitter for ParamsSplitter {
+    async fn split(
+        &self,
+        _plugin_sha256: &str,
+        params: &serde_json::Value,
+    ) -> Result<Vec<NewPart>, String> {
+        if let Some(message) = params["fail"].as_str() {
+            return Err(message.to_string());
+        }
+        let parts = params["parts"].as_array().cloned().unwrap_or_default();
+        Ok(parts
+            .iter()
+            .map(|p| NewPart {
+                label: p["label"].as_str().unwrap_or("part").to_string(),
+                targets: p["targets"]
+                    .as_array()
+                    .map(|t| t.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .unwrap_or_default(),
+                payload: p.to_string(),
+            })
+            .collect())
+    }
+}
+
+/// A scheduler over a fresh store.
+pub struct Harness {
+    /// The scheduler under test.
+    pub sched: Scheduler,
+    /// Its clock.
+    pub clock: ManualClock,
+    /// Its store.
+    pub store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// A scheduler over a fresh, migrated store of `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")),
+        };
+        let clock = ManualClock::fixed();
+        let sched = Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
+        Self {
+            sched,
+            clock,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// Upload a plugin `name` whose module hash is derived from `version`.
+    pub async fn plugin(&self, name: &str, version: &str) -> PluginRecord {
+        let record = PluginRecord {
+            sha256: hex::encode(Sha256::digest(format!("{name}@{version}"))),
+            name: name.to_string(),
+            version: version.to_string(),
+            manifest: serde_json::json!({ "name": name, "version": version }),
+            size: 1,
+            uploaded_at: self.sched.now(),
+        };
+        self.store.put_plugin(&record).await.expect("put plugin");
+        record
+    }
+
+    /// Register an agent with networks (CIDRs).
+    pub async fn agent(&self, name: &str, networks: &[&str]) -> Agent {
+        let registration = AgentRegistration {
+            name: name.to_string(),
+            networks: networks.iter().map(|n| n.parse().expect("CIDR")).collect(),
+            plugins: Vec::new(),
+            pooled_slots: 4,
+            dedicated_slots: 1,
+        };
+        self.store
+            .register_agent(&registration, &format!("token-of-{name}"), self.sched.now())
+            .await
+            .expect("register agent")
+    }
+
+    /// A task spec of plugin `test` (uploaded on first use) with these parts.
+    pub fn spec(&self, name: &str, parts: serde_json::Value) -> TaskSpec {
+        let mut spec = TaskSpec::new(name, "test");
+        spec.params = serde_json::json!({ "parts": parts });
+        spec.timeout_ms = 60_000;
+        spec
+    }
+
+    /// Create a task (uploading plugin `test` if needed).
+    pub async fn task(&self, spec: &TaskSpec) -> Task {
+        if self.store.latest_plugin(&spec.plugin).await.unwrap().is_none() {
+            self.plugin(&spec.plugin, "1.0.0").await;
+        }
+        self.sched
+            .create_task(spec, &serde_json::json!({ "community": "s3cret" }))
+            .await
+            .expect("create task")
+    }
+
+    /// Create a task and its first run (by the sweep), returning the run.
+    pub async fn run_of(&self, spec: &TaskSpec) -> Run {
+        let task = self.task(spec).await;
+        let report = self.sched.tick().await.expect("tick");
+        let runs = self.store.runs(Some(task.id)).await.unwrap();
+        assert_eq!(runs.len(), 1, "one run after the first tick: {report:?}");
+        runs.into_iter().next().unwrap()
+    }
+
+    /// `parts` labelled `p0`, `p1`, ... without targets.
+    pub fn labels(n: usize) -> serde_json::Value {
+        serde_json::Value::Array(
+            (0..n)
+                .map(|i| serde_json::json!({ "label": format!("p{i}") }))
+                .collect(),
+        )
+    }
+
+    /// Lease for `agent`, expecting a part; returns the lease.
+    pub async fn lease(&self, agent: &Agent) -> Lease {
+        self.sched
+            .lease(agent)
+            .await
+            .expect("lease")
+            .unwrap_or_else(|| panic!("agent {} got no part", agent.registration.name))
+    }
+
+    /// Lease for `agent`, expecting nothing.
+    pub async fn lease_none(&self, agent: &Agent) {
+        let got = self.sched.lease(agent).await.expect("lease");
+        assert!(got.is_none(), "agent {} got {:?}", agent.registration.name, got.map(|l| l.part.label));
+    }
+
+    /// Move the clock.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+/// A result for `lease` with `status`.
+pub fn result(lease: &Lease, status: ResultStatus) -> Submission {
+    Submission {
+        part_id: lease.part_id,
+        attempt: lease.attempt,
+        status,
+        output: (status == ResultStatus::Finished)
+            .then(|| serde_json::json!({ "label": lease.part.label })),
+        error: (status != ResultStatus::Finished).then(|| "it broke".to_string()),
+        emitted: vec![serde_json::json!({ "found": lease.part.label })],
+        logs: Vec::new(),
+        started_at: None,
+        duration_ms: 5,
+    }
+}
+
+/// A finished result for `lease`.
+pub fn finished(lease: &Lease) -> Submission {
+    result(lease, ResultStatus::Finished)
+}
+
+/// Shorthand for a priority in specs.
+pub fn prio(p: &str) -> Priority {
+    p.parse().expect("priority")
+}
