@@ -37,6 +37,16 @@ pub struct Lease {
     pub grants: TaskGrants,
 }
 
+impl Lease {
+    /// The lease as the agent names it in heartbeats and results.
+    pub fn lease_ref(&self) -> LeaseRef {
+        LeaseRef {
+            part_id: self.part_id,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// A lease as an agent names it: part and attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRef {

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use jobstack::scheduler::{
     Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
     Splitter, Submission, Task, TaskSpec,
 };
 use jobstack::store::{PluginRecord, SqliteStore, Store};
+use sha2::{Digest, Sha256};
 
 /// Which store a test runs against.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,11 @@ impl Splitter for ParamsSplitter {
                 label: p["label"].as_str().unwrap_or("part").to_string(),
                 targets: p["targets"]
                     .as_array()
-                    .map(|t| t.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 payload: p.to_string(),
             })
@@ -83,10 +87,16 @@ impl Harness {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: Arc<dyn Store> = match backend {
-            Backend::Sqlite => Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")),
+            Backend::Sqlite => {
+                Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite"))
+            }
         };
         let clock = ManualClock::fixed();
-        let sched = Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
+        let sched = Scheduler::new(
+            store.clone(),
+            Arc::new(clock.clone()),
+            Arc::new(ParamsSplitter),
+        );
         Self {
             sched,
             clock,
@@ -134,7 +144,13 @@ impl Harness {
 
     /// Create a task (uploading plugin `test` if needed).
     pub async fn task(&self, spec: &TaskSpec) -> Task {
-        if self.store.latest_plugin(&spec.plugin).await.unwrap().is_none() {
+        if self
+            .store
+            .latest_plugin(&spec.plugin)
+            .await
+            .unwrap()
+            .is_none()
+        {
             self.plugin(&spec.plugin, "1.0.0").await;
         }
         self.sched
@@ -173,7 +189,12 @@ impl Harness {
     /// Lease for `agent`, expecting nothing.
     pub async fn lease_none(&self, agent: &Agent) {
         let got = self.sched.lease(agent).await.expect("lease");
-        assert!(got.is_none(), "agent {} got {:?}", agent.registration.name, got.map(|l| l.part.label));
+        assert!(
+            got.is_none(),
+            "agent {} got {:?}",
+            agent.registration.name,
+            got.map(|l| l.part.label)
+        );
     }
 
     /// Move the clock.

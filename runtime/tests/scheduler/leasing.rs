@@ -1,0 +1,301 @@
+//! Who gets which part, in which order, for how long.
+
+use std::time::Duration;
+
+use jobstack::scheduler::{ResultAck, ResultStatus, State, Targeting};
+
+use crate::harness::{Backend, Harness, finished, prio, result};
+use crate::store_tests;
+
+store_tests!(
+    priority_order_is_forced_high_custom_normal_low,
+    within_a_class_the_oldest_run_goes_first,
+    one_part_per_run_per_agent_at_a_time,
+    targeting_by_network_gives_parts_to_the_agent_holding_them,
+    targeting_by_agent_list_ignores_networks,
+    each_agent_gives_every_listed_agent_its_copy,
+    parts_no_agent_can_take_are_reported,
+    agents_only_get_plugins_they_accept,
+    heartbeat_extends_a_lease_and_expiry_retries_with_backoff,
+    retries_spent_fail_the_part_and_the_run,
+    a_failed_attempt_is_retried_after_backoff,
+);
+
+async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("solo", &["10.0.0.0/8"]).await;
+    let mut expected = Vec::new();
+    for (name, priority) in [
+        ("low", "low"),
+        ("normal", "normal"),
+        ("c5", "5"),
+        ("c1", "1"),
+        ("high", "high"),
+    ] {
+        let mut spec = h.spec(name, Harness::labels(1));
+        spec.priority = prio(priority);
+        h.task(&spec).await;
+        expected.push(name);
+    }
+    h.sched.tick().await.unwrap();
+    // A forced run of the Low task goes before everything.
+    let low = h.store.task_by_name("low").await.unwrap().unwrap();
+    let forced = h.sched.force_run(low.id).await.unwrap();
+    let mut order = Vec::new();
+    while let Some(lease) = h.sched.lease(&agent).await.unwrap() {
+        let task = h.store.task(lease.task_id).await.unwrap().unwrap();
+        let tag = if lease.run_id == forced.id {
+            "forced".to_string()
+        } else {
+            task.spec.name
+        };
+        order.push(tag);
+        h.sched.submit(&agent, &finished(&lease)).await.unwrap();
+    }
+    assert_eq!(order, ["forced", "high", "c1", "c5", "normal", "low"]);
+}
+
+async fn within_a_class_the_oldest_run_goes_first(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("solo", &[]).await;
+    for name in ["first", "second", "third"] {
+        h.task(&h.spec(name, Harness::labels(2))).await;
+        h.advance(Duration::from_secs(1));
+    }
+    h.sched.tick().await.unwrap();
+    let mut order = Vec::new();
+    while let Some(lease) = h.sched.lease(&agent).await.unwrap() {
+        let task = h.store.task(lease.task_id).await.unwrap().unwrap();
+        order.push(format!("{}/{}", task.spec.name, lease.part.label));
+        h.sched.submit(&agent, &finished(&lease)).await.unwrap();
+    }
+    assert_eq!(
+        order,
+        [
+            "first/p0",
+            "first/p1",
+            "second/p0",
+            "second/p1",
+            "third/p0",
+            "third/p1"
+        ]
+    );
+}
+
+async fn one_part_per_run_per_agent_at_a_time(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("solo", &[]).await;
+    h.run_of(&h.spec("big", Harness::labels(3))).await;
+    let first = h.lease(&agent).await;
+    // Holding a part of the run: nothing else from it.
+    h.lease_none(&agent).await;
+    // Another run is fine.
+    h.run_of(&h.spec("other", Harness::labels(1))).await;
+    let other = h.lease(&agent).await;
+    assert_ne!(other.run_id, first.run_id);
+    // Once the first part is done, the next part of the run.
+    h.sched.submit(&agent, &finished(&first)).await.unwrap();
+    let next = h.lease(&agent).await;
+    assert_eq!(
+        (next.run_id, next.part.label.as_str()),
+        (first.run_id, "p1")
+    );
+}
+
+async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let office = h.agent("office", &["192.168.0.0/24"]).await;
+    let lab = h.agent("lab", &["10.1.0.0/16"]).await;
+    let parts = serde_json::json!([
+        { "label": "lab-a", "targets": ["10.1.2.0/28"] },
+        { "label": "office-a", "targets": ["192.168.0.0/28"] },
+        { "label": "office-b", "targets": ["192.168.0.16-192.168.0.31"] },
+        { "label": "anywhere", "targets": [] },
+    ]);
+    h.run_of(&h.spec("scan", parts)).await;
+    let l = h.lease(&lab).await;
+    assert_eq!(l.part.label, "lab-a");
+    let o = h.lease(&office).await;
+    assert_eq!(o.part.label, "office-a");
+    h.sched.submit(&office, &finished(&o)).await.unwrap();
+    assert_eq!(h.lease(&office).await.part.label, "office-b");
+    h.sched.submit(&lab, &finished(&l)).await.unwrap();
+    // The lab agent never gets office parts, but may take the untargeted one.
+    assert_eq!(h.lease(&lab).await.part.label, "anywhere");
+}
+
+async fn targeting_by_agent_list_ignores_networks(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let chosen = h.agent("chosen", &[]).await;
+    let other = h.agent("other", &["0.0.0.0/0"]).await;
+    let mut spec = h.spec(
+        "listed",
+        serde_json::json!([{ "label": "x", "targets": ["10.0.0.1"] }]),
+    );
+    spec.targeting = Targeting {
+        agents: vec!["chosen".into()],
+        each_agent: false,
+    };
+    h.run_of(&spec).await;
+    h.lease_none(&other).await;
+    assert_eq!(h.lease(&chosen).await.part.label, "x");
+}
+
+async fn each_agent_gives_every_listed_agent_its_copy(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let web1 = h.agent("web1", &[]).await;
+    let web2 = h.agent("web2", &[]).await;
+    let db = h.agent("db", &[]).await;
+    let mut spec = h.spec("deploy", Harness::labels(1));
+    spec.targeting = Targeting {
+        agents: vec!["web1".into(), "web2".into()],
+        each_agent: true,
+    };
+    let run = h.run_of(&spec).await;
+    assert_eq!(run.parts.waiting, 2);
+    h.lease_none(&db).await;
+    let l1 = h.lease(&web1).await;
+    h.sched.submit(&web1, &finished(&l1)).await.unwrap();
+    // web1 got its copy; the other copy is web2's.
+    h.lease_none(&web1).await;
+    let l2 = h.lease(&web2).await;
+    assert_ne!(l1.part_id, l2.part_id);
+    h.sched.submit(&web2, &finished(&l2)).await.unwrap();
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().state,
+        State::Finished
+    );
+}
+
+async fn parts_no_agent_can_take_are_reported(backend: Backend) {
+    let h = Harness::new(backend).await;
+    h.agent("office", &["192.168.0.0/24"]).await;
+    let parts = serde_json::json!([
+        { "label": "office", "targets": ["192.168.0.5"] },
+        { "label": "nowhere", "targets": ["172.16.0.0/28"] },
+    ]);
+    let run = h.run_of(&h.spec("scan", parts)).await;
+    let stuck = h.sched.unassignable_parts(run.id).await.unwrap();
+    let labels: Vec<_> = stuck.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["nowhere"]);
+    // A named agent that never registered cannot take anything either.
+    let mut spec = h.spec("listed", Harness::labels(1));
+    spec.targeting.agents = vec!["ghost".into()];
+    let listed = h.run_of(&spec).await;
+    assert_eq!(
+        h.sched.unassignable_parts(listed.id).await.unwrap().len(),
+        1
+    );
+}
+
+async fn agents_only_get_plugins_they_accept(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut reg = h.agent("picky", &[]).await.registration;
+    reg.plugins = vec!["snmp".into()];
+    let picky = h
+        .store
+        .register_agent(&reg, "token-of-picky", h.sched.now())
+        .await
+        .unwrap();
+    h.run_of(&h.spec("scan", Harness::labels(1))).await;
+    h.lease_none(&picky).await;
+    let mut snmp = h.spec("inventory", Harness::labels(1));
+    snmp.plugin = "snmp".into();
+    h.run_of(&snmp).await;
+    assert_eq!(h.lease(&picky).await.plugin, "snmp");
+}
+
+async fn heartbeat_extends_a_lease_and_expiry_retries_with_backoff(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("a", &[]).await;
+    let other = h.agent("b", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
+    let lease = h.lease(&agent).await;
+    // TTL = 60 s timeout + 30 s grace. Heartbeats keep it alive past that.
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(60));
+        let ack = h
+            .sched
+            .heartbeat(&agent, &[lease.lease_ref()])
+            .await
+            .unwrap();
+        assert_eq!(ack.extended, vec![lease.lease_ref()]);
+        assert!(h.sched.tick().await.unwrap().expired.is_empty());
+    }
+    // Silence: expired after the TTL, back to waiting with a 5 s backoff.
+    h.advance(Duration::from_secs(91));
+    let expired = h.sched.tick().await.unwrap().expired;
+    assert_eq!(expired, vec![lease.lease_ref()]);
+    let part = h.store.part(lease.part_id).await.unwrap().unwrap();
+    assert_eq!((part.state, part.owner), (State::Waiting, None));
+    h.lease_none(&other).await;
+    h.advance(Duration::from_secs(5));
+    let again = h.lease(&other).await;
+    assert_eq!((again.part_id, again.attempt), (lease.part_id, 2));
+    // The expired holder's heartbeat now learns it lost the lease.
+    let ack = h
+        .sched
+        .heartbeat(&agent, &[lease.lease_ref()])
+        .await
+        .unwrap();
+    assert_eq!(ack.revoked, vec![lease.lease_ref()]);
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().state,
+        State::Running
+    );
+}
+
+async fn retries_spent_fail_the_part_and_the_run(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("a", &[]).await;
+    let mut spec = h.spec("flaky", Harness::labels(1));
+    spec.retries = 1;
+    let run = h.run_of(&spec).await;
+    let first = h.lease(&agent).await;
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    h.advance(Duration::from_secs(5));
+    let second = h.lease(&agent).await;
+    assert_eq!(second.attempt, 2);
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    let part = h.store.part(first.part_id).await.unwrap().unwrap();
+    assert_eq!(part.state, State::Failed);
+    let run = h.store.run(run.id).await.unwrap().unwrap();
+    assert_eq!(run.state, State::Failed);
+    assert!(run.ended_at.is_some());
+    h.lease_none(&agent).await;
+}
+
+async fn a_failed_attempt_is_retried_after_backoff(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("a", &[]).await;
+    let mut spec = h.spec("flaky", Harness::labels(1));
+    spec.retries = 2;
+    h.run_of(&spec).await;
+    let mut attempts = Vec::new();
+    // Backoff doubles: 5 s after the first failure, 10 s after the second.
+    for wait in [5u64, 10] {
+        let lease = h.lease(&agent).await;
+        attempts.push(lease.attempt);
+        let ack = h
+            .sched
+            .submit(&agent, &result(&lease, ResultStatus::Failed))
+            .await
+            .unwrap();
+        assert_eq!(ack, ResultAck::Applied);
+        h.advance(Duration::from_secs(wait - 1));
+        h.lease_none(&agent).await;
+        h.advance(Duration::from_secs(1));
+    }
+    let last = h.lease(&agent).await;
+    attempts.push(last.attempt);
+    h.sched
+        .submit(&agent, &result(&last, ResultStatus::Timeout))
+        .await
+        .unwrap();
+    assert_eq!(attempts, [1, 2, 3]);
+    let part = h.store.part(last.part_id).await.unwrap().unwrap();
+    assert_eq!(part.state, State::Failed);
+    assert!(part.error.unwrap().contains("attempt 3: timeout"));
+}

@@ -1,0 +1,10 @@
+//! Scheduler tests against real stores: every test runs once per backend
+//! (see `harness::store_tests!`), with a manual clock instead of sleeps.
+
+mod harness;
+
+mod admin;
+mod leasing;
+mod recurrence;
+mod results;
+mod scenario;

@@ -1,0 +1,212 @@
+//! Results under the fencing rule: duplicate, late, stale and foreign results.
+
+use jobstack::scheduler::SchedulerError;
+use jobstack::scheduler::{ResultAck, ResultStatus, State, Submission};
+use jobstack::store::StoreError;
+use std::time::Duration;
+
+use crate::harness::{Backend, Harness, finished, result};
+use crate::store_tests;
+
+store_tests!(
+    the_same_result_twice_is_a_duplicate,
+    a_result_for_an_attempt_never_leased_is_refused,
+    a_late_failure_is_recorded_and_changes_nothing,
+    a_late_success_without_a_newer_lease_finishes_the_part,
+    results_are_kept_with_output_records_and_timings,
+);
+
+fn is_not_leased(e: SchedulerError) -> bool {
+    matches!(e, SchedulerError::Store(StoreError::NotLeased { .. }))
+}
+
+async fn the_same_result_twice_is_a_duplicate(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("a", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(2))).await;
+    let lease = h.lease(&agent).await;
+    assert_eq!(
+        h.sched.submit(&agent, &finished(&lease)).await.unwrap(),
+        ResultAck::Applied
+    );
+    // The spool sends it again (the first answer was lost): nothing changes.
+    assert_eq!(
+        h.sched.submit(&agent, &finished(&lease)).await.unwrap(),
+        ResultAck::Duplicate
+    );
+    // Even a different outcome for the same attempt cannot overwrite it.
+    let failed = result(&lease, ResultStatus::Failed);
+    assert_eq!(
+        h.sched.submit(&agent, &failed).await.unwrap(),
+        ResultAck::Duplicate
+    );
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].submission.status, ResultStatus::Finished);
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().parts.finished,
+        1
+    );
+}
+
+async fn a_result_for_an_attempt_never_leased_is_refused(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let holder = h.agent("holder", &[]).await;
+    let intruder = h.agent("intruder", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(2))).await;
+    let lease = h.lease(&holder).await;
+    // Another agent reporting on the holder's part.
+    let err = h
+        .sched
+        .submit(&intruder, &finished(&lease))
+        .await
+        .unwrap_err();
+    assert!(is_not_leased(err));
+    // The holder naming an attempt that does not exist yet.
+    let mut future = finished(&lease);
+    future.attempt = 2;
+    assert!(is_not_leased(
+        h.sched.submit(&holder, &future).await.unwrap_err()
+    ));
+    // A part nobody leased, and one that does not exist.
+    let parts = h.store.parts(run.id).await.unwrap();
+    let unleased = Submission {
+        part_id: parts[1].id,
+        attempt: 1,
+        ..finished(&lease)
+    };
+    assert!(is_not_leased(
+        h.sched.submit(&holder, &unleased).await.unwrap_err()
+    ));
+    let missing = Submission {
+        part_id: 999_999,
+        ..finished(&lease)
+    };
+    assert!(is_not_leased(
+        h.sched.submit(&holder, &missing).await.unwrap_err()
+    ));
+    // Nothing changed.
+    assert!(h.store.results(run.id).await.unwrap().is_empty());
+    let part = h.store.part(lease.part_id).await.unwrap().unwrap();
+    assert_eq!(
+        (part.state, part.owner.as_deref()),
+        (State::Running, Some("holder"))
+    );
+}
+
+async fn a_late_failure_is_recorded_and_changes_nothing(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let b = h.agent("b", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
+    let first = h.lease(&a).await;
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    h.advance(Duration::from_secs(5));
+    let second = h.lease(&b).await;
+    let late = result(&first, ResultStatus::Failed);
+    assert_eq!(
+        h.sched.submit(&a, &late).await.unwrap(),
+        ResultAck::Recorded
+    );
+    let part = h.store.part(second.part_id).await.unwrap().unwrap();
+    assert_eq!(
+        (part.state, part.attempt, part.owner.as_deref()),
+        (State::Running, 2, Some("b"))
+    );
+    assert_eq!(
+        h.sched.submit(&b, &finished(&second)).await.unwrap(),
+        ResultAck::Applied
+    );
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.iter().filter(|r| r.applied).count(), 1);
+    assert_eq!(results.len(), 2);
+}
+
+async fn a_late_success_without_a_newer_lease_finishes_the_part(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
+    let lease = h.lease(&a).await;
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    // Back before anyone else took the part.
+    assert_eq!(
+        h.sched.submit(&a, &finished(&lease)).await.unwrap(),
+        ResultAck::AcceptedLate
+    );
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().state,
+        State::Finished
+    );
+}
+
+async fn results_are_kept_with_output_records_and_timings(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
+    let lease = h.lease(&a).await;
+    let mut submission = finished(&lease);
+    submission.logs = vec![serde_json::json!({ "level": "info", "message": "hello" })];
+    submission.duration_ms = 1234;
+    h.sched.submit(&a, &submission).await.unwrap();
+    let stored = &h.store.results(run.id).await.unwrap()[0];
+    assert_eq!(stored.agent, "a");
+    assert_eq!(stored.submission, submission);
+    assert_eq!(stored.received_at, h.sched.now());
+}
+
+/// SQLite only: an acknowledged result is on disk when the call returns.
+#[tokio::test]
+async fn an_acknowledged_result_survives_reopening_the_database() {
+    use jobstack::store::{SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let (run_id, part_id) = {
+        let store = SqliteStore::open_in(dir.path()).await.unwrap();
+        let clock = jobstack::scheduler::ManualClock::fixed();
+        let sched = jobstack::scheduler::Scheduler::new(
+            std::sync::Arc::new(store.clone()),
+            std::sync::Arc::new(clock),
+            std::sync::Arc::new(crate::harness::ParamsSplitter),
+        );
+        let plugin = jobstack::store::PluginRecord {
+            sha256: "ab".repeat(32),
+            name: "test".into(),
+            version: "1".into(),
+            manifest: serde_json::json!({}),
+            size: 1,
+            uploaded_at: sched.now(),
+        };
+        store.put_plugin(&plugin).await.unwrap();
+        let mut spec = jobstack::scheduler::TaskSpec::new("durable", "test");
+        spec.params = serde_json::json!({ "parts": Harness::labels(1) });
+        sched
+            .create_task(&spec, &serde_json::json!({}))
+            .await
+            .unwrap();
+        sched.tick().await.unwrap();
+        let reg = jobstack::scheduler::AgentRegistration {
+            name: "a".into(),
+            networks: vec![],
+            plugins: vec![],
+            pooled_slots: 1,
+            dedicated_slots: 0,
+        };
+        let agent = store.register_agent(&reg, "t", sched.now()).await.unwrap();
+        let lease = sched.lease(&agent).await.unwrap().unwrap();
+        assert_eq!(
+            sched.submit(&agent, &finished(&lease)).await.unwrap(),
+            ResultAck::Applied
+        );
+        // No close: as if the process died right after answering.
+        (lease.run_id, lease.part_id)
+    };
+    let reopened = SqliteStore::open_in(dir.path()).await.unwrap();
+    let results = reopened.results(run_id).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].submission.part_id, part_id);
+    assert_eq!(
+        reopened.run(run_id).await.unwrap().unwrap().state,
+        State::Finished
+    );
+}
