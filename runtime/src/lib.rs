@@ -9,9 +9,11 @@
 //!   retries, priorities and recurrence.
 //! - [`store`]: the scheduler's durable state behind one trait (SQLite embedded,
 //!   PostgreSQL for several daemons).
+//! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
 pub mod bench;
 pub mod engine;
 pub mod scheduler;
 pub mod store;
+pub mod api;

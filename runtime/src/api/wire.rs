@@ -1,0 +1,170 @@
+//! The JSON bodies of the REST API (`/api/v1`), shared by the daemon, the agent
+//! and the admin CLI so the three cannot disagree.
+//!
+//! # Routes
+//!
+//! Agent API (header `Authorization: Bearer <agent token>`, except register,
+//! which takes the enrollment secret):
+//!
+//! | method and path | body | answer |
+//! | --- | --- | --- |
+//! | `POST /api/v1/agent/register` | [`AgentRegistration`] | [`Registered`] |
+//! | `POST /api/v1/agent/lease` | [`LeaseRequest`] | [`Lease`] (200) or nothing (204) |
+//! | `POST /api/v1/agent/heartbeat` | [`HeartbeatRequest`] | [`HeartbeatAck`] |
+//! | `POST /api/v1/agent/progress` | [`ProgressReport`] | 204 |
+//! | `POST /api/v1/agent/results` | [`Submission`] | [`ResultAnswer`] |
+//! | `GET /api/v1/agent/modules/{sha256}` | | the module (`application/wasm`) |
+//!
+//! Admin API (header `Authorization: Bearer <admin token>`):
+//!
+//! | method and path | body | answer |
+//! | --- | --- | --- |
+//! | `POST /api/v1/plugins` | the `.wasm` bytes | [`PluginUploaded`] |
+//! | `GET /api/v1/plugins` | | `[PluginRecord]` |
+//! | `POST /api/v1/tasks` | [`TaskInput`] | [`Task`] (201) |
+//! | `GET /api/v1/tasks` | | `[TaskView]` |
+//! | `GET /api/v1/tasks/{id or name}` | | [`TaskView`] |
+//! | `PUT /api/v1/tasks/{id or name}` | [`TaskInput`] | [`Task`] |
+//! | `POST /api/v1/tasks/{id or name}/run` | | [`Run`] (force-run) |
+//! | `GET /api/v1/tasks/{id or name}/results` | | [`RunResults`] of the latest run |
+//! | `GET /api/v1/runs?task={id}` | | `[Run]` |
+//! | `GET /api/v1/runs/{id}` | | [`Run`] |
+//! | `GET /api/v1/runs/{id}/parts` | | `[Part]` |
+//! | `GET /api/v1/runs/{id}/results` | | [`RunResults`] |
+//! | `POST /api/v1/runs/{id}/suspend`, `/resume`, `/cancel` | | [`Run`] |
+//! | `POST /api/v1/runs/{id}/rerun` | [`RerunRequest`] | [`Run`] |
+//! | `GET /api/v1/agents` | | `[Agent]` |
+//! | `GET /api/v1/events?after={id}` | | server-sent events, one [`Event`] each |
+//!
+//! Operations (no token): `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `GET /api/v1/openapi.json`.
+//!
+//! Errors are `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]).
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::scheduler::{
+    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ResultAck, Run,
+    StoredResult, Submission, Task, TaskSpec,
+};
+pub use crate::store::PluginRecord;
+
+/// The API's version prefix.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// What registration answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The agent's id.
+    pub agent_id: i64,
+    /// The agent's own token for every later call. Shown once; the daemon keeps
+    /// only its hash.
+    pub token: String,
+    /// How often the agent should heartbeat while it works, in milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// The longest long-poll the daemon holds, in milliseconds.
+    pub max_lease_wait_ms: u64,
+}
+
+/// A lease request: wait up to `wait_ms` for a part (long-poll).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// How long to wait for work before answering 204, in milliseconds
+    /// (capped by the daemon).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// A heartbeat: the leases the agent still works on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Leases in progress.
+    #[serde(default)]
+    pub leases: Vec<LeaseRef>,
+}
+
+/// Progress of a leased part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    /// The part.
+    pub part_id: i64,
+    /// The attempt (lease) it belongs to.
+    pub attempt: u32,
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+/// What a result answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultAnswer {
+    /// What the daemon did with it; every variant means "delivered, drop it
+    /// from the spool".
+    pub ack: ResultAck,
+}
+
+/// What a plugin upload answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginUploaded {
+    /// The stored record (sha256, name, version, manifest).
+    #[serde(flatten)]
+    pub plugin: PluginRecord,
+    /// `false` when the same bytes were uploaded before (not an error).
+    pub created: bool,
+}
+
+/// The body of task create and edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskInput {
+    /// The definition.
+    pub task: TaskSpec,
+    /// Secrets (JSON object). On edit, absent keeps the stored ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<serde_json::Value>,
+}
+
+/// A task as listed: the task and its latest run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The task (secrets never included).
+    #[serde(flatten)]
+    pub task: Task,
+    /// Its newest run, if any.
+    pub latest_run: Option<Run>,
+}
+
+/// A re-run request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunRequest {
+    /// Only the failed and canceled parts.
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+/// The results of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResults {
+    /// The run.
+    pub run: Run,
+    /// Every result received, in part order then attempt; `applied` says which
+    /// ones count.
+    pub results: Vec<StoredResult>,
+}
+
+/// The error body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error: a stable code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, e.g. `invalid_params`, `not_found`, `unauthorized`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
