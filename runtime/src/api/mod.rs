@@ -1,4 +1,67 @@
 //! The REST/JSON API: the agent protocol, the admin API and the operations
-//! endpoints, served by axum. [`wire`] holds every body.
+//! endpoints, served by axum on one port. [`wire`] holds every route and body;
+//! [`app`] builds the router so tests can drive it in-process.
 
+mod admin_routes;
+mod agent_routes;
+pub mod auth;
+mod error;
+mod events;
+pub mod metrics;
+mod ops;
+mod params;
+mod state;
 pub mod wire;
+
+pub use error::{ApiError, ApiResult};
+pub use state::{
+    ApiState, HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES,
+};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+/// The whole API as one router.
+pub fn app(state: ApiState) -> Router {
+    use admin_routes as admin;
+    use agent_routes as agent;
+    let api = Router::new()
+        .route("/agent/register", post(agent::register))
+        .route("/agent/lease", post(agent::lease))
+        .route("/agent/heartbeat", post(agent::heartbeat))
+        .route("/agent/progress", post(agent::progress))
+        .route("/agent/results", post(agent::result))
+        .route("/agent/modules/{sha256}", get(agent::module))
+        .route(
+            "/plugins",
+            post(admin::upload_plugin)
+                .get(admin::list_plugins)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/tasks", post(admin::create_task).get(admin::list_tasks))
+        .route("/tasks/{task}", get(admin::show_task).put(admin::edit_task))
+        .route("/tasks/{task}/run", post(admin::force_run))
+        .route("/tasks/{task}/results", get(admin::task_results))
+        .route("/runs", get(admin::list_runs))
+        .route("/runs/{run}", get(admin::show_run))
+        .route("/runs/{run}/parts", get(admin::run_parts))
+        .route("/runs/{run}/results", get(admin::run_results))
+        .route("/runs/{run}/suspend", post(admin::suspend_run))
+        .route("/runs/{run}/resume", post(admin::resume_run))
+        .route("/runs/{run}/cancel", post(admin::cancel_run))
+        .route("/runs/{run}/rerun", post(admin::rerun))
+        .route("/agents", get(admin::list_agents))
+        .route("/events", get(events::stream_events))
+        .route("/openapi.json", get(ops::openapi));
+    Router::new()
+        .nest(wire::API_PREFIX, api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -4,6 +4,7 @@
 mod bench;
 mod exec;
 mod inspect;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     Plugin(PluginCommand),
     /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
     Exec(exec::ExecArgs),
+    /// Run the daemon: scheduler, API and the local agent on one port.
+    Serve(serve::ServeArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     // Executions may still be parked in the engine's runtime; do not wait for them.

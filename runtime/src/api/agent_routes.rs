@@ -1,0 +1,173 @@
+//! The agent protocol: register, lease (long-poll), heartbeat, progress,
+//! results, module download. An agent sees and reports only the parts it
+//! leased: anything else is a 403 and changes nothing.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::ApiState;
+use super::auth::{AgentCaller, Enrollment, hash_token, new_token};
+use super::error::{ApiError, ApiResult};
+use super::metrics::AckLabel;
+use super::state::{HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_LEASE_WAIT};
+use super::wire::{
+    AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
+    Registered, ResultAnswer, Submission,
+};
+use crate::engine::Sha256;
+
+/// The longest agent name: a host name is at most 253 characters.
+const MAX_AGENT_NAME: usize = 253;
+
+/// `POST /api/v1/agent/register`.
+pub async fn register(
+    State(state): State<ApiState>,
+    _: Enrollment,
+    body: Result<Json<AgentRegistration>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Registered>> {
+    let Json(registration) = body?;
+    let name = registration.name.trim();
+    if name.is_empty() || name.len() > MAX_AGENT_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_agent",
+            "agent name must be 1 to 253 printable characters",
+        ));
+    }
+    let token = new_token();
+    let agent = state
+        .scheduler
+        .store()
+        .register_agent(&registration, &hash_token(&token), state.scheduler.now())
+        .await?;
+    tracing::info!(agent = %agent.registration.name, id = agent.id, "agent registered");
+    Ok(Json(Registered {
+        agent_id: agent.id,
+        token,
+        heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+        max_lease_wait_ms: MAX_LEASE_WAIT.as_millis() as u64,
+    }))
+}
+
+/// `POST /api/v1/agent/lease`: a part (200) or, after waiting up to `wait_ms`
+/// for work, nothing (204). New or forced work wakes the wait at once.
+pub async fn lease(
+    State(state): State<ApiState>,
+    AgentCaller(agent): AgentCaller,
+    body: Result<Json<LeaseRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(request) = body?;
+    let wait = Duration::from_millis(request.wait_ms).min(MAX_LEASE_WAIT);
+    let deadline = Instant::now() + wait;
+    let mut wake = state.scheduler.work_signal().subscribe();
+    loop {
+        // Mark the current generation seen before looking, so work added while
+        // we look wakes the wait below.
+        wake.borrow_and_update();
+        if let Some(lease) = state.scheduler.lease(&agent).await? {
+            state.metrics.leases.inc();
+            return Ok(Json(lease).into_response());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let nap = (deadline - now).min(LEASE_RECHECK);
+        let _ = tokio::time::timeout(nap, wake.changed()).await;
+    }
+}
+
+/// `POST /api/v1/agent/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<ApiState>,
+    AgentCaller(agent): AgentCaller,
+    body: Result<Json<HeartbeatRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<HeartbeatAck>> {
+    let Json(request) = body?;
+    Ok(Json(
+        state.scheduler.heartbeat(&agent, &request.leases).await?,
+    ))
+}
+
+/// `POST /api/v1/agent/progress`.
+pub async fn progress(
+    State(state): State<ApiState>,
+    AgentCaller(agent): AgentCaller,
+    body: Result<Json<ProgressReport>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let Json(p) = body?;
+    let lease = LeaseRef {
+        part_id: p.part_id,
+        attempt: p.attempt,
+    };
+    state
+        .scheduler
+        .progress(&agent, lease, p.done, p.total)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/agent/results`: applied under the fencing rule, durable
+/// before the answer.
+pub async fn result(
+    State(state): State<ApiState>,
+    AgentCaller(agent): AgentCaller,
+    body: Result<Json<Submission>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<ResultAnswer>> {
+    let Json(submission) = body?;
+    let ack = state.scheduler.submit(&agent, &submission).await?;
+    let label = serde_json::to_value(ack)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    state
+        .metrics
+        .results
+        .get_or_create(&AckLabel { ack: label })
+        .inc();
+    state
+        .metrics
+        .durations
+        .observe(submission.duration_ms as f64 / 1000.0);
+    tracing::info!(
+        agent = %agent.registration.name,
+        part = submission.part_id,
+        attempt = submission.attempt,
+        status = submission.status.as_str(),
+        ?ack,
+        "result"
+    );
+    Ok(Json(ResultAnswer { ack }))
+}
+
+/// `GET /api/v1/agent/modules/{sha256}`: a plugin module the daemon knows.
+pub async fn module(
+    State(state): State<ApiState>,
+    AgentCaller(_agent): AgentCaller,
+    Path(sha): Path<String>,
+) -> ApiResult<Response> {
+    let sha = Sha256::parse(&sha)
+        .ok_or_else(|| ApiError::bad_request("invalid_sha256", "expected 64 hex digits"))?;
+    let known = state
+        .scheduler
+        .store()
+        .plugin(sha.as_str())
+        .await?
+        .is_some();
+    let bytes = match (known, state.engine.module_store()) {
+        (true, Some(modules)) => modules
+            .get(&sha)
+            .map_err(|e| ApiError::Internal(format!("reading module {sha}: {e}")))?,
+        _ => None,
+    };
+    let bytes = bytes.ok_or_else(|| ApiError::NotFound(format!("module {sha} not found")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/wasm")],
+        Bytes::from(bytes),
+    )
+        .into_response())
+}

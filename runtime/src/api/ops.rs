@@ -1,0 +1,209 @@
+//! Operations endpoints: liveness, readiness, metrics and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult};
+use super::wire::API_PREFIX;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the database answers (else 503: a load balancer should send
+/// agents elsewhere).
+pub async fn readyz(State(state): State<ApiState>) -> ApiResult<&'static str> {
+    state.scheduler.store().events(i64::MAX, 1).await?;
+    Ok("ready\n")
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoResponse> {
+    let store = state.scheduler.store();
+    let runs = store.runs(None).await?;
+    state.metrics.set_parts(&runs);
+    state.metrics.agents.set(store.agents().await?.len() as i64);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    ))
+}
+
+/// Every route: method, path (OpenAPI template), who may call it, summary.
+pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
+    (
+        "post",
+        "/agent/register",
+        Auth::Enrollment,
+        "Register an agent; returns its token",
+    ),
+    (
+        "post",
+        "/agent/lease",
+        Auth::Agent,
+        "Lease a part (long-poll); 204 when there is none",
+    ),
+    (
+        "post",
+        "/agent/heartbeat",
+        Auth::Agent,
+        "Extend the leases in progress; lists revoked ones",
+    ),
+    (
+        "post",
+        "/agent/progress",
+        Auth::Agent,
+        "Report progress of a leased part",
+    ),
+    (
+        "post",
+        "/agent/results",
+        Auth::Agent,
+        "Send the result of a leased part (names its attempt)",
+    ),
+    (
+        "get",
+        "/agent/modules/{sha256}",
+        Auth::Agent,
+        "Download a plugin module by sha256",
+    ),
+    (
+        "post",
+        "/plugins",
+        Auth::Admin,
+        "Upload a plugin component (body: .wasm bytes)",
+    ),
+    ("get", "/plugins", Auth::Admin, "List plugins and versions"),
+    ("post", "/tasks", Auth::Admin, "Create a task"),
+    (
+        "get",
+        "/tasks",
+        Auth::Admin,
+        "List tasks with their latest run",
+    ),
+    (
+        "get",
+        "/tasks/{task}",
+        Auth::Admin,
+        "Show a task (by id or name)",
+    ),
+    (
+        "put",
+        "/tasks/{task}",
+        Auth::Admin,
+        "Edit a task; runs already created keep their snapshot",
+    ),
+    (
+        "post",
+        "/tasks/{task}/run",
+        Auth::Admin,
+        "Force a run above every priority",
+    ),
+    (
+        "get",
+        "/tasks/{task}/results",
+        Auth::Admin,
+        "Results of the task's latest run",
+    ),
+    ("get", "/runs", Auth::Admin, "List runs (?task= to filter)"),
+    ("get", "/runs/{run}", Auth::Admin, "Show a run"),
+    (
+        "get",
+        "/runs/{run}/parts",
+        Auth::Admin,
+        "Parts with owners, attempts, progress, errors",
+    ),
+    (
+        "get",
+        "/runs/{run}/results",
+        Auth::Admin,
+        "Results of a run",
+    ),
+    ("post", "/runs/{run}/suspend", Auth::Admin, "Suspend a run"),
+    (
+        "post",
+        "/runs/{run}/resume",
+        Auth::Admin,
+        "Resume a suspended run",
+    ),
+    ("post", "/runs/{run}/cancel", Auth::Admin, "Cancel a run"),
+    (
+        "post",
+        "/runs/{run}/rerun",
+        Auth::Admin,
+        "Re-run a run, or only its failed parts",
+    ),
+    ("get", "/agents", Auth::Admin, "List agents"),
+    (
+        "get",
+        "/events",
+        Auth::Admin,
+        "Server-sent events of every state change",
+    ),
+    ("get", "/openapi.json", Auth::None, "This document"),
+];
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No token.
+    None,
+    /// An admin token.
+    Admin,
+    /// An agent token.
+    Agent,
+    /// The enrollment secret.
+    Enrollment,
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> Result<Json<serde_json::Value>, ApiError> {
+    let mut paths = serde_json::Map::new();
+    for (method, path, auth, summary) in ROUTES {
+        let security = match auth {
+            Auth::None => serde_json::json!([]),
+            Auth::Admin => serde_json::json!([{ "adminToken": [] }]),
+            Auth::Agent => serde_json::json!([{ "agentToken": [] }]),
+            Auth::Enrollment => serde_json::json!([{ "enrollmentSecret": [] }]),
+        };
+        let parameters: Vec<serde_json::Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| serde_json::json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let entry = paths
+            .entry(format!("{API_PREFIX}{path}"))
+            .or_insert_with(|| serde_json::json!({}));
+        entry[*method] = serde_json::json!({
+            "summary": summary,
+            "security": security,
+            "parameters": parameters,
+            "responses": {
+                "2XX": { "description": "success" },
+                "4XX": { "description": "refused: {\"error\": {\"code\", \"message\"}}" }
+            }
+        });
+    }
+    Ok(Json(serde_json::json!({
+        "openapi": "3.1.0",
+        "info": { "title": "jobstack", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": { "securitySchemes": {
+            "adminToken": { "type": "http", "scheme": "bearer" },
+            "agentToken": { "type": "http", "scheme": "bearer" },
+            "enrollmentSecret": { "type": "http", "scheme": "bearer" }
+        }}
+    })))
+}
+
+/// Fallback: an unknown route.
+pub async fn not_found() -> impl IntoResponse {
+    ApiError::NotFound("no such route: see /api/v1/openapi.json".into()).into_response()
+}

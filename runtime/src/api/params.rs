@@ -1,0 +1,62 @@
+//! Task parameters checked against the plugin's JSON Schema before a task is
+//! saved. The schema comes from the newest upload of the plugin (the one the
+//! next run will use). Remote `$ref`s are not resolved.
+
+use super::ApiState;
+use super::error::{ApiError, ApiResult};
+use crate::scheduler::TaskSpec;
+
+/// At most this many schema violations are listed in an error.
+const MAX_REPORTED_ERRORS: usize = 10;
+
+/// `Ok` if `spec.params` satisfies the schema of `spec.plugin`.
+pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
+    let plugin = state
+        .scheduler
+        .store()
+        .latest_plugin(&spec.plugin)
+        .await?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_plugin",
+                format!("unknown plugin {:?}: upload it first", spec.plugin),
+            )
+        })?;
+    let schema = &plugin.manifest["params_schema"];
+    if schema.is_null() || schema == &serde_json::json!({}) {
+        return Ok(());
+    }
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_plugin_schema",
+            format!(
+                "plugin {} {} has an unusable parameter schema: {e}",
+                plugin.name, plugin.version
+            ),
+        )
+    })?;
+    let errors: Vec<String> = validator
+        .iter_errors(&spec.params)
+        .take(MAX_REPORTED_ERRORS)
+        .map(|e| {
+            let at = e.instance_path.to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_params",
+            format!(
+                "parameters do not match the schema of plugin {}: {}",
+                plugin.name,
+                errors.join("; ")
+            ),
+        ))
+    }
+}

@@ -1,0 +1,46 @@
+//! [`ApiState`]: what every handler shares, and the limits the API enforces.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::auth::Credentials;
+use super::metrics::Metrics;
+use crate::engine::Engine;
+use crate::scheduler::Scheduler;
+
+/// The largest plugin upload: real plugins are well under a few MiB; 64 MiB
+/// leaves room for big ones without letting a client fill the disk.
+pub const MAX_UPLOAD_BYTES: usize = 64 << 20;
+
+/// The largest JSON body (a result with its emitted records and logs is the
+/// largest: the engine bounds those at 16 MiB each).
+pub const MAX_JSON_BYTES: usize = 40 << 20;
+
+/// The longest long-poll a lease request may hold: below common proxy idle
+/// timeouts (60 s).
+pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(25);
+
+/// How often a waiting lease request looks again without a wake-up: parts whose
+/// retry backoff ends become leasable without anyone signalling.
+pub const LEASE_RECHECK: Duration = Duration::from_millis(500);
+
+/// How often agents heartbeat: a third of the lease grace, so two lost
+/// heartbeats still keep a lease alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The scheduler (and through it the store).
+    pub scheduler: Scheduler,
+    /// The daemon's engine: validates uploads, runs `split`.
+    pub engine: Engine,
+    /// Accepted token hashes.
+    pub credentials: Arc<Credentials>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wakes the background sweep (a new task is due at once).
+    pub sweep: Arc<Notify>,
+}

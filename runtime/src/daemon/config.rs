@@ -1,0 +1,137 @@
+//! `jobstack serve` configuration: a TOML file, environment variables and
+//! flags, in rising order of precedence, over defaults that just work.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the daemon listens by default: loopback only, so a first start is
+/// never exposed to the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The data directory by default, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "jobstack-data";
+
+/// How long a graceful shutdown lets running parts finish.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of `jobstack serve`; every field optional so that layers merge.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Data directory (database, modules, compiled artifacts, credentials).
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `postgres://...`; SQLite in the data directory when absent.
+    pub database: Option<String>,
+    /// Run the daemon's own in-process agent.
+    pub local_agent: Option<bool>,
+    /// Admin token (else generated at first start).
+    pub admin_token: Option<String>,
+    /// Enrollment secret for agents (else generated at first start).
+    pub enroll_secret: Option<String>,
+    /// Directory of bundled plugins deployed at start (`*.wasm`, fixtures skipped).
+    pub bundled_plugins: Option<PathBuf>,
+    /// Graceful shutdown grace period, e.g. `10s`.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+impl ServeSettings {
+    /// Read a TOML config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {} is invalid: {e}", path.display()))
+    }
+
+    /// `self` with every field that `over` sets replaced.
+    pub fn overridden_by(self, over: ServeSettings) -> Self {
+        Self {
+            listen: over.listen.or(self.listen),
+            data_dir: over.data_dir.or(self.data_dir),
+            database: over.database.or(self.database),
+            local_agent: over.local_agent.or(self.local_agent),
+            admin_token: over.admin_token.or(self.admin_token),
+            enroll_secret: over.enroll_secret.or(self.enroll_secret),
+            bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
+            shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
+        }
+    }
+
+    /// The resolved configuration, defaults filled in.
+    pub fn resolve(self) -> ServeConfig {
+        ServeConfig {
+            listen: self
+                .listen
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database: self.database,
+            local_agent: self.local_agent.unwrap_or(true),
+            admin_token: self.admin_token,
+            enroll_secret: self.enroll_secret,
+            bundled_plugins: self.bundled_plugins,
+            shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        }
+    }
+}
+
+/// The resolved configuration of a daemon.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL, or `None` for the embedded SQLite.
+    pub database: Option<String>,
+    /// Run the in-process agent.
+    pub local_agent: bool,
+    /// Configured admin token.
+    pub admin_token: Option<String>,
+    /// Configured enrollment secret.
+    pub enroll_secret: Option<String>,
+    /// Bundled plugins to deploy at start.
+    pub bundled_plugins: Option<PathBuf>,
+    /// Graceful shutdown grace period.
+    pub shutdown_grace: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_over_defaults() {
+        let file: ServeSettings = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/srv/js\"\nshutdown_grace = \"3s\"\n",
+        )
+        .unwrap();
+        let flags = ServeSettings {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..ServeSettings::default()
+        };
+        let config = file.overridden_by(flags).resolve();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.data_dir, PathBuf::from("/srv/js"));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(3));
+        assert!(config.local_agent);
+        assert!(toml::from_str::<ServeSettings>("lisen = 1").is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! `jobstack serve`: the daemon. One process hosts the scheduler, the API (and
+//! the UI) on one port, the background sweep, and optionally its own
+//! in-process agent.
+//!
+//! Start-up, in order: open the data directory and the store (migrating it),
+//! the engine (module store and compiled-artifact cache in the data directory),
+//! the credentials, deploy the bundled plugins, start the sweep, listen.
+//! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
+//! running parts finish within the grace period; the rest of their leases
+//! expire and are regenerated, so nothing is lost.
+
+mod bundled;
+pub mod config;
+mod credentials;
+mod splitter;
+
+pub use config::{ServeConfig, ServeSettings};
+pub use splitter::EngineSplitter;
+
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+use crate::api::{self, ApiState, metrics::Metrics};
+use crate::engine::{Engine, EngineConfig};
+use crate::scheduler::{Scheduler, SystemClock};
+use crate::store::{SqliteStore, Store};
+
+/// How often the sweep runs (lease expiry, recurrence) when nothing wakes it.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Run the daemon until SIGTERM or Ctrl-C.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let store = open_store(&config).await?;
+    let engine = Engine::new(EngineConfig {
+        data_dir: Some(config.data_dir.join("engine")),
+        ..EngineConfig::default()
+    })
+    .context("cannot start the engine")?;
+    let credentials = credentials::load_or_create(
+        &config.data_dir,
+        config.admin_token.as_deref(),
+        config.enroll_secret.as_deref(),
+    )?;
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(EngineSplitter::new(engine.clone())),
+    );
+    if let Some(dir) = &config.bundled_plugins {
+        let deployed = bundled::deploy(&engine, store.as_ref(), dir, scheduler.now()).await?;
+        if !deployed.is_empty() {
+            tracing::info!(plugins = ?deployed, "bundled plugins deployed");
+        }
+    }
+    let state = ApiState {
+        scheduler: scheduler.clone(),
+        engine: engine.clone(),
+        credentials: Arc::new(credentials),
+        metrics: Arc::new(Metrics::new()),
+        sweep: Arc::new(Notify::new()),
+    };
+    let shutdown = Arc::new(Notify::new());
+    let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // A line for people and for scripts that started us on port 0.
+    println!("jobstack: listening on http://{address}");
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
+
+    let stop = shutdown.clone();
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            stop.notify_waiters();
+        })
+        .await
+        .context("server failed")?;
+    shutdown.notify_waiters();
+    let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
+    Ok(())
+}
+
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match &config.database {
+        None => Ok(Arc::new(
+            SqliteStore::open_in(&config.data_dir)
+                .await
+                .context("cannot open the SQLite database")?,
+        )),
+        Some(url) => anyhow::bail!(
+            "database {url:?}: only the embedded SQLite store is available in this build"
+        ),
+    }
+}
+
+/// The background sweep: expiry, recurrence, stale splits. Errors are logged
+/// and retried at the next pass (the database may be away for a while).
+async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
+    loop {
+        match state.scheduler.tick().await {
+            Ok(report) => {
+                state.metrics.expiries.inc_by(report.expired.len() as u64);
+                if !report.expired.is_empty() {
+                    tracing::info!(expired = report.expired.len(), "leases expired");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = state.sweep.notified() => {}
+            _ = shutdown.notified() => return,
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
