@@ -4,6 +4,8 @@
 //! The binary and the plugins are built by `scripts/test.sh` before the tests
 //! run; a missing one fails the test with the command that builds it.
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -110,4 +112,14 @@ fn parse(output: Output, args: &[&str]) -> Run {
         json,
         stderr,
     }
+}
+
+/// Send `SIG{name}` (`STOP`, `CONT`, `KILL`, `TERM`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
