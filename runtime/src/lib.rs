@@ -10,11 +10,13 @@
 //! - [`store`]: the scheduler's durable state behind one trait (SQLite embedded,
 //!   PostgreSQL for several daemons).
 //! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
+//! - [`client`]: the HTTP client of that API, for agents and the admin CLI.
 //! - [`daemon`]: `jobstack serve`, the process that hosts them all.
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
 pub mod api;
 pub mod bench;
+pub mod client;
 pub mod daemon;
 pub mod engine;
 pub mod scheduler;
