@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module;
 //! errors reach the user through `anyhow` with their context.
 
+mod admin;
 mod bench;
 mod exec;
 mod inspect;
@@ -19,9 +20,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugin files.
+    /// Work with plugin files, and the daemon's plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Define, run and follow tasks on the daemon.
+    #[command(subcommand)]
+    Task(admin::task::TaskCommand),
+    /// Print the results of a task's latest run (or of --run ID).
+    Results(admin::results::ResultsArgs),
     /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
     Exec(exec::ExecArgs),
     /// Run the daemon: scheduler, API and the local agent on one port.
@@ -35,6 +41,10 @@ enum Command {
 enum PluginCommand {
     /// Print a plugin's manifest, sha256 and size, or why it is not a valid plugin.
     Inspect(inspect::InspectArgs),
+    /// Upload a plugin to the daemon (validated there; the same file twice is fine).
+    Push(admin::plugin::PushArgs),
+    /// List the daemon's plugins and their versions.
+    List(admin::plugin::ListArgs),
 }
 
 /// Parse the command line, run it, and map the result to an exit code.
@@ -54,6 +64,10 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+            Command::Plugin(PluginCommand::Push(args)) => admin::plugin::push(args).await,
+            Command::Plugin(PluginCommand::List(args)) => admin::plugin::list(args).await,
+            Command::Task(cmd) => admin::task::run(cmd).await,
+            Command::Results(args) => admin::results::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
