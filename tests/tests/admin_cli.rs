@@ -435,6 +435,8 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
     let done = output(watch.wait_with_output().unwrap());
     assert_eq!(done.code, 0, "{done:?}");
     assert!(done.stdout.contains("finished, 3/3 parts done"), "{done:?}");
+    // It followed the event stream (no fallback to polling).
+    assert!(!done.stderr.contains("polling"), "{done:?}");
     // Without a terminal, each change is a line on stderr, ending finished.
     assert!(
         done.stderr

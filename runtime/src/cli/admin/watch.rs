@@ -74,14 +74,18 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut run = read_run(&admin, id).await?;
     display.update(&run);
+    // Intervals, not sleeps: a steady flow of unrelated events must not keep
+    // pushing the safety read back.
+    let mut safety = poll_interval(SAFETY_POLL);
+    let mut fallback = poll_interval(FALLBACK_POLL);
     while !run.state.is_terminal() {
         let wake = match events.as_mut() {
             Some(stream) => tokio::select! {
                 batch = stream.next() => batch.map(Wake::Events).unwrap_or(Wake::StreamEnded),
-                _ = tokio::time::sleep(SAFETY_POLL) => Wake::Tick,
+                _ = safety.tick() => Wake::Tick,
             },
             None => {
-                tokio::time::sleep(FALLBACK_POLL).await;
+                fallback.tick().await;
                 Wake::Tick
             }
         };
@@ -110,6 +114,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     display.finish(&run)
+}
+
+/// An interval whose first tick is one period from now.
+fn poll_interval(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 /// The event stream in batches, or `None` (after saying why) when it cannot
@@ -155,7 +166,7 @@ impl Display {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} run {prefix} [{bar:30}] {pos}/{len} parts {msg} ({elapsed})",
+                    "{spinner} run {prefix} [{bar:30}] {pos}/{len} parts done, {msg} ({elapsed})",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -227,22 +238,27 @@ impl Display {
     }
 }
 
-/// The bar's message: the state and the counts that are not done.
+/// The bar's message: the state, and the counts that are not done when they
+/// say more than the state (`running: 2 running, 5 waiting`).
 fn state_message(run: &Run) -> String {
     let p = &run.parts;
-    let mut text = run.state.to_string();
-    for (what, n) in [
+    let counts: Vec<String> = [
         ("running", p.running),
         ("waiting", p.waiting),
         ("suspended", p.suspended),
         ("failed", p.failed),
         ("canceled", p.canceled),
-    ] {
-        if n > 0 {
-            text.push_str(&format!(", {n} {what}"));
-        }
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    let state = run.state.to_string();
+    if counts.is_empty() || (counts.len() == 1 && counts[0].ends_with(&state)) {
+        state
+    } else {
+        format!("{state}: {}", counts.join(", "))
     }
-    text
 }
 
 #[cfg(test)]
@@ -260,6 +276,37 @@ mod tests {
             to: None,
             detail: serde_json::json!({}),
         }
+    }
+
+    #[test]
+    fn bar_message_adds_only_counts_the_state_does_not_say() {
+        use jobstack::scheduler::{PartCounts, RunCause, TaskSpec};
+        let mut run = Run {
+            id: 1,
+            task_id: 1,
+            spec: TaskSpec::new("t", "p"),
+            plugin_sha256: String::new(),
+            state: State::Waiting,
+            cause: RunCause::Forced,
+            rerun_of: None,
+            error: None,
+            parts: PartCounts {
+                waiting: 2,
+                ..PartCounts::default()
+            },
+            created_at: "2026-11-28T07:00:00Z".parse().unwrap(),
+            ended_at: None,
+        };
+        assert_eq!(state_message(&run), "waiting");
+        run.state = State::Running;
+        run.parts.running = 1;
+        assert_eq!(state_message(&run), "running: 1 running, 2 waiting");
+        run.state = State::Finished;
+        run.parts = PartCounts {
+            finished: 3,
+            ..PartCounts::default()
+        };
+        assert_eq!(state_message(&run), "finished");
     }
 
     #[test]
