@@ -25,6 +25,13 @@ fn hello_wasm() -> PathBuf {
     path
 }
 
+/// A daemon without its in-process agent: parts stay waiting until the test
+/// (playing the agent) leases them, so every state the CLI shows is the one the
+/// test made.
+fn start_daemon() -> Daemon {
+    Daemon::builder().arg("--no-local-agent").start()
+}
+
 /// What one CLI command printed and returned.
 #[derive(Debug)]
 struct Cli {
@@ -105,7 +112,7 @@ fn create_greet(daemon: &Daemon, name: &str, count: u32, retries: u32) {
 
 #[test]
 fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     let wasm = hello_wasm();
     let wasm = wasm.to_str().unwrap();
     let inspected = jobstack_e2e::jobstack(&["plugin", "inspect", wasm]);
@@ -145,7 +152,7 @@ fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
 
 #[test]
 fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     push_hello(&daemon);
     create_greet(&daemon, "greet", 3, 2);
 
@@ -265,7 +272,7 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
 
 #[test]
 fn bad_input_is_reported_clearly_and_changes_nothing() {
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     push_hello(&daemon);
 
     let unknown = cli(
@@ -342,7 +349,7 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
     assert_eq!(cli(&daemon, &["task", "list", "--json"]).json(), json!([]));
 
     // A daemon that is not running.
-    let mut stopped = Daemon::start();
+    let mut stopped = start_daemon();
     let url = stopped.url.clone();
     stopped.kill();
     let down = output(
@@ -421,7 +428,7 @@ fn spawn_watch(daemon: &Daemon, task: &str) -> Child {
 
 #[test]
 fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
-    let daemon = Daemon::start();
+    let daemon = start_daemon();
     push_hello(&daemon);
     let agent = FakeAgent::register(&daemon, "agent-a");
 
@@ -477,6 +484,42 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
     assert_eq!(again.json()["state"], "finished");
     let again = cli(&daemon, &["task", "watch", "fragile", "--poll"]);
     assert_eq!(again.code, 1, "{again:?}");
+
+    // A task whose first run the scheduler has not created yet: watch waits
+    // for it, then follows it.
+    cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "soon",
+            "--plugin",
+            "hello",
+            "--params",
+            r#"{"name": "s"}"#,
+            "--once",
+        ],
+    )
+    .ok();
+    let watch = spawn_watch(&daemon, "soon");
+    agent.do_one("finished");
+    let soon = output(watch.wait_with_output().unwrap());
+    assert_eq!(soon.code, 0, "{soon:?}");
+    assert!(
+        soon.stdout
+            .contains("(scheduled): finished, 1/1 parts done"),
+        "{soon:?}"
+    );
+
+    // A manual task never run: nothing to wait for.
+    create_greet(&daemon, "idle", 1, 0);
+    let idle = cli(&daemon, &["task", "watch", "idle"]);
+    assert!(
+        idle.failed()
+            .contains("has no run yet; start one with `jobstack task run idle`"),
+        "{idle:?}"
+    );
 
     // The failed part can be re-run and watched to its end.
     cli(&daemon, &["task", "rerun", "fragile", "--failed-only"]).ok();

@@ -21,7 +21,7 @@ use jobstack::api::wire::{Event, Run};
 use jobstack::client::ClientError;
 use jobstack::scheduler::State;
 
-use super::task::{counts_text, run_id, run_summary};
+use super::task::{counts_text, run_summary, task_view};
 use super::{Admin, ServerArgs, print_json};
 
 /// How often the run is read while the event stream is up (in case an event
@@ -64,7 +64,10 @@ enum Wake {
 /// Follow the run until it ends.
 pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
-    let id = run_id(&admin, Some(&args.task), args.run).await?;
+    let id = match args.run {
+        Some(id) => id,
+        None => latest_or_next_run(&admin, &args.task, args.server.json).await?,
+    };
     let display = Display::new(id, args.server.json);
 
     let mut events = if args.poll {
@@ -114,6 +117,31 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     display.finish(&run)
+}
+
+/// The task's latest run; for a task whose first run is scheduled but not
+/// created yet (just defined with `--every`, `--cron` or `--once`), wait for it.
+async fn latest_or_next_run(admin: &Admin, task: &str, json: bool) -> anyhow::Result<i64> {
+    let mut told = false;
+    loop {
+        let view = task_view(admin, task).await?;
+        if let Some(run) = view.latest_run {
+            return Ok(run.id);
+        }
+        let Some(next) = view.task.next_run_at else {
+            anyhow::bail!(
+                "task {task:?} has no run yet; start one with `jobstack task run {task}`"
+            );
+        };
+        if !told && !json {
+            eprintln!(
+                "waiting for the first run of {task} (due {})",
+                super::table::time(Some(next))
+            );
+            told = true;
+        }
+        tokio::time::sleep(FALLBACK_POLL).await;
+    }
 }
 
 /// An interval whose first tick is one period from now.
