@@ -32,6 +32,9 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "http")]
+pub mod http;
+
 pub use bindings::jobstack::plugin::host;
 pub use bindings::jobstack::plugin::types::Capability;
 pub use bindings::{Guest, Job, Manifest, Part, export};

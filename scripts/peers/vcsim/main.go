@@ -10,13 +10,21 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
@@ -71,7 +79,12 @@ func main() {
 	vary(model)
 
 	if *useTLS {
-		model.Service.TLS = new(tls.Config)
+		cert, err := selfSigned()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cannot make a certificate:", err)
+			os.Exit(1)
+		}
+		model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(*user, *password)}
 	server := model.Service.NewServer()
@@ -97,6 +110,31 @@ func main() {
 			return
 		}
 	}
+}
+
+// selfSigned makes a fresh self-signed certificate for 127.0.0.1, as a fresh
+// ESX install has (the simulator's built-in one is a 1024-bit RSA key, which
+// modern TLS stacks refuse outright).
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	template := x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "localhost.localdomain", Organization: []string{"VMware"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &template, &template, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // vary gives the hosts and VMs distinct sizes (and the VMs distinct power
