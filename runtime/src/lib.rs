@@ -10,10 +10,12 @@
 //! - [`store`]: the scheduler's durable state behind one trait (SQLite embedded,
 //!   PostgreSQL for several daemons).
 //! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
+//! - [`artifacts`]: content-addressed files (software to deploy) on disk.
 //! - [`daemon`]: `jobstack serve`, the process that hosts them all.
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
 pub mod api;
+pub mod artifacts;
 pub mod bench;
 pub mod daemon;
 pub mod engine;

@@ -50,7 +50,10 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        if authority.is_empty() || authority.contains('@') {
+        let valid = authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+        if authority.is_empty() || !valid {
             return Err(format!("{text:?} has no valid host"));
         }
         Ok(Url {

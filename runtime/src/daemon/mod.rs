@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::api::{self, ApiState, metrics::Metrics};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store::{SqliteStore, Store};
@@ -61,6 +62,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
+        artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
+            format!(
+                "cannot open the artifact store in {}",
+                config.data_dir.display()
+            )
+        })?,
         sweep: Arc::new(Notify::new()),
     };
     let shutdown = Arc::new(Notify::new());
