@@ -11,7 +11,7 @@ mod events;
 pub mod metrics;
 mod ops;
 mod params;
-mod state;
+pub mod state;
 pub mod wire;
 
 pub use error::{ApiError, ApiResult};
