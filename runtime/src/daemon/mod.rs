@@ -26,6 +26,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::agent::AgentSettings;
 use crate::api::{self, ApiState, metrics::Metrics};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store::{SqliteStore, Store};
@@ -64,6 +65,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
+        artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
+            format!(
+                "cannot open the artifact store in {}",
+                config.data_dir.display()
+            )
+        })?,
         sweep: Arc::new(Notify::new()),
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
