@@ -84,9 +84,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             },
             ..AgentSettings::default()
         };
-        let link = LocalLink::register(scheduler.clone(), engine.clone(), &settings)
-            .await
-            .context("cannot register the local agent")?;
+        let link = LocalLink::register(
+            scheduler.clone(),
+            engine.clone(),
+            state.artifacts.clone(),
+            &settings,
+        )
+        .await
+        .context("cannot register the local agent")?;
         Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
     } else {
         None
