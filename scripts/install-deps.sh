@@ -18,7 +18,9 @@ fi
 
 # Debian packages: name of a command each provides -> package.
 # (Test peers of the plugins are added here as the plugins land.)
-declare -A packages=()
+declare -A packages=(
+    [pg_ctlcluster]=postgresql # the PostgreSQL store's tests (scripts/postgres.sh starts it)
+)
 missing=()
 for cmd in "${!packages[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 scripts/build-plugins.sh
+# The scheduler tests also run against PostgreSQL (fresh databases on it).
+scripts/postgres.sh
 
 cargo fmt --all -- --check
 # The end-to-end tests start the real binary; build it before they run.
