@@ -119,10 +119,13 @@ CREATE TABLE leases (
     PRIMARY KEY (part_id, attempt)
 );
 
+-- `run_id` is copied from the part and has no foreign key: checking one would
+-- take a KEY SHARE lock on the run's row with every result, a lock all agents
+-- of a run would share (multixacts) on the hottest path.
 CREATE TABLE results (
     part_id     BIGINT  NOT NULL REFERENCES parts (id),
     attempt     BIGINT  NOT NULL,
-    run_id      BIGINT  NOT NULL REFERENCES runs (id),
+    run_id      BIGINT  NOT NULL,
     agent       TEXT    NOT NULL,
     status      TEXT    NOT NULL,
     output      TEXT,

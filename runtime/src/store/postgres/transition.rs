@@ -159,8 +159,13 @@ pub async fn start_run(
 }
 
 /// Lock the run's row until the end of the transaction; returns its state.
+///
+/// `NO KEY UPDATE`, the lock an `UPDATE` of non-key columns takes: it does not
+/// conflict with the `KEY SHARE` locks that inserts referencing the run (its
+/// parts) take, which would otherwise deadlock two transactions that both
+/// inserted such a row and then lock the run.
 pub async fn lock_run(conn: &mut PgConnection, run_id: i64) -> StoreResult<State> {
-    let row = sqlx::query("SELECT state FROM runs WHERE id = $1 FOR UPDATE")
+    let row = sqlx::query("SELECT state FROM runs WHERE id = $1 FOR NO KEY UPDATE")
         .bind(run_id)
         .fetch_optional(conn)
         .await?
