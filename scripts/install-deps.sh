@@ -18,7 +18,9 @@ fi
 
 # Debian packages: name of a command each provides -> package.
 # (Test peers of the plugins are added here as the plugins land.)
-declare -A packages=()
+declare -A packages=(
+    [pg_ctlcluster]=postgresql # the PostgreSQL store's tests (scripts/postgres.sh starts it)
+)
 # esx: the vSphere simulator (scripts/peers/vcsim) is built offline with Go.
 packages[go]=golang-go
 # Packages that install no command: a path each provides -> package.
