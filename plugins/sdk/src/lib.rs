@@ -23,6 +23,8 @@
 /// The generated bindings of the `task` world. In a module of its own because
 /// wit-bindgen's exported macro clashes with its re-export at a crate root.
 #[doc(hidden)]
+// Generated code: its shape follows the WIT, not clippy's taste.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
