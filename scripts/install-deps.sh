@@ -42,16 +42,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Keep the packages' daemons from starting during the install (invoke-rc.d
     # honours policy-rc.d); an existing policy is left as it is.
     policy=/usr/sbin/policy-rc.d
-    own_policy=false
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
         chmod +x "$policy"
-        own_policy=true
+        trap 'rm -f "$policy"' EXIT
     fi
     # Another apt run (a parallel install) holds the lock: wait for it, not fail.
     apt-get -o DPkg::Lock::Timeout=600 update -qq
     apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
-    if $own_policy; then rm -f "$policy"; fi
     # Stop whatever started anyway (a systemd that ignores policy-rc.d).
     for d in "${daemons[@]}"; do
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$d" 2>/dev/null; then
