@@ -11,7 +11,7 @@ scripts/build-plugins.sh
 cargo fmt --all -- --check
 # Unit tests of the bundled plugins run on the host target (their logic does not
 # need the Wasm runtime; their end-to-end tests below run them in it).
-(cd plugins && env -u CARGO_TARGET_DIR cargo test --locked -p netscan -p snmp --target x86_64-unknown-linux-gnu)
+(cd plugins && env -u CARGO_TARGET_DIR cargo test --locked -p netscan -p snmp -p mailconfig --target x86_64-unknown-linux-gnu)
 # The end-to-end tests start the real binary; build it before they run.
 cargo build --locked --workspace --bins
 cargo test --locked --workspace -- --test-threads 2
