@@ -258,6 +258,18 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     assert_eq!(rerun["rerun_of"], run_id);
     assert_eq!(rerun["parts"]["waiting"], 3);
 
+    // Both runs, newest first.
+    let runs = cli(&daemon, &["task", "runs", "greet", "--json"]).json();
+    let ids: Vec<i64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [rerun["id"].as_i64().unwrap(), run_id]);
+    let runs = cli(&daemon, &["task", "runs", "greet"]);
+    assert_eq!(runs.ok().lines().count(), 3, "{runs:?}");
+
     // Results of the latest run: none yet; of the canceled run by id.
     let results = cli(&daemon, &["results", "greet"]);
     assert!(results.ok().contains("no results yet"), "{results:?}");
