@@ -19,9 +19,18 @@ fi
 # Debian packages: name of a command each provides -> package.
 # (Test peers of the plugins are added here as the plugins land.)
 declare -A packages=()
+# esx: the vSphere simulator (scripts/peers/vcsim) is built offline with Go.
+packages[go]=golang-go
+# Packages that install no command: a path each provides -> package.
+declare -A package_paths=()
+# esx: govmomi's sources (the simulator), used by Go in GOPATH mode.
+package_paths[/usr/share/gocode/src/github.com/vmware/govmomi/simulator]=golang-github-vmware-govmomi-dev
 missing=()
 for cmd in "${!packages[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+for path in "${!package_paths[@]}"; do
+    [ -e "$path" ] || missing+=("${package_paths[$path]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"

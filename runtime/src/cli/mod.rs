@@ -2,6 +2,7 @@
 //! errors reach the user through `anyhow` with their context.
 
 mod admin;
+mod agent;
 mod bench;
 mod exec;
 mod inspect;
@@ -32,6 +33,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Run the daemon: scheduler, API and the local agent on one port.
     Serve(serve::ServeArgs),
+    /// Run a remote agent: register with a daemon, pull parts, run them.
+    Agent(agent::AgentArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     // Executions may still be parked in the engine's runtime; do not wait for them.

@@ -12,17 +12,21 @@
 mod bundled;
 pub mod config;
 mod credentials;
+mod local_agent;
 mod splitter;
 
 pub use config::{ServeConfig, ServeSettings};
+pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
 pub use splitter::EngineSplitter;
 
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use crate::agent::AgentSettings;
 use crate::api::{self, ApiState, metrics::Metrics};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store::{SqliteStore, Store};
@@ -61,10 +65,32 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
+        artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
+            format!(
+                "cannot open the artifact store in {}",
+                config.data_dir.display()
+            )
+        })?,
         sweep: Arc::new(Notify::new()),
     };
-    let shutdown = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+    let local_agent = if config.local_agent {
+        let settings = AgentSettings {
+            stop_grace: config.shutdown_grace,
+            policy: crate::agent::OperatorPolicy {
+                allow_net: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+                ..Default::default()
+            },
+            ..AgentSettings::default()
+        };
+        let link = LocalLink::register(scheduler.clone(), engine.clone(), &settings)
+            .await
+            .context("cannot register the local agent")?;
+        Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
+    } else {
+        None
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -74,18 +100,26 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("jobstack: listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
-    let stop = shutdown.clone();
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            stop.notify_waiters();
+            let _ = shutdown_tx.send(true);
         })
         .await
         .context("server failed")?;
-    shutdown.notify_waiters();
+    // The local agent lets its running parts finish within the grace period,
+    // then stops the rest and delivers their results.
+    if let Some(agent) = local_agent {
+        let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
+    }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
     Ok(())
+}
+
+/// Resolves once shutdown began.
+async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
 }
 
 async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -103,7 +137,9 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
 
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
 /// and retried at the next pass (the database may be away for a while).
-async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
+async fn run_sweep(state: ApiState, shutdown: watch::Receiver<bool>) {
+    let stopping = shutdown_signal(shutdown);
+    tokio::pin!(stopping);
     loop {
         match state.scheduler.tick().await {
             Ok(report) => {
@@ -117,13 +153,13 @@ async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
             _ = state.sweep.notified() => {}
-            _ = shutdown.notified() => return,
+            _ = &mut stopping => return,
         }
     }
 }
 
-/// SIGTERM or Ctrl-C.
-async fn wait_for_signal() {
+/// Resolves at SIGTERM or Ctrl-C (the daemon's and the agent's shutdown).
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");
