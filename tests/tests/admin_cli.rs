@@ -2,12 +2,14 @@
 //! `jobstack task ...`, `jobstack results`, and the bad input it must report
 //! clearly (`error: <message>`, exit code 1, nothing changed).
 //!
-//! `task watch` needs parts executed: the test plays the agent through the
-//! agent API (register with the enrollment secret, lease, submit results)
-//! while the watch process runs.
+//! `task watch` needs parts executed: real agents (the daemon's own, and a
+//! `jobstack agent` process), and the test itself playing the agent through
+//! the agent API (register with the enrollment secret, lease, submit results)
+//! where it must decide how each part ends.
 
 use std::process::{Child, Command, Output, Stdio};
 
+use jobstack_e2e::agent::AgentProcess;
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon, ENROLL_SECRET};
 use jobstack_e2e::{hello_wasm, jobstack_bin};
 use serde_json::{Value, json};
@@ -530,4 +532,65 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
         rerun.stdout.contains("(rerun): finished, 1/1 parts done"),
         "{rerun:?}"
     );
+}
+
+#[test]
+fn watch_follows_real_agents_to_the_end() {
+    // The daemon's own agent runs a task's first run, which watch waits for.
+    let daemon = Daemon::start();
+    push_hello(&daemon);
+    cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "local",
+            "--plugin",
+            "hello",
+            "--params",
+            r#"{"name": "l", "count": 4}"#,
+            "--once",
+        ],
+    )
+    .ok();
+    let local = cli(&daemon, &["task", "watch", "local"]);
+    assert_eq!(local.code, 0, "{local:?}");
+    assert!(
+        local
+            .stdout
+            .contains("(scheduled): finished, 4/4 parts done"),
+        "{local:?}"
+    );
+    drop(daemon);
+
+    // A remote `jobstack agent` process, started while watch already runs.
+    let daemon = start_daemon();
+    push_hello(&daemon);
+    create_greet(&daemon, "remote", 5, 0);
+    cli(&daemon, &["task", "run", "remote"]).ok();
+    let watch = spawn_watch(&daemon, "remote");
+    let state = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start(&daemon.url, "remote-agent", state.path(), &[]);
+    let remote = output(watch.wait_with_output().unwrap());
+    assert_eq!(remote.code, 0, "{remote:?}");
+    assert!(
+        remote.stdout.contains("(forced): finished, 5/5 parts done"),
+        "{remote:?}"
+    );
+    let results = cli(&daemon, &["results", "remote", "--json"]).json();
+    let results = results["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "{results:?}");
+    for r in results {
+        assert_eq!(r["agent"], "remote-agent", "{r}");
+        assert_eq!(r["status"], "finished", "{r}");
+        assert_eq!(r["applied"], true, "{r}");
+        assert!(
+            r["output"]["greeting"]
+                .as_str()
+                .unwrap()
+                .starts_with("hello, world #"),
+            "{r}"
+        );
+    }
 }
