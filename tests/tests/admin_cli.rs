@@ -349,13 +349,13 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
     // Nothing was created by any of the above.
     assert_eq!(cli(&daemon, &["task", "list", "--json"]).json(), json!([]));
 
-    // A daemon that is not running.
-    let mut stopped = start_daemon();
-    let url = stopped.url.clone();
-    stopped.kill();
+    // A daemon that is not running. Port 1 (tcpmux) has no listener on a test
+    // machine, and unlike the port of a killed daemon no other test's daemon
+    // can be given it meanwhile.
+    let url = "http://127.0.0.1:1";
     let down = output(
         Command::new(jobstack_bin())
-            .args(["task", "list", "--server", &url, "--token", ADMIN_TOKEN])
+            .args(["task", "list", "--server", url, "--token", ADMIN_TOKEN])
             .output()
             .unwrap(),
     );
@@ -389,17 +389,24 @@ impl<'a> FakeAgent<'a> {
         FakeAgent { daemon, token }
     }
 
-    /// Lease one part (waiting up to 10 s) and report it `status`.
+    /// Lease one part (long-polling up to a minute in all: a scheduled run
+    /// may not be split yet) and report it `status`.
     fn do_one(&self, status: &str) {
-        let lease = self
-            .daemon
-            .request(
-                "POST",
-                "/agent/lease",
-                Some(&self.token),
-                Body::Json(&json!({"wait_ms": 10_000})),
-            )
-            .expect_ok("lease");
+        let mut lease = Value::Null;
+        for _ in 0..6 {
+            lease = self
+                .daemon
+                .request(
+                    "POST",
+                    "/agent/lease",
+                    Some(&self.token),
+                    Body::Json(&json!({"wait_ms": 10_000})),
+                )
+                .expect_ok("lease");
+            if !lease.is_null() {
+                break;
+            }
+        }
         let part_id = lease["part_id"].as_i64().expect("a part was leased");
         let attempt = lease["attempt"].as_u64().unwrap();
         let mut submission = json!({"part_id": part_id, "attempt": attempt, "status": status});
