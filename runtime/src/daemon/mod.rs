@@ -2,7 +2,10 @@
 //! the UI) on one port, the background sweep, and optionally its own
 //! in-process agent.
 //!
-//! Start-up, in order: open the data directory and the store (migrating it),
+//! Start-up, in order: open the data directory and the store (migrating it):
+//! the embedded SQLite file, or with `database = "postgres://..."` a PostgreSQL
+//! database that several daemons share (each then also listens for the others'
+//! work announcements),
 //! the engine (module store and compiled-artifact cache in the data directory),
 //! the credentials, deploy the bundled plugins, start the sweep, listen.
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
@@ -29,7 +32,7 @@ use crate::api::{self, ApiState, metrics::Metrics};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
-use crate::store::{SqliteStore, Store};
+use crate::store;
 
 /// How often the sweep runs (lease expiry, recurrence) when nothing wakes it.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,7 +41,13 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = open_store(&config).await?;
+    let opened = store::open(config.database.as_deref(), &config.data_dir)
+        .await
+        .with_context(|| match &config.database {
+            Some(_) => "cannot open the PostgreSQL database".to_string(),
+            None => "cannot open the SQLite database".to_string(),
+        })?;
+    let store = opened.store.clone();
     let engine = Engine::new(EngineConfig {
         data_dir: Some(config.data_dir.join("engine")),
         ..EngineConfig::default()
@@ -75,6 +84,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+    // Several daemons on one database: wake our long-polls on their work too.
+    let work_listener = opened
+        .postgres
+        .clone()
+        .map(|pg| tokio::spawn(pg.listen_for_work(scheduler.work_signal().clone())));
     let local_agent = if config.local_agent {
         let settings = AgentSettings {
             stop_grace: config.shutdown_grace,
@@ -84,9 +98,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             },
             ..AgentSettings::default()
         };
-        let link = LocalLink::register(scheduler.clone(), engine.clone(), &settings)
-            .await
-            .context("cannot register the local agent")?;
+        let link = LocalLink::register(
+            scheduler.clone(),
+            engine.clone(),
+            state.artifacts.clone(),
+            &settings,
+        )
+        .await
+        .context("cannot register the local agent")?;
         Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
     } else {
         None
@@ -114,25 +133,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
     }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
+    if let Some(listener) = work_listener {
+        listener.abort();
+    }
+    if let Some(pg) = &opened.postgres {
+        pg.close().await;
+    }
     Ok(())
 }
 
 /// Resolves once shutdown began.
 async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stopping| *stopping).await;
-}
-
-async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.database {
-        None => Ok(Arc::new(
-            SqliteStore::open_in(&config.data_dir)
-                .await
-                .context("cannot open the SQLite database")?,
-        )),
-        Some(url) => anyhow::bail!(
-            "database {url:?}: only the embedded SQLite store is available in this build"
-        ),
-    }
 }
 
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
