@@ -1,0 +1,138 @@
+// The page: sign-in, the hash router (#/tasks, #/tasks/7, #/runs/12, ...),
+// the live event stream, and debounced refreshes of the current view.
+
+import { ApiError, get, onUnauthorized, token } from './api.js';
+import { flash, h, replace } from './dom.js';
+import { follow } from './events.js';
+import * as agents from './agents.js';
+import * as form from './form.js';
+import * as plugins from './plugins.js';
+import * as run from './run.js';
+import * as task from './task.js';
+import * as tasks from './tasks.js';
+
+/** Events arriving closer together than this cause one refresh. */
+const REFRESH_DEBOUNCE_MS = 300;
+/** Views whose content ages by itself (agents up/down) refresh this often. */
+const CLOCK_REFRESH_MS = 15000;
+
+const $ = (id) => document.getElementById(id);
+let stream = null;
+let refreshTimer = null;
+let rendering = Promise.resolve();
+
+/** The view for the current hash: `{view, nav, args}`. */
+function route() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const [a, b, c] = parts;
+  if (a === 'tasks' && b === 'new') return { view: form, nav: 'new', args: [null] };
+  if (a === 'tasks' && b && c === 'edit') return { view: form, nav: 'tasks', args: [b] };
+  if (a === 'tasks' && b) return { view: task, nav: 'tasks', args: [b] };
+  if (a === 'runs' && b) return { view: run, nav: 'tasks', args: [b] };
+  if (a === 'agents') return { view: agents, nav: 'agents', args: [] };
+  if (a === 'plugins') return { view: plugins, nav: 'plugins', args: [] };
+  return { view: tasks, nav: 'tasks', args: [] };
+}
+
+/** Render the current view into a detached node, then swap it in. */
+function render({ quiet = false } = {}) {
+  rendering = rendering.then(async () => {
+    if (!token.get()) return;
+    const { view, nav, args } = route();
+    for (const a of document.querySelectorAll('#nav a')) {
+      a.classList.toggle('active', a.dataset.view === nav);
+    }
+    if (quiet && view.live === false) return;
+    const next = h('div', { class: 'view' });
+    try {
+      await view.render(next, ...args);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return;
+      replace(next, h('p', { class: 'error', role: 'alert' }, e.message));
+    }
+    const scroll = window.scrollY;
+    replace($('view'), next);
+    if (quiet) window.scrollTo(0, scroll);
+  });
+  return rendering;
+}
+
+/** Refresh the current view soon (events come in bursts). */
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => render({ quiet: true }), REFRESH_DEBOUNCE_MS);
+}
+
+function showSignIn(message) {
+  stream?.stop();
+  stream = null;
+  $('nav').hidden = true;
+  $('signout').hidden = true;
+  $('live').hidden = true;
+  $('view').replaceChildren();
+  flash(null);
+  $('signin').hidden = false;
+  $('signin-error').textContent = message ?? '';
+  $('signin-error').hidden = !message;
+  $('token').focus();
+}
+
+function showApp() {
+  $('signin').hidden = true;
+  $('nav').hidden = false;
+  $('signout').hidden = false;
+  $('live').hidden = false;
+  if (!stream) {
+    stream = follow({
+      onEvent: refreshSoon,
+      onStatus: (up, why) => {
+        $('live').classList.toggle('down', !up);
+        $('live').textContent = up ? 'live' : 'offline';
+        $('live').title = up ? 'live updates' : `live updates stopped: ${why ?? ''}`;
+        if (up) refreshSoon(); // catch up on what happened while down
+      },
+    });
+  }
+  render();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const value = $('token').value.trim();
+  if (!value) return;
+  token.set(value);
+  try {
+    await get('/plugins'); // cheapest admin call: proves the token
+  } catch (e) {
+    token.clear();
+    const message = e.status === 401
+      ? `Sign-in refused: ${e.message}. Check the admin token (printed at the daemon's first start).`
+      : e.message;
+    showSignIn(message);
+    return;
+  }
+  $('token').value = '';
+  showApp();
+}
+
+onUnauthorized((e) => {
+  token.clear();
+  showSignIn(`Your token was refused (${e.message}): sign in again.`);
+});
+
+$('signin-form').addEventListener('submit', signIn);
+$('signout').addEventListener('click', () => {
+  token.clear();
+  showSignIn(null);
+});
+window.addEventListener('jobstack:refresh', refreshSoon);
+window.addEventListener('hashchange', () => {
+  flash(null);
+  render();
+});
+setInterval(() => {
+  if (token.get() && route().view.ticks) render({ quiet: true });
+}, CLOCK_REFRESH_MS);
+
+if (token.get()) showApp();
+else showSignIn(null);

@@ -1,0 +1,183 @@
+//! The management UI in a real browser: headless Chromium driven over
+//! WebDriver against a real daemon. Sign in (a wrong token first), see the
+//! uploaded plugin, get the API's refusal of a file that is not a component,
+//! create a task through the form (the API's schema error first), force-run it
+//! from the tasks list and watch its run reach `finished` without reloading
+//! (live events), then open the run's parts and results.
+//!
+//! Set `JOBSTACK_UI_SCREENSHOTS=<dir>` to keep a PNG of each view.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon};
+use jobstack_e2e::webdriver::Browser;
+use jobstack_e2e::{hello_wasm, wait_until};
+use serde_json::json;
+
+/// Bound for anything the page waits on (a run of the hello plugin on the
+/// daemon's own agent takes well under a second).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Saves a screenshot when the test fails, and of each view on request.
+struct Shots<'a> {
+    browser: &'a Browser,
+    dir: Option<PathBuf>,
+}
+
+impl Shots<'_> {
+    fn take(&self, name: &str) {
+        if let Some(dir) = &self.dir {
+            self.browser.screenshot(&dir.join(format!("{name}.png")));
+        }
+    }
+}
+
+impl Drop for Shots<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let path = std::env::temp_dir().join("jobstack-web-ui-failure.png");
+            self.browser.screenshot(&path);
+            eprintln!("web_ui: screenshot of the failure: {}", path.display());
+        }
+    }
+}
+
+/// Wait until the text of `css` contains `expected`.
+fn wait_text(browser: &Browser, css: &str, expected: &str) -> String {
+    wait_until(&format!("{css} to show {expected:?}"), PATIENCE, || {
+        let text = browser.text_of(css);
+        text.contains(expected).then_some(text)
+    })
+}
+
+fn click(browser: &Browser, css: &str) {
+    let element = wait_until(&format!("{css} to appear"), PATIENCE, || {
+        browser.try_find(css)
+    });
+    browser.click(&element);
+}
+
+fn fill(browser: &Browser, css: &str, text: &str) {
+    let element = wait_until(&format!("{css} to appear"), PATIENCE, || {
+        browser.try_find(css)
+    });
+    browser.type_into(&element, text);
+}
+
+#[test]
+fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
+    let daemon = Daemon::start();
+    daemon.upload_plugin(&hello_wasm());
+    let browser = Browser::start();
+    let shots = Shots {
+        browser: &browser,
+        dir: std::env::var_os("JOBSTACK_UI_SCREENSHOTS").map(PathBuf::from),
+    };
+
+    // A wrong token is refused with the API's message.
+    browser.goto(&format!("{}/", daemon.url));
+    fill(&browser, "#token", "not-the-token");
+    click(&browser, "#signin-form button[type=submit]");
+    let refused = wait_text(&browser, "#signin-error", "unknown admin token");
+    assert!(refused.contains("Sign-in refused"), "{refused}");
+    shots.take("signin-refused");
+
+    fill(&browser, "#token", ADMIN_TOKEN);
+    click(&browser, "#signin-form button[type=submit]");
+    wait_text(&browser, "#nav", "Plugins");
+    let stored = browser.script("return sessionStorage.getItem('jobstack.token')", json!([]));
+    assert_eq!(stored, ADMIN_TOKEN);
+
+    // The uploaded plugin is listed; a file that is not a component is
+    // refused with the API's own message.
+    click(&browser, "#nav a[href='#/plugins']");
+    let row = wait_text(&browser, "tr[data-plugin='hello']", "hello");
+    assert!(row.contains("0.1.0"), "{row}");
+    let junk = tempfile::Builder::new()
+        .suffix(".wasm")
+        .tempfile()
+        .expect("temporary file");
+    std::fs::write(junk.path(), b"this is not a WebAssembly component").unwrap();
+    let api = daemon.request(
+        "POST",
+        "/plugins",
+        Some(ADMIN_TOKEN),
+        Body::Bytes(b"this is not a WebAssembly component"),
+    );
+    assert_eq!(api.status, 400, "{}", api.text);
+    let api_message = api.json()["error"]["message"]
+        .as_str()
+        .expect("error message")
+        .to_string();
+    fill(&browser, "#plugin-file", junk.path().to_str().unwrap());
+    click(&browser, "#upload-form button[type=submit]");
+    let shown = wait_text(&browser, "#upload-status", "Upload refused");
+    assert!(
+        shown.contains(&api_message),
+        "shown {shown:?}, API said {api_message:?}"
+    );
+    shots.take("plugins");
+
+    // The form: parameters the schema refuses show the API's message, then a
+    // valid task is created.
+    click(&browser, "#nav a[href='#/tasks/new']");
+    fill(&browser, "#task-name", "ui-greet");
+    fill(&browser, "#task-params", "{}");
+    click(&browser, "#task-frequency option[value=manual]");
+    fill(&browser, "#task-agents", "local");
+    click(&browser, "#task-submit");
+    let schema_error = wait_text(&browser, "#form-error", "name");
+    let refused = daemon.post(
+        "/tasks",
+        &json!({"task": {"name": "ui-greet", "plugin": "hello", "params": {}}}),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    let refused_message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(schema_error, refused_message);
+    shots.take("form");
+    fill(&browser, "#task-params", r#"{"name": "browser"}"#);
+    click(&browser, "#task-submit");
+    wait_text(&browser, ".page-head h1", "ui-greet");
+    let task = daemon.get("/tasks/ui-greet").expect_ok("task created");
+    assert_eq!(task["spec"]["frequency"]["kind"], "manual");
+    assert_eq!(task["spec"]["targeting"]["agents"], json!(["local"]));
+    assert_eq!(task["spec"]["params"], json!({"name": "browser"}));
+
+    // Force-run from the tasks list; the row reaches `finished` through live
+    // events, with no navigation.
+    click(&browser, "#nav a[href='#/tasks']");
+    wait_text(&browser, "tr[data-task='ui-greet']", "never run");
+    wait_text(&browser, "#live", "live");
+    click(
+        &browser,
+        "tr[data-task='ui-greet'] button[data-action='force-run']",
+    );
+    let row = wait_text(&browser, "tr[data-task='ui-greet']", "finished");
+    let runs = daemon.get("/runs?task=ui-greet").expect_ok("runs");
+    let run = &runs[0];
+    assert_eq!(run["state"], "finished", "{run}");
+    let done = run["parts"]["finished"].as_u64().unwrap();
+    assert!(
+        row.contains(&format!("{done}/{done}")),
+        "progress {done}/{done} not in {row:?}"
+    );
+    shots.take("tasks");
+
+    // The run: parts with owner and state, results applied.
+    click(&browser, "tr[data-task='ui-greet'] a[href^='#/runs/']");
+    wait_text(&browser, "#run-state", "finished");
+    let parts = wait_text(&browser, "tr[data-part]", "finished");
+    assert!(parts.contains("local"), "owner missing: {parts}");
+    wait_text(&browser, ".view", "applied");
+    shots.take("run");
+
+    // Agents: the daemon's own agent is up.
+    click(&browser, "#nav a[href='#/agents']");
+    let agent = wait_text(&browser, "tr[data-agent='local']", "up");
+    assert!(agent.contains("local"), "{agent}");
+    shots.take("agents");
+}
