@@ -5,6 +5,10 @@
 //! from the tasks list and watch its run reach `finished` without reloading
 //! (live events), then open the run's parts and results.
 //!
+//! Then the run actions (suspend, resume, cancel, re-run) on a run no agent
+//! can take, the edit form (secrets kept when left empty), and a task whose
+//! name is HTML shown as text.
+//!
 //! Set `JOBSTACK_UI_SCREENSHOTS=<dir>` to keep a PNG of each view.
 
 use std::path::PathBuf;
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon};
 use jobstack_e2e::webdriver::Browser;
-use jobstack_e2e::{hello_wasm, wait_until};
+use jobstack_e2e::{hello_wasm, plugin_wasm, wait_until};
 use serde_json::json;
 
 /// Bound for anything the page waits on (a run of the hello plugin on the
@@ -63,6 +67,14 @@ fn fill(browser: &Browser, css: &str, text: &str) {
         browser.try_find(css)
     });
     browser.type_into(&element, text);
+}
+
+/// Open the UI and sign in with the admin token.
+fn sign_in(browser: &Browser, daemon: &Daemon) {
+    browser.goto(&format!("{}/", daemon.url));
+    fill(browser, "#token", ADMIN_TOKEN);
+    click(browser, "#signin-form button[type=submit]");
+    wait_text(browser, "#nav", "Plugins");
 }
 
 #[test]
@@ -180,4 +192,98 @@ fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
     let agent = wait_text(&browser, "tr[data-agent='local']", "up");
     assert!(agent.contains("local"), "{agent}");
     shots.take("agents");
+}
+
+#[test]
+fn run_actions_edit_and_hostile_names_in_the_tasks_view() {
+    let daemon = Daemon::start();
+    daemon.upload_plugin(&plugin_wasm("fixture-steps"));
+    // No agent is called `nobody`: the run stays waiting, whatever the timing.
+    let held = json!({
+        "task": {
+            "name": "held",
+            "plugin": "fixture-steps",
+            "params": {"parts": 3, "ms": 10},
+            "frequency": {"kind": "manual"},
+            "targeting": {"agents": ["nobody"]},
+        },
+        "secrets": {"password": "kept"},
+    });
+    daemon.post("/tasks", &held).expect_ok("create held");
+    let run = daemon
+        .post("/tasks/held/run", &json!({}))
+        .expect_ok("force-run");
+    let hostile = r#"<img src=x onerror="window.pwned=1">"#;
+    let task = json!({"task": {"name": hostile, "plugin": "fixture-steps",
+        "frequency": {"kind": "manual"}, "targeting": {"agents": ["nobody"]}}});
+    daemon.post("/tasks", &task).expect_ok("create hostile");
+
+    let browser = Browser::start();
+    let shots = Shots {
+        browser: &browser,
+        dir: std::env::var_os("JOBSTACK_UI_SCREENSHOTS").map(PathBuf::from),
+    };
+    sign_in(&browser, &daemon);
+    let row = "tr[data-task='held']";
+    wait_text(&browser, row, "waiting");
+    assert!(
+        browser.text_of(row).contains("0/3"),
+        "{}",
+        browser.text_of(row)
+    );
+
+    // The hostile name is text: no image element, no script ran.
+    let names = browser.script(
+        "return [...document.querySelectorAll('tbody tr')].map((tr) => tr.dataset.task)",
+        json!([]),
+    );
+    assert!(
+        names.as_array().unwrap().contains(&json!(hostile)),
+        "{names}"
+    );
+    let injected = browser.script(
+        "return [document.querySelectorAll('#view img').length, window.pwned === undefined]",
+        json!([]),
+    );
+    assert_eq!(injected, json!([0, true]));
+
+    for (action, state) in [
+        ("suspend", "suspended"),
+        ("resume", "waiting"),
+        ("cancel", "canceled"),
+    ] {
+        click(&browser, &format!("{row} button[data-action='{action}']"));
+        wait_text(&browser, &format!("{row} .badge"), state);
+        let now = daemon.get(&format!("/runs/{}", run["id"])).expect_ok("run");
+        assert_eq!(now["state"], state, "after {action}");
+    }
+    click(&browser, &format!("{row} button[data-action='rerun']"));
+    let again = wait_until("the re-run", PATIENCE, || {
+        let runs = daemon.get("/runs?task=held").expect_ok("runs");
+        let runs = runs.as_array().unwrap().clone();
+        (runs.len() == 2).then(|| runs[0].clone())
+    });
+    assert_eq!(again["rerun_of"], run["id"]);
+    wait_text(&browser, row, &format!("#{}", again["id"]));
+    shots.take("tasks-actions");
+
+    // Edit: priority to high; the empty secrets field keeps the stored ones.
+    click(&browser, &format!("{row} a[href$='/edit']"));
+    wait_until("the edit form", PATIENCE, || {
+        (browser.script(
+            "return document.querySelector('#task-name')?.value ?? ''",
+            json!([]),
+        ) == json!("held"))
+        .then_some(())
+    });
+    click(&browser, "#task-priority option[value=high]");
+    click(&browser, "#task-submit");
+    wait_text(&browser, ".page-head h1", "held");
+    wait_text(&browser, ".facts", "high");
+    let edited = daemon.get("/tasks/held").expect_ok("task");
+    assert_eq!(edited["spec"]["priority"], "high");
+    assert_eq!(edited["spec"]["params"], json!({"parts": 3, "ms": 10}));
+    assert_eq!(edited["spec"]["targeting"]["agents"], json!(["nobody"]));
+    assert_eq!(edited["has_secrets"], true, "{edited}");
+    shots.take("task");
 }

@@ -51,6 +51,12 @@ function render({ quiet = false } = {}) {
       replace(next, h('p', { class: 'error', role: 'alert' }, e.message));
     }
     const scroll = window.scrollY;
+    // Keep what the operator opened (outputs, schemas) across live refreshes.
+    for (const open of $('view').querySelectorAll('details[open][data-key]')) {
+      const same = [...next.querySelectorAll('details[data-key]')]
+        .find((d) => d.dataset.key === open.dataset.key);
+      if (same) same.open = true;
+    }
     replace($('view'), next);
     if (quiet) window.scrollTo(0, scroll);
   });

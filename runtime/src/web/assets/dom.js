@@ -104,6 +104,14 @@ export function button(label, action, attrs = {}) {
   return el;
 }
 
+/**
+ * A disclosure: `summary` shown, `body` when opened. `key` names it so a
+ * live refresh keeps it open.
+ */
+export function details(summary, body, key) {
+  return h('details', { dataset: key ? { key } : undefined }, h('summary', {}, summary), body);
+}
+
 /** Pretty JSON for a <pre>. */
 export function json(value) {
   return h('pre', { class: 'json' }, JSON.stringify(value, null, 2));

@@ -2,7 +2,7 @@
 // (validated by the daemon; its refusal is shown as the API words it).
 
 import { post, get } from './api.js';
-import { h, heading, json, refresh, replace, table, when } from './dom.js';
+import { details, h, heading, json, refresh, replace, table, when } from './dom.js';
 
 function uploadForm() {
   const file = h('input', { id: 'plugin-file', type: 'file', accept: '.wasm,application/wasm', required: true });
@@ -52,7 +52,7 @@ export async function render(view) {
       m.description ?? '',
       `${Math.round(p.size / 1024)} KiB`,
       when(p.uploaded_at),
-      m.params_schema ? h('details', {}, h('summary', {}, 'schema'), json(m.params_schema)) : '',
+      m.params_schema ? details('schema', json(m.params_schema), `schema-${p.sha256}`) : '',
     ];
     row.attrs = { dataset: { plugin: p.name } };
     return row;

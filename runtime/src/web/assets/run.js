@@ -3,7 +3,7 @@
 
 import { get, post } from './api.js';
 import {
-  attempt, badge, button, h, heading, json, progress, refresh, replace, table, when,
+  attempt, badge, button, details, h, heading, json, progress, refresh, replace, table, when,
 } from './dom.js';
 
 const ACTIVE = ['created', 'waiting', 'running'];
@@ -48,10 +48,6 @@ function partProgress(p) {
   return progress(done, total);
 }
 
-function details(summary, body) {
-  return h('details', {}, h('summary', {}, summary), body);
-}
-
 export async function render(view, id) {
   const [r, parts, results] = await Promise.all([
     get(`/runs/${encodeURIComponent(id)}`),
@@ -77,9 +73,12 @@ export async function render(view, id) {
     `${res.duration_ms} ms`,
     h('div', { class: 'result' },
       res.error ? h('div', { class: 'error-text' }, res.error) : null,
-      res.output !== null && res.output !== undefined ? details('output', json(res.output)) : null,
-      res.emitted?.length ? details(`${res.emitted.length} emitted record(s)`, json(res.emitted)) : null,
-      res.logs?.length ? details(`${res.logs.length} log line(s)`, json(res.logs)) : null),
+      res.output !== null && res.output !== undefined
+        ? details('output', json(res.output), `out-${res.part_id}-${res.attempt}`) : null,
+      res.emitted?.length ? details(`${res.emitted.length} emitted record(s)`, json(res.emitted),
+        `emit-${res.part_id}-${res.attempt}`) : null,
+      res.logs?.length ? details(`${res.logs.length} log line(s)`, json(res.logs),
+        `logs-${res.part_id}-${res.attempt}`) : null),
   ]);
   replace(view,
     h('p', { class: 'crumbs' }, h('a', { href: '#/tasks' }, 'Tasks'), ' / ',
