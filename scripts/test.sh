@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 scripts/build-plugins.sh
+# The scheduler tests also run against PostgreSQL (fresh databases on it).
+scripts/postgres.sh
 
 cargo fmt --all -- --check
 # Plugin unit tests: their logic is plain Rust, so they run natively (the wasm

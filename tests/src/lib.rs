@@ -57,6 +57,19 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The hello example plugin (`examples/hello-plugin`): its parameters have a
+/// JSON Schema (`name` required), so it serves the schema tests too.
+pub fn hello_wasm() -> PathBuf {
+    let path =
+        repo_root().join("examples/hello-plugin/target/wasm32-wasip2/release/hello_plugin.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins with scripts/build-plugins.sh",
+        path.display()
+    );
+    path
+}
+
 /// The JSON of a part object as `jobstack exec --part` takes it.
 pub fn part_json(label: &str, targets: &[&str], payload: &serde_json::Value) -> String {
     serde_json::json!({

@@ -6,24 +6,11 @@
 //! agent API (register with the enrollment secret, lease, submit results)
 //! while the watch process runs.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon, ENROLL_SECRET};
-use jobstack_e2e::{jobstack_bin, repo_root};
+use jobstack_e2e::{hello_wasm, jobstack_bin};
 use serde_json::{Value, json};
-
-/// The hello example: its parameters have a JSON Schema (`name` required).
-fn hello_wasm() -> PathBuf {
-    let path =
-        repo_root().join("examples/hello-plugin/target/wasm32-wasip2/release/hello_plugin.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: build the plugins with scripts/build-plugins.sh",
-        path.display()
-    );
-    path
-}
 
 /// A daemon without its in-process agent: parts stay waiting until the test
 /// (playing the agent) leases them, so every state the CLI shows is the one the

@@ -6,8 +6,10 @@
 //! - [`AgentLoop`]: the pull loop with its heartbeats and result delivery;
 //! - [`Spool`]: results kept until acknowledged, on disk for remote agents;
 //! - [`ModuleCache`]: plugin modules downloaded once by sha256 and verified;
+//! - [`ArtifactCache`]: granted artifacts fetched once, staged at `/artifacts`;
 //! - [`grants_for`]: what one part may touch, within [`OperatorPolicy`].
 
+mod artifacts;
 mod grants;
 mod http_link;
 mod link;
@@ -16,6 +18,7 @@ mod runner;
 mod settings;
 mod spool;
 
+pub use artifacts::{ARTIFACTS_GUEST_PATH, ArtifactCache, ArtifactFetchError, StagedArtifacts};
 pub use grants::{GrantError, grants_for, target_networks};
 pub use http_link::HttpLink;
 pub use link::{AgentLink, LinkError};

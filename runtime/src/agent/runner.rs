@@ -20,12 +20,14 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::artifacts::{ARTIFACTS_GUEST_PATH, ArtifactCache};
 use super::grants::grants_for;
 use super::link::{AgentLink, LinkError};
 use super::modules::ModuleCache;
 use super::settings::AgentSettings;
 use super::spool::{Spool, SpoolError};
 use crate::api::wire::{Lease, LeaseRef, Submission};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{
     Engine, ExecutionControl, ExecutionLimits, ExecutionRequest, Mode, Outcome, Part, Status,
 };
@@ -54,6 +56,7 @@ pub struct AgentLoop {
     link: Arc<dyn AgentLink>,
     engine: Engine,
     modules: ModuleCache,
+    artifacts: ArtifactCache,
     spool: Spool,
     settings: AgentSettings,
     running: Mutex<HashMap<LeaseRef, Running>>,
@@ -63,15 +66,17 @@ pub struct AgentLoop {
 
 impl AgentLoop {
     /// A loop pulling through `link`, executing in `engine`, keeping results
-    /// in `spool`.
+    /// in `spool` and the artifacts tasks grant in `artifacts`.
     pub fn new(
         link: Arc<dyn AgentLink>,
         engine: Engine,
         spool: Spool,
+        artifacts: ArtifactStore,
         settings: AgentSettings,
     ) -> Arc<Self> {
         Arc::new(AgentLoop {
             modules: ModuleCache::new(engine.clone(), link.clone()),
+            artifacts: ArtifactCache::new(artifacts, link.clone()),
             link,
             engine,
             spool,
@@ -208,9 +213,21 @@ impl AgentLoop {
             Ok(p) => p,
             Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
         };
-        let grants = match grants_for(lease, &self.settings.policy) {
+        let mut grants = match grants_for(lease, &self.settings.policy) {
             Ok(g) => g,
             Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
+        };
+        // Staged for this execution only; removed when it ends.
+        let _staged = if lease.grants.artifacts.is_empty() {
+            None
+        } else {
+            match self.artifacts.stage(&lease.grants.artifacts).await {
+                Ok(staged) => {
+                    grants = grants.preopen(staged.path(), ARTIFACTS_GUEST_PATH, false);
+                    Some(staged)
+                }
+                Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
+            }
         };
         let request = ExecutionRequest {
             params: lease.params.to_string(),

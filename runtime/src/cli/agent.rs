@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jobstack::agent::{AgentLoop, AgentSettings, HttpLink, OperatorPolicy, Spool};
 use jobstack::api::wire::AgentRegistration;
+use jobstack::artifacts::ArtifactStore;
 use jobstack::client::{ApiClient, ClientTls};
 use jobstack::daemon::wait_for_signal;
 use jobstack::engine::{Engine, EngineConfig};
@@ -140,7 +141,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    AgentLoop::new(Arc::new(link), engine, spool, settings)
+    let artifacts = ArtifactStore::open(args.state_dir.join("artifacts"))
+        .with_context(|| format!("cannot open {}", args.state_dir.join("artifacts").display()))?;
+    AgentLoop::new(Arc::new(link), engine, spool, artifacts, settings)
         .run(wait_for_signal())
         .await?;
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
 use crate::api::state::LEASE_RECHECK;
 use crate::api::wire::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, Sha256};
 use crate::scheduler::{Agent, Scheduler, SchedulerError};
 use crate::store::StoreError;
@@ -22,6 +23,7 @@ pub const LOCAL_AGENT_NAME: &str = "local";
 pub struct LocalLink {
     scheduler: Scheduler,
     engine: Engine,
+    artifacts: ArtifactStore,
     agent: Agent,
 }
 
@@ -30,6 +32,7 @@ impl LocalLink {
     pub async fn register(
         scheduler: Scheduler,
         engine: Engine,
+        artifacts: ArtifactStore,
         settings: &AgentSettings,
     ) -> Result<Self, SchedulerError> {
         let registration = AgentRegistration {
@@ -52,6 +55,7 @@ impl LocalLink {
         Ok(LocalLink {
             scheduler,
             engine,
+            artifacts,
             agent,
         })
     }
@@ -63,7 +67,15 @@ impl LocalLink {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let engine = self.engine.clone();
-        let agent = AgentLoop::new(Arc::new(self), engine, Spool::in_memory(), settings);
+        // The daemon's own store: granted artifacts are already there.
+        let artifacts = self.artifacts.clone();
+        let agent = AgentLoop::new(
+            Arc::new(self),
+            engine,
+            Spool::in_memory(),
+            artifacts,
+            settings,
+        );
         tokio::spawn(async move {
             if let Err(e) = agent.run(shutdown).await {
                 tracing::error!(error = %e, "the local agent stopped");
@@ -134,9 +146,17 @@ impl AgentLink for LocalLink {
     }
 
     async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        Err(LinkError::Refused {
+        let missing = || LinkError::Refused {
             status: 404,
-            message: format!("artifact {sha256}: this daemon has no artifact store"),
-        })
+            message: format!("artifact {sha256} not found"),
+        };
+        let sha = Sha256::parse(sha256).ok_or_else(missing)?;
+        match tokio::fs::read(self.artifacts.path(&sha)).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            Err(e) => Err(LinkError::Unavailable(format!(
+                "reading artifact {sha}: {e}"
+            ))),
+        }
     }
 }

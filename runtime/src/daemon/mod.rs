@@ -2,7 +2,10 @@
 //! the UI) on one port, the background sweep, and optionally its own
 //! in-process agent.
 //!
-//! Start-up, in order: open the data directory and the store (migrating it),
+//! Start-up, in order: open the data directory and the store (migrating it):
+//! the embedded SQLite file, or with `database = "postgres://..."` a PostgreSQL
+//! database that several daemons share (each then also listens for the others'
+//! work announcements),
 //! the engine (module store and compiled-artifact cache in the data directory),
 //! the credentials, deploy the bundled plugins, start the sweep, listen.
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
@@ -14,8 +17,9 @@ pub mod config;
 mod credentials;
 mod local_agent;
 mod splitter;
+pub mod tls;
 
-pub use config::{ServeConfig, ServeSettings};
+pub use config::{ServeConfig, ServeSettings, TlsFiles};
 pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
 pub use splitter::EngineSplitter;
 
@@ -29,16 +33,27 @@ use crate::api::{self, ApiState, metrics::Metrics};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
-use crate::store::{SqliteStore, Store};
+use crate::store;
 
 /// How often the sweep runs (lease expiry, recurrence) when nothing wakes it.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Run the daemon until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Bad TLS files are refused before anything else starts.
+    let tls_config = match &config.tls {
+        Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = open_store(&config).await?;
+    let opened = store::open(config.database.as_deref(), &config.data_dir)
+        .await
+        .with_context(|| match &config.database {
+            Some(_) => "cannot open the PostgreSQL database".to_string(),
+            None => "cannot open the SQLite database".to_string(),
+        })?;
+    let store = opened.store.clone();
     let engine = Engine::new(EngineConfig {
         data_dir: Some(config.data_dir.join("engine")),
         ..EngineConfig::default()
@@ -75,6 +90,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+    // Several daemons on one database: wake our long-polls on their work too.
+    let work_listener = opened
+        .postgres
+        .clone()
+        .map(|pg| tokio::spawn(pg.listen_for_work(scheduler.work_signal().clone())));
     let local_agent = if config.local_agent {
         let settings = AgentSettings {
             stop_grace: config.shutdown_grace,
@@ -84,9 +104,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             },
             ..AgentSettings::default()
         };
-        let link = LocalLink::register(scheduler.clone(), engine.clone(), &settings)
-            .await
-            .context("cannot register the local agent")?;
+        let link = LocalLink::register(
+            scheduler.clone(),
+            engine.clone(),
+            state.artifacts.clone(),
+            &settings,
+        )
+        .await
+        .context("cannot register the local agent")?;
         Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
     } else {
         None
@@ -96,43 +121,52 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // A line for people and for scripts that started us on port 0.
-    println!("jobstack: listening on http://{address}");
+    println!("jobstack: listening on {scheme}://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("server failed")?;
+    let app = api::app(state);
+    let stopping = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    };
+    match tls_config {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("server failed")?,
+        Some(tls_config) => {
+            let tls = tls::TlsListener::new(listener, tls_config)?;
+            axum::serve(tls, app)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("server failed")?
+        }
+    }
     // The local agent lets its running parts finish within the grace period,
     // then stops the rest and delivers their results.
     if let Some(agent) = local_agent {
         let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
     }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
+    if let Some(listener) = work_listener {
+        listener.abort();
+    }
+    if let Some(pg) = &opened.postgres {
+        pg.close().await;
+    }
     Ok(())
 }
 
 /// Resolves once shutdown began.
 async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stopping| *stopping).await;
-}
-
-async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.database {
-        None => Ok(Arc::new(
-            SqliteStore::open_in(&config.data_dir)
-                .await
-                .context("cannot open the SQLite database")?,
-        )),
-        Some(url) => anyhow::bail!(
-            "database {url:?}: only the embedded SQLite store is available in this build"
-        ),
-    }
 }
 
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
