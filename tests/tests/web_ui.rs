@@ -287,3 +287,36 @@ fn run_actions_edit_and_hostile_names_in_the_tasks_view() {
     assert_eq!(edited["has_secrets"], true, "{edited}");
     shots.take("task");
 }
+
+#[test]
+fn live_updates_resume_after_the_daemon_restarts() {
+    let mut first = Daemon::start();
+    first.upload_plugin(&hello_wasm());
+    let task = json!({"task": {"name": "after-restart", "plugin": "hello",
+        "params": {"name": "again"}, "frequency": {"kind": "manual"},
+        "targeting": {"agents": ["local"]}}});
+    first.post("/tasks", &task).expect_ok("create task");
+    let browser = Browser::start();
+    let _shots = Shots {
+        browser: &browser,
+        dir: None,
+    };
+    sign_in(&browser, &first);
+    wait_text(&browser, "tr[data-task='after-restart']", "never run");
+    wait_text(&browser, "#live", "live");
+
+    // The stream drops with the daemon; the page says so and keeps trying.
+    first.kill();
+    wait_text(&browser, "#live", "offline");
+    let second = Daemon::builder()
+        .data_dir(&first.data_dir)
+        .listen(first.addr())
+        .start();
+    wait_text(&browser, "#live", "live");
+
+    // A run made after the reconnect shows up without reloading the page.
+    second
+        .post("/tasks/after-restart/run", &json!({}))
+        .expect_ok("force-run");
+    wait_text(&browser, "tr[data-task='after-restart']", "finished");
+}

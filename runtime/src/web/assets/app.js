@@ -92,6 +92,11 @@ function showApp() {
     stream = follow({
       onEvent: refreshSoon,
       onStatus: (up, why) => {
+        if (why === 'unauthorized') {
+          token.clear();
+          showSignIn('Your token was refused by the event stream: sign in again.');
+          return;
+        }
         $('live').classList.toggle('down', !up);
         $('live').textContent = up ? 'live' : 'offline';
         $('live').title = up ? 'live updates' : `live updates stopped: ${why ?? ''}`;
