@@ -21,7 +21,7 @@ use serde_json::json;
 
 /// Bound for anything the page waits on (a run of the hello plugin on the
 /// daemon's own agent takes well under a second).
-const PATIENCE: Duration = Duration::from_secs(30);
+const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Saves a screenshot when the test fails, and of each view on request.
 struct Shots<'a> {

@@ -13,12 +13,11 @@ import * as tasks from './tasks.js';
 
 /** Events arriving closer together than this cause one refresh. */
 const REFRESH_DEBOUNCE_MS = 300;
-/** Views whose content ages by itself (agents up/down) refresh this often. */
-const CLOCK_REFRESH_MS = 15000;
 
 const $ = (id) => document.getElementById(id);
 let stream = null;
 let refreshTimer = null;
+let tickTimer = null;
 let rendering = Promise.resolve();
 
 /** The view for the current hash: `{view, nav, args}`. */
@@ -44,8 +43,10 @@ function render({ quiet = false } = {}) {
     }
     if (quiet && view.live === false) return;
     const next = h('div', { class: 'view' });
+    let every;
     try {
-      await view.render(next, ...args);
+      // A view returns how soon it wants redrawing, if it changes by itself.
+      every = await view.render(next, ...args);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) return;
       replace(next, h('p', { class: 'error', role: 'alert' }, e.message));
@@ -59,6 +60,8 @@ function render({ quiet = false } = {}) {
     }
     replace($('view'), next);
     if (quiet) window.scrollTo(0, scroll);
+    clearTimeout(tickTimer);
+    if (every) tickTimer = setTimeout(() => render({ quiet: true }), every);
   });
   return rendering;
 }
@@ -70,6 +73,7 @@ function refreshSoon() {
 }
 
 function showSignIn(message) {
+  clearTimeout(tickTimer);
   stream?.stop();
   stream = null;
   $('nav').hidden = true;
@@ -141,9 +145,6 @@ window.addEventListener('hashchange', () => {
   flash(null);
   render();
 });
-setInterval(() => {
-  if (token.get() && route().view.ticks) render({ quiet: true });
-}, CLOCK_REFRESH_MS);
 
 if (token.get()) showApp();
 else showSignIn(null);

@@ -141,6 +141,17 @@ export async function attempt(action) {
   }
 }
 
+/**
+ * Progress is not an event (it would flood the stream): a view showing an
+ * active run asks to be redrawn this often, in milliseconds.
+ */
+export const ACTIVE_REFRESH_MS = 2000;
+
+/** Whether a run may still change (its parts' progress moves). */
+export function isActive(run) {
+  return !!run && !['finished', 'failed', 'canceled'].includes(run.state);
+}
+
 /** Ask the page to refresh the current view (after an action). */
 export function refresh() {
   window.dispatchEvent(new Event('jobstack:refresh'));

@@ -50,8 +50,8 @@ export async function render(view) {
         ? m.capabilities.map((c) => h('span', { class: 'chip' }, c))
         : h('span', { class: 'muted' }, 'none'),
       m.description ?? '',
-      `${Math.round(p.size / 1024)} KiB`,
-      when(p.uploaded_at),
+      h('span', { class: 'nowrap' }, `${Math.round(p.size / 1024)} KiB`),
+      h('span', { class: 'nowrap' }, when(p.uploaded_at)),
       m.params_schema ? details('schema', json(m.params_schema), `schema-${p.sha256}`) : '',
     ];
     row.attrs = { dataset: { plugin: p.name } };

@@ -3,7 +3,8 @@
 
 import { get, post } from './api.js';
 import {
-  attempt, badge, button, details, h, heading, json, progress, refresh, replace, table, when,
+  ACTIVE_REFRESH_MS, attempt, badge, button, details, h, heading, isActive, json, progress, refresh,
+  replace, table, when,
 } from './dom.js';
 
 const ACTIVE = ['created', 'waiting', 'running'];
@@ -100,4 +101,5 @@ export async function render(view, id) {
     h('h2', {}, `Results (${results.results.length})`),
     table(['Part', 'Attempt', 'Agent', 'Status', 'Counted', 'Duration', 'Output'], resultRows,
       'No result yet.'));
+  return isActive(r) ? ACTIVE_REFRESH_MS : undefined;
 }

@@ -2,7 +2,8 @@
 
 import { get, post } from './api.js';
 import {
-  attempt, badge, button, h, heading, json, progress, refresh, replace, table, when,
+  ACTIVE_REFRESH_MS, attempt, badge, button, h, heading, isActive, json, progress, refresh, replace,
+  table, when,
 } from './dom.js';
 import { frequencyText } from './tasks.js';
 
@@ -44,4 +45,5 @@ export async function render(view, key) {
     h('h2', {}, `Runs (${runs.length})`),
     table(['Run', 'State', 'Cause', 'Parts finished', 'Created', 'Ended', 'Error'], rows,
       'No run yet.'));
+  return runs.some(isActive) ? ACTIVE_REFRESH_MS : undefined;
 }

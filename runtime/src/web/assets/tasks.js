@@ -1,14 +1,24 @@
 // Tasks view: every task with its latest run, progress and actions.
 
 import { get, post } from './api.js';
-import { attempt, badge, button, h, heading, progress, refresh, replace, table } from './dom.js';
+import {
+  ACTIVE_REFRESH_MS, attempt, badge, button, h, heading, isActive, progress, refresh, replace, table,
+} from './dom.js';
 import { runActions } from './run.js';
 
-/** `once`, `every 60 s`, `cron 0 3 * * *`, `manual`. */
+/** `90 s`, `5 min`, `2 h`, `1 d`: the largest unit that divides it. */
+function interval(seconds) {
+  for (const [unit, n] of [['d', 86400], ['h', 3600], ['min', 60]]) {
+    if (seconds >= n && seconds % n === 0) return `${seconds / n} ${unit}`;
+  }
+  return `${seconds} s`;
+}
+
+/** `once`, `every 1 h`, `cron 0 3 * * *`, `manual`. */
 export function frequencyText(f) {
   switch (f?.kind) {
     case 'once': return f.at ? `once at ${f.at}` : 'once';
-    case 'every': return `every ${f.seconds} s`;
+    case 'every': return `every ${interval(f.seconds)}`;
     case 'cron': return `cron ${f.expr}`;
     case 'manual': return 'manual';
     default: return JSON.stringify(f);
@@ -51,4 +61,5 @@ export async function render(view) {
     heading('Tasks', h('a', { class: 'button primary', href: '#/tasks/new' }, 'New task')),
     table(['Name', 'Plugin', 'Frequency', 'Priority', 'Latest run', 'Actions'], rows,
       'No task yet: create one with "New task".'));
+  return list.some((t) => isActive(t.latest_run)) ? ACTIVE_REFRESH_MS : undefined;
 }
