@@ -153,3 +153,22 @@ async fn a_matching_etag_answers_not_modified() {
     let other = get_with("/ui/app.css", Some("\"something-else\"")).await;
     assert_eq!(other.status(), StatusCode::OK);
 }
+
+#[test]
+fn no_script_parses_strings_as_html() {
+    // Names, labels, errors and outputs are attacker-controlled: the scripts
+    // build nodes and text, never markup.
+    for asset in ASSETS.iter().filter(|a| a.content_type == JS) {
+        let text = std::str::from_utf8(asset.body).unwrap();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ] {
+            assert!(!text.contains(sink), "{} uses {sink}", asset.name);
+        }
+    }
+}
