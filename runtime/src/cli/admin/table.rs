@@ -5,8 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-/// The widest a cell may be, in characters.
-pub const MAX_CELL: usize = 60;
+/// The widest a cell may be, in characters: a full sha256 (64 hex digits),
+/// which admins copy into tasks, fits.
+pub const MAX_CELL: usize = 64;
 
 /// A table: a header row and data rows.
 #[derive(Debug, Clone, Default)]
