@@ -28,11 +28,22 @@ use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, Tas
 use crate::store::sqlite::{from_ms, ms};
 use crate::store::{StoreError, StoreResult};
 
-/// Lock the agent's row, mark it seen, and let this transaction commit without
-/// waiting for the flush (see the module documentation).
+/// Lock the agent's row, mark it seen, let this transaction commit without
+/// waiting for the flush (see the module documentation), and keep the planner
+/// on the leasing index.
+///
+/// A queue's statistics are always stale (the waiting parts come and go in
+/// bulk); with an estimate of a few hundred waiting parts the planner prefers
+/// "fetch every waiting part, sort, take one", which costs a full scan per
+/// lease once a million are waiting. Without sorts and bitmap scans, the only
+/// plan left walks `parts_to_lease` in order and stops at the first part the
+/// agent may take. Transaction-local, and set before the lease query is
+/// planned, so every plan of that query is made under these settings.
 const LOCK_AGENT: &str = "\
 UPDATE agents SET last_seen = $2 WHERE id = $1
-RETURNING set_config('synchronous_commit', 'off', true)";
+RETURNING set_config('synchronous_commit', 'off', true),
+  set_config('enable_sort', 'off', true),
+  set_config('enable_bitmapscan', 'off', true)";
 
 const LEASE: &str = "\
 WITH pick AS (
