@@ -5,6 +5,7 @@
 //! run; a missing one fails the test with the command that builds it.
 
 pub mod daemon;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
