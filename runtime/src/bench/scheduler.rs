@@ -10,6 +10,8 @@
 //! - *split_enqueue_65536_ms*: a /16 network's 65,536 parts stored (the split
 //!   itself is the plugin's; here the parts are made up front).
 //!
+//! Between phases the PostgreSQL tables are vacuumed (see [`settle`]).
+//!
 //! The SQLite store is a file in a temporary directory. A PostgreSQL server is
 //! used through a scratch database created for the run and dropped after it,
 //! so the bench never touches a real database's rows.
@@ -106,9 +108,10 @@ fn part(i: u32) -> NewPart {
 /// Run the benchmark.
 pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let dir = tempfile::tempdir()?;
-    let (store, scratch, name): (Arc<dyn Store>, _, _) = match &plan.database {
+    let (store, scratch, pg, name): (Arc<dyn Store>, _, _, _) = match &plan.database {
         None => (
             Arc::new(SqliteStore::open_in(dir.path()).await?),
+            None,
             None,
             "sqlite",
         ),
@@ -119,7 +122,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
                 ..PgSettings::default()
             };
             let store = PostgresStore::connect_with(&db.url(), &settings).await?;
-            (Arc::new(store), Some(db), "postgres")
+            (Arc::new(store.clone()), Some(db), Some(store), "postgres")
         }
     };
     let sched = Scheduler::new(
@@ -152,6 +155,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
 
     // Throughput.
     new_run(&sched, "throughput", plan.parts).await?;
+    settle(pg.as_ref()).await?;
     let started = Instant::now();
     let mut workers = Vec::new();
     for agent in &agents {
@@ -173,6 +177,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
 
     // Latency with a small, then a large stack.
     new_run(&sched, "small", 1_000).await?;
+    settle(pg.as_ref()).await?;
     let small = lease_latencies(&sched, &agents[0], plan.latency_samples.min(500)).await?;
     let remaining = sched.store().runs(None).await?;
     for run in remaining.iter().filter(|r| !r.state.is_terminal()) {
@@ -181,10 +186,14 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let started = Instant::now();
     new_run(&sched, "large", plan.large_parts).await?;
     let enqueue_large_ms = ms(started);
+    settle(pg.as_ref()).await?;
     let large = lease_latencies(&sched, &agents[0], plan.latency_samples).await?;
 
     drop(sched);
     drop(store);
+    if let Some(pg) = pg {
+        pg.close().await;
+    }
     if let Some(db) = scratch {
         db.drop_now().await?;
     }
@@ -244,6 +253,19 @@ async fn lease_latencies(
         sched.submit(agent, &finished(&lease)).await?;
     }
     Ok(latencies)
+}
+
+/// Between phases on PostgreSQL, what autovacuum does within a minute on a
+/// live system: remove the previous phase's dead index entries (a canceled
+/// 65,536-part run leaves them at the head of the leasing index) and refresh
+/// the statistics, so that each figure measures its own phase.
+async fn settle(pg: Option<&PostgresStore>) -> anyhow::Result<()> {
+    if let Some(pg) = pg {
+        sqlx::query("VACUUM (ANALYZE) parts")
+            .execute(pg.pool())
+            .await?;
+    }
+    Ok(())
 }
 
 fn finished(lease: &crate::scheduler::Lease) -> Submission {

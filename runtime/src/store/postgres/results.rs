@@ -2,12 +2,13 @@
 //! that several daemons receiving results for one part apply at most one, and
 //! the answer an agent gets is durable (flushed) before it gets it.
 //!
-//! The part's row is locked (`FOR UPDATE`) and read; [`fencing::judge`] decides;
-//! one statement then records the result, ends the lease(s), moves the part
-//! (only if it is still in the state and attempt judged), writes the event and
-//! marks the agent seen. A second copy of the same result racing the first
-//! waits on the lock and then finds its attempt recorded (the results' primary
-//! key), so it is acknowledged as a duplicate.
+//! The part is read and [`fencing::judge`] decides; the `jobstack_submit`
+//! function (migration 0001) then, in one round trip and one transaction,
+//! locks the part, checks it is still in the state, attempt and owner judged
+//! (else the result is judged again on the new state), records the result
+//! (a second copy of the same attempt's result finds it recorded: duplicate),
+//! ends the lease(s), moves the part and writes the event. The run's own state
+//! follows in a short transaction of its own when no part of it is waiting.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
@@ -21,45 +22,23 @@ use crate::scheduler::{
 use crate::store::sqlite::ms;
 use crate::store::{StoreError, StoreResult};
 
+/// The part as the verdict needs it (no lock: `jobstack_submit` re-checks it).
 const READ_PART: &str = "\
 SELECT p.run_id, p.state, p.attempt, p.owner, r.retries,
   (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = $2) AS lessee,
   EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = $2) AS recorded
-FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1
-FOR UPDATE OF p";
+FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
 
-/// Record a result and apply what the verdict says, in one statement.
-const WRITE: &str = "\
-WITH res AS (
-  INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted, logs,
-    started_at, duration_ms, applied, received_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-  ON CONFLICT (part_id, attempt) DO NOTHING
-  RETURNING part_id
-), ended AS (
-  UPDATE leases SET ended_at = $13,
-    end_reason = CASE WHEN attempt = $2 THEN $15 ELSE 'revoked' END
-  WHERE part_id = $1 AND (attempt = $2 OR attempt = $16) AND ended_at IS NULL
-    AND EXISTS (SELECT 1 FROM res)
-), moved AS (
-  UPDATE parts SET state = $18,
-    owner = CASE WHEN $21 THEN owner ELSE $20 END,
-    lease_expires_at = NULL,
-    available_at = COALESCE($22, available_at),
-    error = COALESCE($23, error)
-  WHERE id = $1 AND state = $17 AND attempt = $19 AND EXISTS (SELECT 1 FROM res)
-  RETURNING id
-), event AS (
-  INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail)
-  SELECT $13, 'part', id, 'state', $17, $18, $24 FROM moved
-), seen AS (
-  UPDATE agents SET last_seen = $13 WHERE id = $14 AND last_seen < $13 - 1000
-)
-SELECT (SELECT count(*) FROM res) AS recorded, (SELECT count(*) FROM moved) AS moved";
+const SUBMIT: &str = "SELECT jobstack_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+     $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+
+/// How many times a result is judged again when its part changed between the
+/// read and the write (another result or an expiry got there first); each
+/// retry sees a newer state, so a few always suffice.
+const MAX_JUDGEMENTS: usize = 10;
 
 /// What a verdict changes besides recording the result.
 struct Change {
-    from: State,
     to: State,
     /// `None`: the owner stays; `Some(x)`: the owner becomes `x`.
     owner: Option<Option<String>>,
@@ -73,17 +52,35 @@ pub async fn submit(
     s: &Submission,
     now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
+    for _ in 0..MAX_JUDGEMENTS {
+        if let Some(ack) = judge_and_write(pool, agent, s, now).await? {
+            return Ok(ack);
+        }
+    }
+    Err(StoreError::Invalid(format!(
+        "part {} changed {MAX_JUDGEMENTS} times while its result was applied; send it again",
+        s.part_id
+    )))
+}
+
+/// Read the part, judge the result, write it if the part is still as read;
+/// `None` if it changed meanwhile.
+async fn judge_and_write(
+    pool: &PgPool,
+    agent: &Agent,
+    s: &Submission,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ResultAck>> {
     let name = agent.registration.name.as_str();
     let not_leased = || StoreError::NotLeased {
         part_id: s.part_id,
         attempt: s.attempt,
         agent: name.to_string(),
     };
-    let mut tx = pool.begin().await?;
     let row = sqlx::query(READ_PART)
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(pool)
         .await?
         .ok_or_else(not_leased)?;
     let run_id: i64 = row.try_get("run_id")?;
@@ -111,10 +108,7 @@ pub async fn submit(
     );
     let (ack, applied, reason, revoke, change) = match verdict {
         Verdict::NotLeased => return Err(not_leased()),
-        Verdict::Duplicate if recorded => {
-            tx.rollback().await?;
-            return Ok(ResultAck::Duplicate);
-        }
+        Verdict::Duplicate if recorded => return Ok(Some(ResultAck::Duplicate)),
         Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
@@ -135,7 +129,6 @@ pub async fn submit(
             });
             let owner = (to != State::Finished).then_some(None);
             let change = Change {
-                from: State::Running,
                 to,
                 owner,
                 available_at: Some(available_at),
@@ -145,7 +138,6 @@ pub async fn submit(
         }
         Verdict::AcceptLate { revokes_current } => {
             let change = Change {
-                from: state,
                 to: State::Finished,
                 owner: Some(Some(name.to_string())),
                 available_at: None,
@@ -162,14 +154,16 @@ pub async fn submit(
         }
     };
     if let Some(change) = &change {
-        change.from.check(Entity::Part, change.to)?;
+        state.check(Entity::Part, change.to)?;
     }
     let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
-    let written = sqlx::query(WRITE)
+    let outcome: String = sqlx::query_scalar(SUBMIT)
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
         .bind(run_id)
         .bind(name)
+        .bind(agent.id)
+        .bind(ms(now))
         .bind(s.status.as_str())
         .bind(s.output.as_ref().map(|o| o.to_string()))
         .bind(&s.error)
@@ -178,39 +172,37 @@ pub async fn submit(
         .bind(s.started_at.map(ms))
         .bind(i64::try_from(s.duration_ms).unwrap_or(i64::MAX))
         .bind(applied)
-        .bind(ms(now))
-        .bind(agent.id)
         .bind(reason)
         .bind(revoke)
-        .bind(change.as_ref().map(|c| c.from.as_str()))
-        .bind(change.as_ref().map(|c| c.to.as_str()))
+        .bind(state.as_str())
         .bind(i64::from(attempt))
-        .bind(change.as_ref().and_then(|c| c.owner.clone().flatten()))
+        .bind(&owner)
+        .bind(change.as_ref().map(|c| c.to.as_str()))
         .bind(change.as_ref().is_none_or(|c| c.owner.is_none()))
+        .bind(change.as_ref().and_then(|c| c.owner.clone().flatten()))
         .bind(change.as_ref().and_then(|c| c.available_at.map(ms)))
         .bind(change.as_ref().and_then(|c| c.error.clone()))
         .bind(detail.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_one(pool)
         .await?;
-    if written.try_get::<i64, _>("recorded")? == 0 {
-        // The same result, racing this one, was recorded first.
-        tx.rollback().await?;
-        return Ok(ResultAck::Duplicate);
-    }
-    if let Some(change) = &change {
-        if written.try_get::<i64, _>("moved")? != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "part {} was expected in state {} at attempt {attempt}",
-                s.part_id, change.from
-            )));
+    match outcome.as_str() {
+        "conflict" => Ok(None),
+        // The same result, racing this one, was stored first.
+        "duplicate" => Ok(Some(ResultAck::Duplicate)),
+        "recorded" | "changed" => Ok(Some(ack)),
+        "refresh" => {
+            // No part is waiting: the run may have ended. Its state is derived
+            // under its lock (see `transition`); should this daemon die first,
+            // the sweep's `settle_runs` does it.
+            let mut tx = pool.begin().await?;
+            transition::refresh_run(&mut tx, run_id, now).await?;
+            tx.commit().await?;
+            Ok(Some(ack))
         }
-        transition::refresh_run(&mut tx, run_id, now).await?;
-        if change.to == State::Waiting {
-            super::notify_work(&mut tx).await?;
-        }
+        other => Err(StoreError::Corrupt(format!(
+            "jobstack_submit answered {other:?}"
+        ))),
     }
-    tx.commit().await?;
-    Ok(ack)
 }
 
 pub async fn results(pool: &PgPool, run_id: i64) -> StoreResult<Vec<StoredResult>> {
