@@ -17,17 +17,56 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 # Debian packages: name of a command each provides -> package.
-# (Test peers of the plugins are added here as the plugins land.)
 declare -A packages=(
-    [pg_ctlcluster]=postgresql # the PostgreSQL store's tests (scripts/postgres.sh starts it)
+    # The PostgreSQL store's tests (scripts/postgres.sh starts it).
+    [pg_ctlcluster]=postgresql
+    # esx: the vSphere simulator (scripts/peers/vcsim) is built offline with Go.
+    [go]=golang-go
+    # netscan's end-to-end test compares its result with nmap -sT.
+    [nmap]=nmap
+    # snmp: the test peer (snmpd) and the reference client (snmpget, snmpwalk).
+    [snmpd]=snmpd
+    [snmpget]=snmp
+    # mailconfig: doveadm verifies stored passwords, postmap reads the map.
+    [doveadm]=dovecot-core
+    [postmap]=postfix
 )
+# Packages that install no command: a path each provides -> package.
+declare -A package_paths=()
+# esx: govmomi's sources (the simulator), used by Go in GOPATH mode.
+package_paths[/usr/share/gocode/src/github.com/vmware/govmomi/simulator]=golang-github-vmware-govmomi-dev
+# Daemons these packages would start on their standard ports: the tests run their
+# own instances on run-time ports, so none may stay running after an install.
+daemons=(snmpd dovecot postfix)
 missing=()
 for cmd in "${!packages[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+for path in "${!package_paths[@]}"; do
+    [ -e "$path" ] || missing+=("${package_paths[$path]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Postfix asks how to configure itself; "No configuration" leaves it unconfigured.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    # Keep the packages' daemons from starting during the install (invoke-rc.d
+    # honours policy-rc.d); an existing policy is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
+    # Another apt run (a parallel install) holds the lock: wait for it, not fail.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+    # Stop whatever started anyway (a systemd that ignores policy-rc.d).
+    for d in "${daemons[@]}"; do
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$d" 2>/dev/null; then
+            log "stopping $d started by its package"
+            systemctl stop "$d" || true
+            systemctl disable "$d" >/dev/null 2>&1 || true
+        fi
+    done
 fi

@@ -2,7 +2,7 @@
 //!
 //! A plugin implements [`Guest`] and exports it with [`export!`]:
 //!
-//! ```ignore
+//! ```text
 //! use jobstack_plugin::{Guest, Job, Manifest, Part};
 //!
 //! struct Hello;
@@ -23,6 +23,8 @@
 /// The generated bindings of the `task` world. In a module of its own because
 /// wit-bindgen's exported macro clashes with its re-export at a crate root.
 #[doc(hidden)]
+// Generated code: the canonical ABI flattens records into many arguments.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -31,6 +33,9 @@ pub mod bindings {
         default_bindings_module: "jobstack_plugin::bindings",
     });
 }
+
+#[cfg(feature = "http")]
+pub mod http;
 
 pub use bindings::jobstack::plugin::host;
 pub use bindings::jobstack::plugin::types::Capability;

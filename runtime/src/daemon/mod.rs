@@ -15,17 +15,22 @@
 mod bundled;
 pub mod config;
 mod credentials;
+mod local_agent;
 mod splitter;
+pub mod tls;
 
-pub use config::{ServeConfig, ServeSettings};
+pub use config::{ServeConfig, ServeSettings, TlsFiles};
+pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
 pub use splitter::EngineSplitter;
 
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use crate::agent::AgentSettings;
 use crate::api::{self, ApiState, metrics::Metrics};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store;
@@ -35,6 +40,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Run the daemon until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Bad TLS files are refused before anything else starts.
+    let tls_config = match &config.tls {
+        Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let opened = store::open(config.database.as_deref(), &config.data_dir)
@@ -70,34 +80,80 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
+        artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
+            format!(
+                "cannot open the artifact store in {}",
+                config.data_dir.display()
+            )
+        })?,
         sweep: Arc::new(Notify::new()),
     };
-    let shutdown = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
     // Several daemons on one database: wake our long-polls on their work too.
     let work_listener = opened
         .postgres
         .clone()
         .map(|pg| tokio::spawn(pg.listen_for_work(scheduler.work_signal().clone())));
+    let local_agent = if config.local_agent {
+        let settings = AgentSettings {
+            stop_grace: config.shutdown_grace,
+            policy: crate::agent::OperatorPolicy {
+                allow_net: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+                ..Default::default()
+            },
+            ..AgentSettings::default()
+        };
+        let link = LocalLink::register(
+            scheduler.clone(),
+            engine.clone(),
+            state.artifacts.clone(),
+            &settings,
+        )
+        .await
+        .context("cannot register the local agent")?;
+        Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
+    } else {
+        None
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // A line for people and for scripts that started us on port 0.
-    println!("jobstack: listening on http://{address}");
+    println!("jobstack: listening on {scheme}://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
-    let stop = shutdown.clone();
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            stop.notify_waiters();
-        })
-        .await
-        .context("server failed")?;
-    shutdown.notify_waiters();
+    let app = api::app(state);
+    let stopping = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    };
+    match tls_config {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("server failed")?,
+        Some(tls_config) => {
+            let tls = tls::TlsListener::new(listener, tls_config)?;
+            axum::serve(tls, app)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("server failed")?
+        }
+    }
+    // The local agent lets its running parts finish within the grace period,
+    // then stops the rest and delivers their results.
+    if let Some(agent) = local_agent {
+        let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
+    }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
     if let Some(listener) = work_listener {
         listener.abort();
@@ -108,9 +164,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resolves once shutdown began.
+async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
+}
+
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
 /// and retried at the next pass (the database may be away for a while).
-async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
+async fn run_sweep(state: ApiState, shutdown: watch::Receiver<bool>) {
+    let stopping = shutdown_signal(shutdown);
+    tokio::pin!(stopping);
     loop {
         match state.scheduler.tick().await {
             Ok(report) => {
@@ -124,13 +187,13 @@ async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
             _ = state.sweep.notified() => {}
-            _ = shutdown.notified() => return,
+            _ = &mut stopping => return,
         }
     }
 }
 
-/// SIGTERM or Ctrl-C.
-async fn wait_for_signal() {
+/// Resolves at SIGTERM or Ctrl-C (the daemon's and the agent's shutdown).
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");

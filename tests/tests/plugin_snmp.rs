@@ -1,0 +1,417 @@
+//! snmp through `jobstack exec` against Debian's snmpd (started by
+//! scripts/peers/snmpd.sh on a run-time loopback UDP port with a test
+//! community): every value must equal what Debian's `snmpget`/`snmpwalk`
+//! (`-On -Oe -Ox -Ot`) read from the same agent.
+//!
+//! sysUpTime, ifInOctets and ifOutOctets move while the test runs (time passes,
+//! loopback carries other tests' traffic), so for them the plugin's value must
+//! lie between a reading taken just before and one taken just after it; every
+//! other value must be equal.
+
+use jobstack_e2e::{exec, plugin_wasm, repo_root};
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+
+const SYSTEM: [(&str, &str); 6] = [
+    ("sysDescr", "1.3.6.1.2.1.1.1.0"),
+    ("sysObjectID", "1.3.6.1.2.1.1.2.0"),
+    ("sysUpTime", "1.3.6.1.2.1.1.3.0"),
+    ("sysContact", "1.3.6.1.2.1.1.4.0"),
+    ("sysName", "1.3.6.1.2.1.1.5.0"),
+    ("sysLocation", "1.3.6.1.2.1.1.6.0"),
+];
+const IF_COLUMNS: [(&str, u32); 10] = [
+    ("ifIndex", 1),
+    ("ifDescr", 2),
+    ("ifType", 3),
+    ("ifMtu", 4),
+    ("ifSpeed", 5),
+    ("ifPhysAddress", 6),
+    ("ifAdminStatus", 7),
+    ("ifOperStatus", 8),
+    ("ifInOctets", 10),
+    ("ifOutOctets", 16),
+];
+/// Values that change between two readings.
+const MOVING: [&str; 3] = ["sysUpTime", "ifInOctets", "ifOutOctets"];
+
+/// A running snmpd, killed when dropped.
+struct Agent {
+    child: Child,
+    port: u16,
+    community: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let community = format!("jobstack-test-{}", std::process::id());
+        let log = std::fs::File::create(dir.path().join("snmpd.log")).unwrap();
+        let child = Command::new(repo_root().join("scripts/peers/snmpd.sh"))
+            .arg(dir.path())
+            .arg(port.to_string())
+            .arg(&community)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("run scripts/peers/snmpd.sh");
+        let mut agent = Agent {
+            child,
+            port,
+            community,
+            _dir: dir,
+        };
+        // Ready when it answers; up to 20 s for a cold start on a busy machine.
+        for _ in 0..40 {
+            if let Some(status) = agent.child.try_wait().unwrap() {
+                panic!("snmpd exited ({status}) before answering:\n{}", agent.log());
+            }
+            let probe = snmp_tool(
+                "snmpget",
+                &agent.address(),
+                &agent.community,
+                &[SYSTEM[4].1],
+                &["-r", "0", "-t", "0.5"],
+            );
+            if probe.status.success() {
+                return agent;
+            }
+        }
+        panic!("snmpd did not answer within 20 s:\n{}", agent.log());
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("snmpd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn snmp_tool(
+    tool: &str,
+    address: &str,
+    community: &str,
+    oids: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(tool)
+        .args(["-v2c", "-c", community, "-On", "-Oe", "-Ox", "-Ot"])
+        .args(extra)
+        .arg(address)
+        .args(oids)
+        .env("MIBS", "")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {tool} ({e}): run scripts/install-deps.sh (Debian package snmp)")
+        })
+}
+
+/// One value as net-snmp prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reading {
+    Bytes(Vec<u8>),
+    Oid(String),
+    Number(i128),
+    Absent,
+}
+
+/// Parse `-On -Oe -Ox -Ot` output: `.OID = TYPE: value`, hex strings wrapped
+/// over several lines.
+fn parse_output(text: &str) -> BTreeMap<String, Reading> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some((oid, value)) = line.strip_prefix('.').and_then(|l| l.split_once(" = ")) {
+            entries.push((oid.to_string(), value.to_string()));
+        } else if let Some(last) = entries.last_mut() {
+            last.1.push(' ');
+            last.1.push_str(line);
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(oid, value)| {
+            let value = value.trim();
+            let reading = if let Some(hex) = value.strip_prefix("Hex-STRING:") {
+                Reading::Bytes(
+                    hex.split_whitespace()
+                        .map(|b| u8::from_str_radix(b, 16).unwrap())
+                        .collect(),
+                )
+            } else if let Some(s) = value.strip_prefix("STRING:") {
+                Reading::Bytes(s.trim().trim_matches('"').as_bytes().to_vec())
+            } else if value == "\"\"" {
+                Reading::Bytes(Vec::new())
+            } else if let Some(o) = value.strip_prefix("OID: .") {
+                Reading::Oid(o.to_string())
+            } else if value.starts_with("No Such") || value.starts_with("No more") {
+                Reading::Absent
+            } else {
+                let number = value.rsplit(": ").next().unwrap();
+                Reading::Number(
+                    number
+                        .parse()
+                        .unwrap_or_else(|_| panic!("unexpected net-snmp value {value:?} of {oid}")),
+                )
+            };
+            (oid, reading)
+        })
+        .collect()
+}
+
+/// The agent's system group and ifTable, by name: `system.NAME` and
+/// `NAME.INDEX`.
+fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
+    let mut all = BTreeMap::new();
+    let oids: Vec<&str> = SYSTEM.iter().map(|(_, o)| *o).collect();
+    let out = snmp_tool("snmpget", &agent.address(), &agent.community, &oids, &[]);
+    assert!(out.status.success(), "snmpget: {out:?}");
+    let got = parse_output(&String::from_utf8_lossy(&out.stdout));
+    for (name, oid) in SYSTEM {
+        all.insert(format!("system.{name}"), got[oid].clone());
+    }
+    for (name, column) in IF_COLUMNS {
+        let oid = format!("1.3.6.1.2.1.2.2.1.{column}");
+        let out = snmp_tool("snmpwalk", &agent.address(), &agent.community, &[&oid], &[]);
+        assert!(out.status.success(), "snmpwalk {oid}: {out:?}");
+        for (full, reading) in parse_output(&String::from_utf8_lossy(&out.stdout)) {
+            let index = full
+                .strip_prefix(&format!("{oid}."))
+                .expect("walk stays in its column");
+            all.insert(format!("{name}.{index}"), reading);
+        }
+    }
+    all
+}
+
+/// The plugin's inventory in the same shape.
+fn plugin_view(output: &serde_json::Value) -> BTreeMap<String, Reading> {
+    let as_reading = |name: &str, v: &serde_json::Value| -> Reading {
+        match (name, v) {
+            (_, serde_json::Value::Null) => Reading::Absent,
+            ("sysObjectID", v) => Reading::Oid(v.as_str().unwrap().to_string()),
+            ("ifPhysAddress", v) => Reading::Bytes(
+                v.as_str()
+                    .unwrap()
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(|b| u8::from_str_radix(b, 16).unwrap())
+                    .collect(),
+            ),
+            (_, serde_json::Value::String(s)) => Reading::Bytes(s.as_bytes().to_vec()),
+            (_, n) => Reading::Number(
+                n.as_i64()
+                    .map(i128::from)
+                    .unwrap_or_else(|| i128::from(n.as_u64().expect("a number"))),
+            ),
+        }
+    };
+    let mut all = BTreeMap::new();
+    for (name, _) in SYSTEM {
+        all.insert(
+            format!("system.{name}"),
+            as_reading(name, &output["system"][name]),
+        );
+    }
+    for row in output["interfaces"].as_array().unwrap() {
+        let index = row["ifIndex"].as_u64().unwrap();
+        for (name, _) in IF_COLUMNS {
+            all.insert(format!("{name}.{index}"), as_reading(name, &row[name]));
+        }
+    }
+    all
+}
+
+fn run_plugin(params: serde_json::Value, community: &str) -> jobstack_e2e::Run {
+    let params = params.to_string();
+    let wasm = plugin_wasm("snmp");
+    let split = exec(&wasm, &["--params", &params]);
+    assert_eq!(split.status(), "finished", "{:?}", split.json);
+    let parts = split.json["output"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "one part per device");
+    assert_eq!(parts[0]["targets"], serde_json::json!(["127.0.0.1"]));
+    let secrets = serde_json::json!({ "community": community }).to_string();
+    exec(
+        &wasm,
+        &[
+            "--params",
+            &params,
+            "--part",
+            &parts[0].to_string(),
+            "--secrets",
+            &secrets,
+            "--allow-net",
+            "127.0.0.1/32",
+            "--timeout",
+            "30s",
+        ],
+    )
+}
+
+fn number(r: &Reading) -> i128 {
+    match r {
+        Reading::Number(n) => *n,
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+#[test]
+fn inventory_equals_snmpget_and_snmpwalk() {
+    let agent = Agent::start();
+    let before = reference(&agent);
+    let bulk = run_plugin(
+        serde_json::json!({"devices": [agent.address()], "max_repetitions": 3}),
+        &agent.community,
+    );
+    let next = run_plugin(
+        serde_json::json!({"devices": [agent.address()], "bulk": false}),
+        &agent.community,
+    );
+    let after = reference(&agent);
+    assert!(
+        before.keys().any(|k| k.starts_with("ifDescr.")),
+        "the agent lists interfaces: {before:?}"
+    );
+    for run in [&bulk, &next] {
+        assert_eq!(run.status(), "finished", "{:?}", run.json);
+        let found = plugin_view(&run.json["output"]);
+        assert_eq!(
+            found.keys().collect::<Vec<_>>(),
+            before.keys().collect::<Vec<_>>(),
+            "the same objects and interfaces"
+        );
+        for (key, value) in &found {
+            let name = key.split('.').next().unwrap();
+            let name = if name == "system" { &key[7..] } else { name };
+            if MOVING.contains(&name) {
+                let (lo, hi) = (number(&before[key]), number(&after[key]));
+                let v = number(value);
+                assert!(lo <= v && v <= hi, "{key}: {v} not within [{lo}, {hi}]");
+            } else {
+                assert_eq!(value, &before[key], "{key}");
+            }
+        }
+        // The stream carries the same inventory: the system record, then one
+        // record per interface.
+        let emitted = run.json["emitted"].as_array().unwrap();
+        let interfaces = run.json["output"]["interfaces"].as_array().unwrap();
+        assert_eq!(emitted.len(), 1 + interfaces.len());
+        assert_eq!(emitted[0]["kind"], "system");
+        assert_eq!(
+            emitted[0]["sysName"],
+            run.json["output"]["system"]["sysName"]
+        );
+        assert_eq!(emitted[1]["kind"], "interface");
+        assert_eq!(emitted[1]["ifDescr"], interfaces[0]["ifDescr"]);
+        assert_eq!(run.json["progress"]["done"], 2);
+    }
+    // The values the test configured, read through the plugin.
+    let system = &bulk.json["output"]["system"];
+    assert_eq!(system["sysName"], "jobstack-test-agent");
+    assert_eq!(system["sysLocation"], "jobstack test rack 7");
+}
+
+#[test]
+fn a_wrong_community_fails_clearly_after_the_retries() {
+    let agent = Agent::start();
+    let run = run_plugin(
+        serde_json::json!({"devices": [agent.address()], "timeout_ms": 200, "retries": 2}),
+        "not-the-community",
+    );
+    // "failed", not "timeout": the plugin gave up by itself, long before the
+    // 30 s deadline of the execution.
+    assert_eq!(run.status(), "failed", "{:?}", run.json);
+    let error = run.error();
+    assert!(
+        error.contains(&format!(
+            "no answer from {} after 3 attempts of 200 ms",
+            agent.address()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("community is probably wrong"), "{error}");
+    assert!(
+        !error.contains("not-the-community"),
+        "the secret leaked: {error}"
+    );
+    assert!(run.json["duration_ms"].as_f64().unwrap() >= 600.0);
+    assert!(run.json["emitted"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_port_without_agent_and_an_ungranted_device_fail_naming_the_cause() {
+    let agent = Agent::start();
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let wasm = plugin_wasm("snmp");
+    let secrets = serde_json::json!({"community": agent.community}).to_string();
+    for (device, allow, needle) in [
+        (closed.to_string(), "127.0.0.1/32", "nothing listens on udp"),
+        (agent.address(), "127.0.0.2/32", "does not allow UDP to"),
+    ] {
+        let params = serde_json::json!({"devices": [device], "timeout_ms": 200}).to_string();
+        let part = serde_json::json!({
+            "label": device,
+            "targets": ["127.0.0.1"],
+            "payload": serde_json::json!({"device": device}).to_string(),
+        })
+        .to_string();
+        let run = exec(
+            &wasm,
+            &[
+                "--params",
+                &params,
+                "--part",
+                &part,
+                "--secrets",
+                &secrets,
+                "--allow-net",
+                allow,
+            ],
+        );
+        assert_eq!(run.status(), "failed", "{device}: {:?}", run.json);
+        assert!(run.error().contains(needle), "{device}: {}", run.error());
+    }
+}
+
+#[test]
+fn missing_secrets_are_refused_before_any_request() {
+    let wasm = plugin_wasm("snmp");
+    let params = serde_json::json!({"devices": ["127.0.0.1:9"]}).to_string();
+    let part = serde_json::json!({
+        "label": "x", "targets": ["127.0.0.1"],
+        "payload": serde_json::json!({"device": "127.0.0.1:9"}).to_string(),
+    })
+    .to_string();
+    let run = exec(
+        &wasm,
+        &[
+            "--params",
+            &params,
+            "--part",
+            &part,
+            "--allow-net",
+            "127.0.0.1/32",
+        ],
+    );
+    assert_eq!(run.status(), "failed", "{:?}", run.json);
+    assert!(run.error().contains("invalid secrets"), "{}", run.error());
+}
