@@ -7,6 +7,7 @@
 //! - One of two daemons is killed with SIGKILL in the middle of a 10,000-part
 //!   run: the other completes it, every part is finished exactly once, every
 //!   acknowledged result is in the database.
+//! - The same with real `jobstack agent` processes (two per daemon).
 //! - The database restarts in the middle of a run (a private PostgreSQL
 //!   server, never the shared one): both daemons answer 503 on /readyz while it
 //!   is down, recover by themselves, and the run completes with nothing lost.
@@ -307,4 +308,68 @@ fn a_database_restart_during_a_run_loses_nothing() {
         agent.join().expect("agent thread");
     }
     check_nothing_lost(&|sql| pg.query(sql), run, parts, &fleet);
+}
+
+#[test]
+fn real_agents_finish_a_run_when_one_of_two_daemons_is_killed() {
+    use jobstack_e2e::agent::AgentProcess;
+    let parts = 2_000;
+    let pg = TestDatabase::create(&server_url());
+    let mut a = daemon_on(&pg.url());
+    let b = daemon_on(&pg.url());
+    for daemon in [&a, &b] {
+        daemon.upload_plugin(&plugin_wasm("fixture-steps"));
+    }
+    let task = json!({ "task": {
+        "name": "steps",
+        "plugin": "fixture-steps",
+        "params": { "parts": parts, "ms": 0 },
+        "frequency": { "kind": "manual" },
+        "timeout_ms": 5000,
+    }});
+    a.post("/tasks", &task).expect_ok("create task");
+    let run = a
+        .post("/tasks/steps/run", &json!({}))
+        .expect_ok("force run")["id"]
+        .as_i64()
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // Real `jobstack agent` processes, two per daemon (each talks to one).
+    let _agents: Vec<AgentProcess> = [(&a, "a"), (&a, "b"), (&b, "c"), (&b, "d")]
+        .iter()
+        .map(|(daemon, name)| {
+            let dir = state.path().join(name);
+            AgentProcess::start(&daemon.url, &format!("real-{name}"), &dir, &[])
+        })
+        .collect();
+    let finished = |daemon: &Daemon| -> u64 {
+        daemon.get(&format!("/runs/{run}")).json()["parts"]["finished"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_for("a third of the run", RUN_DEADLINE, || {
+        finished(&b) >= parts / 3
+    });
+    a.kill();
+    // The dead daemon's agents cannot deliver any more; their leases expire
+    // and daemon B's agents take the parts over.
+    wait_for(
+        "the run to finish on the surviving daemon",
+        RUN_DEADLINE,
+        || run_state(&b, run) == "finished",
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT count(*) FROM parts WHERE run_id = {run} AND state = 'finished'"
+        )),
+        parts.to_string()
+    );
+    assert_eq!(
+        pg.query(&format!(
+            "SELECT count(*) FROM (SELECT part_id FROM results WHERE run_id = {run} AND applied \
+             GROUP BY part_id HAVING count(*) = 1) x"
+        )),
+        parts.to_string(),
+        "every part finished by exactly one applied result"
+    );
 }
