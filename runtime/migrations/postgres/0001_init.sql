@@ -232,39 +232,44 @@ $$;
 
 -- Record a result and apply the verdict the scheduler reached on the part as
 -- it read it: a compare-and-set on (state, attempt, owner) under the part's row
--- lock. Answers 'conflict' (the part changed since it was read: read and judge
--- again), 'duplicate' (this attempt's result is already stored), 'recorded'
--- (stored, no state change asked), 'changed' (the part moved; the run cannot
--- have ended: a part is still waiting) or 'refresh' (the part moved and none is
--- waiting: the caller derives the run's state under the run's lock).
+-- lock. Answers the part's run and 'conflict' (the part is not as expected:
+-- read it and judge again), 'duplicate' (this attempt's result is already
+-- stored), 'recorded' (stored, no state change asked), 'changed' (the part
+-- moved; the run cannot have ended: a part is still waiting) or 'refresh' (the
+-- part moved and none is waiting: the caller derives the run's state under the
+-- run's lock).
 CREATE FUNCTION jobstack_submit(
-    p_part BIGINT, p_attempt BIGINT, p_run BIGINT, p_agent TEXT, p_agent_id BIGINT,
+    p_part BIGINT, p_attempt BIGINT, p_agent TEXT, p_agent_id BIGINT,
     p_now BIGINT, p_status TEXT, p_output TEXT, p_error TEXT, p_emitted TEXT, p_logs TEXT,
     p_started_at BIGINT, p_duration_ms BIGINT, p_applied BOOLEAN, p_end_reason TEXT,
     p_revoke_attempt BIGINT, p_expect_state TEXT, p_expect_attempt BIGINT,
     p_expect_owner TEXT, p_to TEXT, p_keep_owner BOOLEAN, p_owner TEXT,
     p_available_at BIGINT, p_part_error TEXT, p_detail TEXT)
-RETURNS TEXT
+RETURNS TABLE (outcome TEXT, run_id BIGINT)
 LANGUAGE plpgsql
 AS $$
+#variable_conflict use_column
 DECLARE
+    v_run BIGINT;
     v_state TEXT;
     v_attempt BIGINT;
     v_owner TEXT;
 BEGIN
-    SELECT state, attempt, owner INTO v_state, v_attempt, v_owner
-    FROM parts WHERE id = p_part FOR UPDATE;
+    SELECT p.run_id, p.state, p.attempt, p.owner INTO v_run, v_state, v_attempt, v_owner
+    FROM parts p WHERE p.id = p_part FOR UPDATE;
     IF v_state IS DISTINCT FROM p_expect_state OR v_attempt IS DISTINCT FROM p_expect_attempt
        OR v_owner IS DISTINCT FROM p_expect_owner THEN
-        RETURN 'conflict';
+        RETURN QUERY SELECT 'conflict', v_run;
+        RETURN;
     END IF;
     INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted, logs,
                          started_at, duration_ms, applied, received_at)
-    VALUES (p_part, p_attempt, p_run, p_agent, p_status, p_output, p_error, p_emitted, p_logs,
+    VALUES (p_part, p_attempt, v_run, p_agent, p_status, p_output, p_error, p_emitted, p_logs,
             p_started_at, p_duration_ms, p_applied, p_now)
     ON CONFLICT (part_id, attempt) DO NOTHING;
     IF NOT FOUND THEN
-        RETURN 'duplicate';
+        RETURN QUERY SELECT 'duplicate', v_run;
+        RETURN;
     END IF;
     UPDATE leases SET ended_at = p_now,
         end_reason = CASE WHEN attempt = p_attempt THEN p_end_reason ELSE 'revoked' END
@@ -272,7 +277,8 @@ BEGIN
       AND ended_at IS NULL;
     UPDATE agents SET last_seen = p_now WHERE id = p_agent_id AND last_seen < p_now - 1000;
     IF p_to IS NULL THEN
-        RETURN 'recorded';
+        RETURN QUERY SELECT 'recorded', v_run;
+        RETURN;
     END IF;
     UPDATE parts SET state = p_to,
         owner = CASE WHEN p_keep_owner THEN owner ELSE p_owner END,
@@ -285,9 +291,10 @@ BEGIN
     IF p_to = 'waiting' THEN
         PERFORM pg_notify('jobstack_work', '');
     END IF;
-    IF EXISTS (SELECT 1 FROM parts WHERE run_id = p_run AND state = 'waiting') THEN
-        RETURN 'changed';
+    IF EXISTS (SELECT 1 FROM parts p WHERE p.run_id = v_run AND p.state = 'waiting') THEN
+        RETURN QUERY SELECT 'changed', v_run;
+        RETURN;
     END IF;
-    RETURN 'refresh';
+    RETURN QUERY SELECT 'refresh', v_run;
 END
 $$;
