@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod postgres;
 pub mod proxy;
 pub mod vcsim;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
