@@ -4,7 +4,8 @@
 //! clock, so expiry and recurrence happen when the test says, not by sleeping.
 //!
 //! Promises checked: no recurring run created twice, no expired lease
-//! regenerated twice, no part leased twice, every result applied once.
+//! regenerated twice, no part leased twice, every result applied once, and
+//! work created by one daemon wakes the agents waiting on the other.
 
 #[allow(dead_code)]
 #[path = "scheduler/harness.rs"]
@@ -25,6 +26,8 @@ use jobstack::store::postgres::ScratchDatabase;
 struct TwoDaemons {
     a: Scheduler,
     b: Scheduler,
+    /// The second daemon's store, to listen for the first one's work.
+    store_b: jobstack::store::PostgresStore,
     clock: ManualClock,
     _db: ScratchDatabase,
 }
@@ -41,7 +44,8 @@ impl TwoDaemons {
         };
         Self {
             a: daemon(Arc::new(store_a)),
-            b: daemon(Arc::new(store_b)),
+            b: daemon(Arc::new(store_b.clone())),
+            store_b,
             clock,
             _db: db,
         }
@@ -217,4 +221,27 @@ async fn no_part_is_leased_twice_and_every_result_applies_once() {
             .iter()
             .all(|p| p.attempt == 1 && p.state == State::Finished)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_made_by_one_daemon_wakes_the_other() {
+    let d = TwoDaemons::new().await;
+    let task = d.task("wake", 3, Frequency::Manual).await;
+    let mut woken = d.b.work_signal().subscribe();
+    let listener = tokio::spawn(d.store_b.clone().listen_for_work(d.b.work_signal().clone()));
+    // The listener bumps the signal once when it is connected (announcements
+    // made before were missed): wait for that, then for daemon A's run.
+    tokio::time::timeout(Duration::from_secs(30), woken.changed())
+        .await
+        .expect("listener connected")
+        .unwrap();
+    woken.borrow_and_update();
+    d.a.force_run(task).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), woken.changed())
+        .await
+        .expect("daemon B woken by daemon A's NOTIFY")
+        .unwrap();
+    let agent = d.agent("waiting-on-b").await;
+    assert!(d.b.lease(&agent).await.unwrap().is_some());
+    listener.abort();
 }

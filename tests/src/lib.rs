@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod daemon;
+pub mod postgres;
 pub mod proxy;
 pub mod vcsim;
 pub mod webdriver;

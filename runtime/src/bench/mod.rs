@@ -3,3 +3,4 @@
 //! on the same (possibly noisy) machine.
 
 pub mod engine;
+pub mod scheduler;

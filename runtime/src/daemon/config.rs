@@ -160,6 +160,30 @@ mod tests {
     }
 
     #[test]
+    fn the_database_comes_from_the_file_unless_a_flag_names_one() {
+        let file: ServeSettings =
+            toml::from_str("database = \"postgres://jobstack@db1/jobstack\"\n").unwrap();
+        let config = file
+            .clone()
+            .overridden_by(ServeSettings::default())
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            config.database.as_deref(),
+            Some("postgres://jobstack@db1/jobstack")
+        );
+        let flags = ServeSettings {
+            database: Some("postgres://jobstack@db2/jobstack".into()),
+            ..ServeSettings::default()
+        };
+        let config = file.overridden_by(flags).resolve().unwrap();
+        assert_eq!(
+            config.database.as_deref(),
+            Some("postgres://jobstack@db2/jobstack")
+        );
+    }
+
+    #[test]
     fn a_certificate_without_its_key_is_refused() {
         let half = ServeSettings {
             tls_cert: Some("cert.pem".into()),

@@ -306,3 +306,24 @@ pub trait Store: Send + Sync + 'static {
     /// Events with id greater than `after`, oldest first, at most `limit`.
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_chooses_the_store_from_the_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = open(None, dir.path()).await.unwrap();
+        assert!(sqlite.postgres.is_none());
+        assert!(dir.path().join(sqlite::DATABASE_FILE).exists());
+        let err = open(Some("mysql://db/jobstack"), dir.path())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("expected a postgres:// URL"),
+            "{err}"
+        );
+    }
+}

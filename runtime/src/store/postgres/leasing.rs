@@ -1,24 +1,21 @@
 //! Leasing, heartbeats, progress and lease expiry in PostgreSQL, safe with
 //! several daemons on one database.
 //!
-//! A lease is one statement after the agent's row lock: the pick walks the
-//! `parts_to_lease` index in leasing order (rank, oldest run, split order),
-//! skips rows other daemons are leasing (`FOR UPDATE SKIP LOCKED`) and stops at
-//! the first part the agent may take (the same rule as the SQLite store); data-
-//! modifying CTEs then move it to Running, record the lease and the event, and
-//! return what the agent needs.
+//! A lease is one call of the `jobstack_lease` function (migration 0001), one
+//! round trip: it locks the agent's row (two lease requests of one agent queue
+//! there, so the second sees the first's part: one part per run per agent),
+//! walks the `parts_to_lease` index in leasing order (rank, oldest run, split
+//! order) skipping rows other daemons are leasing (`FOR UPDATE SKIP LOCKED`),
+//! stops at the first part the agent may take (the same rule as the SQLite
+//! store's query), moves it to Running, records the lease and the events.
 //!
-//! - The agent's row is locked first: two lease requests of one agent (one per
-//!   slot) queue there, so the second sees the first's part and keeps the rule
-//!   of one part per run per agent.
-//! - A lease commits without waiting for the WAL flush
-//!   (`synchronous_commit = off` for that transaction only). Losing it in a
-//!   database crash is harmless: the part is Waiting again at the attempt before,
-//!   the agent's result for the lost attempt is refused (never applied twice),
-//!   and the next commit of a result flushes it anyway. Results do wait for the
-//!   flush.
-//! - Expiry locks the expired parts with `SKIP LOCKED` and rechecks them under
-//!   the lock, so two daemons sweeping at once handle each expired lease once.
+//! A lease commits without waiting for the WAL flush. Losing it in a database
+//! crash is harmless: the part is Waiting again at the attempt before, the
+//! agent's result for the lost attempt is refused (never applied twice), and
+//! the next result's commit flushes it anyway. Results do wait for the flush.
+//!
+//! Expiry locks the expired parts with `SKIP LOCKED` and rechecks them under
+//! the lock, so two daemons sweeping at once handle each expired lease once.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
@@ -28,70 +25,21 @@ use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, Tas
 use crate::store::sqlite::{from_ms, ms};
 use crate::store::{StoreError, StoreResult};
 
-/// Lock the agent's row, mark it seen, and let this transaction commit without
-/// waiting for the flush (see the module documentation).
-const LOCK_AGENT: &str = "\
-UPDATE agents SET last_seen = $2 WHERE id = $1
-RETURNING set_config('synchronous_commit', 'off', true)";
-
-const LEASE: &str = "\
-WITH pick AS (
-  SELECT p.id, p.run_id FROM parts p JOIN runs r ON r.id = p.run_id
-  WHERE p.state = 'waiting' AND p.available_at <= $1
-    AND (p.pinned_agent IS NULL OR p.pinned_agent = $2)
-    AND (NOT r.explicit_agents
-         OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = p.run_id AND ra.agent_name = $2))
-    AND ($3 OR r.plugin = ANY($4))
-    AND (p.span_lo IS NULL OR r.explicit_agents
-         OR EXISTS (SELECT 1 FROM agent_networks n
-                    WHERE n.agent_id = $5 AND n.lo <= p.span_lo AND p.span_hi <= n.hi))
-    AND p.run_id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = $2)
-  ORDER BY p.rank, p.run_id, p.seq
-  LIMIT 1
-  FOR UPDATE OF p SKIP LOCKED
-), leased AS (
-  UPDATE parts p SET state = 'running', attempt = p.attempt + 1, owner = $2,
-    lease_expires_at = $1 + r.lease_ttl_ms, progress_done = NULL, progress_total = NULL
-  FROM pick, runs r
-  WHERE p.id = pick.id AND r.id = pick.run_id AND p.state = 'waiting'
-  RETURNING p.id, p.run_id, p.attempt, p.lease_expires_at, p.label, p.targets, p.payload,
-    r.task_id, r.spec, r.secrets, r.plugin_sha256
-), lease_row AS (
-  INSERT INTO leases (part_id, attempt, agent, leased_at) SELECT id, attempt, $2, $1 FROM leased
-), event AS (
-  INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail)
-  SELECT $1, 'part', id, 'state', 'waiting', 'running',
-    json_build_object('agent', $2::TEXT, 'attempt', attempt)::TEXT
-  FROM leased
-)
-SELECT * FROM leased";
-
 pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(LOCK_AGENT)
+    // One round trip: see `jobstack_lease` in the migration for the locking.
+    let row = sqlx::query("SELECT * FROM jobstack_lease($1, $2, $3, $4, $5)")
+        .bind(ms(now))
         .bind(agent.id)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await?;
-    let name = &agent.registration.name;
-    let row = sqlx::query(LEASE)
-        .bind(ms(now))
-        .bind(name)
+        .bind(&agent.registration.name)
         .bind(agent.registration.plugins.is_empty())
         .bind(&agent.registration.plugins)
-        .bind(agent.id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(pool)
         .await?;
-    let Some(row) = row else {
-        tx.commit().await?;
-        return Ok(None);
-    };
-    let run_id: i64 = row.try_get("run_id")?;
-    transition::start_run(&mut tx, run_id, now).await?;
+    let Some(row) = row else { return Ok(None) };
     let spec: TaskSpec = parse(&row, "spec")?;
-    let lease = Lease {
+    Ok(Some(Lease {
         part_id: row.try_get("id")?,
-        run_id,
+        run_id: row.try_get("run_id")?,
         task_id: row.try_get("task_id")?,
         attempt: row.try_get::<i64, _>("attempt")? as u32,
         expires_at: from_ms(row.try_get("lease_expires_at")?),
@@ -107,9 +55,7 @@ pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreRes
         timeout_ms: spec.timeout_ms,
         mode: spec.mode,
         grants: spec.grants,
-    };
-    tx.commit().await?;
-    Ok(Some(lease))
+    }))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -262,5 +208,26 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
         super::notify_work(&mut tx).await?;
     }
     tx.commit().await?;
+    settle_runs(pool, now).await?;
     Ok(expired)
+}
+
+/// Let the state of runs whose parts are all done follow them. A result's
+/// transaction ends its run when it can see that no part is left; this pass
+/// catches a run whose ending was left to a transaction that did not commit
+/// (a daemon that died between finishing the last part and ending the run).
+async fn settle_runs(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<()> {
+    let unsettled: Vec<i64> = sqlx::query_scalar(
+        "SELECT r.id FROM runs r WHERE r.state IN ('waiting', 'running', 'suspended') \
+         AND NOT EXISTS (SELECT 1 FROM parts p WHERE p.run_id = r.id \
+                         AND p.state IN ('waiting', 'running', 'suspended'))",
+    )
+    .fetch_all(pool)
+    .await?;
+    for run_id in unsettled {
+        let mut tx = pool.begin().await?;
+        transition::refresh_run(&mut tx, run_id, now).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }

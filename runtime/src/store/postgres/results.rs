@@ -2,15 +2,18 @@
 //! that several daemons receiving results for one part apply at most one, and
 //! the answer an agent gets is durable (flushed) before it gets it.
 //!
-//! The part's row is locked (`FOR UPDATE`) and read; [`fencing::judge`] decides;
-//! one statement then records the result, ends the lease(s), moves the part
-//! (only if it is still in the state and attempt judged), writes the event and
-//! marks the agent seen. A second copy of the same result racing the first
-//! waits on the lock and then finds its attempt recorded (the results' primary
-//! key), so it is acknowledged as a duplicate.
+//! [`fencing::judge`] decides on the part as read (or, for a success, first on
+//! the part as it is when the agent still holds the lease: the common case in
+//! one round trip); the `jobstack_submit` function (migration 0001) then, in
+//! one round trip and one transaction, locks the part, checks it is still in
+//! the state, attempt and owner judged (else the part is read and the result
+//! judged again on its new state), records the result
+//! (a second copy of the same attempt's result finds it recorded: duplicate),
+//! ends the lease(s), moves the part and writes the event. The run's own state
+//! follows in a short transaction of its own when no part of it is waiting.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{Acquire, PgConnection, PgPool, Row};
 
 use super::{rows, transition};
 use crate::scheduler::{
@@ -21,45 +24,33 @@ use crate::scheduler::{
 use crate::store::sqlite::ms;
 use crate::store::{StoreError, StoreResult};
 
+/// The part as the verdict needs it (no lock: `jobstack_submit` re-checks it).
 const READ_PART: &str = "\
-SELECT p.run_id, p.state, p.attempt, p.owner, r.retries,
+SELECT p.state, p.attempt, p.owner, r.retries,
   (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = $2) AS lessee,
   EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = $2) AS recorded
-FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1
-FOR UPDATE OF p";
+FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
 
-/// Record a result and apply what the verdict says, in one statement.
-const WRITE: &str = "\
-WITH res AS (
-  INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted, logs,
-    started_at, duration_ms, applied, received_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-  ON CONFLICT (part_id, attempt) DO NOTHING
-  RETURNING part_id
-), ended AS (
-  UPDATE leases SET ended_at = $13,
-    end_reason = CASE WHEN attempt = $2 THEN $15 ELSE 'revoked' END
-  WHERE part_id = $1 AND (attempt = $2 OR attempt = $16) AND ended_at IS NULL
-    AND EXISTS (SELECT 1 FROM res)
-), moved AS (
-  UPDATE parts SET state = $18,
-    owner = CASE WHEN $21 THEN owner ELSE $20 END,
-    lease_expires_at = NULL,
-    available_at = COALESCE($22, available_at),
-    error = COALESCE($23, error)
-  WHERE id = $1 AND state = $17 AND attempt = $19 AND EXISTS (SELECT 1 FROM res)
-  RETURNING id
-), event AS (
-  INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail)
-  SELECT $13, 'part', id, 'state', $17, $18, $24 FROM moved
-), seen AS (
-  UPDATE agents SET last_seen = $13 WHERE id = $14 AND last_seen < $13 - 1000
-)
-SELECT (SELECT count(*) FROM res) AS recorded, (SELECT count(*) FROM moved) AS moved";
+const SUBMIT: &str = "SELECT outcome, run_id FROM jobstack_submit($1, $2, $3, $4, $5, $6, $7, \
+     $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// How many times a result is judged again when its part changed between the
+/// read and the write (another result or an expiry got there first); each
+/// retry sees a newer state, so a few always suffice.
+const MAX_JUDGEMENTS: usize = 10;
+
+/// The part as read for the verdict.
+struct PartRead {
+    state: State,
+    attempt: u32,
+    owner: Option<String>,
+    retries: u32,
+    lessee: Option<String>,
+    recorded: bool,
+}
 
 /// What a verdict changes besides recording the result.
 struct Change {
-    from: State,
     to: State,
     /// `None`: the owner stays; `Some(x)`: the owner becomes `x`.
     owner: Option<Option<String>>,
@@ -73,55 +64,101 @@ pub async fn submit(
     s: &Submission,
     now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
-    let name = agent.registration.name.as_str();
-    let not_leased = || StoreError::NotLeased {
+    let mut conn = pool.acquire().await?;
+    let name = &agent.registration.name;
+    // The common case first, in one round trip: a success for the lease the
+    // agent holds. The verdict is the rule's, on the part as it must then be;
+    // the compare-and-set checks that it is, else the part is read and judged.
+    if s.status == ResultStatus::Finished {
+        let assumed = PartRead {
+            state: State::Running,
+            attempt: s.attempt,
+            owner: Some(name.clone()),
+            retries: 0,
+            lessee: Some(name.clone()),
+            recorded: false,
+        };
+        if let Some(ack) = judge_and_write(&mut conn, agent, s, &assumed, now).await? {
+            return Ok(ack);
+        }
+    }
+    for _ in 0..MAX_JUDGEMENTS {
+        let part = read_part(&mut conn, agent, s).await?;
+        if let Some(ack) = judge_and_write(&mut conn, agent, s, &part, now).await? {
+            return Ok(ack);
+        }
+    }
+    Err(StoreError::Invalid(format!(
+        "part {} changed {MAX_JUDGEMENTS} times while its result was applied; send it again",
+        s.part_id
+    )))
+}
+
+fn not_leased(agent: &Agent, s: &Submission) -> StoreError {
+    StoreError::NotLeased {
         part_id: s.part_id,
         attempt: s.attempt,
-        agent: name.to_string(),
-    };
-    let mut tx = pool.begin().await?;
+        agent: agent.registration.name.clone(),
+    }
+}
+
+async fn read_part(
+    conn: &mut PgConnection,
+    agent: &Agent,
+    s: &Submission,
+) -> StoreResult<PartRead> {
     let row = sqlx::query(READ_PART)
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(not_leased)?;
-    let run_id: i64 = row.try_get("run_id")?;
-    let state: State = row
-        .try_get::<String, _>("state")?
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
-    let attempt = row.try_get::<i64, _>("attempt")? as u32;
-    let owner: Option<String> = row.try_get("owner")?;
-    let retries = row.try_get::<i64, _>("retries")? as u32;
-    let lessee: Option<String> = row.try_get("lessee")?;
-    let recorded: bool = row.try_get("recorded")?;
+        .ok_or_else(|| not_leased(agent, s))?;
+    Ok(PartRead {
+        state: row
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?,
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        owner: row.try_get("owner")?,
+        retries: row.try_get::<i64, _>("retries")? as u32,
+        lessee: row.try_get("lessee")?,
+        recorded: row.try_get("recorded")?,
+    })
+}
+
+/// Judge the result on `part` and write it if the part is still so; `None` if
+/// it is not (judge again on a fresh read).
+async fn judge_and_write(
+    conn: &mut PgConnection,
+    agent: &Agent,
+    s: &Submission,
+    part: &PartRead,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<ResultAck>> {
+    let name = agent.registration.name.as_str();
     let verdict = fencing::judge(
         PartNow {
-            state,
-            attempt,
-            held_by_submitter: owner.as_deref() == Some(name),
+            state: part.state,
+            attempt: part.attempt,
+            held_by_submitter: part.owner.as_deref() == Some(name),
         },
         Claim {
             attempt: s.attempt,
-            was_leased_to_submitter: lessee.as_deref() == Some(name),
-            already_recorded: recorded,
+            was_leased_to_submitter: part.lessee.as_deref() == Some(name),
+            already_recorded: part.recorded,
             success: s.status == ResultStatus::Finished,
         },
     );
     let (ack, applied, reason, revoke, change) = match verdict {
-        Verdict::NotLeased => return Err(not_leased()),
-        Verdict::Duplicate if recorded => {
-            tx.rollback().await?;
-            return Ok(ResultAck::Duplicate);
-        }
+        Verdict::NotLeased => return Err(not_leased(agent, s)),
+        Verdict::Duplicate if part.recorded => return Ok(Some(ResultAck::Duplicate)),
         Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
             let (to, available_at) = if s.status == ResultStatus::Finished {
                 (State::Finished, now)
-            } else if retry::may_retry(attempt, retries) {
-                (State::Waiting, now + retry::backoff(attempt))
+            } else if retry::may_retry(part.attempt, part.retries) {
+                (State::Waiting, now + retry::backoff(part.attempt))
             } else {
                 (State::Failed, now)
             };
@@ -135,7 +172,6 @@ pub async fn submit(
             });
             let owner = (to != State::Finished).then_some(None);
             let change = Change {
-                from: State::Running,
                 to,
                 owner,
                 available_at: Some(available_at),
@@ -145,13 +181,12 @@ pub async fn submit(
         }
         Verdict::AcceptLate { revokes_current } => {
             let change = Change {
-                from: state,
                 to: State::Finished,
                 owner: Some(Some(name.to_string())),
                 available_at: None,
                 error: None,
             };
-            let revoke = revokes_current.then_some(i64::from(attempt));
+            let revoke = revokes_current.then_some(i64::from(part.attempt));
             (
                 ResultAck::AcceptedLate,
                 true,
@@ -162,14 +197,15 @@ pub async fn submit(
         }
     };
     if let Some(change) = &change {
-        change.from.check(Entity::Part, change.to)?;
+        part.state.check(Entity::Part, change.to)?;
     }
     let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
-    let written = sqlx::query(WRITE)
+    let row = sqlx::query(SUBMIT)
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
-        .bind(run_id)
         .bind(name)
+        .bind(agent.id)
+        .bind(ms(now))
         .bind(s.status.as_str())
         .bind(s.output.as_ref().map(|o| o.to_string()))
         .bind(&s.error)
@@ -178,39 +214,44 @@ pub async fn submit(
         .bind(s.started_at.map(ms))
         .bind(i64::try_from(s.duration_ms).unwrap_or(i64::MAX))
         .bind(applied)
-        .bind(ms(now))
-        .bind(agent.id)
         .bind(reason)
         .bind(revoke)
-        .bind(change.as_ref().map(|c| c.from.as_str()))
+        .bind(part.state.as_str())
+        .bind(i64::from(part.attempt))
+        .bind(&part.owner)
         .bind(change.as_ref().map(|c| c.to.as_str()))
-        .bind(i64::from(attempt))
-        .bind(change.as_ref().and_then(|c| c.owner.clone().flatten()))
         .bind(change.as_ref().is_none_or(|c| c.owner.is_none()))
+        .bind(change.as_ref().and_then(|c| c.owner.clone().flatten()))
         .bind(change.as_ref().and_then(|c| c.available_at.map(ms)))
         .bind(change.as_ref().and_then(|c| c.error.clone()))
         .bind(detail.to_string())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await?;
-    if written.try_get::<i64, _>("recorded")? == 0 {
-        // The same result, racing this one, was recorded first.
-        tx.rollback().await?;
-        return Ok(ResultAck::Duplicate);
-    }
-    if let Some(change) = &change {
-        if written.try_get::<i64, _>("moved")? != 1 {
-            return Err(StoreError::Corrupt(format!(
-                "part {} was expected in state {} at attempt {attempt}",
-                s.part_id, change.from
-            )));
+    // No row: the part does not exist.
+    let Some(row) = row else {
+        return Err(not_leased(agent, s));
+    };
+    let outcome: Option<String> = row.try_get("outcome")?;
+    let run_id: Option<i64> = row.try_get("run_id")?;
+    match (outcome.as_deref(), run_id) {
+        (Some("conflict"), Some(_)) => Ok(None),
+        (Some("conflict"), None) => Err(not_leased(agent, s)),
+        // The same result, racing this one, was stored first.
+        (Some("duplicate"), _) => Ok(Some(ResultAck::Duplicate)),
+        (Some("recorded" | "changed"), _) => Ok(Some(ack)),
+        (Some("refresh"), Some(run_id)) => {
+            // No part is waiting: the run may have ended. Its state is derived
+            // under its lock (see `transition`); should this daemon die first,
+            // the sweep's `settle_runs` does it.
+            let mut tx = conn.begin().await?;
+            transition::refresh_run(&mut tx, run_id, now).await?;
+            tx.commit().await?;
+            Ok(Some(ack))
         }
-        transition::refresh_run(&mut tx, run_id, now).await?;
-        if change.to == State::Waiting {
-            super::notify_work(&mut tx).await?;
-        }
+        (other, _) => Err(StoreError::Corrupt(format!(
+            "jobstack_submit answered {other:?}"
+        ))),
     }
-    tx.commit().await?;
-    Ok(ack)
 }
 
 pub async fn results(pool: &PgPool, run_id: i64) -> StoreResult<Vec<StoredResult>> {

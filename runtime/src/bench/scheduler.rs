@@ -1,0 +1,297 @@
+//! `jobstack bench scheduler`: the scheduler's hot path on a real store, in
+//! process (no HTTP), measured in one run.
+//!
+//! - *lease_complete_per_s*: `agents` concurrent agents each loop "lease a part,
+//!   submit its (finished) result" until a run of `parts` parts is done.
+//! - *lease latency*: one agent leases then completes parts one at a time (only
+//!   the lease is timed) from a run of 1,000 waiting parts, then from a run of
+//!   1,000,000 waiting parts (`large_parts`): the leasing query must not slow
+//!   down with the stack's size.
+//! - *split_enqueue_65536_ms*: a /16 network's 65,536 parts stored (the split
+//!   itself is the plugin's; here the parts are made up front).
+//!
+//! Between phases the PostgreSQL tables are vacuumed (see [`settle`]).
+//!
+//! The SQLite store is a file in a temporary directory. A PostgreSQL server is
+//! used through a scratch database created for the run and dropped after it,
+//! so the bench never touches a real database's rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::scheduler::{
+    Agent, AgentRegistration, NewPart, ResultStatus, Run, Scheduler, Splitter, Submission,
+    SystemClock, TaskSpec,
+};
+use crate::store::postgres::{PgSettings, ScratchDatabase};
+use crate::store::{PluginRecord, PostgresStore, SqliteStore, Store};
+
+/// What `jobstack bench scheduler --json` prints.
+#[derive(Debug, Serialize)]
+pub struct SchedulerReport {
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// Concurrent agents of the throughput figure.
+    pub agents: usize,
+    /// Parts of the throughput figure's run.
+    pub parts: usize,
+    /// Parts leased and completed per second by `agents` concurrent agents.
+    pub lease_complete_per_s: f64,
+    /// Median lease latency with 1,000 waiting parts, µs.
+    pub lease_p50_us: f64,
+    /// 99th percentile lease latency with 1,000 waiting parts, µs.
+    pub lease_p99_us: f64,
+    /// Median lease latency with `large_parts` waiting parts, µs.
+    pub lease_p50_us_1m: f64,
+    /// 99th percentile lease latency with `large_parts` waiting parts, µs.
+    pub lease_p99_us_1m: f64,
+    /// `lease_p99_us_1m / lease_p99_us` (target: at most 2).
+    pub lease_p99_ratio_1m: f64,
+    /// Waiting parts of the large figure (1,000,000 unless told otherwise).
+    pub large_parts: usize,
+    /// Time to store the large run's parts, ms.
+    pub enqueue_large_ms: f64,
+    /// Time to store the 65,536 parts of a /16 network, ms.
+    pub split_enqueue_65536_ms: f64,
+}
+
+/// Sizes of the measurements.
+#[derive(Debug, Clone)]
+pub struct SchedulerBenchPlan {
+    /// PostgreSQL server URL; SQLite when `None`.
+    pub database: Option<String>,
+    /// Parts of the throughput run.
+    pub parts: usize,
+    /// Concurrent agents of the throughput run.
+    pub agents: usize,
+    /// Leases timed at each stack size.
+    pub latency_samples: usize,
+    /// Waiting parts of the large latency figure.
+    pub large_parts: usize,
+}
+
+impl Default for SchedulerBenchPlan {
+    fn default() -> Self {
+        Self {
+            database: None,
+            parts: 20_000,
+            agents: 10,
+            latency_samples: 1_000,
+            large_parts: 1_000_000,
+        }
+    }
+}
+
+/// Splits a run into `params.parts` parts, one address each (10.0.0.0 up).
+struct CountSplitter;
+
+#[async_trait]
+impl Splitter for CountSplitter {
+    async fn split(&self, _: &str, params: &serde_json::Value) -> Result<Vec<NewPart>, String> {
+        let n = params["parts"].as_u64().unwrap_or(0) as u32;
+        Ok((0..n).map(part).collect())
+    }
+}
+
+fn part(i: u32) -> NewPart {
+    let ip = std::net::Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i));
+    NewPart {
+        label: ip.to_string(),
+        targets: vec![ip.to_string()],
+        payload: format!("{{\"ip\":\"{ip}\"}}"),
+    }
+}
+
+/// Run the benchmark.
+pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
+    let dir = tempfile::tempdir()?;
+    let (store, scratch, pg, name): (Arc<dyn Store>, _, _, _) = match &plan.database {
+        None => (
+            Arc::new(SqliteStore::open_in(dir.path()).await?),
+            None,
+            None,
+            "sqlite",
+        ),
+        Some(url) => {
+            let db = ScratchDatabase::create(url, "jobstack_bench").await?;
+            let settings = PgSettings {
+                max_connections: plan.agents as u32 + 4,
+                ..PgSettings::default()
+            };
+            let store = PostgresStore::connect_with(&db.url(), &settings).await?;
+            (Arc::new(store.clone()), Some(db), Some(store), "postgres")
+        }
+    };
+    let sched = Scheduler::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        Arc::new(CountSplitter),
+    );
+    let now = sched.now();
+    store
+        .put_plugin(&PluginRecord {
+            sha256: "be".repeat(32),
+            name: "bench".into(),
+            version: "1".into(),
+            manifest: serde_json::json!({}),
+            size: 1,
+            uploaded_at: now,
+        })
+        .await?;
+    let mut agents = Vec::new();
+    for i in 0..plan.agents.max(1) {
+        agents.push(agent(store.as_ref(), &format!("bench-{i}"), now).await?);
+    }
+
+    // The /16 split: stored, timed, then canceled so that it does not feed the
+    // other measurements.
+    let started = Instant::now();
+    let run16 = new_run(&sched, "split16", 65_536).await?;
+    let split_enqueue_65536_ms = ms(started);
+    sched.cancel(run16.id).await?;
+
+    // Throughput.
+    new_run(&sched, "throughput", plan.parts).await?;
+    settle(pg.as_ref()).await?;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for agent in &agents {
+        let (sched, agent) = (sched.clone(), agent.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while let Some(lease) = sched.lease(&agent).await? {
+                sched.submit(&agent, &finished(&lease)).await?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut completed = 0;
+    for w in workers {
+        completed += w.await??;
+    }
+    let lease_complete_per_s = completed as f64 / started.elapsed().as_secs_f64();
+
+    // Latency with a small, then a large stack.
+    new_run(&sched, "small", 1_000).await?;
+    settle(pg.as_ref()).await?;
+    let small = lease_latencies(&sched, &agents[0], plan.latency_samples.min(500)).await?;
+    let remaining = sched.store().runs(None).await?;
+    for run in remaining.iter().filter(|r| !r.state.is_terminal()) {
+        sched.cancel(run.id).await?;
+    }
+    let started = Instant::now();
+    new_run(&sched, "large", plan.large_parts).await?;
+    let enqueue_large_ms = ms(started);
+    settle(pg.as_ref()).await?;
+    let large = lease_latencies(&sched, &agents[0], plan.latency_samples).await?;
+
+    drop(sched);
+    drop(store);
+    if let Some(pg) = pg {
+        pg.close().await;
+    }
+    if let Some(db) = scratch {
+        db.drop_now().await?;
+    }
+    let (p50, p99) = (percentile(&small, 0.50), percentile(&small, 0.99));
+    let (p50_1m, p99_1m) = (percentile(&large, 0.50), percentile(&large, 0.99));
+    Ok(SchedulerReport {
+        store: name,
+        agents: plan.agents,
+        parts: plan.parts,
+        lease_complete_per_s,
+        lease_p50_us: p50,
+        lease_p99_us: p99,
+        lease_p50_us_1m: p50_1m,
+        lease_p99_us_1m: p99_1m,
+        lease_p99_ratio_1m: p99_1m / p99,
+        large_parts: plan.large_parts,
+        enqueue_large_ms,
+        split_enqueue_65536_ms,
+    })
+}
+
+async fn agent(store: &dyn Store, name: &str, now: DateTime<Utc>) -> anyhow::Result<Agent> {
+    let registration = AgentRegistration {
+        name: name.into(),
+        networks: vec!["0.0.0.0/0".parse()?],
+        plugins: vec![],
+        pooled_slots: 1,
+        dedicated_slots: 0,
+    };
+    Ok(store
+        .register_agent(&registration, &format!("bench-token-{name}"), now)
+        .await?)
+}
+
+/// A forced run of a task of `parts` parts, split and stored.
+async fn new_run(sched: &Scheduler, name: &str, parts: usize) -> anyhow::Result<Run> {
+    let mut spec = TaskSpec::new(name, "bench");
+    spec.params = serde_json::json!({ "parts": parts });
+    spec.frequency = crate::scheduler::Frequency::Manual;
+    let task = sched.create_task(&spec, &serde_json::json!({})).await?;
+    Ok(sched.force_run(task.id).await?)
+}
+
+/// Lease `samples` parts one at a time, timing each lease; each part is
+/// completed (untimed) before the next lease.
+async fn lease_latencies(
+    sched: &Scheduler,
+    agent: &Agent,
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let lease = sched.lease(agent).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        let lease = lease.ok_or_else(|| anyhow::anyhow!("the stack ran dry"))?;
+        sched.submit(agent, &finished(&lease)).await?;
+    }
+    Ok(latencies)
+}
+
+/// Between phases on PostgreSQL, what autovacuum does within a minute on a
+/// live system: remove the previous phase's dead index entries (a canceled
+/// 65,536-part run leaves them at the head of the leasing index) and refresh
+/// the statistics, so that each figure measures its own phase.
+async fn settle(pg: Option<&PostgresStore>) -> anyhow::Result<()> {
+    if let Some(pg) = pg {
+        sqlx::query("VACUUM (ANALYZE) parts")
+            .execute(pg.pool())
+            .await?;
+    }
+    Ok(())
+}
+
+fn finished(lease: &crate::scheduler::Lease) -> Submission {
+    Submission {
+        part_id: lease.part_id,
+        attempt: lease.attempt,
+        status: ResultStatus::Finished,
+        output: Some(serde_json::json!({ "up": true })),
+        error: None,
+        emitted: vec![],
+        logs: vec![],
+        started_at: None,
+        duration_ms: 1,
+    }
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index]
+}
