@@ -18,6 +18,10 @@ fi
 
 # Debian packages: name of a command each provides -> package.
 declare -A packages=(
+    # The PostgreSQL store's tests (scripts/postgres.sh starts it).
+    [pg_ctlcluster]=postgresql
+    # esx: the vSphere simulator (scripts/peers/vcsim) is built offline with Go.
+    [go]=golang-go
     # netscan's end-to-end test compares its result with nmap -sT.
     [nmap]=nmap
     # snmp: the test peer (snmpd) and the reference client (snmpget, snmpwalk).
@@ -27,12 +31,19 @@ declare -A packages=(
     [doveadm]=dovecot-core
     [postmap]=postfix
 )
+# Packages that install no command: a path each provides -> package.
+declare -A package_paths=()
+# esx: govmomi's sources (the simulator), used by Go in GOPATH mode.
+package_paths[/usr/share/gocode/src/github.com/vmware/govmomi/simulator]=golang-github-vmware-govmomi-dev
 # Daemons these packages would start on their standard ports: the tests run their
 # own instances on run-time ports, so none may stay running after an install.
 daemons=(snmpd dovecot postfix)
 missing=()
 for cmd in "${!packages[@]}"; do
     PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+for path in "${!package_paths[@]}"; do
+    [ -e "$path" ] || missing+=("${package_paths[$path]}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"

@@ -9,12 +9,18 @@
 //!   retries, priorities and recurrence.
 //! - [`store`]: the scheduler's durable state behind one trait (SQLite embedded,
 //!   PostgreSQL for several daemons).
+//! - [`agent`]: the pull loop of an agent: lease, execute, heartbeat, spool.
 //! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
+//! - [`artifacts`]: content-addressed files (software to deploy) on disk.
+//! - [`client`]: the HTTP client of that API, for agents and the admin CLI.
 //! - [`daemon`]: `jobstack serve`, the process that hosts them all.
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
+pub mod agent;
 pub mod api;
+pub mod artifacts;
 pub mod bench;
+pub mod client;
 pub mod daemon;
 pub mod engine;
 pub mod scheduler;

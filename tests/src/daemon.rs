@@ -6,10 +6,8 @@
 //! dropped. Its data directory is a temporary directory unless the test gives
 //! one (to restart a daemon on the same data).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::jobstack_bin;
@@ -26,6 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct DaemonBuilder {
     data_dir: Option<PathBuf>,
+    listen: Option<String>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
 }
@@ -34,6 +33,13 @@ impl DaemonBuilder {
     /// Use (or reuse, for a restart) this data directory.
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Listen on this address (a restart on the port agents know) instead of
+    /// a free port chosen by the system.
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.to_string());
         self
     }
 
@@ -63,7 +69,8 @@ impl DaemonBuilder {
         let mut command = Command::new(jobstack_bin());
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(self.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--admin-token", ADMIN_TOKEN])
@@ -72,7 +79,7 @@ impl DaemonBuilder {
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("info".into()),
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -92,26 +99,8 @@ impl DaemonBuilder {
 /// Read stdout until `jobstack: listening on http://ADDR`, then keep draining
 /// it in the background so the daemon never blocks on a full pipe.
 fn wait_for_listening(stdout: std::process::ChildStdout, child: &mut Child) -> String {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && let Some(url) = line.strip_prefix("jobstack: listening on ") {
-                let _ = tx.send(url.trim().to_string());
-                sent = true;
-            }
-        }
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(url) => url,
-        Err(_) => {
-            let status = child.try_wait().ok().flatten();
-            let _ = child.kill();
-            panic!(
-                "jobstack serve did not start within {START_TIMEOUT:?} (exit: {status:?}); its stderr is above"
-            );
-        }
-    }
+    let line = crate::wait_for_line(stdout, child, "jobstack: listening on ", START_TIMEOUT);
+    line.trim().to_string()
 }
 
 /// A running daemon. Killed (SIGKILL) when dropped.
@@ -134,6 +123,11 @@ impl Daemon {
     /// Flags before starting.
     pub fn builder() -> DaemonBuilder {
         DaemonBuilder::default()
+    }
+
+    /// Its listening address, e.g. `127.0.0.1:41234`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// The daemon's process id.

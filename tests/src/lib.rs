@@ -4,7 +4,13 @@
 //! The binary and the plugins are built by `scripts/test.sh` before the tests
 //! run; a missing one fails the test with the command that builds it.
 
+pub mod agent;
 pub mod daemon;
+pub mod proxy;
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,6 +49,19 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     let path = repo_root()
         .join("plugins/target/wasm32-wasip2/release")
         .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins with scripts/build-plugins.sh",
+        path.display()
+    );
+    path
+}
+
+/// The hello example plugin (`examples/hello-plugin`): its parameters have a
+/// JSON Schema (`name` required), so it serves the schema tests too.
+pub fn hello_wasm() -> PathBuf {
+    let path =
+        repo_root().join("examples/hello-plugin/target/wasm32-wasip2/release/hello_plugin.wasm");
     assert!(
         path.exists(),
         "{} is missing: build the plugins with scripts/build-plugins.sh",
@@ -122,4 +141,50 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Read a child's stdout until a line starting with `prefix`; return the rest
+/// of that line. Keeps draining stdout in the background afterwards so the
+/// child never blocks on a full pipe. Panics (killing the child) after `timeout`.
+pub fn wait_for_line(
+    stdout: std::process::ChildStdout,
+    child: &mut std::process::Child,
+    prefix: &str,
+    timeout: Duration,
+) -> String {
+    let (tx, rx) = mpsc::channel();
+    let wanted = prefix.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && let Some(rest) = line.strip_prefix(&wanted) {
+                let _ = tx.send(rest.to_string());
+                sent = true;
+            }
+        }
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(rest) => rest,
+        Err(_) => {
+            let status = child.try_wait().ok().flatten();
+            let _ = child.kill();
+            panic!("no line {prefix:?} within {timeout:?} (exit: {status:?}); stderr is above");
+        }
+    }
+}
+
+/// Poll `check` every 100 ms until it returns `Some`, or panic with `what`
+/// after `timeout`. For waiting on other processes, never for asserting timing.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -23,7 +23,7 @@
 /// The generated bindings of the `task` world. In a module of its own because
 /// wit-bindgen's exported macro clashes with its re-export at a crate root.
 #[doc(hidden)]
-// Generated code: its shape follows the WIT, not clippy's taste.
+// Generated code: the canonical ABI flattens records into many arguments.
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -33,6 +33,9 @@ pub mod bindings {
         default_bindings_module: "jobstack_plugin::bindings",
     });
 }
+
+#[cfg(feature = "http")]
+pub mod http;
 
 pub use bindings::jobstack::plugin::host;
 pub use bindings::jobstack::plugin::types::Capability;

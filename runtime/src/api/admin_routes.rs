@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::ApiState;
+use super::artifacts::check_task_artifacts;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::params::check_params;
@@ -104,6 +105,7 @@ pub async fn create_task(
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     let Json(input) = body?;
     check_params(&state, &input.task).await?;
+    check_task_artifacts(&state, &input.task).await?;
     let secrets = input.secrets.unwrap_or_else(|| serde_json::json!({}));
     let task = state.scheduler.create_task(&input.task, &secrets).await?;
     state.sweep.notify_one();
@@ -120,6 +122,7 @@ pub async fn edit_task(
     let Json(input) = body?;
     let task = find_task(&state, &key).await?;
     check_params(&state, &input.task).await?;
+    check_task_artifacts(&state, &input.task).await?;
     let updated = state
         .scheduler
         .update_task(task.id, &input.task, input.secrets.as_ref())

@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
-use tokio::time::Instant;
 
 use super::ApiState;
 use super::auth::{AgentCaller, Enrollment, hash_token, new_token};
@@ -62,22 +61,16 @@ pub async fn lease(
 ) -> ApiResult<Response> {
     let Json(request) = body?;
     let wait = Duration::from_millis(request.wait_ms).min(MAX_LEASE_WAIT);
-    let deadline = Instant::now() + wait;
-    let mut wake = state.scheduler.work_signal().subscribe();
-    loop {
-        // Mark the current generation seen before looking, so work added while
-        // we look wakes the wait below.
-        wake.borrow_and_update();
-        if let Some(lease) = state.scheduler.lease(&agent).await? {
+    match state
+        .scheduler
+        .lease_waiting(&agent, wait, LEASE_RECHECK)
+        .await?
+    {
+        Some(lease) => {
             state.metrics.leases.inc();
-            return Ok(Json(lease).into_response());
+            Ok(Json(lease).into_response())
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(StatusCode::NO_CONTENT.into_response());
-        }
-        let nap = (deadline - now).min(LEASE_RECHECK);
-        let _ = tokio::time::timeout(nap, wake.changed()).await;
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 

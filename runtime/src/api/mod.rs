@@ -4,13 +4,14 @@
 
 mod admin_routes;
 mod agent_routes;
+mod artifacts;
 pub mod auth;
 mod error;
 mod events;
 pub mod metrics;
 mod ops;
 mod params;
-mod state;
+pub mod state;
 pub mod wire;
 
 pub use error::{ApiError, ApiResult};
@@ -34,6 +35,14 @@ pub fn app(state: ApiState) -> Router {
         .route("/agent/progress", post(agent::progress))
         .route("/agent/results", post(agent::result))
         .route("/agent/modules/{sha256}", get(agent::module))
+        .route(
+            "/agent/artifacts/{sha256}",
+            get(artifacts::download_artifact),
+        )
+        .route(
+            "/artifacts",
+            post(artifacts::upload_artifact).get(artifacts::list_artifacts),
+        )
         .route(
             "/plugins",
             post(admin::upload_plugin)

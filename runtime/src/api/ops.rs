@@ -75,6 +75,19 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
         "Download a plugin module by sha256",
     ),
     (
+        "get",
+        "/agent/artifacts/{sha256}",
+        Auth::Agent,
+        "Download an artifact by sha256 (streamed; verify the hash)",
+    ),
+    (
+        "post",
+        "/artifacts",
+        Auth::Admin,
+        "Upload an artifact (body: the file, at most 512 MiB); answers {sha256, size, created}",
+    ),
+    ("get", "/artifacts", Auth::Admin, "List stored artifacts"),
+    (
         "post",
         "/plugins",
         Auth::Admin,

@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use super::auth::Credentials;
 use super::metrics::Metrics;
+use crate::artifacts::ArtifactStore;
 use crate::engine::Engine;
 use crate::scheduler::Scheduler;
 
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub credentials: Arc<Credentials>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Files deploy tasks install (`<data_dir>/artifacts`).
+    pub artifacts: ArtifactStore,
     /// Wakes the background sweep (a new task is due at once).
     pub sweep: Arc<Notify>,
 }

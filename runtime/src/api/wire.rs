@@ -14,6 +14,7 @@
 //! | `POST /api/v1/agent/progress` | [`ProgressReport`] | 204 |
 //! | `POST /api/v1/agent/results` | [`Submission`] | [`ResultAnswer`] |
 //! | `GET /api/v1/agent/modules/{sha256}` | | the module (`application/wasm`) |
+//! | `GET /api/v1/agent/artifacts/{sha256}` | | the artifact (`application/octet-stream`) |
 //!
 //! Admin API (header `Authorization: Bearer <admin token>`):
 //!
@@ -21,6 +22,8 @@
 //! | --- | --- | --- |
 //! | `POST /api/v1/plugins` | the `.wasm` bytes | [`PluginUploaded`] |
 //! | `GET /api/v1/plugins` | | `[PluginRecord]` |
+//! | `POST /api/v1/artifacts` | the file's bytes | [`ArtifactInfo`] (201, or 200 if already stored) |
+//! | `GET /api/v1/artifacts` | | `[ArtifactInfo]` |
 //! | `POST /api/v1/tasks` | [`TaskInput`] | [`Task`] (201) |
 //! | `GET /api/v1/tasks` | | `[TaskView]` |
 //! | `GET /api/v1/tasks/{id or name}` | | [`TaskView`] |
@@ -43,6 +46,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::artifacts::ArtifactInfo;
 pub use crate::scheduler::{
     Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ResultAck, Run,
     StoredResult, Submission, Task, TaskSpec,

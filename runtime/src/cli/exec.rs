@@ -2,8 +2,8 @@
 //! print one JSON object describing the outcome.
 //!
 //! Without `--part` it runs `split` and prints the parts as the output; with it,
-//! `init` + `execute`. Capabilities are denied unless granted with `--allow-net`
-//! and `--dir`. The exit code is 0 only when the execution finished.
+//! `init` + `execute`. Capabilities are denied unless granted with `--allow-net`,
+//! `--allow-http` (and `--tls-accept-self-signed`) and `--dir`. The exit code is 0 only when the execution finished.
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use jobstack::engine::http::HttpHost;
 use jobstack::engine::{
     Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status,
 };
@@ -41,6 +42,12 @@ pub struct ExecArgs {
     /// Allow TCP/UDP to this network (repeatable), e.g. 127.0.0.1/32.
     #[arg(long = "allow-net", value_name = "CIDR")]
     allow_net: Vec<IpNet>,
+    /// Allow outgoing HTTP to HOST (any port) or HOST:PORT (repeatable).
+    #[arg(long = "allow-http", value_name = "HOST[:PORT]", value_parser = parse_http_host)]
+    allow_http: Vec<String>,
+    /// Accept any TLS certificate from the allowed HTTP hosts (self-signed ESX hosts).
+    #[arg(long = "tls-accept-self-signed")]
+    tls_accept_self_signed: bool,
     /// Make a host directory visible: HOST_PATH or HOST_PATH::GUEST_PATH (repeatable).
     #[arg(long = "dir", value_name = "HOST_PATH[::GUEST_PATH]")]
     dirs: Vec<String>,
@@ -53,6 +60,11 @@ pub struct ExecArgs {
 enum ModeArg {
     Pooled,
     Dedicated,
+}
+
+/// Check an `--allow-http` value (the engine would silently ignore a bad one).
+fn parse_http_host(text: &str) -> Result<String, String> {
+    text.parse::<HttpHost>().map(|_| text.to_string())
 }
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +83,10 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     for net in &args.allow_net {
         grants = grants.allow_network(*net);
     }
+    for host in &args.allow_http {
+        grants = grants.allow_http_host(host.clone());
+    }
+    grants = grants.accept_self_signed_tls(args.tls_accept_self_signed);
     for dir in &args.dirs {
         let (host, guest) = match dir.split_once("::") {
             Some((h, g)) => (h.to_string(), g.to_string()),

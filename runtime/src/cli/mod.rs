@@ -1,6 +1,8 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module;
 //! errors reach the user through `anyhow` with their context.
 
+mod admin;
+mod agent;
 mod bench;
 mod exec;
 mod inspect;
@@ -19,13 +21,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugin files.
+    /// Work with plugin files, and the daemon's plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Define, run and follow tasks on the daemon.
+    #[command(subcommand)]
+    Task(admin::task::TaskCommand),
+    /// Print the results of a task's latest run (or of --run ID).
+    Results(admin::results::ResultsArgs),
     /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
     Exec(exec::ExecArgs),
     /// Run the daemon: scheduler, API and the local agent on one port.
     Serve(serve::ServeArgs),
+    /// Run a remote agent: register with a daemon, pull parts, run them.
+    Agent(agent::AgentArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -35,6 +44,10 @@ enum Command {
 enum PluginCommand {
     /// Print a plugin's manifest, sha256 and size, or why it is not a valid plugin.
     Inspect(inspect::InspectArgs),
+    /// Upload a plugin to the daemon (validated there; the same file twice is fine).
+    Push(admin::plugin::PushArgs),
+    /// List the daemon's plugins and their versions.
+    List(admin::plugin::ListArgs),
 }
 
 /// Parse the command line, run it, and map the result to an exit code.
@@ -54,9 +67,14 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
+            Command::Plugin(PluginCommand::Push(args)) => admin::plugin::push(args).await,
+            Command::Plugin(PluginCommand::List(args)) => admin::plugin::list(args).await,
+            Command::Task(cmd) => admin::task::run(cmd).await,
+            Command::Results(args) => admin::results::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
         }
     });
     // Executions may still be parked in the engine's runtime; do not wait for them.

@@ -2,7 +2,10 @@
 //! the UI) on one port, the background sweep, and optionally its own
 //! in-process agent.
 //!
-//! Start-up, in order: open the data directory and the store (migrating it),
+//! Start-up, in order: open the data directory and the store (migrating it):
+//! the embedded SQLite file, or with `database = "postgres://..."` a PostgreSQL
+//! database that several daemons share (each then also listens for the others'
+//! work announcements),
 //! the engine (module store and compiled-artifact cache in the data directory),
 //! the credentials, deploy the bundled plugins, start the sweep, listen.
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
@@ -12,20 +15,24 @@
 mod bundled;
 pub mod config;
 mod credentials;
+mod local_agent;
 mod splitter;
 
 pub use config::{ServeConfig, ServeSettings};
+pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
 pub use splitter::EngineSplitter;
 
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
+use crate::agent::AgentSettings;
 use crate::api::{self, ApiState, metrics::Metrics};
+use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::scheduler::{Scheduler, SystemClock};
-use crate::store::{SqliteStore, Store};
+use crate::store;
 
 /// How often the sweep runs (lease expiry, recurrence) when nothing wakes it.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -34,7 +41,13 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let store = open_store(&config).await?;
+    let opened = store::open(config.database.as_deref(), &config.data_dir)
+        .await
+        .with_context(|| match &config.database {
+            Some(_) => "cannot open the PostgreSQL database".to_string(),
+            None => "cannot open the SQLite database".to_string(),
+        })?;
+    let store = opened.store.clone();
     let engine = Engine::new(EngineConfig {
         data_dir: Some(config.data_dir.join("engine")),
         ..EngineConfig::default()
@@ -61,10 +74,42 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         engine: engine.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
+        artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
+            format!(
+                "cannot open the artifact store in {}",
+                config.data_dir.display()
+            )
+        })?,
         sweep: Arc::new(Notify::new()),
     };
-    let shutdown = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+    // Several daemons on one database: wake our long-polls on their work too.
+    let work_listener = opened
+        .postgres
+        .clone()
+        .map(|pg| tokio::spawn(pg.listen_for_work(scheduler.work_signal().clone())));
+    let local_agent = if config.local_agent {
+        let settings = AgentSettings {
+            stop_grace: config.shutdown_grace,
+            policy: crate::agent::OperatorPolicy {
+                allow_net: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
+                ..Default::default()
+            },
+            ..AgentSettings::default()
+        };
+        let link = LocalLink::register(
+            scheduler.clone(),
+            engine.clone(),
+            state.artifacts.clone(),
+            &settings,
+        )
+        .await
+        .context("cannot register the local agent")?;
+        Some(link.spawn(settings, shutdown_signal(shutdown.clone())))
+    } else {
+        None
+    };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -74,36 +119,39 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     println!("jobstack: listening on http://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
-    let stop = shutdown.clone();
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            stop.notify_waiters();
+            let _ = shutdown_tx.send(true);
         })
         .await
         .context("server failed")?;
-    shutdown.notify_waiters();
+    // The local agent lets its running parts finish within the grace period,
+    // then stops the rest and delivers their results.
+    if let Some(agent) = local_agent {
+        let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
+    }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
+    if let Some(listener) = work_listener {
+        listener.abort();
+    }
+    if let Some(pg) = &opened.postgres {
+        pg.close().await;
+    }
     Ok(())
 }
 
-async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    match &config.database {
-        None => Ok(Arc::new(
-            SqliteStore::open_in(&config.data_dir)
-                .await
-                .context("cannot open the SQLite database")?,
-        )),
-        Some(url) => anyhow::bail!(
-            "database {url:?}: only the embedded SQLite store is available in this build"
-        ),
-    }
+/// Resolves once shutdown began.
+async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
 }
 
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
 /// and retried at the next pass (the database may be away for a while).
-async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
+async fn run_sweep(state: ApiState, shutdown: watch::Receiver<bool>) {
+    let stopping = shutdown_signal(shutdown);
+    tokio::pin!(stopping);
     loop {
         match state.scheduler.tick().await {
             Ok(report) => {
@@ -117,13 +165,13 @@ async fn run_sweep(state: ApiState, shutdown: Arc<Notify>) {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
             _ = state.sweep.notified() => {}
-            _ = shutdown.notified() => return,
+            _ = &mut stopping => return,
         }
     }
 }
 
-/// SIGTERM or Ctrl-C.
-async fn wait_for_signal() {
+/// Resolves at SIGTERM or Ctrl-C (the daemon's and the agent's shutdown).
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");

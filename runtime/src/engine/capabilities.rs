@@ -29,12 +29,16 @@ pub struct Preopen {
 pub struct Grants {
     networks: Vec<IpNet>,
     preopens: Vec<Preopen>,
+    http_hosts: Vec<String>,
+    accept_self_signed: bool,
 }
 
 impl Grants {
     /// Nothing granted:
     /// - no socket may connect, bind or send anywhere, and name lookup is off;
     /// - no directory is visible;
+    /// - no outgoing HTTP request may be sent, and HTTPS certificates are
+    ///   verified against the usual root certificates;
     /// - the environment and arguments are empty, stdin is closed;
     /// - stdout and stderr go to the execution's captured logs, never the host's.
     pub fn new() -> Self {
@@ -62,6 +66,33 @@ impl Grants {
         self
     }
 
+    /// Allow outgoing HTTP requests (for plugins declaring the `http` capability)
+    /// to `host` on any port, or to `host:port` only. The agent grants each target
+    /// of the part. An entry that is not a host or `host:port` allows nothing.
+    pub fn allow_http_host(mut self, host: impl Into<String>) -> Self {
+        self.http_hosts.push(host.into());
+        self
+    }
+
+    /// Accept any TLS certificate from the granted HTTP hosts (default `false`:
+    /// certificates are verified). A per-task choice, for hosts with self-signed
+    /// certificates such as a fresh ESX install; the handshake is still checked
+    /// against the certificate's key.
+    pub fn accept_self_signed_tls(mut self, accept: bool) -> Self {
+        self.accept_self_signed = accept;
+        self
+    }
+
+    /// The HTTP hosts granted.
+    pub fn http_hosts(&self) -> &[String] {
+        &self.http_hosts
+    }
+
+    /// Whether any TLS certificate is accepted.
+    pub fn accepts_self_signed_tls(&self) -> bool {
+        self.accept_self_signed
+    }
+
     /// The networks granted.
     pub fn networks(&self) -> &[IpNet] {
         &self.networks
@@ -80,6 +111,10 @@ impl Grants {
         }
         if !declared.contains(&Capability::Filesystem) {
             self.preopens.clear();
+        }
+        if !declared.contains(&Capability::Http) {
+            self.http_hosts.clear();
+            self.accept_self_signed = false;
         }
         self
     }
@@ -132,10 +167,18 @@ mod tests {
     fn restrict_to_drops_undeclared_capabilities() {
         let g = Grants::new()
             .allow_network("127.0.0.1/32".parse().unwrap())
-            .preopen("/tmp", "/tmp", true);
+            .preopen("/tmp", "/tmp", true)
+            .allow_http_host("127.0.0.1:8443")
+            .accept_self_signed_tls(true);
         let net_only = g.clone().restrict_to(&[Capability::Network]);
         assert_eq!(net_only.networks().len(), 1);
         assert!(net_only.preopens().is_empty());
+        assert!(net_only.http_hosts().is_empty());
+        assert!(!net_only.accepts_self_signed_tls());
+        let http_only = g.clone().restrict_to(&[Capability::Http]);
+        assert_eq!(http_only.http_hosts(), ["127.0.0.1:8443"]);
+        assert!(http_only.accepts_self_signed_tls());
+        assert!(http_only.networks().is_empty());
         let none = g.restrict_to(&[]);
         assert_eq!(none, Grants::new());
     }

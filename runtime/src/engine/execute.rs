@@ -417,6 +417,9 @@ impl Run {
         let state = store.into_data();
         let (status, output, error, result) = classify(ended, &state, &self.limits, fuel);
         let mut journal = state.journal;
+        for note in state.http_policy.take_notes() {
+            journal.log(LogLevel::Warn, LogSource::Engine, note);
+        }
         for line in state.stdout.lines() {
             journal.log(LogLevel::Info, LogSource::Stdout, line);
         }

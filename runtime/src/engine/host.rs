@@ -15,12 +15,14 @@ use wasmtime::{ResourceLimiter, Result as WasmResult};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{ExecutionLimits, Grants};
 
 use super::bindings::{Level, jobstack::plugin};
 use super::config::{MAX_EMITTED_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_STDIO_BYTES};
 use super::control::ExecutionControl;
+use super::http::HttpPolicy;
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -254,6 +256,10 @@ pub struct HostState {
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
     pub(crate) control: Arc<ExecutionControl>,
+    /// wasi:http state; linked only for plugins declaring the `http` capability.
+    pub(crate) http_ctx: WasiHttpCtx,
+    /// Who outgoing HTTP may reach (see [`HttpPolicy`]).
+    pub(crate) http_policy: HttpPolicy,
     /// When the wall-clock deadline passes.
     pub(crate) deadline: Instant,
 }
@@ -284,6 +290,8 @@ impl HostState {
             stdout,
             stderr,
             control,
+            http_ctx: WasiHttpCtx::new(),
+            http_policy: HttpPolicy::new(grants.http_hosts(), grants.accepts_self_signed_tls()),
             deadline,
         })
     }
@@ -294,6 +302,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_policy,
         }
     }
 }

@@ -9,7 +9,7 @@ use super::bindings::TaskPre;
 use super::config::{ExecutionLimits, MANIFEST_TIMEOUT};
 use super::error::LoadError;
 use super::execute::{Call, CallResult, Mode};
-use super::plugin::{Plugin, Sha256, check_manifest};
+use super::plugin::{Capability, Plugin, Sha256, check_manifest};
 use super::{Engine, Grants};
 
 /// The 8-byte preamble of a core module (magic + version 1) and of a component
@@ -38,13 +38,24 @@ impl Engine {
                 .map_err(|e| LoadError::Engine(format!("compiler task failed: {e}")))??
         };
         check_shape(&self.inner.wasmtime, &component)?;
-        let pre = self
-            .inner
-            .linker
+        let imports_http = imports_http(&self.inner.wasmtime, &component);
+        let linker = if imports_http {
+            &self.inner.http_linker
+        } else {
+            &self.inner.linker
+        };
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
         let pre = TaskPre::new(pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let manifest = self.read_manifest(&pre).await?;
+        if imports_http && !manifest.capabilities.contains(&Capability::Http) {
+            return Err(LoadError::UnsupportedImport(
+                "wasi:http (the plugin imports it but its manifest does not declare the \
+                 `http` capability)"
+                    .to_string(),
+            ));
+        }
         if let Some(store) = &self.inner.modules {
             store.put(&sha, bytes)?;
         }
@@ -176,6 +187,14 @@ fn check_shape(engine: &wasmtime::Engine, component: &Component) -> Result<(), L
         )));
     }
     Ok(())
+}
+
+/// Whether the component imports any `wasi:http` interface.
+fn imports_http(engine: &wasmtime::Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:http/"))
 }
 
 /// Refuse what is not a component before handing bytes to the compiler, with

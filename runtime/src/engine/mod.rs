@@ -20,7 +20,9 @@
 //!   plugin errors and traps ([`Status::Failed`]) and host cancels
 //!   ([`Status::Canceled`]). Memory, table and stack limits fail the execution,
 //!   never the engine. See [`ExecutionControl`] for stop and cancel.
-//! - **Capabilities**: deny by default; see [`Grants`].
+//! - **Capabilities**: deny by default; see [`Grants`]. wasi:http is linked only
+//!   for plugins that import it and declare the `http` capability; every request
+//!   goes through [`http`]'s policy.
 //!
 //! # Example
 //!
@@ -44,6 +46,7 @@ mod control;
 mod error;
 mod execute;
 pub(crate) mod host;
+pub mod http;
 mod load;
 mod module_store;
 mod outcome;
@@ -83,6 +86,8 @@ pub struct Engine {
 struct Inner {
     wasmtime: wasmtime::Engine,
     linker: Linker<HostState>,
+    /// `linker` plus wasi:http, for plugins declaring the `http` capability.
+    http_linker: Linker<HostState>,
     config: EngineConfig,
     modules: Option<ModuleStore>,
     loaded: Mutex<HashMap<Sha256, Arc<Plugin>>>,
@@ -148,6 +153,9 @@ impl Engine {
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
         Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        let mut http_linker = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(engine_err)?;
 
         let modules = match &config.data_dir {
             Some(dir) => Some(ModuleStore::open(dir, &wasmtime)?),
@@ -169,6 +177,7 @@ impl Engine {
                 internal_slots: Arc::new(Semaphore::new(INTERNAL_SLOTS as usize)),
                 wasmtime,
                 linker,
+                http_linker,
                 config,
                 modules,
                 loaded: Mutex::new(HashMap::new()),

@@ -152,12 +152,18 @@ pub struct StoredResult {
     pub received_at: DateTime<Utc>,
 }
 
-/// What a heartbeat answers: leases the agent must stop (revoked, canceled,
-/// expired and given to another agent).
+/// What a heartbeat answers: which leases were extended, which to stop, and
+/// which were lost but still worth finishing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     /// Leases extended.
     pub extended: Vec<LeaseRef>,
-    /// Leases no longer valid: stop working on them.
+    /// Leases no longer wanted (part finished, failed, canceled or
+    /// suspended): stop working on them.
     pub revoked: Vec<LeaseRef>,
+    /// Leases that expired while the part is still open (waiting again, or
+    /// leased anew to another agent): the work may be finished and its result
+    /// sent; a success is accepted once if it arrives before the part finishes.
+    #[serde(default)]
+    pub superseded: Vec<LeaseRef>,
 }

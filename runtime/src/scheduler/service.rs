@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
@@ -335,13 +336,64 @@ impl Scheduler {
         Ok(self.store.lease(agent, self.now()).await?)
     }
 
+    /// Lease a part, waiting up to `wait` for one (the agents' long-poll): new
+    /// or forced work wakes the wait at once; every `recheck` it looks again
+    /// anyway, for parts whose retry backoff ended without a signal (and for
+    /// work another daemon added, when the store cannot signal it).
+    pub async fn lease_waiting(
+        &self,
+        agent: &Agent,
+        wait: Duration,
+        recheck: Duration,
+    ) -> SchedulerResult<Option<Lease>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut wake = self.work_signal().subscribe();
+        loop {
+            // Mark the current generation seen before looking, so work added
+            // while we look wakes the wait below.
+            wake.borrow_and_update();
+            if let Some(lease) = self.lease(agent).await? {
+                return Ok(Some(lease));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let nap = (deadline - now).min(recheck);
+            let _ = tokio::time::timeout(nap, wake.changed()).await;
+        }
+    }
+
     /// Extend the leases the agent still works on.
+    ///
+    /// A lease the agent lost because it expired, while its part is still open
+    /// (waiting, or running under another agent's newer lease), is reported as
+    /// `superseded` rather than `revoked`: the agent may finish the work, and
+    /// its late success is accepted once by the fencing rule (the seed's agent
+    /// B). A lease whose part is finished, failed, canceled or suspended is
+    /// `revoked`: the work is no longer wanted.
     pub async fn heartbeat(
         &self,
         agent: &Agent,
         held: &[LeaseRef],
     ) -> SchedulerResult<HeartbeatAck> {
-        Ok(self.store.heartbeat(agent, held, self.now()).await?)
+        let mut ack = self.store.heartbeat(agent, held, self.now()).await?;
+        let lost = std::mem::take(&mut ack.revoked);
+        for lease in lost {
+            let still_open = match self.store.part(lease.part_id).await? {
+                Some(part) => {
+                    matches!(part.state, State::Waiting | State::Running)
+                        && part.attempt >= lease.attempt
+                }
+                None => false,
+            };
+            if still_open {
+                ack.superseded.push(lease);
+            } else {
+                ack.revoked.push(lease);
+            }
+        }
+        Ok(ack)
     }
 
     /// Store progress of a leased part.

@@ -36,6 +36,11 @@ pub struct TaskGrants {
     /// Accept a self-signed TLS certificate from the part's hosts (real ESX hosts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_accept_self_signed: bool,
+    /// Artifacts (sha256) from the daemon's artifact store the executions may
+    /// read: the agent downloads each, verifies it, and shows them read-only at
+    /// `/artifacts/<sha256>`. Task create and edit refuse an unknown one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
 }
 
 /// The definition of a task, as an admin writes it. Secrets are apart:

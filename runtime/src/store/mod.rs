@@ -17,6 +17,7 @@
 //!
 //! SQL that only one database understands stays in that backend's module.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -27,7 +28,39 @@ use crate::scheduler::{
     NewRun, Part, ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
 };
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// A store opened by [`open`].
+#[derive(Clone)]
+pub struct OpenedStore {
+    /// The store.
+    pub store: std::sync::Arc<dyn Store>,
+    /// The same store when it is PostgreSQL: the daemon listens for other
+    /// daemons' work announcements on it.
+    pub postgres: Option<PostgresStore>,
+}
+
+/// Open the store at `location`: a `postgres://` (or `postgresql://`) URL, or
+/// the embedded SQLite file in `data_dir` when `None`.
+pub async fn open(location: Option<&str>, data_dir: &std::path::Path) -> StoreResult<OpenedStore> {
+    match location {
+        None => Ok(OpenedStore {
+            store: std::sync::Arc::new(SqliteStore::open_in(data_dir).await?),
+            postgres: None,
+        }),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PostgresStore::connect(url).await?;
+            Ok(OpenedStore {
+                store: std::sync::Arc::new(store.clone()),
+                postgres: Some(store),
+            })
+        }
+        Some(other) => Err(StoreError::Invalid(format!(
+            "database {other:?}: expected a postgres:// URL (SQLite is the default with no URL)"
+        ))),
+    }
+}
 
 /// A plugin module known to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

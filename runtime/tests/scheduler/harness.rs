@@ -12,7 +12,8 @@ use jobstack::scheduler::{
     Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
     Splitter, Submission, Task, TaskSpec,
 };
-use jobstack::store::{PluginRecord, SqliteStore, Store};
+use jobstack::store::postgres::{PgSettings, ScratchDatabase};
+use jobstack::store::{PluginRecord, PostgresStore, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 
 /// Which store a test runs against.
@@ -20,6 +21,37 @@ use sha2::{Digest, Sha256};
 pub enum Backend {
     /// The embedded default: a fresh file in a temporary directory.
     Sqlite,
+    /// A fresh database on the server of [`postgres_url`], dropped at the end.
+    Postgres,
+}
+
+/// The PostgreSQL server tests use: `JOBSTACK_TEST_POSTGRES`, else the local
+/// one that `scripts/postgres.sh` starts.
+pub fn postgres_url() -> String {
+    std::env::var("JOBSTACK_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// Connections per test store: tests run in parallel against one server.
+const TEST_POOL: u32 = 4;
+
+/// A migrated PostgreSQL store in a fresh database (which the returned guard
+/// drops). Fails loudly when the server cannot be reached.
+pub async fn postgres_store() -> (PostgresStore, ScratchDatabase) {
+    let url = postgres_url();
+    let db = ScratchDatabase::create(&url, "jobstack_test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
+        });
+    let settings = PgSettings {
+        max_connections: TEST_POOL,
+        ..PgSettings::default()
+    };
+    let store = PostgresStore::connect_with(&db.url(), &settings)
+        .await
+        .expect("open postgres store");
+    (store, db)
 }
 
 /// Instantiate each named test once per backend.
@@ -31,6 +63,14 @@ macro_rules! store_tests {
                 #[tokio::test]
                 async fn $name() {
                     super::$name($crate::harness::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::harness::Backend::Postgres).await
                 }
             )*
         }
@@ -79,6 +119,8 @@ pub struct Harness {
     pub clock: ManualClock,
     /// Its store.
     pub store: Arc<dyn Store>,
+    // Dropped after the store's users: the database goes with its connections.
+    _db: Option<ScratchDatabase>,
     _dir: tempfile::TempDir,
 }
 
@@ -86,9 +128,14 @@ impl Harness {
     /// A scheduler over a fresh, migrated store of `backend`.
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = match backend {
-            Backend::Sqlite => {
-                Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite"))
+        let (store, db): (Arc<dyn Store>, _) = match backend {
+            Backend::Sqlite => (
+                Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")),
+                None,
+            ),
+            Backend::Postgres => {
+                let (store, db) = postgres_store().await;
+                (Arc::new(store), Some(db))
             }
         };
         let clock = ManualClock::fixed();
@@ -101,6 +148,7 @@ impl Harness {
             sched,
             clock,
             store,
+            _db: db,
             _dir: dir,
         }
     }

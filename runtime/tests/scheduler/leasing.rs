@@ -232,13 +232,15 @@ async fn heartbeat_extends_a_lease_and_expiry_retries_with_backoff(backend: Back
     h.advance(Duration::from_secs(5));
     let again = h.lease(&other).await;
     assert_eq!((again.part_id, again.attempt), (lease.part_id, 2));
-    // The expired holder's heartbeat now learns it lost the lease.
+    // The expired holder's heartbeat now learns it lost the lease, but the
+    // part is still open: superseded (finish it if you can), not revoked.
     let ack = h
         .sched
         .heartbeat(&agent, &[lease.lease_ref()])
         .await
         .unwrap();
-    assert_eq!(ack.revoked, vec![lease.lease_ref()]);
+    assert_eq!(ack.superseded, vec![lease.lease_ref()]);
+    assert!(ack.revoked.is_empty() && ack.extended.is_empty(), "{ack:?}");
     assert_eq!(
         h.store.run(run.id).await.unwrap().unwrap().state,
         State::Running

@@ -69,7 +69,12 @@ async fn fusioninventory_scenario(backend: Backend) {
     let a2 = h.lease(&a).await;
     assert_eq!((a2.part.label.as_str(), a2.attempt), ("192.168.0.2", 2));
 
-    // Agent B reconnects and updates the server with its 192.168.0.2 status:
+    // Agent B reconnects. Its heartbeat learns the lease was superseded: the
+    // part is still open, so B's work is still worth sending.
+    let hb = h.sched.heartbeat(&b, &[b2.lease_ref()]).await.unwrap();
+    assert_eq!(hb.superseded, vec![b2.lease_ref()]);
+    assert!(hb.revoked.is_empty(), "{hb:?}");
+    // B updates the server with its 192.168.0.2 status:
     // accepted, the job leaves the stack, and A's lease on it is revoked.
     assert_eq!(
         h.sched.submit(&b, &finished(&b2)).await.unwrap(),

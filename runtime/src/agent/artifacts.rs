@@ -1,0 +1,130 @@
+//! [`ArtifactCache`]: the artifacts a task grants (software to deploy), each
+//! fetched once by sha256 into the agent's own content-addressed
+//! [`ArtifactStore`] and verified, then staged per execution in a read-only
+//! directory the plugin sees at `/artifacts`, holding exactly the granted
+//! files, named by their sha256.
+//!
+//! The daemon's own agent uses the daemon's store: nothing is downloaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+use super::link::{AgentLink, LinkError};
+use crate::artifacts::{ArtifactError, ArtifactStore, MAX_ARTIFACT_BYTES};
+use crate::engine::Sha256;
+
+/// Where a plugin sees the granted artifacts.
+pub const ARTIFACTS_GUEST_PATH: &str = "/artifacts";
+
+/// Why the granted artifacts could not be made available.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactFetchError {
+    /// The task names something that is not a sha256.
+    #[error("invalid artifact sha256 {0:?}")]
+    InvalidSha(String),
+    /// Downloading failed.
+    #[error("cannot download artifact {sha}: {source}")]
+    Download {
+        /// The artifact.
+        sha: String,
+        /// Why.
+        #[source]
+        source: LinkError,
+    },
+    /// The bytes received are not the artifact asked for.
+    #[error("artifact {expected}: downloaded bytes have sha256 {actual}; refusing them")]
+    Mismatch {
+        /// What the task named.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] ArtifactError),
+    /// Staging failed.
+    #[error("cannot stage artifacts: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The agent's artifacts.
+pub struct ArtifactCache {
+    store: ArtifactStore,
+    link: Arc<dyn AgentLink>,
+    downloading: Mutex<()>,
+}
+
+/// The per-execution directory of granted artifacts; removed when dropped.
+pub struct StagedArtifacts {
+    dir: tempfile::TempDir,
+}
+
+impl StagedArtifacts {
+    /// The directory to preopen.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl ArtifactCache {
+    /// A cache over `store`, downloading through `link`.
+    pub fn new(store: ArtifactStore, link: Arc<dyn AgentLink>) -> Self {
+        ArtifactCache {
+            store,
+            link,
+            downloading: Mutex::new(()),
+        }
+    }
+
+    /// The local file of artifact `sha256`, downloaded and verified if missing.
+    pub async fn ensure(&self, sha256: &str) -> Result<PathBuf, ArtifactFetchError> {
+        let sha = Sha256::parse(sha256)
+            .ok_or_else(|| ArtifactFetchError::InvalidSha(sha256.to_string()))?;
+        if self.store.info(&sha).await?.is_some() {
+            return Ok(self.store.path(&sha));
+        }
+        let _one_at_a_time = self.downloading.lock().await;
+        if self.store.info(&sha).await?.is_some() {
+            return Ok(self.store.path(&sha));
+        }
+        let bytes = self.link.artifact(sha.as_str()).await.map_err(|source| {
+            ArtifactFetchError::Download {
+                sha: sha.to_string(),
+                source,
+            }
+        })?;
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]);
+        let stored = self.store.put(body, MAX_ARTIFACT_BYTES).await?;
+        if stored.sha256 != sha.as_str() {
+            // Keep nothing that is not what the task named.
+            let _ = tokio::fs::remove_file(
+                self.store
+                    .path(&Sha256::parse(&stored.sha256).expect("stored names are sha256")),
+            )
+            .await;
+            return Err(ArtifactFetchError::Mismatch {
+                expected: sha.to_string(),
+                actual: stored.sha256,
+            });
+        }
+        tracing::info!(%sha, size = stored.size, "artifact downloaded");
+        Ok(self.store.path(&sha))
+    }
+
+    /// A fresh directory holding exactly the artifacts `shas` (hard links into
+    /// the store where possible, copies otherwise).
+    pub async fn stage(&self, shas: &[String]) -> Result<StagedArtifacts, ArtifactFetchError> {
+        let staging = self.store.dir().with_file_name("artifact-staging");
+        tokio::fs::create_dir_all(&staging).await?;
+        let dir = tempfile::tempdir_in(&staging)?;
+        for sha in shas {
+            let source = self.ensure(sha).await?;
+            let target = dir.path().join(sha);
+            if tokio::fs::hard_link(&source, &target).await.is_err() {
+                tokio::fs::copy(&source, &target).await?;
+            }
+        }
+        Ok(StagedArtifacts { dir })
+    }
+}

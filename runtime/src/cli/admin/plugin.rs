@@ -1,0 +1,128 @@
+//! `jobstack plugin push FILE.wasm` and `jobstack plugin list`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use jobstack::api::wire::{PluginRecord, PluginUploaded};
+
+use super::table::{Table, time};
+use super::{ServerArgs, print_json};
+
+/// Arguments of `jobstack plugin push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The plugin component (.wasm).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `jobstack plugin list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Upload a plugin: the daemon validates it and answers its sha256, name and
+/// version; the same bytes again are "already known", not an error.
+pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let uploaded: PluginUploaded = admin
+        .client
+        .post_bytes("/plugins", bytes, "application/wasm")
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&uploaded)?;
+    } else {
+        println!("{}", push_line(&uploaded));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line: `created hello 0.1.0 sha256 ab12...`.
+fn push_line(uploaded: &PluginUploaded) -> String {
+    let p = &uploaded.plugin;
+    let what = if uploaded.created {
+        "created"
+    } else {
+        "already known"
+    };
+    format!("{what}: {} {} sha256 {}", p.name, p.version, p.sha256)
+}
+
+/// List the uploaded plugins, every version.
+pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let plugins: Vec<PluginRecord> = admin
+        .client
+        .get_json("/plugins")
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&plugins)?;
+    } else if plugins.is_empty() {
+        println!("no plugins; upload one with `jobstack plugin push FILE.wasm`");
+    } else {
+        print!("{}", plugins_table(&plugins).render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins_table(plugins: &[PluginRecord]) -> Table {
+    let mut table = Table::new(&["NAME", "VERSION", "SHA256", "SIZE", "UPLOADED"]);
+    for p in plugins {
+        table.row(vec![
+            p.name.clone(),
+            p.version.clone(),
+            p.sha256.chars().take(16).collect(),
+            p.size.to_string(),
+            time(Some(p.uploaded_at)),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PluginRecord {
+        PluginRecord {
+            sha256: "ab".repeat(32),
+            name: "hello".into(),
+            version: "0.1.0".into(),
+            manifest: serde_json::json!({}),
+            size: 1234,
+            uploaded_at: "2026-11-28T07:00:00Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn push_line_says_created_or_known() {
+        let mut uploaded = PluginUploaded {
+            plugin: record(),
+            created: true,
+        };
+        assert_eq!(
+            push_line(&uploaded),
+            format!("created: hello 0.1.0 sha256 {}", "ab".repeat(32))
+        );
+        uploaded.created = false;
+        assert!(push_line(&uploaded).starts_with("already known: hello 0.1.0"));
+    }
+
+    #[test]
+    fn table_shows_a_short_sha256() {
+        let rendered = plugins_table(&[record()]).render();
+        assert_eq!(
+            rendered,
+            "NAME   VERSION  SHA256            SIZE  UPLOADED\n\
+             hello  0.1.0    abababababababab  1234  2026-11-28 07:00:00Z\n"
+        );
+    }
+}

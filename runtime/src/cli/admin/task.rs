@@ -1,0 +1,546 @@
+//! `jobstack task create|edit|list|show|run|suspend|resume|cancel|rerun|watch`.
+//!
+//! Suspend, resume, cancel and rerun act on runs in the API; here they take a
+//! task name meaning its latest run, or `--run ID` for another one.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use jobstack::api::wire::{Part, RerunRequest, Run, Task, TaskView};
+use jobstack::client::segment;
+use jobstack::scheduler::{Frequency, PartCounts, TaskSpec};
+
+use super::table::{Table, millis, or_dash, time};
+use super::task_flags::TaskFlags;
+use super::{Admin, ServerArgs, print_json};
+
+/// `jobstack task ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TaskCommand {
+    /// Define a task: flags, or --file task.json (flags change the file's).
+    Create(CreateArgs),
+    /// Change a task: only the flags given change.
+    Edit(EditArgs),
+    /// Tasks with their latest run.
+    List(ListArgs),
+    /// A task, its latest run and that run's parts (owners, attempts, progress, errors).
+    Show(ShowArgs),
+    /// Force a run now, ahead of every priority.
+    Run(ShowArgs),
+    /// Hold back a run's parts that are not leased yet.
+    Suspend(RunActionArgs),
+    /// Let a suspended run go on.
+    Resume(RunActionArgs),
+    /// Stop a run: open parts canceled, leases revoked.
+    Cancel(RunActionArgs),
+    /// Run a run again (all parts, or only the failed ones).
+    Rerun(RerunArgs),
+    /// Follow a run with a live progress bar until it ends; exit 0 iff it finished.
+    Watch(super::watch::WatchArgs),
+}
+
+/// Arguments of `task create`.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub flags: TaskFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `task edit`.
+#[derive(Debug, clap::Args)]
+pub struct EditArgs {
+    /// The task's name (or id).
+    pub task: String,
+    #[command(flatten)]
+    pub flags: TaskFlags,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `task list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments naming one task.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The task's name (or id).
+    pub task: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of suspend, resume and cancel.
+#[derive(Debug, clap::Args)]
+pub struct RunActionArgs {
+    /// The task whose latest run to act on.
+    #[arg(required_unless_present = "run")]
+    pub task: Option<String>,
+    /// The run's id, instead of the task's latest run.
+    #[arg(long, conflicts_with = "task")]
+    pub run: Option<i64>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Arguments of `task rerun`.
+#[derive(Debug, clap::Args)]
+pub struct RerunArgs {
+    #[command(flatten)]
+    pub target: RunActionArgs,
+    /// Only the parts that failed or were canceled.
+    #[arg(long)]
+    pub failed_only: bool,
+}
+
+/// Run a `task` subcommand.
+pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TaskCommand::Create(args) => create(args).await,
+        TaskCommand::Edit(args) => edit(args).await,
+        TaskCommand::List(args) => list(args).await,
+        TaskCommand::Show(args) => show(args).await,
+        TaskCommand::Run(args) => force_run(args).await,
+        TaskCommand::Suspend(args) => run_action(args, "suspend", "suspended").await,
+        TaskCommand::Resume(args) => run_action(args, "resume", "resumed").await,
+        TaskCommand::Cancel(args) => run_action(args, "cancel", "canceled").await,
+        TaskCommand::Rerun(args) => rerun(args).await,
+        TaskCommand::Watch(args) => super::watch::run(args).await,
+    }
+}
+
+async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let input = args.flags.create_input()?;
+    let admin = args.server.client()?;
+    let task: Task = admin
+        .client
+        .post_json("/tasks", &input)
+        .await
+        .map_err(|e| admin.explain(e))?
+        .ok_or_else(|| anyhow::anyhow!("the daemon answered no task"))?;
+    if args.server.json {
+        print_json(&task)?;
+    } else {
+        println!("created task {} (id {})", task.spec.name, task.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
+    if !args.flags.changes_something() {
+        bail!("nothing to change: give the flags to change (see `jobstack task edit --help`)");
+    }
+    let admin = args.server.client()?;
+    let stored = task_view(&admin, &args.task).await?;
+    let input = args.flags.edit_input(stored.task.spec)?;
+    let task: Task = admin
+        .client
+        .put_json(&format!("/tasks/{}", stored.task.id), &input)
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&task)?;
+    } else {
+        println!("updated task {} (id {})", task.spec.name, task.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let tasks: Vec<TaskView> = admin
+        .client
+        .get_json("/tasks")
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&tasks)?;
+    } else if tasks.is_empty() {
+        println!("no tasks; define one with `jobstack task create`");
+    } else {
+        print!("{}", tasks_table(&tasks).render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let view = task_view(&admin, &args.task).await?;
+    let parts: Vec<Part> = match &view.latest_run {
+        Some(run) => admin
+            .client
+            .get_json(&format!("/runs/{}/parts", run.id))
+            .await
+            .map_err(|e| admin.explain(e))?,
+        None => Vec::new(),
+    };
+    if args.server.json {
+        print_json(&serde_json::json!({ "task": view, "parts": parts }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", describe_task(&view));
+    if !parts.is_empty() {
+        println!();
+        print!("{}", parts_table(&parts).render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn force_run(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let run: Run = admin
+        .client
+        .post(&format!("/tasks/{}/run", segment(&args.task)))
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&run)?;
+    } else {
+        println!("started {}", run_summary(&run));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_action(args: RunActionArgs, action: &str, done: &str) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let id = run_id(&admin, args.task.as_deref(), args.run).await?;
+    let run: Run = admin
+        .client
+        .post(&format!("/runs/{id}/{action}"))
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&run)?;
+    } else {
+        println!("{done} {}", run_summary(&run));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
+    let target = args.target;
+    let admin = target.server.client()?;
+    let id = run_id(&admin, target.task.as_deref(), target.run).await?;
+    let request = RerunRequest {
+        failed_only: args.failed_only,
+    };
+    let run: Run = admin
+        .client
+        .post_json(&format!("/runs/{id}/rerun"), &request)
+        .await
+        .map_err(|e| admin.explain(e))?
+        .ok_or_else(|| anyhow::anyhow!("the daemon answered no run"))?;
+    if target.server.json {
+        print_json(&run)?;
+    } else {
+        println!("started {} (re-run of run {id})", run_summary(&run));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /tasks/{name or id}`.
+pub async fn task_view(admin: &Admin, task: &str) -> anyhow::Result<TaskView> {
+    admin
+        .client
+        .get_json(&format!("/tasks/{}", segment(task)))
+        .await
+        .map_err(|e| admin.explain(e))
+}
+
+/// The run named by `--run`, or the latest run of `task`.
+pub async fn run_id(admin: &Admin, task: Option<&str>, run: Option<i64>) -> anyhow::Result<i64> {
+    if let Some(id) = run {
+        return Ok(id);
+    }
+    let Some(task) = task else {
+        bail!("name a task (its latest run) or give --run ID");
+    };
+    let view = task_view(admin, task).await?;
+    match view.latest_run {
+        Some(run) => Ok(run.id),
+        None => bail!("task {task:?} has no run yet; start one with `jobstack task run {task}`"),
+    }
+}
+
+/// `run 12 of scan (forced): running, 3/10 parts done`.
+pub fn run_summary(run: &Run) -> String {
+    let cause = serde_json::to_value(run.cause)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut text = format!(
+        "run {} of {} ({cause}): {}, {}",
+        run.id,
+        run.spec.name,
+        state_name(run.state),
+        counts_text(&run.parts)
+    );
+    if let Some(error) = &run.error {
+        text.push_str(&format!(", error: {error}"));
+    }
+    text
+}
+
+/// `3/10 parts done (1 failed, 2 running)`: the non-zero counts only.
+pub fn counts_text(parts: &PartCounts) -> String {
+    let done = parts.finished + parts.failed + parts.canceled;
+    let mut text = format!("{done}/{} parts done", parts.total());
+    let details: Vec<String> = [
+        ("running", parts.running),
+        ("waiting", parts.waiting),
+        ("suspended", parts.suspended),
+        ("failed", parts.failed),
+        ("canceled", parts.canceled),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    text
+}
+
+/// A state's lower-case name.
+pub fn state_name<T: serde::Serialize>(state: T) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `every 1h`, `cron 0 3 * * *`, `once`, `manual`.
+pub fn frequency_text(frequency: &Frequency) -> String {
+    match frequency {
+        Frequency::Once { at: None } => "once".into(),
+        Frequency::Once { at: Some(at) } => format!("once at {}", time(Some(*at))),
+        Frequency::Every { seconds } => format!(
+            "every {}",
+            humantime::format_duration(std::time::Duration::from_secs(*seconds))
+        ),
+        Frequency::Cron { expr } => format!("cron {expr}"),
+        Frequency::Manual => "manual".into(),
+    }
+}
+
+fn targeting_text(spec: &TaskSpec) -> String {
+    let t = &spec.targeting;
+    if t.agents.is_empty() {
+        "automatic (by network)".into()
+    } else if t.each_agent {
+        format!("agents {} (each agent)", t.agents.join(","))
+    } else {
+        format!("agents {}", t.agents.join(","))
+    }
+}
+
+fn tasks_table(tasks: &[TaskView]) -> Table {
+    let mut table = Table::new(&[
+        "NAME",
+        "PLUGIN",
+        "FREQUENCY",
+        "PRIORITY",
+        "RUN",
+        "STATE",
+        "PARTS",
+        "NEXT RUN",
+    ]);
+    for view in tasks {
+        let spec = &view.task.spec;
+        let (run, state, parts) = match &view.latest_run {
+            Some(run) => (
+                run.id.to_string(),
+                state_name(run.state),
+                format!(
+                    "{}/{}",
+                    run.parts.finished + run.parts.failed + run.parts.canceled,
+                    run.parts.total()
+                ),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        table.row(vec![
+            spec.name.clone(),
+            spec.plugin.clone(),
+            frequency_text(&spec.frequency),
+            spec.priority.to_string(),
+            run,
+            state,
+            parts,
+            time(view.task.next_run_at),
+        ]);
+    }
+    table
+}
+
+fn describe_task(view: &TaskView) -> String {
+    let task = &view.task;
+    let spec = &task.spec;
+    let mut rows = Table::new(&["TASK", &format!("{} (id {})", spec.name, task.id)]);
+    let mut add = |key: &str, value: String| rows.row(vec![key.to_string(), value]);
+    add("plugin", spec.plugin.clone());
+    add("params", spec.params.to_string());
+    add("frequency", frequency_text(&spec.frequency));
+    add("priority", spec.priority.to_string());
+    add("targeting", targeting_text(spec));
+    add(
+        "execution",
+        format!(
+            "{}, timeout {}, {} retries",
+            state_name(spec.mode),
+            millis(spec.timeout_ms),
+            spec.retries
+        ),
+    );
+    if !spec.grants.dirs.is_empty() {
+        add("dirs", spec.grants.dirs.join(","));
+    }
+    add(
+        "secrets",
+        if task.has_secrets { "set" } else { "none" }.into(),
+    );
+    add("next run", time(task.next_run_at));
+    add(
+        "latest run",
+        view.latest_run
+            .as_ref()
+            .map(run_summary)
+            .unwrap_or_else(|| "none yet".into()),
+    );
+    rows.render()
+}
+
+fn parts_table(parts: &[Part]) -> Table {
+    let mut table = Table::new(&[
+        "PART", "LABEL", "STATE", "OWNER", "ATTEMPT", "PROGRESS", "ERROR",
+    ]);
+    for part in parts {
+        table.row(vec![
+            part.id.to_string(),
+            part.label.clone(),
+            state_name(part.state),
+            or_dash(part.owner.as_deref()),
+            part.attempt.to_string(),
+            or_dash(part.progress.map(|(done, total)| format!("{done}/{total}"))),
+            or_dash(part.error.as_deref()),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobstack::scheduler::{RunCause, State};
+
+    fn run() -> Run {
+        Run {
+            id: 12,
+            task_id: 3,
+            spec: TaskSpec::new("scan", "hello"),
+            plugin_sha256: "ab".repeat(32),
+            state: State::Running,
+            cause: RunCause::Forced,
+            rerun_of: None,
+            error: None,
+            parts: PartCounts {
+                waiting: 5,
+                running: 2,
+                finished: 2,
+                failed: 1,
+                ..PartCounts::default()
+            },
+            created_at: "2026-11-28T07:00:00Z".parse().unwrap(),
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn run_summary_counts_what_is_not_zero() {
+        assert_eq!(
+            run_summary(&run()),
+            "run 12 of scan (forced): running, 3/10 parts done (2 running, 5 waiting, 1 failed)"
+        );
+    }
+
+    #[test]
+    fn frequencies_read_like_the_flags() {
+        assert_eq!(
+            frequency_text(&Frequency::Every { seconds: 3600 }),
+            "every 1h"
+        );
+        assert_eq!(frequency_text(&Frequency::Manual), "manual");
+        assert_eq!(
+            frequency_text(&Frequency::Cron {
+                expr: "0 3 * * *".into()
+            }),
+            "cron 0 3 * * *"
+        );
+    }
+
+    #[test]
+    fn tasks_table_shows_the_latest_run() {
+        let now = "2026-11-28T07:00:00Z".parse().unwrap();
+        let mut spec = TaskSpec::new("scan", "hello");
+        spec.frequency = Frequency::Manual;
+        let task = Task {
+            id: 3,
+            spec,
+            next_run_at: None,
+            has_secrets: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let views = [
+            TaskView {
+                task: task.clone(),
+                latest_run: Some(run()),
+            },
+            TaskView {
+                task: Task {
+                    id: 4,
+                    spec: TaskSpec::new("idle", "hello"),
+                    ..task
+                },
+                latest_run: None,
+            },
+        ];
+        assert_eq!(
+            tasks_table(&views).render(),
+            "NAME  PLUGIN  FREQUENCY  PRIORITY  RUN  STATE    PARTS  NEXT RUN\n\
+             scan  hello   manual     normal    12   running  3/10   -\n\
+             idle  hello   once       normal    -    -        -      -\n"
+        );
+    }
+
+    #[test]
+    fn parts_table_shows_owner_attempt_progress_error() {
+        let part = Part {
+            id: 7,
+            run_id: 12,
+            seq: 0,
+            label: "greeting 0".into(),
+            targets: vec![],
+            payload: "{}".into(),
+            state: State::Running,
+            attempt: 2,
+            owner: Some("agent-b".into()),
+            pinned_agent: None,
+            lease_expires_at: None,
+            available_at: "2026-11-28T07:00:00Z".parse().unwrap(),
+            progress: Some((3, 4)),
+            error: Some("lease expired".into()),
+        };
+        assert_eq!(
+            parts_table(&[part]).render(),
+            "PART  LABEL       STATE    OWNER    ATTEMPT  PROGRESS  ERROR\n\
+             7     greeting 0  running  agent-b  2        3/4       lease expired\n"
+        );
+    }
+}

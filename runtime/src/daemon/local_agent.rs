@@ -1,0 +1,162 @@
+//! The daemon's own agent: the same [`AgentLoop`] as `jobstack agent`, linked
+//! to the scheduler in-process instead of over HTTP. It registers under the
+//! name `local` with the loopback networks only (real targets belong to remote
+//! agents on their networks unless the admin targets `local` by name), and it
+//! grants plugins nothing beyond what its operator (the daemon's config) allows.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
+use crate::api::state::LEASE_RECHECK;
+use crate::api::wire::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
+use crate::artifacts::ArtifactStore;
+use crate::engine::{Engine, Sha256};
+use crate::scheduler::{Agent, Scheduler, SchedulerError};
+use crate::store::StoreError;
+
+/// The name the daemon's own agent registers under.
+pub const LOCAL_AGENT_NAME: &str = "local";
+
+/// Calls the scheduler directly.
+pub struct LocalLink {
+    scheduler: Scheduler,
+    engine: Engine,
+    artifacts: ArtifactStore,
+    agent: Agent,
+}
+
+impl LocalLink {
+    /// Register the local agent and link it to `scheduler`.
+    pub async fn register(
+        scheduler: Scheduler,
+        engine: Engine,
+        artifacts: ArtifactStore,
+        settings: &AgentSettings,
+    ) -> Result<Self, SchedulerError> {
+        let registration = AgentRegistration {
+            name: LOCAL_AGENT_NAME.to_string(),
+            networks: vec![
+                "127.0.0.0/8".parse().expect("valid network"),
+                "::1/128".parse().expect("valid network"),
+            ],
+            plugins: Vec::new(),
+            pooled_slots: settings.slots as u32,
+            dedicated_slots: engine.config().dedicated_slots,
+        };
+        // In-process calls carry no token; the hash of a fresh random token
+        // keeps the row from matching any HTTP caller.
+        let unusable = crate::api::auth::hash_token(&crate::api::auth::new_token());
+        let agent = scheduler
+            .store()
+            .register_agent(&registration, &unusable, scheduler.now())
+            .await?;
+        Ok(LocalLink {
+            scheduler,
+            engine,
+            artifacts,
+            agent,
+        })
+    }
+
+    /// Start the loop; it runs until `shutdown` resolves.
+    pub fn spawn(
+        self,
+        settings: AgentSettings,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let engine = self.engine.clone();
+        // The daemon's own store: granted artifacts are already there.
+        let artifacts = self.artifacts.clone();
+        let agent = AgentLoop::new(
+            Arc::new(self),
+            engine,
+            Spool::in_memory(),
+            artifacts,
+            settings,
+        );
+        tokio::spawn(async move {
+            if let Err(e) = agent.run(shutdown).await {
+                tracing::error!(error = %e, "the local agent stopped");
+            }
+        })
+    }
+}
+
+/// Map the scheduler's errors to what the agent loop understands: a refusal
+/// for what retrying cannot fix, unavailable for the database being away.
+fn link_error(e: SchedulerError) -> LinkError {
+    let refused = |status: u16, e: &dyn std::fmt::Display| LinkError::Refused {
+        status,
+        message: e.to_string(),
+    };
+    match &e {
+        SchedulerError::Store(StoreError::NotLeased { .. }) => refused(403, &e),
+        SchedulerError::Store(StoreError::NotFound { .. }) => refused(404, &e),
+        SchedulerError::Store(
+            StoreError::Conflict { .. } | StoreError::Transition(_) | StoreError::Invalid(_),
+        ) => refused(409, &e),
+        SchedulerError::InvalidTask(_) | SchedulerError::UnknownPlugin(_) => refused(400, &e),
+        SchedulerError::Store(_) => LinkError::Unavailable(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl AgentLink for LocalLink {
+    async fn lease(&self, wait: Duration) -> Result<Option<Lease>, LinkError> {
+        self.scheduler
+            .lease_waiting(&self.agent, wait, LEASE_RECHECK)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn heartbeat(&self, leases: &[LeaseRef]) -> Result<HeartbeatAck, LinkError> {
+        self.scheduler
+            .heartbeat(&self.agent, leases)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn progress(&self, lease: LeaseRef, done: u64, total: u64) -> Result<(), LinkError> {
+        self.scheduler
+            .progress(&self.agent, lease, done, total)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn submit(&self, result: &Submission) -> Result<ResultAck, LinkError> {
+        self.scheduler
+            .submit(&self.agent, result)
+            .await
+            .map_err(link_error)
+    }
+
+    async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
+        let missing = || LinkError::Refused {
+            status: 404,
+            message: format!("module {sha256} not found"),
+        };
+        let sha = Sha256::parse(sha256).ok_or_else(missing)?;
+        let modules = self.engine.module_store().ok_or_else(missing)?;
+        modules
+            .get(&sha)
+            .map_err(|e| LinkError::Unavailable(format!("reading module {sha}: {e}")))?
+            .ok_or_else(missing)
+    }
+
+    async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
+        let missing = || LinkError::Refused {
+            status: 404,
+            message: format!("artifact {sha256} not found"),
+        };
+        let sha = Sha256::parse(sha256).ok_or_else(missing)?;
+        match tokio::fs::read(self.artifacts.path(&sha)).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
+            Err(e) => Err(LinkError::Unavailable(format!(
+                "reading artifact {sha}: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Plugins, agents, tasks and the event log in PostgreSQL: the rows that are
+//! not part of a run's life cycle.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::{rows, transition};
+use crate::scheduler::{Agent, AgentRegistration, Event, Task, TaskSpec, targeting::AddressSpan};
+use crate::store::sqlite::ms;
+use crate::store::{PluginRecord, StoreError, StoreResult};
+
+pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO plugins (sha256, name, version, manifest, size, uploaded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(&plugin.sha256)
+    .bind(&plugin.name)
+    .bind(&plugin.version)
+    .bind(plugin.manifest.to_string())
+    .bind(plugin.size as i64)
+    .bind(ms(plugin.uploaded_at))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        let id: i64 = sqlx::query_scalar("SELECT id FROM plugins WHERE sha256 = $1")
+            .bind(&plugin.sha256)
+            .fetch_one(&mut *tx)
+            .await?;
+        let detail = serde_json::json!({
+            "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
+        });
+        transition::event(
+            &mut tx,
+            plugin.uploaded_at,
+            "plugin",
+            id,
+            "uploaded",
+            None,
+            detail,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub async fn plugins(pool: &PgPool) -> StoreResult<Vec<PluginRecord>> {
+    let sql = format!(
+        "SELECT {} FROM plugins ORDER BY id DESC",
+        rows::PLUGIN_COLUMNS
+    );
+    sqlx::query(&sql)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::plugin)
+        .collect()
+}
+
+pub async fn plugin(pool: &PgPool, sha256: &str) -> StoreResult<Option<PluginRecord>> {
+    let sql = format!(
+        "SELECT {} FROM plugins WHERE sha256 = $1",
+        rows::PLUGIN_COLUMNS
+    );
+    sqlx::query(&sql)
+        .bind(sha256)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(rows::plugin)
+        .transpose()
+}
+
+pub async fn latest_plugin(pool: &PgPool, name: &str) -> StoreResult<Option<PluginRecord>> {
+    let sql = format!(
+        "SELECT {} FROM plugins WHERE name = $1 ORDER BY id DESC LIMIT 1",
+        rows::PLUGIN_COLUMNS
+    );
+    sqlx::query(&sql)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(rows::plugin)
+        .transpose()
+}
+
+pub async fn register_agent(
+    pool: &PgPool,
+    reg: &AgentRegistration,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<Agent> {
+    let mut tx = pool.begin().await?;
+    let networks = serde_json::to_string(&reg.networks).expect("networks serialize");
+    let plugins = serde_json::to_string(&reg.plugins).expect("plugin names serialize");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO agents (name, token_hash, networks, plugins, pooled_slots, dedicated_slots, \
+         registered_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, \
+         networks = excluded.networks, plugins = excluded.plugins, \
+         pooled_slots = excluded.pooled_slots, dedicated_slots = excluded.dedicated_slots, \
+         last_seen = excluded.last_seen RETURNING id",
+    )
+    .bind(&reg.name)
+    .bind(token_hash)
+    .bind(networks)
+    .bind(plugins)
+    .bind(i64::from(reg.pooled_slots))
+    .bind(i64::from(reg.dedicated_slots))
+    .bind(ms(now))
+    .bind(ms(now))
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM agent_networks WHERE agent_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for net in &reg.networks {
+        let span = AddressSpan::of_net(&net.trunc());
+        sqlx::query("INSERT INTO agent_networks (agent_id, lo, hi) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(span.lo_hex())
+            .bind(span.hi_hex())
+            .execute(&mut *tx)
+            .await?;
+    }
+    let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
+    transition::event(&mut tx, now, "agent", id, "registered", None, detail).await?;
+    tx.commit().await?;
+    Ok(Agent {
+        id,
+        registration: reg.clone(),
+        last_seen: now,
+    })
+}
+
+pub async fn agent_by_token(pool: &PgPool, token_hash: &str) -> StoreResult<Option<Agent>> {
+    let sql = format!(
+        "SELECT {} FROM agents WHERE token_hash = $1",
+        rows::AGENT_COLUMNS
+    );
+    sqlx::query(&sql)
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(rows::agent)
+        .transpose()
+}
+
+pub async fn agents(pool: &PgPool) -> StoreResult<Vec<Agent>> {
+    let sql = format!("SELECT {} FROM agents ORDER BY name", rows::AGENT_COLUMNS);
+    sqlx::query(&sql)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::agent)
+        .collect()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+pub async fn create_task(
+    pool: &PgPool,
+    spec: &TaskSpec,
+    secrets: &serde_json::Value,
+    next_run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<Task> {
+    let mut tx = pool.begin().await?;
+    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(&spec.name)
+    .bind(spec_json)
+    .bind(secrets.to_string())
+    .bind(next_run_at.map(ms))
+    .bind(ms(now))
+    .bind(ms(now))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict {
+                what: "task",
+                name: spec.name.clone(),
+            }
+        } else {
+            e.into()
+        }
+    })?;
+    let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
+    transition::event(&mut tx, now, "task", id, "created", None, detail).await?;
+    tx.commit().await?;
+    task(pool, id).await?.ok_or(StoreError::NotFound {
+        what: "task",
+        id: id.to_string(),
+    })
+}
+
+pub async fn update_task(
+    pool: &PgPool,
+    id: i64,
+    spec: &TaskSpec,
+    secrets: Option<&serde_json::Value>,
+    next_run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<Task> {
+    let mut tx = pool.begin().await?;
+    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
+    let updated = sqlx::query(
+        "UPDATE tasks SET name = $1, spec = $2, secrets = COALESCE($3, secrets), next_run_at = $4, \
+         updated_at = $5 WHERE id = $6",
+    )
+    .bind(&spec.name)
+    .bind(spec_json)
+    .bind(secrets.map(|s| s.to_string()))
+    .bind(next_run_at.map(ms))
+    .bind(ms(now))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict {
+                what: "task",
+                name: spec.name.clone(),
+            }
+        } else {
+            e.into()
+        }
+    })?
+    .rows_affected();
+    if updated == 0 {
+        return Err(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        });
+    }
+    let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
+    transition::event(&mut tx, now, "task", id, "updated", None, detail).await?;
+    tx.commit().await?;
+    task(pool, id).await?.ok_or(StoreError::NotFound {
+        what: "task",
+        id: id.to_string(),
+    })
+}
+
+pub async fn task(pool: &PgPool, id: i64) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {} FROM tasks WHERE id = $1", rows::TASK_COLUMNS);
+    sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(rows::task)
+        .transpose()
+}
+
+pub async fn task_by_name(pool: &PgPool, name: &str) -> StoreResult<Option<Task>> {
+    let sql = format!("SELECT {} FROM tasks WHERE name = $1", rows::TASK_COLUMNS);
+    sqlx::query(&sql)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(rows::task)
+        .transpose()
+}
+
+pub async fn tasks(pool: &PgPool) -> StoreResult<Vec<Task>> {
+    let sql = format!("SELECT {} FROM tasks ORDER BY id", rows::TASK_COLUMNS);
+    sqlx::query(&sql)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::task)
+        .collect()
+}
+
+pub async fn task_secrets(pool: &PgPool, id: i64) -> StoreResult<serde_json::Value> {
+    let text: Option<String> = sqlx::query_scalar("SELECT secrets FROM tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    let text = text.ok_or(StoreError::NotFound {
+        what: "task",
+        id: id.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("tasks.secrets: {e}")))
+}
+
+pub async fn due_tasks(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
+    let sql = format!(
+        "SELECT {} FROM tasks WHERE next_run_at IS NOT NULL AND next_run_at <= $1 \
+         ORDER BY next_run_at, id",
+        rows::TASK_COLUMNS
+    );
+    sqlx::query(&sql)
+        .bind(ms(now))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::task)
+        .collect()
+}
+
+pub async fn set_next_run(
+    pool: &PgPool,
+    task_id: i64,
+    expected: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE tasks SET next_run_at = $1 WHERE id = $2 AND next_run_at IS NOT DISTINCT FROM $3",
+    )
+    .bind(next.map(ms))
+    .bind(task_id)
+    .bind(expected.map(ms))
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+pub async fn events(pool: &PgPool, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+    let sql = format!(
+        "SELECT {} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+        rows::EVENT_COLUMNS
+    );
+    sqlx::query(&sql)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::event)
+        .collect()
+}

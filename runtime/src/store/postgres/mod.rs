@@ -1,0 +1,346 @@
+//! The store for several daemons: one PostgreSQL database shared by every
+//! `jobstack serve --database postgres://...`.
+//!
+//! - Leasing and expiry lock part rows with `FOR UPDATE SKIP LOCKED`: daemons
+//!   never wait on each other's parts and never hand one part out twice.
+//! - Results are a compare-and-set on the part's state and attempt under the
+//!   part's row lock (see `results`): the fencing outcomes are the SQLite
+//!   store's, however many daemons receive results for one part.
+//! - Recurrence is a compare-and-set on the task's `next_run_at`: exactly one
+//!   daemon creates each due run.
+//! - Work made available (a split, a resume, a retry) is announced with
+//!   `NOTIFY` on [`WORK_CHANNEL`] in the same transaction (delivered at commit);
+//!   [`PostgresStore::listen_for_work`] turns it into the local scheduler's
+//!   work signal, so agents long-polling any daemon wake up.
+//! - A bounded connection pool with an acquire timeout: a database that is gone
+//!   fails requests fast (the API answers 503) instead of queueing them, and the
+//!   pool reconnects by itself when the database is back.
+//! - Versioned migrations from `runtime/migrations/postgres/`, applied at open
+//!   (sqlx takes an advisory lock, so daemons starting together migrate once).
+//! - The run's part counters are not stored (see the migration and
+//!   `transition`).
+
+mod catalog;
+mod leasing;
+mod results;
+mod rows;
+mod runs;
+mod scratch;
+mod transition;
+
+pub use scratch::{ScratchDatabase, with_database};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{PluginRecord, Recurrence, Store, StoreResult};
+use crate::scheduler::{
+    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part,
+    ResultAck, Run, StoredResult, Submission, Task, TaskSpec, WorkSignal,
+};
+
+/// The `NOTIFY` channel announcing leasable work.
+pub const WORK_CHANNEL: &str = "jobstack_work";
+
+/// Connections per daemon by default: enough for 2 cores' worth of requests
+/// while leaving room on the server (PostgreSQL allows 100 by default) for a
+/// few daemons.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// How long a request waits for a connection before failing (503): a lost
+/// database fails fast instead of piling up requests.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the listener waits before reconnecting after losing the database.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Settings of the connection pool.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// Most connections open at once. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: u32,
+    /// Wait for a connection at most this long. Default [`ACQUIRE_TIMEOUT`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user@host:port/db`) with default settings
+    /// and migrate the database.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, &PgSettings::default()).await
+    }
+
+    /// Connect to `url` with `settings` and migrate the database.
+    pub async fn connect_with(url: &str, settings: &PgSettings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("jobstack");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            // sqlx already pings every connection when it goes back to the pool
+            // and drops broken ones; a second ping per request is not needed.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (for tests and benchmarks that inspect the database).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Close the pool, waiting for its connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Bump `signal` whenever any daemon announces work on [`WORK_CHANNEL`],
+    /// until the pool is closed. After losing the database the listener
+    /// reconnects, and bumps the signal once since announcements made meanwhile
+    /// are lost.
+    pub async fn listen_for_work(self, signal: WorkSignal) {
+        let mut listener: Option<PgListener> = None;
+        loop {
+            if self.pool.is_closed() {
+                return;
+            }
+            let current = match listener.as_mut() {
+                Some(l) => l,
+                None => match self.subscribe().await {
+                    Ok(l) => {
+                        // Anything announced while we were not listening.
+                        signal.notify();
+                        listener.insert(l)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for work; retrying");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                        continue;
+                    }
+                },
+            };
+            match current.try_recv().await {
+                Ok(Some(_)) => signal.notify(),
+                // The connection was lost; the next try_recv reconnects.
+                Ok(None) => {
+                    tracing::warn!("work listener lost the database; reconnecting");
+                    signal.notify();
+                }
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "work listener failed; reconnecting");
+                    listener = None;
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Result<PgListener, sqlx::Error> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WORK_CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+/// Announce leasable work to every daemon (delivered when the transaction
+/// commits).
+async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
+        catalog::put_plugin(&self.pool, plugin).await
+    }
+    async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
+        catalog::plugins(&self.pool).await
+    }
+    async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
+        catalog::plugin(&self.pool, sha256).await
+    }
+    async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
+        catalog::latest_plugin(&self.pool, name).await
+    }
+
+    async fn register_agent(
+        &self,
+        registration: &AgentRegistration,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Agent> {
+        catalog::register_agent(&self.pool, registration, token_hash, now).await
+    }
+    async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
+        catalog::agent_by_token(&self.pool, token_hash).await
+    }
+    async fn agents(&self) -> StoreResult<Vec<Agent>> {
+        catalog::agents(&self.pool).await
+    }
+
+    async fn create_task(
+        &self,
+        spec: &TaskSpec,
+        secrets: &serde_json::Value,
+        next_run_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        catalog::create_task(&self.pool, spec, secrets, next_run_at, now).await
+    }
+    async fn update_task(
+        &self,
+        id: i64,
+        spec: &TaskSpec,
+        secrets: Option<&serde_json::Value>,
+        next_run_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        catalog::update_task(&self.pool, id, spec, secrets, next_run_at, now).await
+    }
+    async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
+        catalog::task(&self.pool, id).await
+    }
+    async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
+        catalog::task_by_name(&self.pool, name).await
+    }
+    async fn tasks(&self) -> StoreResult<Vec<Task>> {
+        catalog::tasks(&self.pool).await
+    }
+    async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
+        catalog::task_secrets(&self.pool, id).await
+    }
+    async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
+        catalog::due_tasks(&self.pool, now).await
+    }
+
+    async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
+        let mut tx = self.pool.begin().await?;
+        let id = runs::insert_run(&mut tx, run, now).await?;
+        let created = runs::load_run(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+    async fn claim_recurrence(
+        &self,
+        recurrence: &Recurrence,
+        run: &NewRun,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Run>> {
+        runs::claim_recurrence(&self.pool, recurrence, run, now).await
+    }
+    async fn set_next_run(
+        &self,
+        task_id: i64,
+        expected: Option<DateTime<Utc>>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        catalog::set_next_run(&self.pool, task_id, expected, next).await
+    }
+    async fn add_parts(
+        &self,
+        run_id: i64,
+        parts: &[NewPart],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        runs::add_parts(&self.pool, run_id, parts, now).await
+    }
+    async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::fail_run(&self.pool, run_id, error, now).await
+    }
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
+        runs::run(&self.pool, id).await
+    }
+    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
+        runs::runs(&self.pool, task_id).await
+    }
+    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
+        runs::active_runs(&self.pool, task_id).await
+    }
+    async fn created_runs(&self) -> StoreResult<Vec<Run>> {
+        runs::created_runs(&self.pool).await
+    }
+    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
+        runs::run_secrets(&self.pool, run_id).await
+    }
+    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
+        runs::parts(&self.pool, run_id).await
+    }
+    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
+        runs::part(&self.pool, part_id).await
+    }
+    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
+        results::results(&self.pool, run_id).await
+    }
+
+    async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
+        leasing::lease(&self.pool, agent, now).await
+    }
+    async fn heartbeat(
+        &self,
+        agent: &Agent,
+        held: &[LeaseRef],
+        now: DateTime<Utc>,
+    ) -> StoreResult<HeartbeatAck> {
+        leasing::heartbeat(&self.pool, agent, held, now).await
+    }
+    async fn progress(
+        &self,
+        agent: &Agent,
+        lease: LeaseRef,
+        done: u64,
+        total: u64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        leasing::progress(&self.pool, agent, lease, done, total, now).await
+    }
+    async fn submit(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResultAck> {
+        results::submit(&self.pool, agent, result, now).await
+    }
+    async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
+        leasing::expire_leases(&self.pool, now).await
+    }
+
+    async fn suspend_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::suspend_run(&self.pool, run_id, now).await
+    }
+    async fn resume_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::resume_run(&self.pool, run_id, now).await
+    }
+    async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        runs::cancel_run(&self.pool, run_id, now).await
+    }
+
+    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        catalog::events(&self.pool, after, limit).await
+    }
+}

@@ -1,0 +1,521 @@
+//! The admin CLI against a real daemon: `jobstack plugin push|list`,
+//! `jobstack task ...`, `jobstack results`, and the bad input it must report
+//! clearly (`error: <message>`, exit code 1, nothing changed).
+//!
+//! `task watch` needs parts executed: the test plays the agent through the
+//! agent API (register with the enrollment secret, lease, submit results)
+//! while the watch process runs.
+
+use std::process::{Child, Command, Output, Stdio};
+
+use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon, ENROLL_SECRET};
+use jobstack_e2e::{hello_wasm, jobstack_bin};
+use serde_json::{Value, json};
+
+/// A daemon without its in-process agent: parts stay waiting until the test
+/// (playing the agent) leases them, so every state the CLI shows is the one the
+/// test made.
+fn start_daemon() -> Daemon {
+    Daemon::builder().arg("--no-local-agent").start()
+}
+
+/// What one CLI command printed and returned.
+#[derive(Debug)]
+struct Cli {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// Exit 0; returns stdout.
+    fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "{self:?}");
+        &self.stdout
+    }
+
+    /// Exit 1 with `error: ...` on stderr; returns stderr.
+    fn failed(&self) -> &str {
+        assert_eq!(self.code, 1, "{self:?}");
+        assert!(self.stderr.starts_with("error: "), "{self:?}");
+        &self.stderr
+    }
+}
+
+fn output(out: Output) -> Cli {
+    Cli {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `jobstack ARGS` as an admin of `daemon` (server and token from the
+/// environment, as a user would set them).
+fn command(daemon: &Daemon, args: &[&str]) -> Command {
+    let mut command = Command::new(jobstack_bin());
+    command
+        .args(args)
+        .env("JOBSTACK_SERVER", &daemon.url)
+        .env("JOBSTACK_TOKEN", ADMIN_TOKEN)
+        .env_remove("JOBSTACK_CA_FILE")
+        .stdin(Stdio::null());
+    command
+}
+
+fn cli(daemon: &Daemon, args: &[&str]) -> Cli {
+    output(command(daemon, args).output().expect("run jobstack"))
+}
+
+fn push_hello(daemon: &Daemon) {
+    cli(daemon, &["plugin", "push", hello_wasm().to_str().unwrap()]).ok();
+}
+
+fn create_greet(daemon: &Daemon, name: &str, count: u32, retries: u32) {
+    let params = json!({"name": "world", "count": count}).to_string();
+    let retries = retries.to_string();
+    cli(
+        daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            name,
+            "--plugin",
+            "hello",
+            "--params",
+            &params,
+            "--manual",
+            "--retries",
+            &retries,
+        ],
+    )
+    .ok();
+}
+
+#[test]
+fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
+    let daemon = start_daemon();
+    let wasm = hello_wasm();
+    let wasm = wasm.to_str().unwrap();
+    let inspected = jobstack_e2e::jobstack(&["plugin", "inspect", wasm]);
+    let sha256 = inspected.json["sha256"].as_str().unwrap().to_string();
+
+    let first = cli(&daemon, &["plugin", "push", wasm]);
+    assert_eq!(
+        first.ok().trim(),
+        format!("created: hello 0.1.0 sha256 {sha256}")
+    );
+    let again = cli(&daemon, &["plugin", "push", wasm, "--json"]);
+    let again = again.json();
+    assert_eq!(again["created"], false, "{again}");
+    assert_eq!(again["sha256"], sha256.as_str());
+
+    let list = cli(&daemon, &["plugin", "list"]);
+    let lines: Vec<&str> = list.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("NAME"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("hello") && lines[1].contains(&sha256[..16]),
+        "{lines:?}"
+    );
+    let list = cli(&daemon, &["plugin", "list", "--json"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["sha256"], sha256.as_str());
+
+    // Not a component: the daemon's reason, exit 1, nothing stored.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let refused = cli(&daemon, &["plugin", "push", junk.to_str().unwrap()]);
+    assert!(refused.failed().len() > "error: ".len() + 10, "{refused:?}");
+    let list = cli(&daemon, &["plugin", "list", "--json"]).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
+    let daemon = start_daemon();
+    push_hello(&daemon);
+    create_greet(&daemon, "greet", 3, 2);
+
+    // Edit changes only what is given.
+    let edited = cli(
+        &daemon,
+        &[
+            "task",
+            "edit",
+            "greet",
+            "--retries",
+            "0",
+            "--priority",
+            "high",
+            "--json",
+        ],
+    );
+    let edited = edited.json();
+    assert_eq!(edited["spec"]["retries"], 0);
+    assert_eq!(edited["spec"]["priority"], "high");
+    assert_eq!(
+        edited["spec"]["params"],
+        json!({"name": "world", "count": 3})
+    );
+    assert_eq!(edited["spec"]["frequency"], json!({"kind": "manual"}));
+
+    // A second task from a file, with secrets (write-only).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task.json");
+    std::fs::write(
+        &file,
+        json!({"task": {"name": "from-file", "plugin": "hello", "params": {"name": "f"},
+               "frequency": {"kind": "manual"}},
+               "secrets": {"token": "s3cret"}})
+        .to_string(),
+    )
+    .unwrap();
+    cli(
+        &daemon,
+        &["task", "create", "--file", file.to_str().unwrap()],
+    )
+    .ok();
+
+    let list = cli(&daemon, &["task", "list"]);
+    let list = list.ok();
+    assert!(list.starts_with("NAME"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("greet ") && l.contains("manual") && l.contains("high")),
+        "{list}"
+    );
+    assert!(list.lines().any(|l| l.starts_with("from-file ")), "{list}");
+    assert!(!list.contains("s3cret"));
+    let listed = cli(&daemon, &["task", "list", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let shown = cli(&daemon, &["task", "show", "from-file", "--json"]);
+    assert!(!shown.stdout.contains("s3cret"), "{shown:?}");
+    assert_eq!(shown.json()["task"]["has_secrets"], true);
+
+    // Force-run: three waiting parts.
+    let run = cli(&daemon, &["task", "run", "greet"]);
+    assert!(
+        run.ok().starts_with("started run ") && run.stdout.contains("0/3 parts done (3 waiting)"),
+        "{run:?}"
+    );
+    let show = cli(&daemon, &["task", "show", "greet"]);
+    let show = show.ok();
+    assert!(show.contains("latest run  run "), "{show}");
+    let parts: Vec<&str> = show
+        .lines()
+        .skip_while(|l| !l.starts_with("PART"))
+        .collect();
+    assert_eq!(parts.len(), 4, "{show}");
+    assert!(parts[1..].iter().all(|l| l.contains("waiting")), "{show}");
+    let shown = cli(&daemon, &["task", "show", "greet", "--json"]).json();
+    let run_id = shown["task"]["latest_run"]["id"].as_i64().unwrap();
+    assert_eq!(shown["parts"].as_array().unwrap().len(), 3);
+
+    // Suspend and resume by task name (its latest run), cancel by run id.
+    let suspended = cli(&daemon, &["task", "suspend", "greet", "--json"]).json();
+    assert_eq!(suspended["id"], run_id);
+    assert_eq!(suspended["state"], "suspended");
+    let resumed = cli(&daemon, &["task", "resume", "greet"]);
+    assert!(
+        resumed.ok().starts_with(&format!("resumed run {run_id} ")),
+        "{resumed:?}"
+    );
+    let canceled = cli(
+        &daemon,
+        &["task", "cancel", "--run", &run_id.to_string(), "--json"],
+    )
+    .json();
+    assert_eq!(canceled["state"], "canceled");
+    assert_eq!(canceled["parts"]["canceled"], 3);
+
+    // Re-run the canceled parts: a new run of three parts.
+    let rerun = cli(
+        &daemon,
+        &["task", "rerun", "greet", "--failed-only", "--json"],
+    )
+    .json();
+    assert_eq!(rerun["cause"], "rerun");
+    assert_eq!(rerun["rerun_of"], run_id);
+    assert_eq!(rerun["parts"]["waiting"], 3);
+
+    // Results of the latest run: none yet; of the canceled run by id.
+    let results = cli(&daemon, &["results", "greet"]);
+    assert!(results.ok().contains("no results yet"), "{results:?}");
+    let results = cli(
+        &daemon,
+        &["results", "greet", "--run", &run_id.to_string(), "--json"],
+    )
+    .json();
+    assert_eq!(results["run"]["id"], run_id);
+    assert_eq!(results["results"], json!([]));
+}
+
+#[test]
+fn bad_input_is_reported_clearly_and_changes_nothing() {
+    let daemon = start_daemon();
+    push_hello(&daemon);
+
+    let unknown = cli(
+        &daemon,
+        &[
+            "task", "create", "--name", "t", "--plugin", "nope", "--manual",
+        ],
+    );
+    assert!(
+        unknown.failed().contains("unknown plugin \"nope\""),
+        "{unknown:?}"
+    );
+
+    let schema = cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "t",
+            "--plugin",
+            "hello",
+            "--params",
+            r#"{"count": 2}"#,
+        ],
+    );
+    let schema = schema.failed();
+    assert!(
+        schema.contains("parameters do not match the schema") && schema.contains("name"),
+        "{schema}"
+    );
+
+    let malformed = cli(
+        &daemon,
+        &[
+            "task", "create", "--name", "t", "--plugin", "hello", "--params", "{oops",
+        ],
+    );
+    assert!(
+        malformed.failed().contains("--params: invalid JSON"),
+        "{malformed:?}"
+    );
+
+    let missing = cli(&daemon, &["task", "show", "ghost"]);
+    assert!(
+        missing.failed().contains("task \"ghost\" not found"),
+        "{missing:?}"
+    );
+    let no_run = cli(&daemon, &["task", "cancel", "ghost"]);
+    assert!(no_run.failed().contains("not found"), "{no_run:?}");
+
+    let wrong = output(
+        command(&daemon, &["task", "list"])
+            .env("JOBSTACK_TOKEN", "not-the-token")
+            .output()
+            .unwrap(),
+    );
+    let wrong = wrong.failed();
+    assert!(wrong.contains("refused the admin token"), "{wrong}");
+
+    let none = output(
+        command(&daemon, &["task", "list"])
+            .env_remove("JOBSTACK_TOKEN")
+            .output()
+            .unwrap(),
+    );
+    let none = none.failed();
+    assert!(
+        none.contains("--token") && none.contains("JOBSTACK_TOKEN") && none.contains("first start"),
+        "{none}"
+    );
+
+    // Nothing was created by any of the above.
+    assert_eq!(cli(&daemon, &["task", "list", "--json"]).json(), json!([]));
+
+    // A daemon that is not running.
+    let mut stopped = start_daemon();
+    let url = stopped.url.clone();
+    stopped.kill();
+    let down = output(
+        Command::new(jobstack_bin())
+            .args(["task", "list", "--server", &url, "--token", ADMIN_TOKEN])
+            .output()
+            .unwrap(),
+    );
+    let down = down.failed();
+    assert!(
+        down.contains(&format!("cannot reach the daemon at {url}"))
+            && down.contains("connection refused")
+            && down.contains("jobstack serve"),
+        "{down}"
+    );
+}
+
+/// The agent side, through the agent API.
+struct FakeAgent<'a> {
+    daemon: &'a Daemon,
+    token: String,
+}
+
+impl<'a> FakeAgent<'a> {
+    fn register(daemon: &'a Daemon, name: &str) -> Self {
+        let answer = daemon.request(
+            "POST",
+            "/agent/register",
+            Some(ENROLL_SECRET),
+            Body::Json(&json!({"name": name})),
+        );
+        let token = answer.expect_ok("register")["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        FakeAgent { daemon, token }
+    }
+
+    /// Lease one part (waiting up to 10 s) and report it `status`.
+    fn do_one(&self, status: &str) {
+        let lease = self
+            .daemon
+            .request(
+                "POST",
+                "/agent/lease",
+                Some(&self.token),
+                Body::Json(&json!({"wait_ms": 10_000})),
+            )
+            .expect_ok("lease");
+        let part_id = lease["part_id"].as_i64().expect("a part was leased");
+        let attempt = lease["attempt"].as_u64().unwrap();
+        let mut submission = json!({"part_id": part_id, "attempt": attempt, "status": status});
+        if status == "finished" {
+            submission["output"] = json!({"part": part_id});
+        } else {
+            submission["error"] = json!("device unreachable");
+        }
+        self.daemon
+            .request(
+                "POST",
+                "/agent/results",
+                Some(&self.token),
+                Body::Json(&submission),
+            )
+            .expect_ok("result");
+    }
+}
+
+fn spawn_watch(daemon: &Daemon, task: &str) -> Child {
+    command(daemon, &["task", "watch", task])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start jobstack task watch")
+}
+
+#[test]
+fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
+    let daemon = start_daemon();
+    push_hello(&daemon);
+    let agent = FakeAgent::register(&daemon, "agent-a");
+
+    // A run that finishes: watch exits 0.
+    create_greet(&daemon, "greet", 3, 0);
+    cli(&daemon, &["task", "run", "greet"]).ok();
+    let watch = spawn_watch(&daemon, "greet");
+    for _ in 0..3 {
+        agent.do_one("finished");
+    }
+    let done = output(watch.wait_with_output().unwrap());
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(done.stdout.contains("finished, 3/3 parts done"), "{done:?}");
+    // It followed the event stream (no fallback to polling).
+    assert!(!done.stderr.contains("polling"), "{done:?}");
+    // Without a terminal, each change is a line on stderr, ending finished.
+    assert!(
+        done.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("finished, 3/3 parts done"),
+        "{done:?}"
+    );
+    let results = cli(&daemon, &["results", "greet"]);
+    let results = results.ok();
+    assert_eq!(
+        results
+            .lines()
+            .filter(|l| l.contains("agent-a") && l.contains("finished"))
+            .count(),
+        3,
+        "{results}"
+    );
+
+    // A run whose part fails for good: watch exits 1 and says so.
+    create_greet(&daemon, "fragile", 2, 0);
+    cli(&daemon, &["task", "run", "fragile"]).ok();
+    let watch = spawn_watch(&daemon, "fragile");
+    agent.do_one("failed");
+    agent.do_one("finished");
+    let failed = output(watch.wait_with_output().unwrap());
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains("error: run ") && failed.stderr.contains("ended failed"),
+        "{failed:?}"
+    );
+
+    // Watching a run that already ended answers at once, same exit codes;
+    // `--poll` (no event stream) reads the same state.
+    let again = cli(&daemon, &["task", "watch", "greet", "--json"]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["state"], "finished");
+    let again = cli(&daemon, &["task", "watch", "fragile", "--poll"]);
+    assert_eq!(again.code, 1, "{again:?}");
+
+    // A task whose first run the scheduler has not created yet: watch waits
+    // for it, then follows it.
+    cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "soon",
+            "--plugin",
+            "hello",
+            "--params",
+            r#"{"name": "s"}"#,
+            "--once",
+        ],
+    )
+    .ok();
+    let watch = spawn_watch(&daemon, "soon");
+    agent.do_one("finished");
+    let soon = output(watch.wait_with_output().unwrap());
+    assert_eq!(soon.code, 0, "{soon:?}");
+    assert!(
+        soon.stdout
+            .contains("(scheduled): finished, 1/1 parts done"),
+        "{soon:?}"
+    );
+
+    // A manual task never run: nothing to wait for.
+    create_greet(&daemon, "idle", 1, 0);
+    let idle = cli(&daemon, &["task", "watch", "idle"]);
+    assert!(
+        idle.failed()
+            .contains("has no run yet; start one with `jobstack task run idle`"),
+        "{idle:?}"
+    );
+
+    // The failed part can be re-run and watched to its end.
+    cli(&daemon, &["task", "rerun", "fragile", "--failed-only"]).ok();
+    let watch = spawn_watch(&daemon, "fragile");
+    agent.do_one("finished");
+    let rerun = output(watch.wait_with_output().unwrap());
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert!(
+        rerun.stdout.contains("(rerun): finished, 1/1 parts done"),
+        "{rerun:?}"
+    );
+}

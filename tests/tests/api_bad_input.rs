@@ -1,0 +1,234 @@
+//! Bad input to the daemon's API, each answered with a clear 4xx and
+//! changing nothing: a non-component upload, an oversize upload, an unknown
+//! plugin, parameters failing the schema, malformed JSON, a result for a part
+//! the agent never leased, a wrong or missing token.
+
+use serde_json::{Value, json};
+
+use jobstack_e2e::daemon::{ADMIN_TOKEN, Answer, Body, Daemon, ENROLL_SECRET};
+use jobstack_e2e::hello_wasm;
+
+/// Everything the admin can see, to compare before and after a refused call.
+fn snapshot(daemon: &Daemon) -> Value {
+    json!({
+        "plugins": daemon.get("/plugins").expect_ok("plugins"),
+        "tasks": daemon.get("/tasks").expect_ok("tasks"),
+        "runs": daemon.get("/runs").expect_ok("runs"),
+        "agents": daemon.get("/agents").expect_ok("agents"),
+    })
+}
+
+fn assert_refused(answer: &Answer, status: u16, code: &str, words: &str) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert_eq!(answer.error_code(), code, "{answer:?}");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        message.contains(words),
+        "message {message:?} lacks {words:?}"
+    );
+}
+
+fn register(daemon: &Daemon, name: &str) -> String {
+    let body = json!({"name": name, "networks": ["127.0.0.0/8"]});
+    let answer = daemon.request(
+        "POST",
+        "/agent/register",
+        Some(ENROLL_SECRET),
+        Body::Json(&body),
+    );
+    answer.expect_ok("register")["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+#[test]
+fn uploads_that_are_not_plugins_are_refused() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    let before = snapshot(&daemon);
+
+    let core_module = b"\0asm\x01\0\0\0";
+    let answer = daemon.request(
+        "POST",
+        "/plugins",
+        Some(ADMIN_TOKEN),
+        Body::Bytes(core_module),
+    );
+    assert_refused(&answer, 400, "invalid_plugin", "core webassembly module");
+
+    let random = b"this is not webassembly at all";
+    let answer = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(random));
+    assert_refused(&answer, 400, "invalid_plugin", "not a webassembly");
+
+    let oversize = vec![0u8; (64 << 20) + 1];
+    let answer = daemon.request(
+        "POST",
+        "/plugins",
+        Some(ADMIN_TOKEN),
+        Body::Bytes(&oversize),
+    );
+    assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(answer.error_code(), "too_large", "{answer:?}");
+
+    assert_eq!(snapshot(&daemon), before);
+}
+
+#[test]
+fn task_definitions_that_cannot_run_are_refused() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&hello_wasm());
+    let before = snapshot(&daemon);
+
+    let unknown = json!({"task": {"name": "t", "plugin": "nope"}});
+    assert_refused(
+        &daemon.post("/tasks", &unknown),
+        400,
+        "unknown_plugin",
+        "nope",
+    );
+
+    let schema = json!({"task": {"name": "t", "plugin": "hello", "params": {"count": 2}}});
+    assert_refused(
+        &daemon.post("/tasks", &schema),
+        400,
+        "invalid_params",
+        "name",
+    );
+
+    let malformed = daemon.request(
+        "POST",
+        "/tasks",
+        Some(ADMIN_TOKEN),
+        Body::Raw("{\"task\": "),
+    );
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert!(!malformed.error_code().is_empty(), "{malformed:?}");
+
+    let unknown_field = json!({"task": {"name": "t", "plugin": "hello", "colour": "red"}});
+    assert_eq!(daemon.post("/tasks", &unknown_field).status / 100, 4);
+
+    assert_eq!(snapshot(&daemon), before);
+}
+
+#[test]
+fn wrong_or_missing_tokens_are_refused() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    let before = snapshot(&daemon);
+    // A small body: the daemon answers 401 before reading an upload, and a
+    // client still sending a large one would see the connection close.
+    let wasm = &std::fs::read(hello_wasm()).unwrap()[..64];
+    for token in [None, Some("wrong-token"), Some(ENROLL_SECRET)] {
+        let answer = daemon.request("POST", "/plugins", token, Body::Bytes(wasm));
+        assert_eq!(answer.status, 401, "token {token:?}: {answer:?}");
+        assert_eq!(answer.error_code(), "unauthorized");
+        let answer = daemon.request("GET", "/tasks", token, Body::None);
+        assert_eq!(answer.status, 401, "token {token:?}: {answer:?}");
+    }
+    // An admin token is not an enrollment secret, nor an agent token.
+    let body = json!({"name": "x"});
+    let answer = daemon.request(
+        "POST",
+        "/agent/register",
+        Some(ADMIN_TOKEN),
+        Body::Json(&body),
+    );
+    assert_eq!(answer.status, 401, "{answer:?}");
+    let answer = daemon.request(
+        "POST",
+        "/agent/lease",
+        Some(ADMIN_TOKEN),
+        Body::Json(&json!({})),
+    );
+    assert_eq!(answer.status, 401, "{answer:?}");
+    assert_eq!(snapshot(&daemon), before);
+}
+
+#[test]
+fn results_for_parts_an_agent_never_leased_are_refused() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&hello_wasm());
+    let task = json!({"task": {"name": "greet", "plugin": "hello", "params": {"name": "x", "count": 2}, "frequency": {"kind": "manual"}}});
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon
+        .post("/tasks/greet/run", &json!({}))
+        .expect_ok("force-run");
+    let run_id = run["id"].as_i64().unwrap();
+    let holder = register(&daemon, "holder");
+    let other = register(&daemon, "other");
+    let lease = daemon
+        .request(
+            "POST",
+            "/agent/lease",
+            Some(&holder),
+            Body::Json(&json!({"wait_ms": 5000})),
+        )
+        .expect_ok("lease");
+    let part_id = lease["part_id"].as_i64().unwrap();
+    let before = daemon
+        .get(&format!("/runs/{run_id}/parts"))
+        .expect_ok("parts");
+
+    let result = |part_id: i64, attempt: u32| json!({"part_id": part_id, "attempt": attempt, "status": "finished", "output": {"forged": true}});
+    // Another agent reports the holder's part.
+    let answer = daemon.request(
+        "POST",
+        "/agent/results",
+        Some(&other),
+        Body::Json(&result(part_id, 1)),
+    );
+    assert_refused(&answer, 403, "forbidden", "not leased");
+    // The holder reports an attempt it was never given, and a part it never leased.
+    let answer = daemon.request(
+        "POST",
+        "/agent/results",
+        Some(&holder),
+        Body::Json(&result(part_id, 2)),
+    );
+    assert_refused(&answer, 403, "forbidden", "not leased");
+    let waiting = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"].as_i64() != Some(part_id))
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let answer = daemon.request(
+        "POST",
+        "/agent/results",
+        Some(&holder),
+        Body::Json(&result(waiting, 1)),
+    );
+    assert_refused(&answer, 403, "forbidden", "not leased");
+    // Progress and heartbeats on someone else's part change nothing either.
+    let progress = json!({"part_id": part_id, "attempt": 1, "done": 1, "total": 1});
+    let answer = daemon.request(
+        "POST",
+        "/agent/progress",
+        Some(&other),
+        Body::Json(&progress),
+    );
+    assert_eq!(answer.status, 403, "{answer:?}");
+    // A malformed result body.
+    let answer = daemon.request(
+        "POST",
+        "/agent/results",
+        Some(&holder),
+        Body::Raw("{\"part_id\": 1,"),
+    );
+    assert_eq!(answer.status, 400, "{answer:?}");
+
+    assert_eq!(
+        daemon
+            .get(&format!("/runs/{run_id}/parts"))
+            .expect_ok("parts"),
+        before
+    );
+    let results = daemon
+        .get(&format!("/runs/{run_id}/results"))
+        .expect_ok("results");
+    assert_eq!(results["results"], json!([]), "nothing recorded");
+}
