@@ -2,10 +2,17 @@
 //! mail servers' own tools: Dovecot's `doveadm pw -t` verifies every stored
 //! password (Debian's dovecot-core) and Postfix's `postmap -q KEY texthash:FILE`
 //! looks every address up in the map (Debian's postfix).
+//!
+//! Also through a real `jobstack serve` and `jobstack agent`: the agent's
+//! operator offers the directory (`--dir mail=PATH:rw`), the task asks for it
+//! (`grants.dirs`) and carries the passwords as its secrets.
 
-use jobstack_e2e::{Run, exec, plugin_wasm};
+use jobstack_e2e::agent::AgentProcess;
+use jobstack_e2e::daemon::Daemon;
+use jobstack_e2e::{Run, exec, plugin_wasm, wait_until};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 const PASSWD_BEFORE: &str = "# managed by jobstack and by hand\npostmaster@example.org:{PLAIN}pm-secret:8:8::/var/mail/postmaster::\n\n";
 const MAP_BEFORE: &str =
@@ -300,4 +307,69 @@ fn without_the_directory_granted_it_fails_naming_it() {
         "{}",
         r.error()
     );
+}
+
+#[test]
+fn accounts_through_daemon_and_agent_with_a_granted_directory() {
+    let dir = mail_dir();
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&plugin_wasm("mailconfig"));
+    let state = tempfile::tempdir().unwrap();
+    let offer = format!("mail={}:rw", dir.path().display());
+    let _agent = AgentProcess::start(&daemon.url, "mailhost", state.path(), &["--dir", &offer]);
+    let task = serde_json::json!({
+        "task": {
+            "name": "accounts",
+            "plugin": "mailconfig",
+            "params": {"actions": [
+                {"op": "add", "address": "gina@example.org"},
+                {"op": "change_password", "address": "postmaster@example.org"},
+            ]},
+            "frequency": {"kind": "manual"},
+            "timeout_ms": 30000,
+            "grants": {"dirs": ["mail"]},
+        },
+        "secrets": {"passwords": {"gina@example.org": "g1na", "postmaster@example.org": "pm2"}},
+    });
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon
+        .post("/tasks/accounts/run", &serde_json::json!({}))
+        .expect_ok("force-run");
+    let run_id = run["id"].as_i64().unwrap();
+    wait_until("the run to finish", Duration::from_secs(120), || {
+        let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            state != "failed" && state != "canceled",
+            "run ended {state}"
+        );
+        (state == "finished").then_some(())
+    });
+    let results = daemon
+        .get(&format!("/runs/{run_id}/results"))
+        .expect_ok("results");
+    let applied: Vec<&serde_json::Value> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["applied"] == serde_json::json!(true))
+        .collect();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0]["agent"], "mailhost");
+    assert_eq!(
+        applied[0]["output"]["written"],
+        serde_json::json!(["passwd", "vmailbox"])
+    );
+    let gina = stored_hash(dir.path(), "gina@example.org").unwrap();
+    assert!(dovecot_verifies(&gina, "g1na"));
+    let pm = stored_hash(dir.path(), "postmaster@example.org").unwrap();
+    assert!(dovecot_verifies(&pm, "pm2"));
+    assert_eq!(
+        postmap_lookup(dir.path(), "gina@example.org").as_deref(),
+        Some("example.org/gina/")
+    );
+    // The secrets stay out of what the daemon shows.
+    assert!(!results.to_string().contains("g1na"));
 }

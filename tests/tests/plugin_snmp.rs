@@ -7,11 +7,17 @@
 //! loopback carries other tests' traffic), so for them the plugin's value must
 //! lie between a reading taken just before and one taken just after it; every
 //! other value must be equal.
+//!
+//! The same runs through a real `jobstack serve` and `jobstack agent`, with the
+//! community stored as the task's secret.
 
-use jobstack_e2e::{exec, plugin_wasm, repo_root};
+use jobstack_e2e::agent::AgentProcess;
+use jobstack_e2e::daemon::Daemon;
+use jobstack_e2e::{exec, plugin_wasm, repo_root, wait_until};
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const SYSTEM: [(&str, &str); 6] = [
     ("sysDescr", "1.3.6.1.2.1.1.1.0"),
@@ -264,6 +270,32 @@ fn run_plugin(params: serde_json::Value, community: &str) -> jobstack_e2e::Run {
     )
 }
 
+/// Every value of the plugin's `output` equals the reference, moving ones lie
+/// between the readings before and after.
+fn assert_same_inventory(
+    output: &serde_json::Value,
+    before: &BTreeMap<String, Reading>,
+    after: &BTreeMap<String, Reading>,
+) {
+    let found = plugin_view(output);
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the same objects and interfaces"
+    );
+    for (key, value) in &found {
+        let name = key.split('.').next().unwrap();
+        let name = if name == "system" { &key[7..] } else { name };
+        if MOVING.contains(&name) {
+            let (lo, hi) = (number(&before[key]), number(&after[key]));
+            let v = number(value);
+            assert!(lo <= v && v <= hi, "{key}: {v} not within [{lo}, {hi}]");
+        } else {
+            assert_eq!(value, &before[key], "{key}");
+        }
+    }
+}
+
 fn number(r: &Reading) -> i128 {
     match r {
         Reading::Number(n) => *n,
@@ -290,23 +322,7 @@ fn inventory_equals_snmpget_and_snmpwalk() {
     );
     for run in [&bulk, &next] {
         assert_eq!(run.status(), "finished", "{:?}", run.json);
-        let found = plugin_view(&run.json["output"]);
-        assert_eq!(
-            found.keys().collect::<Vec<_>>(),
-            before.keys().collect::<Vec<_>>(),
-            "the same objects and interfaces"
-        );
-        for (key, value) in &found {
-            let name = key.split('.').next().unwrap();
-            let name = if name == "system" { &key[7..] } else { name };
-            if MOVING.contains(&name) {
-                let (lo, hi) = (number(&before[key]), number(&after[key]));
-                let v = number(value);
-                assert!(lo <= v && v <= hi, "{key}: {v} not within [{lo}, {hi}]");
-            } else {
-                assert_eq!(value, &before[key], "{key}");
-            }
-        }
+        assert_same_inventory(&run.json["output"], &before, &after);
         // The stream carries the same inventory: the system record, then one
         // record per interface.
         let emitted = run.json["emitted"].as_array().unwrap();
@@ -414,4 +430,85 @@ fn missing_secrets_are_refused_before_any_request() {
     );
     assert_eq!(run.status(), "failed", "{:?}", run.json);
     assert!(run.error().contains("invalid secrets"), "{}", run.error());
+}
+
+/// Create a manual task with `params` and `community` as its secret, force-run
+/// it and wait until the run ends; the run's state and its parts' results.
+fn daemon_run(
+    daemon: &Daemon,
+    name: &str,
+    params: serde_json::Value,
+    community: &str,
+) -> (String, Vec<serde_json::Value>) {
+    let task = serde_json::json!({
+        "task": {
+            "name": name,
+            "plugin": "snmp",
+            "params": params,
+            "frequency": {"kind": "manual"},
+            "timeout_ms": 30000,
+            "retries": 0,
+        },
+        "secrets": {"community": community},
+    });
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon
+        .post(&format!("/tasks/{name}/run"), &serde_json::json!({}))
+        .expect_ok("force-run");
+    let run_id = run["id"].as_i64().unwrap();
+    let state = wait_until("the run to end", Duration::from_secs(120), || {
+        let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ["finished", "failed", "canceled"]
+            .contains(&state.as_str())
+            .then_some(state)
+    });
+    let results = daemon
+        .get(&format!("/runs/{run_id}/results"))
+        .expect_ok("results")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["applied"] == serde_json::json!(true))
+        .cloned()
+        .collect();
+    (state, results)
+}
+
+#[test]
+fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
+    let agent = Agent::start();
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&plugin_wasm("snmp"));
+    let state = tempfile::tempdir().unwrap();
+    let _worker = AgentProcess::start(&daemon.url, "inventory-agent", state.path(), &[]);
+
+    let before = reference(&agent);
+    let (state, results) = daemon_run(
+        &daemon,
+        "inventory",
+        serde_json::json!({"devices": [agent.address()]}),
+        &agent.community,
+    );
+    let after = reference(&agent);
+    assert_eq!(state, "finished", "{results:?}");
+    assert_eq!(results.len(), 1, "one part per device");
+    assert_eq!(results[0]["status"], "finished");
+    assert_same_inventory(&results[0]["output"], &before, &after);
+    let emitted = results[0]["emitted"].as_array().unwrap();
+    assert_eq!(emitted[0]["kind"], "system");
+
+    // A wrong community: the part fails by itself, with the plugin's message.
+    let (state, results) = daemon_run(
+        &daemon,
+        "wrong-community",
+        serde_json::json!({"devices": [agent.address()], "timeout_ms": 200, "retries": 1}),
+        "not-the-community",
+    );
+    assert_eq!(state, "failed", "{results:?}");
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("community is probably wrong"), "{error}");
+    assert!(!error.contains("not-the-community"), "{error}");
 }
