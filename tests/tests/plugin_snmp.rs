@@ -8,6 +8,9 @@
 //! lie between a reading taken just before and one taken just after it; every
 //! other value must be equal.
 //!
+//! SNMP v3 at the authPriv level (SHA and SHA-256 with AES) reads the same
+//! values; wrong v3 credentials end with a message naming which one.
+//!
 //! The same runs through a real `jobstack serve` and `jobstack agent`, with the
 //! community stored as the task's secret.
 
@@ -39,6 +42,11 @@ const IF_COLUMNS: [(&str, u32); 10] = [
     ("ifInOctets", 10),
     ("ifOutOctets", 16),
 ];
+/// The v3 user of the test agent (and `-sha256` for SHA-256) and its passphrases.
+const V3_USER: &str = "jobstack";
+const V3_AUTH: &str = "auth-pass-7391";
+const V3_PRIV: &str = "priv-pass-2846";
+
 /// Values that change between two readings.
 const MOVING: [&str; 3] = ["sysUpTime", "ifInOctets", "ifOutOctets"];
 
@@ -64,6 +72,7 @@ impl Agent {
             .arg(dir.path())
             .arg(port.to_string())
             .arg(&community)
+            .args([V3_USER, V3_AUTH, V3_PRIV])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -83,7 +92,7 @@ impl Agent {
             let probe = snmp_tool(
                 "snmpget",
                 &agent.address(),
-                &agent.community,
+                &["-v2c", "-c", &agent.community],
                 &[SYSTEM[4].1],
                 &["-r", "0", "-t", "0.5"],
             );
@@ -110,15 +119,17 @@ impl Drop for Agent {
     }
 }
 
+/// Run a net-snmp tool with `security` (`-v2c -c COMMUNITY`, or v3 flags).
 fn snmp_tool(
     tool: &str,
     address: &str,
-    community: &str,
+    security: &[&str],
     oids: &[&str],
     extra: &[&str],
 ) -> std::process::Output {
     Command::new(tool)
-        .args(["-v2c", "-c", community, "-On", "-Oe", "-Ox", "-Ot"])
+        .args(security)
+        .args(["-On", "-Oe", "-Ox", "-Ot"])
         .args(extra)
         .arg(address)
         .args(oids)
@@ -186,7 +197,8 @@ fn parse_output(text: &str) -> BTreeMap<String, Reading> {
 fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
     let mut all = BTreeMap::new();
     let oids: Vec<&str> = SYSTEM.iter().map(|(_, o)| *o).collect();
-    let out = snmp_tool("snmpget", &agent.address(), &agent.community, &oids, &[]);
+    let v2c = ["-v2c", "-c", agent.community.as_str()];
+    let out = snmp_tool("snmpget", &agent.address(), &v2c, &oids, &[]);
     assert!(out.status.success(), "snmpget: {out:?}");
     let got = parse_output(&String::from_utf8_lossy(&out.stdout));
     for (name, oid) in SYSTEM {
@@ -194,7 +206,7 @@ fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
     }
     for (name, column) in IF_COLUMNS {
         let oid = format!("1.3.6.1.2.1.2.2.1.{column}");
-        let out = snmp_tool("snmpwalk", &agent.address(), &agent.community, &[&oid], &[]);
+        let out = snmp_tool("snmpwalk", &agent.address(), &v2c, &[&oid], &[]);
         assert!(out.status.success(), "snmpwalk {oid}: {out:?}");
         for (full, reading) in parse_output(&String::from_utf8_lossy(&out.stdout)) {
             let index = full
@@ -511,4 +523,93 @@ fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
     let error = results[0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("community is probably wrong"), "{error}");
     assert!(!error.contains("not-the-community"), "{error}");
+}
+
+fn run_v3(agent: &Agent, auth_protocol: &str, secrets: serde_json::Value) -> jobstack_e2e::Run {
+    let params = serde_json::json!({
+        "devices": [agent.address()],
+        "version": "3",
+        "auth_protocol": auth_protocol,
+        "timeout_ms": 300,
+        "retries": 1,
+    })
+    .to_string();
+    let part = serde_json::json!({
+        "label": agent.address(),
+        "targets": ["127.0.0.1"],
+        "payload": serde_json::json!({"device": agent.address()}).to_string(),
+    })
+    .to_string();
+    exec(
+        &plugin_wasm("snmp"),
+        &[
+            "--params",
+            &params,
+            "--part",
+            &part,
+            "--secrets",
+            &secrets.to_string(),
+            "--allow-net",
+            "127.0.0.1/32",
+            "--timeout",
+            "30s",
+        ],
+    )
+}
+
+#[test]
+fn v3_auth_priv_inventory_equals_snmpget_and_snmpwalk() {
+    let agent = Agent::start();
+    // net-snmp itself reads the agent with the same v3 user.
+    let v3 = snmp_tool(
+        "snmpget",
+        &agent.address(),
+        &[
+            "-v3", "-l", "authPriv", "-u", V3_USER, "-a", "SHA", "-A", V3_AUTH, "-x", "AES", "-X",
+            V3_PRIV,
+        ],
+        &[SYSTEM[4].1],
+        &[],
+    );
+    assert!(v3.status.success(), "snmpget -v3: {v3:?}");
+    for (user, protocol) in [
+        (V3_USER.to_string(), "SHA"),
+        (format!("{V3_USER}-sha256"), "SHA-256"),
+    ] {
+        let before = reference(&agent);
+        let run = run_v3(
+            &agent,
+            protocol,
+            serde_json::json!({"user": user, "auth_password": V3_AUTH, "priv_password": V3_PRIV}),
+        );
+        let after = reference(&agent);
+        assert_eq!(run.status(), "finished", "{protocol}: {:?}", run.json);
+        assert_same_inventory(&run.json["output"], &before, &after);
+    }
+}
+
+#[test]
+fn v3_wrong_credentials_fail_naming_which() {
+    let agent = Agent::start();
+    for (secrets, needle) in [
+        (
+            serde_json::json!({"user": V3_USER, "auth_password": "wrong-auth-pass", "priv_password": V3_PRIV}),
+            "wrong authentication password",
+        ),
+        (
+            serde_json::json!({"user": "nobody", "auth_password": V3_AUTH, "priv_password": V3_PRIV}),
+            "does not know the user \"nobody\"",
+        ),
+        (
+            serde_json::json!({"user": V3_USER, "auth_password": V3_AUTH, "priv_password": "wrong-priv-pass"}),
+            "privacy password is probably wrong",
+        ),
+    ] {
+        let run = run_v3(&agent, "SHA", secrets.clone());
+        assert_eq!(run.status(), "failed", "{secrets}: {:?}", run.json);
+        assert!(run.error().contains(needle), "{secrets}: {}", run.error());
+        assert!(
+            !run.error().contains("wrong-auth-pass") && !run.error().contains("wrong-priv-pass")
+        );
+    }
 }
