@@ -55,6 +55,14 @@ pub enum ArtifactError {
     /// The upload broke off.
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    /// The bytes do not hash to the sha256 they were fetched by.
+    #[error("sha256 mismatch: expected {expected}, got {actual}")]
+    Mismatch {
+        /// The sha256 asked for.
+        expected: String,
+        /// The sha256 of the bytes received.
+        actual: String,
+    },
     /// The disk failed.
     #[error("artifact store: {0}")]
     Io(#[from] std::io::Error),
@@ -117,7 +125,57 @@ impl ArtifactStore {
 
     /// Store the bytes of `body` (at most `limit` of them), returning what was
     /// stored. Storing bytes already present returns the existing artifact.
-    pub async fn put<S, B, E>(&self, mut body: S, limit: u64) -> Result<ArtifactInfo, ArtifactError>
+    pub async fn put<S, B, E>(&self, body: S, limit: u64) -> Result<ArtifactInfo, ArtifactError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        self.put_checked(body, limit, None).await
+    }
+
+    /// Like [`put`](Self::put), for bytes fetched by their sha256 (an agent
+    /// downloading a granted artifact): bytes that hash to anything else are
+    /// refused with [`ArtifactError::Mismatch`] and never stored.
+    pub async fn put_verified<S, B, E>(
+        &self,
+        body: S,
+        expected: &Sha256,
+        limit: u64,
+    ) -> Result<ArtifactInfo, ArtifactError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        self.put_checked(body, limit, Some(expected)).await
+    }
+
+    /// Make the artifacts `shas` visible in `dir` (which must exist), each
+    /// named by its sha256: the view an execution gets at `/artifacts`, holding
+    /// only what its task grants. Files are hard-linked (copied across file
+    /// systems); a missing artifact is an error.
+    pub fn stage(&self, shas: &[Sha256], dir: &Path) -> std::io::Result<()> {
+        for sha in shas {
+            let from = self.path(sha);
+            let to = dir.join(sha.as_str());
+            if to.exists() {
+                continue;
+            }
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("artifact {sha}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_checked<S, B, E>(
+        &self,
+        mut body: S,
+        limit: u64,
+        expected: Option<&Sha256>,
+    ) -> Result<ArtifactInfo, ArtifactError>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
         B: AsRef<[u8]>,
@@ -144,7 +202,14 @@ impl ArtifactStore {
                 return Err(ArtifactError::Empty);
             }
             file.sync_all().await?;
-            Ok(hex::encode(hasher.finalize()))
+            let actual = hex::encode(hasher.finalize());
+            match expected {
+                Some(e) if e.as_str() != actual => Err(ArtifactError::Mismatch {
+                    expected: e.to_string(),
+                    actual,
+                }),
+                _ => Ok(actual),
+            }
         }
         .await;
         let sha = match result {
@@ -207,6 +272,40 @@ mod tests {
         let again = store.put(chunks(&[b"hello world"]), 1024).await.unwrap();
         assert_eq!(again, a);
         assert_eq!(store.list().await.unwrap(), vec![a]);
+    }
+
+    #[tokio::test]
+    async fn verified_puts_refuse_other_bytes_and_staging_shows_only_what_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().join("store")).unwrap();
+        let expected = Sha256::of(b"the package");
+        let err = store
+            .put_verified(chunks(&[b"tampered"]), &expected, 1024)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ArtifactError::Mismatch { .. }), "{err}");
+        assert!(store.list().await.unwrap().is_empty());
+        let ok = store
+            .put_verified(chunks(&[b"the ", b"package"]), &expected, 1024)
+            .await
+            .unwrap();
+        assert_eq!(ok.sha256, expected.as_str());
+        store.put(chunks(&[b"another"]), 1024).await.unwrap();
+
+        let view = dir.path().join("view");
+        std::fs::create_dir(&view).unwrap();
+        store.stage(std::slice::from_ref(&expected), &view).unwrap();
+        let names: Vec<String> = std::fs::read_dir(&view)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![expected.to_string()]);
+        assert_eq!(
+            std::fs::read(view.join(expected.as_str())).unwrap(),
+            b"the package"
+        );
+        let missing = Sha256::of(b"never stored");
+        assert!(store.stage(&[missing], &view).is_err());
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! and a one-shot HTTP responder on loopback.
 
 use jobstack::engine::{
-    Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, Part, Status,
+    Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, LoadError, Part, Status,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -11,8 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn esx() -> Vec<u8> {
+    plugin("esx")
+}
+
+fn plugin(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release/esx.wasm");
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the plugins with scripts/build-plugins.sh",
@@ -106,4 +111,20 @@ async fn a_request_to_a_granted_host_reaches_it() {
     let error = outcome.error.unwrap_or_default();
     assert!(error.contains("answered HTTP 404"), "{error}");
     assert_eq!(server.join().unwrap().trim(), "POST /sdk HTTP/1.1");
+}
+
+#[tokio::test]
+async fn a_plugin_importing_wasi_http_without_declaring_http_is_refused_at_load() {
+    let engine = engine();
+    let err = engine
+        .load(&plugin("fixture-http-undeclared"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::UnsupportedImport(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("wasi:http"), "{message}");
+    assert!(
+        message.contains("does not declare the `http` capability"),
+        "{message}"
+    );
 }

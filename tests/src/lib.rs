@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod daemon;
 pub mod proxy;
+pub mod vcsim;
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;

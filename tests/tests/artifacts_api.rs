@@ -196,3 +196,26 @@ fn a_task_may_grant_only_stored_artifacts() {
         "{shown}"
     );
 }
+
+#[test]
+fn the_admin_cli_pushes_and_lists_artifacts() {
+    let daemon = Daemon::start();
+    let (bytes, sha) = artifact();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.tar.gz");
+    std::fs::write(&file, &bytes).unwrap();
+    let server = ["--server", &daemon.url, "--token", ADMIN_TOKEN, "--json"];
+
+    let mut push = vec!["artifact", "push", file.to_str().unwrap()];
+    push.extend_from_slice(&server);
+    let pushed = jobstack_e2e::jobstack(&push);
+    assert_eq!(pushed.code, Some(0), "{}", pushed.stderr);
+    assert_eq!(pushed.json["sha256"], sha);
+    assert_eq!(pushed.json["size"], bytes.len());
+
+    let mut list = vec!["artifact", "list"];
+    list.extend_from_slice(&server);
+    let listed = jobstack_e2e::jobstack(&list);
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    assert_eq!(listed.json, json!([pushed.json]));
+}

@@ -3,72 +3,18 @@
 //! several hosts and VMs. The expected inventory is what the simulator itself
 //! dumps from its object registry at start, never hard-coded values.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use jobstack_e2e::vcsim::{HOST_FIELDS, PASSWORD, USER, VM_FIELDS, Vcsim, project};
+use jobstack_e2e::{Run, exec, plugin_wasm};
+use serde_json::json;
 
-use jobstack_e2e::{exec, plugin_wasm, repo_root};
-use serde_json::{Value, json};
-
-/// The user and password the simulator accepts (its flags' defaults).
-const USER: &str = "jobstack";
-const PASSWORD: &str = "s3cret";
-
-/// The simulator binary, built once per test process by its build script.
-fn vcsim_bin() -> &'static str {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = repo_root().join("scripts/peers/vcsim/build.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed (scripts/install-deps.sh installs golang-go and govmomi)",
-            script.display()
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
+/// The esx plugin's view of a simulator: parameters, the part, an execution.
+trait Esx {
+    fn params(&self) -> String;
+    fn part(&self) -> String;
+    fn execute(&self, password: &str, extra: &[&str]) -> Run;
 }
 
-/// A running simulator: its SDK URL and its inventory. Killed when dropped.
-struct Vcsim {
-    child: Child,
-    url: String,
-    hosts: Vec<Value>,
-    vms: Vec<Value>,
-}
-
-impl Vcsim {
-    fn start(args: &[&str]) -> Vcsim {
-        let mut child = Command::new(vcsim_bin())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the vSphere simulator");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the simulator's first line");
-        let info: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the simulator printed {line:?}: {e}"));
-        Vcsim {
-            child,
-            url: info["url"].as_str().unwrap().to_string(),
-            hosts: info["hosts"].as_array().unwrap().clone(),
-            vms: info["vms"].as_array().unwrap().clone(),
-        }
-    }
-
-    /// `127.0.0.1:PORT`.
-    fn host_port(&self) -> String {
-        let rest = self.url.split_once("://").unwrap().1;
-        rest.split('/').next().unwrap().to_string()
-    }
-
+impl Esx for Vcsim {
     fn params(&self) -> String {
         json!({"hosts": [self.url], "user": USER}).to_string()
     }
@@ -83,7 +29,7 @@ impl Vcsim {
         parts[0].to_string()
     }
 
-    fn execute(&self, password: &str, extra: &[&str]) -> jobstack_e2e::Run {
+    fn execute(&self, password: &str, extra: &[&str]) -> Run {
         let secrets = json!({"password": password}).to_string();
         let params = self.params();
         let part = self.part();
@@ -101,55 +47,6 @@ impl Vcsim {
         exec(&plugin_wasm("esx"), &args)
     }
 }
-
-impl Drop for Vcsim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The fields of `records` of `kind`, sorted by name, keeping only `fields`.
-fn project(records: &[Value], kind: Option<&str>, fields: &[&str]) -> Vec<Value> {
-    let mut out: Vec<Value> = records
-        .iter()
-        .filter(|r| kind.is_none_or(|k| r["kind"] == k))
-        .map(|r| {
-            let obj: serde_json::Map<String, Value> = fields
-                .iter()
-                .map(|f| (f.to_string(), r[*f].clone()))
-                .collect();
-            Value::Object(obj)
-        })
-        .collect();
-    out.sort_by_key(|v| v["name"].as_str().unwrap_or_default().to_string());
-    out
-}
-
-const HOST_FIELDS: [&str; 12] = [
-    "name",
-    "vendor",
-    "model",
-    "cpu_model",
-    "cpu_cores",
-    "cpu_threads",
-    "cpu_mhz",
-    "memory_bytes",
-    "bios_version",
-    "product_name",
-    "product_version",
-    "product_build",
-];
-
-const VM_FIELDS: [&str; 7] = [
-    "name",
-    "host",
-    "power_state",
-    "cpus",
-    "memory_mb",
-    "guest_os",
-    "uuid",
-];
 
 #[test]
 fn inventory_lists_exactly_the_simulators_hosts_and_vms_over_https() {

@@ -29,7 +29,7 @@ impl From<ArtifactError> for ApiError {
                 "invalid_artifact",
                 "empty upload: send the file as the body",
             ),
-            ArtifactError::Interrupted(_) => {
+            ArtifactError::Interrupted(_) | ArtifactError::Mismatch { .. } => {
                 ApiError::bad_request("invalid_artifact", e.to_string())
             }
             ArtifactError::Io(_) => ApiError::Internal(e.to_string()),

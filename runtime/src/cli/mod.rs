@@ -24,6 +24,9 @@ enum Command {
     /// Work with plugin files, and the daemon's plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Upload and list the files deploy tasks install.
+    #[command(subcommand)]
+    Artifact(admin::artifact::ArtifactCommand),
     /// Define, run and follow tasks on the daemon.
     #[command(subcommand)]
     Task(admin::task::TaskCommand),
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Plugin(PluginCommand::Push(args)) => admin::plugin::push(args).await,
             Command::Plugin(PluginCommand::List(args)) => admin::plugin::list(args).await,
+            Command::Artifact(cmd) => admin::artifact::run(cmd).await,
             Command::Task(cmd) => admin::task::run(cmd).await,
             Command::Results(args) => admin::results::run(args).await,
             Command::Exec(args) => exec::run(args).await,

@@ -37,6 +37,12 @@ pub struct ServeArgs {
     /// How long a graceful shutdown waits for running parts (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
     shutdown_grace: Option<std::time::Duration>,
+    /// PEM certificate chain: serve HTTPS instead of HTTP (needs --tls-key).
+    #[arg(long, env = "JOBSTACK_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "JOBSTACK_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -53,7 +59,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         enroll_secret: args.enroll_secret,
         bundled_plugins: args.bundled_plugins,
         shutdown_grace: args.shutdown_grace,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
-    daemon::serve(file.overridden_by(flags).resolve()).await?;
+    daemon::serve(file.overridden_by(flags).resolve()?).await?;
     Ok(ExitCode::SUCCESS)
 }

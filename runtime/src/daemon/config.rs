@@ -37,6 +37,10 @@ pub struct ServeSettings {
     /// Graceful shutdown grace period, e.g. `10s`.
     #[serde(default, with = "humantime_serde_opt")]
     pub shutdown_grace: Option<Duration>,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 mod humantime_serde_opt {
@@ -70,12 +74,20 @@ impl ServeSettings {
             enroll_secret: over.enroll_secret.or(self.enroll_secret),
             bundled_plugins: over.bundled_plugins.or(self.bundled_plugins),
             shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
         }
     }
 
-    /// The resolved configuration, defaults filled in.
-    pub fn resolve(self) -> ServeConfig {
-        ServeConfig {
+    /// The resolved configuration, defaults filled in; a certificate without
+    /// its key (or the reverse) is refused.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and its key (--tls-key)"),
+        };
+        Ok(ServeConfig {
             listen: self
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
@@ -88,8 +100,18 @@ impl ServeSettings {
             enroll_secret: self.enroll_secret,
             bundled_plugins: self.bundled_plugins,
             shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
-        }
+            tls,
+        })
     }
+}
+
+/// The daemon's TLS certificate chain and key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
 }
 
 /// The resolved configuration of a daemon.
@@ -111,6 +133,8 @@ pub struct ServeConfig {
     pub bundled_plugins: Option<PathBuf>,
     /// Graceful shutdown grace period.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS with these files; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
 }
 
 #[cfg(test)]
@@ -127,11 +151,21 @@ mod tests {
             listen: Some("127.0.0.1:9100".parse().unwrap()),
             ..ServeSettings::default()
         };
-        let config = file.overridden_by(flags).resolve();
+        let config = file.overridden_by(flags).resolve().unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.data_dir, PathBuf::from("/srv/js"));
         assert_eq!(config.shutdown_grace, Duration::from_secs(3));
         assert!(config.local_agent);
         assert!(toml::from_str::<ServeSettings>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused() {
+        let half = ServeSettings {
+            tls_cert: Some("cert.pem".into()),
+            ..ServeSettings::default()
+        };
+        let err = half.resolve().unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
     }
 }

@@ -17,8 +17,9 @@ pub mod config;
 mod credentials;
 mod local_agent;
 mod splitter;
+pub mod tls;
 
-pub use config::{ServeConfig, ServeSettings};
+pub use config::{ServeConfig, ServeSettings, TlsFiles};
 pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
 pub use splitter::EngineSplitter;
 
@@ -39,6 +40,11 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Run the daemon until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Bad TLS files are refused before anything else starts.
+    let tls_config = match &config.tls {
+        Some(files) => Some(tls::server_config(&files.cert, &files.key)?),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let opened = store::open(config.database.as_deref(), &config.data_dir)
@@ -115,18 +121,34 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // A line for people and for scripts that started us on port 0.
-    println!("jobstack: listening on http://{address}");
+    println!("jobstack: listening on {scheme}://{address}");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            let _ = shutdown_tx.send(true);
-        })
-        .await
-        .context("server failed")?;
+    let app = api::app(state);
+    let stopping = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+    };
+    match tls_config {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("server failed")?,
+        Some(tls_config) => {
+            let tls = tls::TlsListener::new(listener, tls_config)?;
+            axum::serve(tls, app)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("server failed")?
+        }
+    }
     // The local agent lets its running parts finish within the grace period,
     // then stops the rest and delivers their results.
     if let Some(agent) = local_agent {

@@ -5,7 +5,7 @@
 # when missing or older than main.go. Prints the binary's path on stdout.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${JOBSTACK_PEER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jobstack/peers}"
+cache="${JOBSTACK_PEER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/jobstack/peers}"
 bin="$cache/vcsim-peer"
 mkdir -p "$cache"
 

@@ -1,4 +1,4 @@
-//! The admin CLI: `jobstack plugin push|list`, `jobstack task ...` and
+//! The admin CLI: `jobstack plugin push|list`, `jobstack artifact push|list`, `jobstack task ...` and
 //! `jobstack results`, each a thin layer over the daemon's admin API through
 //! [`ApiClient`].
 //!
@@ -8,6 +8,7 @@
 //! API errors reach the user as `error: <the daemon's message>` and exit code 1;
 //! a refused token adds where the token comes from.
 
+pub mod artifact;
 pub mod plugin;
 pub mod results;
 pub mod table;

@@ -92,6 +92,9 @@ pub struct TaskFlags {
     /// Accept self-signed TLS certificates from the part's hosts.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_accept_self_signed: Option<bool>,
+    /// Grant an artifact of the daemon's store, by sha256 (repeat; '' for none).
+    #[arg(long = "artifact", value_name = "SHA256")]
+    pub artifacts: Option<Vec<String>>,
 }
 
 impl TaskFlags {
@@ -149,6 +152,7 @@ impl TaskFlags {
             allow_overlap,
             dirs,
             tls_accept_self_signed,
+            artifacts,
         } = self;
         file.is_some()
             || name.is_some()
@@ -168,6 +172,7 @@ impl TaskFlags {
             || allow_overlap.is_some()
             || dirs.is_some()
             || tls_accept_self_signed.is_some()
+            || artifacts.is_some()
     }
 
     /// Change `input` by every flag given.
@@ -222,6 +227,9 @@ impl TaskFlags {
         }
         if let Some(accept) = self.tls_accept_self_signed {
             spec.grants.tls_accept_self_signed = accept;
+        }
+        if let Some(artifacts) = &self.artifacts {
+            spec.grants.artifacts = non_empty(artifacts);
         }
         Ok(())
     }
@@ -335,6 +343,8 @@ mod tests {
             "logs",
             "--allow-overlap",
             "--tls-accept-self-signed",
+            "--artifact",
+            &"ab".repeat(32),
         ])
         .create_input()
         .unwrap();
@@ -353,6 +363,7 @@ mod tests {
         assert_eq!(spec.grants.dirs, ["deploy", "logs"]);
         assert!(spec.allow_overlap);
         assert!(spec.grants.tls_accept_self_signed);
+        assert_eq!(spec.grants.artifacts, ["ab".repeat(32)]);
     }
 
     #[test]
