@@ -4,7 +4,9 @@
 //! The test binds listeners on a few 127.x.y.z addresses picked from its process
 //! id (not 127.0.0.1, where other tests and services come and go), and a port list
 //! made of those listeners' ports (each open on some addresses, closed on the
-//! others) plus ports known closed. Every address of the scan is loopback.
+//! others) plus ports known closed, and one port whose accept queue the test
+//! filled so that it answers nothing (filtered). Every address of the scan is
+//! loopback.
 //!
 //! The same comparison runs through a real `jobstack serve` and `jobstack
 //! agent`: the daemon splits the task into blocks, the agent (on 127.0.0.0/8)
@@ -14,7 +16,7 @@ use jobstack_e2e::agent::AgentProcess;
 use jobstack_e2e::daemon::Daemon;
 use jobstack_e2e::{exec, plugin_wasm, wait_until};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -211,9 +213,44 @@ fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
     hosts
 }
 
+/// A listener that never accepts, with its accept queue filled by the test's
+/// own connections: the kernel then drops every new SYN, so a scanner's
+/// connection gets no answer — the port is "filtered", without any firewall.
+struct Saturated {
+    port: u16,
+    _listener: TcpListener,
+    _clients: Vec<TcpStream>,
+}
+
+fn saturate(addr: Ipv4Addr) -> Saturated {
+    let listener = TcpListener::bind((addr, 0)).unwrap();
+    let target = listener.local_addr().unwrap();
+    let mut clients = Vec::new();
+    // std's backlog is 128: the queue holds about that many; the first connect
+    // that gets no answer proves it is full.
+    for _ in 0..4096 {
+        match TcpStream::connect_timeout(&target, Duration::from_millis(300)) {
+            Ok(c) => clients.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Saturated {
+                    port: target.port(),
+                    _listener: listener,
+                    _clients: clients,
+                };
+            }
+            Err(e) => panic!("filling the accept queue of {target}: {e}"),
+        }
+    }
+    panic!("the accept queue of {target} never filled");
+}
+
 #[test]
 fn scan_equals_nmap_connect_scan() {
-    let scene = scene();
+    let mut scene = scene();
+    // One port that answers nothing, on the fourth address.
+    let saturated = saturate(scene.addresses[3]);
+    scene.ports.push(saturated.port);
+    scene.ports.sort_unstable();
     let expected = nmap(&scene.addresses, &scene.ports);
     assert_eq!(expected.len(), scene.addresses.len(), "nmap: {expected:?}");
     // The scene itself, so a wrong nmap reading cannot pass unnoticed.
@@ -223,6 +260,12 @@ fn scan_equals_nmap_connect_scan() {
         .map(|a| expected[&a.to_string()].open.len())
         .collect();
     assert_eq!(open, [2, 1, 3, 0, 0]);
+    let filtered: Vec<u64> = scene
+        .addresses
+        .iter()
+        .map(|a| expected[&a.to_string()].filtered)
+        .collect();
+    assert_eq!(filtered, [0, 0, 0, 1, 0], "nmap: {expected:?}");
 
     let first = scene.addresses[0];
     let last = scene.addresses[4];
