@@ -227,9 +227,10 @@ fn saturate(addr: Ipv4Addr) -> Saturated {
     let target = listener.local_addr().unwrap();
     let mut clients = Vec::new();
     // std's backlog is 128: the queue holds about that many; the first connect
-    // that gets no answer proves it is full.
+    // that gets no answer within a second (a loopback handshake takes
+    // microseconds) proves it is full.
     for _ in 0..4096 {
-        match TcpStream::connect_timeout(&target, Duration::from_millis(300)) {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
             Ok(c) => clients.push(c),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Saturated {
