@@ -24,6 +24,7 @@
 //! enumerations as numbers, `ifPhysAddress` as `aa:bb:cc:dd:ee:ff`.
 
 pub mod client;
+pub mod crypto;
 pub mod inventory;
 pub mod message;
 pub mod oids;
