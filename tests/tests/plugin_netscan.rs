@@ -4,13 +4,22 @@
 //! The test binds listeners on a few 127.x.y.z addresses picked from its process
 //! id (not 127.0.0.1, where other tests and services come and go), and a port list
 //! made of those listeners' ports (each open on some addresses, closed on the
-//! others) plus ports known closed. Every address of the scan is loopback.
+//! others) plus ports known closed, and one port whose accept queue the test
+//! filled so that it answers nothing (filtered). Every address of the scan is
+//! loopback.
+//!
+//! The same comparison runs through a real `jobstack serve` and `jobstack
+//! agent`: the daemon splits the task into blocks, the agent (on 127.0.0.0/8)
+//! leases them, is granted each part's targets and sends the records back.
 
-use jobstack_e2e::{exec, plugin_wasm};
+use jobstack_e2e::agent::AgentProcess;
+use jobstack_e2e::daemon::Daemon;
+use jobstack_e2e::{exec, plugin_wasm, wait_until};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 /// What one address looks like, from the plugin or from nmap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +152,22 @@ fn nmap(addresses: &[Ipv4Addr], ports: &[u16]) -> BTreeMap<String, HostView> {
     hosts
 }
 
+/// Read one emitted host record.
+fn host_view(record: &serde_json::Value) -> (String, HostView) {
+    let view = HostView {
+        answered: record["answered"].as_bool().unwrap(),
+        open: record["open"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap() as u16)
+            .collect(),
+        closed: record["closed"].as_u64().unwrap(),
+        filtered: record["filtered"].as_u64().unwrap(),
+    };
+    (record["address"].as_str().unwrap().to_string(), view)
+}
+
 /// Split `params`, then execute every part with the network grant limited to
 /// the part's own targets, as an agent does. Returns every emitted host record.
 fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
@@ -178,18 +203,7 @@ fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
         let total = run.json["progress"]["total"].as_u64().unwrap();
         assert_eq!(run.json["progress"]["done"].as_u64(), Some(total));
         for record in emitted {
-            let view = HostView {
-                answered: record["answered"].as_bool().unwrap(),
-                open: record["open"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p.as_u64().unwrap() as u16)
-                    .collect(),
-                closed: record["closed"].as_u64().unwrap(),
-                filtered: record["filtered"].as_u64().unwrap(),
-            };
-            let address = record["address"].as_str().unwrap().to_string();
+            let (address, view) = host_view(record);
             assert!(
                 hosts.insert(address.clone(), view).is_none(),
                 "{address} reported twice"
@@ -199,9 +213,45 @@ fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
     hosts
 }
 
+/// A listener that never accepts, with its accept queue filled by the test's
+/// own connections: the kernel then drops every new SYN, so a scanner's
+/// connection gets no answer — the port is "filtered", without any firewall.
+struct Saturated {
+    port: u16,
+    _listener: TcpListener,
+    _clients: Vec<TcpStream>,
+}
+
+fn saturate(addr: Ipv4Addr) -> Saturated {
+    let listener = TcpListener::bind((addr, 0)).unwrap();
+    let target = listener.local_addr().unwrap();
+    let mut clients = Vec::new();
+    // std's backlog is 128: the queue holds about that many; the first connect
+    // that gets no answer within a second (a loopback handshake takes
+    // microseconds) proves it is full.
+    for _ in 0..4096 {
+        match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+            Ok(c) => clients.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Saturated {
+                    port: target.port(),
+                    _listener: listener,
+                    _clients: clients,
+                };
+            }
+            Err(e) => panic!("filling the accept queue of {target}: {e}"),
+        }
+    }
+    panic!("the accept queue of {target} never filled");
+}
+
 #[test]
 fn scan_equals_nmap_connect_scan() {
-    let scene = scene();
+    let mut scene = scene();
+    // One port that answers nothing, on the fourth address.
+    let saturated = saturate(scene.addresses[3]);
+    scene.ports.push(saturated.port);
+    scene.ports.sort_unstable();
     let expected = nmap(&scene.addresses, &scene.ports);
     assert_eq!(expected.len(), scene.addresses.len(), "nmap: {expected:?}");
     // The scene itself, so a wrong nmap reading cannot pass unnoticed.
@@ -211,6 +261,12 @@ fn scan_equals_nmap_connect_scan() {
         .map(|a| expected[&a.to_string()].open.len())
         .collect();
     assert_eq!(open, [2, 1, 3, 0, 0]);
+    let filtered: Vec<u64> = scene
+        .addresses
+        .iter()
+        .map(|a| expected[&a.to_string()].filtered)
+        .collect();
+    assert_eq!(filtered, [0, 0, 0, 1, 0], "nmap: {expected:?}");
 
     let first = scene.addresses[0];
     let last = scene.addresses[4];
@@ -299,4 +355,76 @@ fn bad_params_are_refused_by_split() {
         assert_eq!(run.status(), "failed", "{params}: {:?}", run.json);
         assert!(run.error().contains(needle), "{params}: {}", run.error());
     }
+}
+
+#[test]
+fn scan_through_daemon_and_agent_equals_nmap() {
+    let scene = scene();
+    let expected = nmap(&scene.addresses, &scene.ports);
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&plugin_wasm("netscan"));
+    let state = tempfile::tempdir().unwrap();
+    // Automatic targeting: the agent's network (127.0.0.0/8) holds every block.
+    let _agent = AgentProcess::start(&daemon.url, "scanner", state.path(), &[]);
+    let (first, last) = (scene.addresses[0], scene.addresses[4]);
+    let task = serde_json::json!({"task": {
+        "name": "scan",
+        "plugin": "netscan",
+        "params": {
+            "targets": [format!("{first}-{last}")],
+            "ports": port_list(&scene.ports),
+            "block_size": 2,
+        },
+        "frequency": {"kind": "manual"},
+        "timeout_ms": 60000,
+    }});
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon
+        .post("/tasks/scan/run", &serde_json::json!({}))
+        .expect_ok("force-run");
+    let run_id = run["id"].as_i64().unwrap();
+    wait_until("the scan to finish", Duration::from_secs(120), || {
+        let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            state != "failed" && state != "canceled",
+            "run ended {state}"
+        );
+        (state == "finished").then_some(())
+    });
+    let parts = daemon
+        .get(&format!("/runs/{run_id}/parts"))
+        .expect_ok("parts");
+    let targets: Vec<&serde_json::Value> = parts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["targets"])
+        .collect();
+    assert_eq!(
+        targets.len(),
+        3,
+        "five addresses in blocks of two: {targets:?}"
+    );
+    let results = daemon
+        .get(&format!("/runs/{run_id}/results"))
+        .expect_ok("results");
+    let mut found = BTreeMap::new();
+    for r in results["results"].as_array().unwrap() {
+        if r["applied"] != serde_json::json!(true) {
+            continue;
+        }
+        assert_eq!(r["status"], "finished", "{r}");
+        assert_eq!(r["agent"], "scanner");
+        for record in r["emitted"].as_array().unwrap() {
+            let (address, view) = host_view(record);
+            assert!(
+                found.insert(address.clone(), view).is_none(),
+                "{address} twice"
+            );
+        }
+    }
+    assert_eq!(found, expected);
 }

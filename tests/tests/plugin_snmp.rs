@@ -7,11 +7,20 @@
 //! loopback carries other tests' traffic), so for them the plugin's value must
 //! lie between a reading taken just before and one taken just after it; every
 //! other value must be equal.
+//!
+//! SNMP v3 at the authPriv level (SHA and SHA-256 with AES) reads the same
+//! values; wrong v3 credentials end with a message naming which one.
+//!
+//! The same runs through a real `jobstack serve` and `jobstack agent`, with the
+//! community stored as the task's secret.
 
-use jobstack_e2e::{exec, plugin_wasm, repo_root};
+use jobstack_e2e::agent::AgentProcess;
+use jobstack_e2e::daemon::Daemon;
+use jobstack_e2e::{exec, plugin_wasm, repo_root, wait_until};
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const SYSTEM: [(&str, &str); 6] = [
     ("sysDescr", "1.3.6.1.2.1.1.1.0"),
@@ -33,6 +42,11 @@ const IF_COLUMNS: [(&str, u32); 10] = [
     ("ifInOctets", 10),
     ("ifOutOctets", 16),
 ];
+/// The v3 user of the test agent (and `-sha256` for SHA-256) and its passphrases.
+const V3_USER: &str = "jobstack";
+const V3_AUTH: &str = "auth-pass-7391";
+const V3_PRIV: &str = "priv-pass-2846";
+
 /// Values that change between two readings.
 const MOVING: [&str; 3] = ["sysUpTime", "ifInOctets", "ifOutOctets"];
 
@@ -58,6 +72,7 @@ impl Agent {
             .arg(dir.path())
             .arg(port.to_string())
             .arg(&community)
+            .args([V3_USER, V3_AUTH, V3_PRIV])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -77,7 +92,7 @@ impl Agent {
             let probe = snmp_tool(
                 "snmpget",
                 &agent.address(),
-                &agent.community,
+                &["-v2c", "-c", &agent.community],
                 &[SYSTEM[4].1],
                 &["-r", "0", "-t", "0.5"],
             );
@@ -104,15 +119,17 @@ impl Drop for Agent {
     }
 }
 
+/// Run a net-snmp tool with `security` (`-v2c -c COMMUNITY`, or v3 flags).
 fn snmp_tool(
     tool: &str,
     address: &str,
-    community: &str,
+    security: &[&str],
     oids: &[&str],
     extra: &[&str],
 ) -> std::process::Output {
     Command::new(tool)
-        .args(["-v2c", "-c", community, "-On", "-Oe", "-Ox", "-Ot"])
+        .args(security)
+        .args(["-On", "-Oe", "-Ox", "-Ot"])
         .args(extra)
         .arg(address)
         .args(oids)
@@ -180,7 +197,8 @@ fn parse_output(text: &str) -> BTreeMap<String, Reading> {
 fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
     let mut all = BTreeMap::new();
     let oids: Vec<&str> = SYSTEM.iter().map(|(_, o)| *o).collect();
-    let out = snmp_tool("snmpget", &agent.address(), &agent.community, &oids, &[]);
+    let v2c = ["-v2c", "-c", agent.community.as_str()];
+    let out = snmp_tool("snmpget", &agent.address(), &v2c, &oids, &[]);
     assert!(out.status.success(), "snmpget: {out:?}");
     let got = parse_output(&String::from_utf8_lossy(&out.stdout));
     for (name, oid) in SYSTEM {
@@ -188,7 +206,7 @@ fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
     }
     for (name, column) in IF_COLUMNS {
         let oid = format!("1.3.6.1.2.1.2.2.1.{column}");
-        let out = snmp_tool("snmpwalk", &agent.address(), &agent.community, &[&oid], &[]);
+        let out = snmp_tool("snmpwalk", &agent.address(), &v2c, &[&oid], &[]);
         assert!(out.status.success(), "snmpwalk {oid}: {out:?}");
         for (full, reading) in parse_output(&String::from_utf8_lossy(&out.stdout)) {
             let index = full
@@ -264,6 +282,32 @@ fn run_plugin(params: serde_json::Value, community: &str) -> jobstack_e2e::Run {
     )
 }
 
+/// Every value of the plugin's `output` equals the reference, moving ones lie
+/// between the readings before and after.
+fn assert_same_inventory(
+    output: &serde_json::Value,
+    before: &BTreeMap<String, Reading>,
+    after: &BTreeMap<String, Reading>,
+) {
+    let found = plugin_view(output);
+    assert_eq!(
+        found.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the same objects and interfaces"
+    );
+    for (key, value) in &found {
+        let name = key.split('.').next().unwrap();
+        let name = if name == "system" { &key[7..] } else { name };
+        if MOVING.contains(&name) {
+            let (lo, hi) = (number(&before[key]), number(&after[key]));
+            let v = number(value);
+            assert!(lo <= v && v <= hi, "{key}: {v} not within [{lo}, {hi}]");
+        } else {
+            assert_eq!(value, &before[key], "{key}");
+        }
+    }
+}
+
 fn number(r: &Reading) -> i128 {
     match r {
         Reading::Number(n) => *n,
@@ -290,23 +334,7 @@ fn inventory_equals_snmpget_and_snmpwalk() {
     );
     for run in [&bulk, &next] {
         assert_eq!(run.status(), "finished", "{:?}", run.json);
-        let found = plugin_view(&run.json["output"]);
-        assert_eq!(
-            found.keys().collect::<Vec<_>>(),
-            before.keys().collect::<Vec<_>>(),
-            "the same objects and interfaces"
-        );
-        for (key, value) in &found {
-            let name = key.split('.').next().unwrap();
-            let name = if name == "system" { &key[7..] } else { name };
-            if MOVING.contains(&name) {
-                let (lo, hi) = (number(&before[key]), number(&after[key]));
-                let v = number(value);
-                assert!(lo <= v && v <= hi, "{key}: {v} not within [{lo}, {hi}]");
-            } else {
-                assert_eq!(value, &before[key], "{key}");
-            }
-        }
+        assert_same_inventory(&run.json["output"], &before, &after);
         // The stream carries the same inventory: the system record, then one
         // record per interface.
         let emitted = run.json["emitted"].as_array().unwrap();
@@ -414,4 +442,174 @@ fn missing_secrets_are_refused_before_any_request() {
     );
     assert_eq!(run.status(), "failed", "{:?}", run.json);
     assert!(run.error().contains("invalid secrets"), "{}", run.error());
+}
+
+/// Create a manual task with `params` and `community` as its secret, force-run
+/// it and wait until the run ends; the run's state and its parts' results.
+fn daemon_run(
+    daemon: &Daemon,
+    name: &str,
+    params: serde_json::Value,
+    community: &str,
+) -> (String, Vec<serde_json::Value>) {
+    let task = serde_json::json!({
+        "task": {
+            "name": name,
+            "plugin": "snmp",
+            "params": params,
+            "frequency": {"kind": "manual"},
+            "timeout_ms": 30000,
+            "retries": 0,
+        },
+        "secrets": {"community": community},
+    });
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon
+        .post(&format!("/tasks/{name}/run"), &serde_json::json!({}))
+        .expect_ok("force-run");
+    let run_id = run["id"].as_i64().unwrap();
+    let state = wait_until("the run to end", Duration::from_secs(120), || {
+        let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        ["finished", "failed", "canceled"]
+            .contains(&state.as_str())
+            .then_some(state)
+    });
+    let results = daemon
+        .get(&format!("/runs/{run_id}/results"))
+        .expect_ok("results")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["applied"] == serde_json::json!(true))
+        .cloned()
+        .collect();
+    (state, results)
+}
+
+#[test]
+fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
+    let agent = Agent::start();
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&plugin_wasm("snmp"));
+    let state = tempfile::tempdir().unwrap();
+    let _worker = AgentProcess::start(&daemon.url, "inventory-agent", state.path(), &[]);
+
+    let before = reference(&agent);
+    let (state, results) = daemon_run(
+        &daemon,
+        "inventory",
+        serde_json::json!({"devices": [agent.address()]}),
+        &agent.community,
+    );
+    let after = reference(&agent);
+    assert_eq!(state, "finished", "{results:?}");
+    assert_eq!(results.len(), 1, "one part per device");
+    assert_eq!(results[0]["status"], "finished");
+    assert_same_inventory(&results[0]["output"], &before, &after);
+    let emitted = results[0]["emitted"].as_array().unwrap();
+    assert_eq!(emitted[0]["kind"], "system");
+
+    // A wrong community: the part fails by itself, with the plugin's message.
+    let (state, results) = daemon_run(
+        &daemon,
+        "wrong-community",
+        serde_json::json!({"devices": [agent.address()], "timeout_ms": 200, "retries": 1}),
+        "not-the-community",
+    );
+    assert_eq!(state, "failed", "{results:?}");
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("community is probably wrong"), "{error}");
+    assert!(!error.contains("not-the-community"), "{error}");
+}
+
+fn run_v3(agent: &Agent, auth_protocol: &str, secrets: serde_json::Value) -> jobstack_e2e::Run {
+    let params = serde_json::json!({
+        "devices": [agent.address()],
+        "version": "3",
+        "auth_protocol": auth_protocol,
+        "timeout_ms": 300,
+        "retries": 1,
+    })
+    .to_string();
+    let part = serde_json::json!({
+        "label": agent.address(),
+        "targets": ["127.0.0.1"],
+        "payload": serde_json::json!({"device": agent.address()}).to_string(),
+    })
+    .to_string();
+    exec(
+        &plugin_wasm("snmp"),
+        &[
+            "--params",
+            &params,
+            "--part",
+            &part,
+            "--secrets",
+            &secrets.to_string(),
+            "--allow-net",
+            "127.0.0.1/32",
+            "--timeout",
+            "30s",
+        ],
+    )
+}
+
+#[test]
+fn v3_auth_priv_inventory_equals_snmpget_and_snmpwalk() {
+    let agent = Agent::start();
+    // net-snmp itself reads the agent with the same v3 user.
+    let v3 = snmp_tool(
+        "snmpget",
+        &agent.address(),
+        &[
+            "-v3", "-l", "authPriv", "-u", V3_USER, "-a", "SHA", "-A", V3_AUTH, "-x", "AES", "-X",
+            V3_PRIV,
+        ],
+        &[SYSTEM[4].1],
+        &[],
+    );
+    assert!(v3.status.success(), "snmpget -v3: {v3:?}");
+    for (user, protocol) in [
+        (V3_USER.to_string(), "SHA"),
+        (format!("{V3_USER}-sha256"), "SHA-256"),
+    ] {
+        let before = reference(&agent);
+        let run = run_v3(
+            &agent,
+            protocol,
+            serde_json::json!({"user": user, "auth_password": V3_AUTH, "priv_password": V3_PRIV}),
+        );
+        let after = reference(&agent);
+        assert_eq!(run.status(), "finished", "{protocol}: {:?}", run.json);
+        assert_same_inventory(&run.json["output"], &before, &after);
+    }
+}
+
+#[test]
+fn v3_wrong_credentials_fail_naming_which() {
+    let agent = Agent::start();
+    for (secrets, needle) in [
+        (
+            serde_json::json!({"user": V3_USER, "auth_password": "wrong-auth-pass", "priv_password": V3_PRIV}),
+            "wrong authentication password",
+        ),
+        (
+            serde_json::json!({"user": "nobody", "auth_password": V3_AUTH, "priv_password": V3_PRIV}),
+            "does not know the user \"nobody\"",
+        ),
+        (
+            serde_json::json!({"user": V3_USER, "auth_password": V3_AUTH, "priv_password": "wrong-priv-pass"}),
+            "privacy password is probably wrong",
+        ),
+    ] {
+        let run = run_v3(&agent, "SHA", secrets.clone());
+        assert_eq!(run.status(), "failed", "{secrets}: {:?}", run.json);
+        assert!(run.error().contains(needle), "{secrets}: {}", run.error());
+        assert!(
+            !run.error().contains("wrong-auth-pass") && !run.error().contains("wrong-priv-pass")
+        );
+    }
 }

@@ -1,17 +1,36 @@
-//! An SNMP v2c manager for one agent: requests with a timeout and retries,
-//! answers matched by request-id and community, GET and a table walk with
-//! GETBULK (or GETNEXT).
+//! An SNMP manager for one agent: requests with a timeout and retries, answers
+//! matched by request-id (and community, or USM digest), GET and a table walk
+//! with GETBULK (or GETNEXT). v2c with a community, or v3 authPriv ([`crate::usm`]).
 //!
 //! A v2c agent silently drops a request whose community it does not know, so a
 //! wrong community looks exactly like a dead device: the client gives up after
 //! `retries + 1` attempts of `timeout` each and says so, naming both causes.
+//! A v3 agent answers wrong credentials with a Report, which ends the request
+//! at once with what the Report means.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::message::{RequestKind, Response, decode_response, encode_request, error_status_name};
 use crate::transport::{Transport, TransportError};
+use crate::usm::{Answer, UsmSession};
 use crate::value::Value;
+
+/// How requests are secured.
+pub enum Security {
+    /// SNMP v2c with this community.
+    Community(Vec<u8>),
+    /// SNMP v3, USM authPriv.
+    Usm(UsmSession),
+}
+
+/// Why silence is likely, per version: a v2c agent drops a wrong community
+/// silently; a v3 agent answers discovery whatever the credentials.
+const V2C_SILENCE: &str = "the community is probably wrong (an SNMP v2c agent silently drops requests with a community it does not know), or the device is down, unreachable or not an SNMP agent";
+const V3_SILENCE: &str = "the device is down, unreachable, or not an SNMP v3 agent on this port";
+/// After a successful discovery the agent is there: what it drops is what it
+/// could not decrypt.
+const V3_SILENCE_DISCOVERED: &str = "the privacy password is probably wrong (the agent answered discovery, but drops requests it cannot decrypt), or the agent stopped answering";
 
 /// Most table rows one walk collects over all columns; a guard against an
 /// agent that never ends a table.
@@ -28,6 +47,15 @@ pub enum SnmpError {
         attempts: u32,
         /// Wait for each.
         timeout: Duration,
+        /// The likely causes.
+        hint: &'static str,
+    },
+    /// A v3 agent refused the request's security (its Report, explained).
+    Security {
+        /// The agent.
+        peer: String,
+        /// What is wrong.
+        message: String,
     },
     /// The agent answered with an error-status.
     Agent {
@@ -51,13 +79,15 @@ impl std::fmt::Display for SnmpError {
                 peer,
                 attempts,
                 timeout,
+                hint,
             } => write!(
                 f,
-                "no answer from {peer} after {attempts} attempts of {} ms each: the community is \
-                 probably wrong (an SNMP v2c agent silently drops requests with a community it \
-                 does not know), or the device is down, unreachable or not an SNMP agent",
+                "no answer from {peer} after {attempts} attempts of {} ms each: {hint}",
                 timeout.as_millis()
             ),
+            SnmpError::Security { peer, message } => {
+                write!(f, "{peer} refused the request: {message}")
+            }
             SnmpError::Agent {
                 peer,
                 status,
@@ -83,7 +113,7 @@ impl From<TransportError> for SnmpError {
 pub struct Client<T: Transport> {
     transport: T,
     peer: String,
-    community: Vec<u8>,
+    security: Security,
     timeout: Duration,
     retries: u32,
     next_id: i32,
@@ -98,7 +128,7 @@ impl<T: Transport> Client<T> {
     pub fn new(
         transport: T,
         peer: &str,
-        community: &[u8],
+        security: Security,
         timeout: Duration,
         retries: u32,
         first_id: i32,
@@ -106,7 +136,7 @@ impl<T: Transport> Client<T> {
         Client {
             transport,
             peer: peer.to_string(),
-            community: community.to_vec(),
+            security,
             timeout,
             retries,
             next_id: first_id & 0x7fff_ffff,
@@ -114,38 +144,118 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    fn next_id(&mut self) -> i32 {
+        let id = self.next_id;
+        self.next_id = (self.next_id % 0x7fff_ffff) + 1;
+        id
+    }
+
+    fn silence(&self, attempts: u32) -> SnmpError {
+        SnmpError::NoAnswer {
+            peer: self.peer.clone(),
+            attempts,
+            timeout: self.timeout,
+            hint: match self.security {
+                Security::Community(_) => V2C_SILENCE,
+                Security::Usm(ref s) if s.discovered() => V3_SILENCE_DISCOVERED,
+                Security::Usm(_) => V3_SILENCE,
+            },
+        }
+    }
+
+    /// Wait out one attempt's timeout for a datagram `accept` takes,
+    /// skipping the others.
+    fn wait_for<R>(
+        &mut self,
+        mut accept: impl FnMut(&mut Self, &[u8]) -> Option<R>,
+    ) -> Result<Option<R>, SnmpError> {
+        let started = std::time::Instant::now();
+        let mut left = self.timeout;
+        while let Some(bytes) = self.transport.recv(left)? {
+            if let Some(r) = accept(self, &bytes) {
+                return Ok(Some(r));
+            }
+            self.ignored += 1;
+            left = self.timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// v3: learn the agent's engine (ID, boots, time) before the first request.
+    fn discover(&mut self) -> Result<(), SnmpError> {
+        let id = self.next_id();
+        let attempts = self.retries + 1;
+        for _ in 0..attempts {
+            let Security::Usm(session) = &self.security else {
+                return Ok(());
+            };
+            let datagram = session.discovery_request(id);
+            self.transport.send(&datagram)?;
+            let learnt = self.wait_for(|c, bytes| match &mut c.security {
+                Security::Usm(s) => s.learn_engine(bytes, id).then_some(()),
+                Security::Community(_) => None,
+            })?;
+            if learnt.is_some() {
+                return Ok(());
+            }
+        }
+        Err(self.silence(attempts))
+    }
+
     /// Send one request and wait for its Response, retrying on silence. The
     /// same request-id is kept across retries, so a late answer to an earlier
     /// attempt is still the answer.
     pub fn request(&mut self, kind: RequestKind, oids: &[Vec<u32>]) -> Result<Response, SnmpError> {
-        let id = self.next_id;
-        self.next_id = (self.next_id % 0x7fff_ffff) + 1;
-        let datagram =
-            encode_request(kind, &self.community, id, oids).map_err(SnmpError::Protocol)?;
+        if let Security::Usm(s) = &self.security
+            && !s.discovered()
+        {
+            self.discover()?;
+        }
+        let id = self.next_id();
         let attempts = self.retries + 1;
-        for _ in 0..attempts {
+        let mut attempt = 0;
+        let mut resynced = false;
+        while attempt < attempts {
+            attempt += 1;
+            // Encoded for each attempt: a v3 message carries the agent's time.
+            let datagram = match &mut self.security {
+                Security::Community(c) => encode_request(kind, c, id, oids),
+                Security::Usm(s) => s.request(kind, id, oids),
+            }
+            .map_err(SnmpError::Protocol)?;
             self.transport.send(&datagram)?;
-            // Wait out this attempt's timeout, skipping datagrams that are not ours.
-            let mut left = self.timeout;
-            let started = std::time::Instant::now();
-            while let Some(bytes) = self.transport.recv(left)? {
-                match decode_response(&bytes) {
-                    Ok(r) if r.request_id == id && r.community == self.community => {
-                        return Ok(r);
-                    }
-                    _ => self.ignored += 1,
+            let answer = self.wait_for(|c, bytes| match &mut c.security {
+                Security::Community(community) => match decode_response(bytes) {
+                    Ok(r) if r.request_id == id && r.community == *community => Some(Ok(r)),
+                    _ => None,
+                },
+                Security::Usm(s) => match s.answer(bytes, id) {
+                    Answer::Response(r) => Some(Ok(r)),
+                    Answer::Report(stat, message) => Some(Err((stat, message))),
+                    Answer::Stray => None,
+                },
+            })?;
+            match answer {
+                Some(Ok(r)) => return Ok(r),
+                // The agent's clock moved: the Report carried it; resend once,
+                // without counting it as an attempt.
+                Some(Err((2, _))) if !resynced => {
+                    resynced = true;
+                    attempt -= 1;
                 }
-                left = self.timeout.saturating_sub(started.elapsed());
-                if left.is_zero() {
-                    break;
+                Some(Err((_, message))) => {
+                    return Err(SnmpError::Security {
+                        peer: self.peer.clone(),
+                        message,
+                    });
                 }
+                None => {}
             }
         }
-        Err(SnmpError::NoAnswer {
-            peer: self.peer.clone(),
-            attempts,
-            timeout: self.timeout,
-        })
+        Err(self.silence(attempts))
     }
 
     /// GET: the value of each instance, in order (absent ones as
@@ -396,7 +506,7 @@ mod tests {
         Client::new(
             agent,
             "agent",
-            b"public",
+            Security::Community(b"public".to_vec()),
             Duration::from_millis(10),
             retries,
             7,
@@ -466,7 +576,7 @@ mod tests {
         let mut c = Client::new(
             table_agent(),
             "127.0.0.1:161",
-            b"wrong",
+            Security::Community(b"wrong".to_vec()),
             Duration::from_millis(5),
             2,
             1,
@@ -486,7 +596,7 @@ mod tests {
         let mut c = Client::new(
             table_agent(),
             "a",
-            b"public",
+            Security::Community(b"public".to_vec()),
             Duration::from_millis(5),
             0,
             i32::MAX,

@@ -1,8 +1,11 @@
-//! snmp: SNMP v2c inventory of devices, as a jobstack task plugin.
+//! snmp: SNMP v2c and v3 (USM authPriv) inventory of devices, as a jobstack
+//! task plugin.
 //!
 //! Parameters (JSON Schema in the manifest, see [`params`]): `devices` (IP
-//! address with an optional port), `port`, `version` (`2c`), `timeout_ms`,
-//! `retries`, `bulk`, `max_repetitions`. Secrets: `{"community": "..."}`, read
+//! address with an optional port), `port`, `version` (`2c` or `3`),
+//! `auth_protocol` (`SHA`, `SHA-256`), `priv_protocol` (`AES`), `timeout_ms`,
+//! `retries`, `bulk`, `max_repetitions`. Secrets: `{"community": "..."}` (v2c)
+//! or `{"user", "auth_password", "priv_password"}` (v3 authPriv, [`usm`]), read
 //! only from the job's secrets, never logged.
 //!
 //! - `split`: one part per device; the part's target is the device's address.
@@ -21,12 +24,14 @@
 //! enumerations as numbers, `ifPhysAddress` as `aa:bb:cc:dd:ee:ff`.
 
 pub mod client;
+pub mod crypto;
 pub mod inventory;
 pub mod message;
 pub mod oids;
 pub mod params;
 pub mod transport;
 pub mod udp;
+pub mod usm;
 pub mod value;
 
 use jobstack_plugin::{Capability, Guest, Job, Manifest, Part, host};
@@ -34,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::net::SocketAddr;
 
-use client::Client;
+use client::{Client, Security};
 
 /// What a part carries: the device's address and port.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,7 +92,13 @@ impl Guest for Snmp {
 
     fn execute(job: Job) -> Result<String, String> {
         let plan = params::parse(&job.params)?;
-        let secrets = params::parse_secrets(&job.secrets)?;
+        let security = match params::parse_secrets(&job.secrets, &plan)? {
+            params::Credentials::Community(c) => Security::Community(c.into_bytes()),
+            params::Credentials::Usm(c) => Security::Usm(usm::UsmSession::new(
+                c,
+                wasip2::random::random::get_random_u64(),
+            )),
+        };
         let payload: Payload = jobstack_plugin::from_json("part payload", &job.part.payload)?;
         let device = payload.device.to_string();
         let transport = udp::WasiUdp::connect(payload.device).map_err(|e| e.to_string())?;
@@ -95,7 +106,7 @@ impl Guest for Snmp {
         let mut client = Client::new(
             transport,
             &device,
-            secrets.community.as_bytes(),
+            security,
             plan.timeout,
             plan.retries,
             first_id,

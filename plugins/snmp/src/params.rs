@@ -17,9 +17,15 @@ pub struct Params {
     /// The agents' UDP port when a device does not name one.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// SNMP version; only `2c`.
+    /// SNMP version: `2c` or `3` (USM authPriv).
     #[serde(default = "default_version")]
     pub version: String,
+    /// v3 authentication protocol: `SHA` (HMAC-SHA-96) or `SHA-256`.
+    #[serde(default = "default_auth_protocol")]
+    pub auth_protocol: String,
+    /// v3 privacy protocol: `AES` (AES-128-CFB).
+    #[serde(default = "default_priv_protocol")]
+    pub priv_protocol: String,
     /// Wait for each answer, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
@@ -40,6 +46,12 @@ fn default_port() -> u16 {
 fn default_version() -> String {
     "2c".into()
 }
+fn default_auth_protocol() -> String {
+    "SHA".into()
+}
+fn default_priv_protocol() -> String {
+    "AES".into()
+}
 fn default_timeout_ms() -> u32 {
     1000
 }
@@ -53,36 +65,73 @@ fn default_max_repetitions() -> u32 {
     10
 }
 
-/// The task secrets: `{"community": "..."}`.
-#[derive(Deserialize)]
+/// The task secrets: `{"community": "..."}` for v2c;
+/// `{"user", "auth_password", "priv_password"}` for v3.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
     /// The v2c community.
-    pub community: String,
+    #[serde(default)]
+    pub community: Option<String>,
+    /// The v3 user (usmUserName).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The v3 authentication passphrase.
+    #[serde(default)]
+    pub auth_password: Option<String>,
+    /// The v3 privacy passphrase.
+    #[serde(default)]
+    pub priv_password: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the community, not even in a panic message.
-        f.write_str("Secrets { community: <hidden> }")
+        // Never print a secret, not even in a panic message.
+        f.write_str("Secrets { <hidden> }")
     }
 }
 
-/// Parse the secrets; the community is required and not empty.
-pub fn parse_secrets(text: &str) -> Result<Secrets, String> {
+/// The credentials a plan needs, from the secrets.
+pub enum Credentials {
+    /// v2c.
+    Community(String),
+    /// v3 authPriv.
+    Usm(crate::usm::Credentials),
+}
+
+/// Parse the secrets for `plan`'s version; what it needs must be there and
+/// not empty. Errors never quote the secrets.
+pub fn parse_secrets(text: &str, plan: &Plan) -> Result<Credentials, String> {
     let s: Secrets = serde_json::from_str(text).map_err(|e| {
-        // serde's message may quote the input; keep the secret out of it.
         let kind = if e.is_data() {
-            "a field is missing or has the wrong type"
+            "a field is unknown or has the wrong type"
         } else {
             "not a JSON object"
         };
-        format!("invalid secrets: {kind}: the snmp plugin expects {{\"community\": \"...\"}}")
+        format!(
+            "invalid secrets: {kind}: the snmp plugin expects {{\"community\"}} (v2c) or {{\"user\", \"auth_password\", \"priv_password\"}} (v3)"
+        )
     })?;
-    if s.community.is_empty() {
-        return Err("invalid secrets: the community is empty".into());
+    let need = |v: Option<String>, name: &str| {
+        v.filter(|x| !x.is_empty())
+            .ok_or_else(|| format!("invalid secrets: {name} is missing or empty"))
+    };
+    match plan.auth {
+        None => Ok(Credentials::Community(need(s.community, "community")?)),
+        Some(auth) => {
+            let c = crate::usm::Credentials {
+                user: need(s.user, "user")?,
+                auth,
+                auth_password: need(s.auth_password, "auth_password")?,
+                priv_password: need(s.priv_password, "priv_password")?,
+            };
+            // RFC 3414: passphrases of fewer than 8 characters are refused by agents.
+            if c.auth_password.len() < 8 || c.priv_password.len() < 8 {
+                return Err("invalid secrets: v3 passwords must be at least 8 characters".into());
+            }
+            Ok(Credentials::Usm(c))
+        }
     }
-    Ok(s)
 }
 
 /// Validated parameters.
@@ -90,6 +139,8 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, String> {
 pub struct Plan {
     /// The agents, in the order given, without duplicates.
     pub devices: Vec<SocketAddr>,
+    /// v3's authentication protocol; `None` for v2c.
+    pub auth: Option<crate::usm::AuthProtocol>,
     /// Wait for each answer.
     pub timeout: Duration,
     /// Attempts after the first.
@@ -103,12 +154,27 @@ pub struct Plan {
 /// Parse and validate the parameters.
 pub fn parse(text: &str) -> Result<Plan, String> {
     let p: Params = jobstack_plugin::from_json("params", text)?;
-    if p.version != "2c" {
+    if p.priv_protocol != "AES" {
         return Err(format!(
-            "version {:?} is not supported: only \"2c\"",
-            p.version
+            "priv_protocol {:?} is not supported: only \"AES\"",
+            p.priv_protocol
         ));
     }
+    let auth = match (p.version.as_str(), p.auth_protocol.as_str()) {
+        ("2c", _) => None,
+        ("3", "SHA") => Some(crate::usm::AuthProtocol::Sha1),
+        ("3", "SHA-256") => Some(crate::usm::AuthProtocol::Sha256),
+        ("3", other) => {
+            return Err(format!(
+                "auth_protocol {other:?} is not supported: \"SHA\" or \"SHA-256\""
+            ));
+        }
+        (other, _) => {
+            return Err(format!(
+                "version {other:?} is not supported: \"2c\" or \"3\""
+            ));
+        }
+    };
     if p.devices.is_empty() {
         return Err("devices is empty: give at least one device address".into());
     }
@@ -134,6 +200,7 @@ pub fn parse(text: &str) -> Result<Plan, String> {
     };
     Ok(Plan {
         devices,
+        auth,
         timeout: Duration::from_millis(u64::from(range("timeout_ms", p.timeout_ms, 10, 60_000)?)),
         retries: range("retries", p.retries, 0, 10)?,
         bulk: p.bulk,
@@ -159,7 +226,7 @@ pub fn schema() -> serde_json::Value {
     serde_json::json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "snmp parameters",
-        "description": "Secrets: {\"community\": \"...\"} (required).",
+        "description": "Secrets: {\"community\": \"...\"} for v2c; {\"user\", \"auth_password\", \"priv_password\"} for v3.",
         "type": "object",
         "required": ["devices"],
         "additionalProperties": false,
@@ -170,7 +237,9 @@ pub fn schema() -> serde_json::Value {
                 "items": {"type": "string", "minLength": 1}
             },
             "port": {"description": "UDP port of agents given without one", "type": "integer", "minimum": 1, "maximum": 65535, "default": 161},
-            "version": {"description": "SNMP version", "enum": ["2c"], "default": "2c"},
+            "version": {"description": "SNMP version: 2c (secrets: community) or 3, USM authPriv (secrets: user, auth_password, priv_password)", "enum": ["2c", "3"], "default": "2c"},
+            "auth_protocol": {"description": "v3 authentication", "enum": ["SHA", "SHA-256"], "default": "SHA"},
+            "priv_protocol": {"description": "v3 privacy", "enum": ["AES"], "default": "AES"},
             "timeout_ms": {"description": "Wait for each answer", "type": "integer", "minimum": 10, "maximum": 60000, "default": 1000},
             "retries": {"description": "Attempts after the first when no answer comes", "type": "integer", "minimum": 0, "maximum": 10, "default": 2},
             "bulk": {"description": "Walk ifTable with GETBULK (true) or GETNEXT (false)", "type": "boolean", "default": true},
@@ -201,8 +270,16 @@ mod tests {
             (r#"{"devices": ["router.lan"]}"#, "\"router.lan\""),
             (r#"{"devices": []}"#, "empty"),
             (
-                r#"{"devices": ["10.0.0.1"], "version": "3"}"#,
-                "only \"2c\"",
+                r#"{"devices": ["10.0.0.1"], "version": "1"}"#,
+                "\"2c\" or \"3\"",
+            ),
+            (
+                r#"{"devices": ["10.0.0.1"], "version": "3", "auth_protocol": "MD5"}"#,
+                "auth_protocol",
+            ),
+            (
+                r#"{"devices": ["10.0.0.1"], "version": "3", "priv_protocol": "DES"}"#,
+                "priv_protocol",
             ),
             (r#"{"devices": ["10.0.0.1"], "retries": 11}"#, "retries"),
             (
@@ -216,22 +293,47 @@ mod tests {
     }
 
     #[test]
-    fn secrets_need_a_community_and_never_show_it() {
-        assert_eq!(
-            parse_secrets(r#"{"community": "s3cret"}"#)
-                .unwrap()
-                .community,
-            "s3cret"
-        );
-        let err = parse_secrets(r#"{"community": 12345}"#).unwrap_err();
+    fn secrets_follow_the_version_and_never_show() {
+        let v2 = parse(r#"{"devices": ["10.0.0.1"]}"#).unwrap();
+        let v3 = parse(r#"{"devices": ["10.0.0.1"], "version": "3", "auth_protocol": "SHA-256"}"#)
+            .unwrap();
+        assert!(matches!(
+            parse_secrets(r#"{"community": "s3cret"}"#, &v2).unwrap(),
+            Credentials::Community(c) if c == "s3cret"
+        ));
+        let err = parse_secrets(r#"{"community": 12345}"#, &v2).err().unwrap();
         assert!(!err.contains("12345"), "{err}");
-        assert!(parse_secrets("{}").unwrap_err().contains("community"));
         assert!(
-            parse_secrets(r#"{"community": ""}"#)
-                .unwrap_err()
+            parse_secrets("{}", &v2)
+                .err()
+                .unwrap()
+                .contains("community")
+        );
+        assert!(
+            parse_secrets(r#"{"community": ""}"#, &v2)
+                .err()
+                .unwrap()
                 .contains("empty")
         );
-        let s = parse_secrets(r#"{"community": "s3cret"}"#).unwrap();
+        let ok = r#"{"user": "u", "auth_password": "auth-pass", "priv_password": "priv-pass"}"#;
+        assert!(matches!(
+            parse_secrets(ok, &v3).unwrap(),
+            Credentials::Usm(c) if c.auth == crate::usm::AuthProtocol::Sha256 && c.user == "u"
+        ));
+        assert!(
+            parse_secrets(r#"{"community": "c"}"#, &v3)
+                .err()
+                .unwrap()
+                .contains("user")
+        );
+        let short = r#"{"user": "u", "auth_password": "short", "priv_password": "priv-pass"}"#;
+        assert!(
+            parse_secrets(short, &v3)
+                .err()
+                .unwrap()
+                .contains("8 characters")
+        );
+        let s: Secrets = serde_json::from_str(r#"{"community": "s3cret"}"#).unwrap();
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 }
