@@ -85,6 +85,14 @@ impl AgentProcess {
         }
     }
 
+    /// Whether it has fetched (and compiled) at least one plugin module:
+    /// from then on it executes parts without calling the daemon.
+    pub fn has_a_module(&self) -> bool {
+        std::fs::read_dir(self.state_dir.join("engine/modules"))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+    }
+
     /// The results waiting in its spool, as `(part, attempt)`.
     pub fn spooled(&self) -> Vec<(i64, u32)> {
         let mut found = Vec::new();

@@ -41,6 +41,13 @@ pub enum ArtifactFetchError {
     Io(#[from] std::io::Error),
 }
 
+impl ArtifactFetchError {
+    /// Whether trying again later may help (the scheduler was away).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ArtifactFetchError::Download { source, .. } if source.is_transient())
+    }
+}
+
 /// The agent's artifacts.
 pub struct ArtifactCache {
     store: ArtifactStore,

@@ -20,10 +20,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::artifacts::{ARTIFACTS_GUEST_PATH, ArtifactCache};
+use super::artifacts::{ARTIFACTS_GUEST_PATH, ArtifactCache, ArtifactFetchError};
 use super::grants::grants_for;
 use super::link::{AgentLink, LinkError};
-use super::modules::ModuleCache;
+use super::modules::{ModuleCache, ModuleError};
 use super::settings::AgentSettings;
 use super::spool::{Spool, SpoolError};
 use crate::api::wire::{Lease, LeaseRef, Submission};
@@ -209,7 +209,15 @@ impl AgentLoop {
 
     /// Ready the module and the grants, execute, report progress meanwhile.
     async fn run_plugin(&self, lease: &Lease) -> Outcome {
-        let plugin = match self.modules.plugin(&lease.plugin_sha256).await {
+        // The scheduler being away for a moment is no fault of the part: keep
+        // trying to fetch what it needs, for as long as the part may run.
+        let patience = Duration::from_millis(lease.timeout_ms);
+        let plugin = match self
+            .patiently(patience, ModuleError::is_transient, || {
+                self.modules.plugin(&lease.plugin_sha256)
+            })
+            .await
+        {
             Ok(p) => p,
             Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
         };
@@ -221,7 +229,12 @@ impl AgentLoop {
         let _staged = if lease.grants.artifacts.is_empty() {
             None
         } else {
-            match self.artifacts.stage(&lease.grants.artifacts).await {
+            let staged = self
+                .patiently(patience, ArtifactFetchError::is_transient, || {
+                    self.artifacts.stage(&lease.grants.artifacts)
+                })
+                .await;
+            match staged {
                 Ok(staged) => {
                     grants = grants.preopen(staged.path(), ARTIFACTS_GUEST_PATH, false);
                     Some(staged)
@@ -268,6 +281,33 @@ impl AgentLoop {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or `patience` is
+    /// spent, pausing longer after each transient failure.
+    async fn patiently<T, E, F, Fut>(
+        &self,
+        patience: Duration,
+        is_transient: fn(&E) -> bool,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let give_up = tokio::time::Instant::now() + patience;
+        let mut delay = self.settings.retry_delay;
+        loop {
+            match attempt().await {
+                Err(e) if is_transient(&e) && tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot fetch what the part needs yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.settings.max_retry_delay);
+                }
+                other => return other,
             }
         }
     }
