@@ -25,6 +25,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct DaemonBuilder {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    log_file: Option<PathBuf>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
 }
@@ -40,6 +41,12 @@ impl DaemonBuilder {
     /// a free port chosen by the system.
     pub fn listen(mut self, addr: &str) -> Self {
         self.listen = Some(addr.to_string());
+        self
+    }
+
+    /// Write the daemon's log (stderr) to `path` instead of the test's stderr.
+    pub fn log_to(mut self, path: &Path) -> Self {
+        self.log_file = Some(path.to_path_buf());
         self
     }
 
@@ -76,14 +83,19 @@ impl DaemonBuilder {
             .args(["--admin-token", ADMIN_TOKEN])
             .args(["--enroll-secret", ENROLL_SECRET])
             .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or("warn".into()),
             )
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &self.log_file {
+                Some(path) => {
+                    Stdio::from(std::fs::File::create(path).expect("create the log file"))
+                }
+                None => Stdio::inherit(),
+            });
         let mut child = command.spawn().expect("start jobstack serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let url = wait_for_listening(stdout, &mut child);

@@ -2,12 +2,14 @@
 //! `jobstack task ...`, `jobstack results`, and the bad input it must report
 //! clearly (`error: <message>`, exit code 1, nothing changed).
 //!
-//! `task watch` needs parts executed: the test plays the agent through the
-//! agent API (register with the enrollment secret, lease, submit results)
-//! while the watch process runs.
+//! `task watch` needs parts executed: real agents (the daemon's own, and a
+//! `jobstack agent` process), and the test itself playing the agent through
+//! the agent API (register with the enrollment secret, lease, submit results)
+//! where it must decide how each part ends.
 
 use std::process::{Child, Command, Output, Stdio};
 
+use jobstack_e2e::agent::AgentProcess;
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon, ENROLL_SECRET};
 use jobstack_e2e::{hello_wasm, jobstack_bin};
 use serde_json::{Value, json};
@@ -245,6 +247,18 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     assert_eq!(rerun["rerun_of"], run_id);
     assert_eq!(rerun["parts"]["waiting"], 3);
 
+    // Both runs, newest first.
+    let runs = cli(&daemon, &["task", "runs", "greet", "--json"]).json();
+    let ids: Vec<i64> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [rerun["id"].as_i64().unwrap(), run_id]);
+    let runs = cli(&daemon, &["task", "runs", "greet"]);
+    assert_eq!(runs.ok().lines().count(), 3, "{runs:?}");
+
     // Results of the latest run: none yet; of the canceled run by id.
     let results = cli(&daemon, &["results", "greet"]);
     assert!(results.ok().contains("no results yet"), "{results:?}");
@@ -335,13 +349,13 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
     // Nothing was created by any of the above.
     assert_eq!(cli(&daemon, &["task", "list", "--json"]).json(), json!([]));
 
-    // A daemon that is not running.
-    let mut stopped = start_daemon();
-    let url = stopped.url.clone();
-    stopped.kill();
+    // A daemon that is not running. Port 1 (tcpmux) has no listener on a test
+    // machine, and unlike the port of a killed daemon no other test's daemon
+    // can be given it meanwhile.
+    let url = "http://127.0.0.1:1";
     let down = output(
         Command::new(jobstack_bin())
-            .args(["task", "list", "--server", &url, "--token", ADMIN_TOKEN])
+            .args(["task", "list", "--server", url, "--token", ADMIN_TOKEN])
             .output()
             .unwrap(),
     );
@@ -375,17 +389,24 @@ impl<'a> FakeAgent<'a> {
         FakeAgent { daemon, token }
     }
 
-    /// Lease one part (waiting up to 10 s) and report it `status`.
+    /// Lease one part (long-polling up to a minute in all: a scheduled run
+    /// may not be split yet) and report it `status`.
     fn do_one(&self, status: &str) {
-        let lease = self
-            .daemon
-            .request(
-                "POST",
-                "/agent/lease",
-                Some(&self.token),
-                Body::Json(&json!({"wait_ms": 10_000})),
-            )
-            .expect_ok("lease");
+        let mut lease = Value::Null;
+        for _ in 0..6 {
+            lease = self
+                .daemon
+                .request(
+                    "POST",
+                    "/agent/lease",
+                    Some(&self.token),
+                    Body::Json(&json!({"wait_ms": 10_000})),
+                )
+                .expect_ok("lease");
+            if !lease.is_null() {
+                break;
+            }
+        }
         let part_id = lease["part_id"].as_i64().expect("a part was leased");
         let attempt = lease["attempt"].as_u64().unwrap();
         let mut submission = json!({"part_id": part_id, "attempt": attempt, "status": status});
@@ -518,4 +539,65 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
         rerun.stdout.contains("(rerun): finished, 1/1 parts done"),
         "{rerun:?}"
     );
+}
+
+#[test]
+fn watch_follows_real_agents_to_the_end() {
+    // The daemon's own agent runs a task's first run, which watch waits for.
+    let daemon = Daemon::start();
+    push_hello(&daemon);
+    cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "local",
+            "--plugin",
+            "hello",
+            "--params",
+            r#"{"name": "l", "count": 4}"#,
+            "--once",
+        ],
+    )
+    .ok();
+    let local = cli(&daemon, &["task", "watch", "local"]);
+    assert_eq!(local.code, 0, "{local:?}");
+    assert!(
+        local
+            .stdout
+            .contains("(scheduled): finished, 4/4 parts done"),
+        "{local:?}"
+    );
+    drop(daemon);
+
+    // A remote `jobstack agent` process, started while watch already runs.
+    let daemon = start_daemon();
+    push_hello(&daemon);
+    create_greet(&daemon, "remote", 5, 0);
+    cli(&daemon, &["task", "run", "remote"]).ok();
+    let watch = spawn_watch(&daemon, "remote");
+    let state = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start(&daemon.url, "remote-agent", state.path(), &[]);
+    let remote = output(watch.wait_with_output().unwrap());
+    assert_eq!(remote.code, 0, "{remote:?}");
+    assert!(
+        remote.stdout.contains("(forced): finished, 5/5 parts done"),
+        "{remote:?}"
+    );
+    let results = cli(&daemon, &["results", "remote", "--json"]).json();
+    let results = results["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5, "{results:?}");
+    for r in results {
+        assert_eq!(r["agent"], "remote-agent", "{r}");
+        assert_eq!(r["status"], "finished", "{r}");
+        assert_eq!(r["applied"], true, "{r}");
+        assert!(
+            r["output"]["greeting"]
+                .as_str()
+                .unwrap()
+                .starts_with("hello, world #"),
+            "{r}"
+        );
+    }
 }

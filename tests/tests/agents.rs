@@ -133,8 +133,10 @@ fn fusioninventory_scenario_with_real_agents() {
     let mut a = AgentProcess::start(&daemon.url, "A", &state.path().join("a"), &fast);
     let proxy = Proxy::start(daemon.addr());
     let b = AgentProcess::start(&proxy.url, "B", &state.path().join("b"), &fast);
-    // 1.5 s parts, 3 s timeout: a lease lives 33 s without heartbeats.
-    let run = start_run(&daemon, "scan", 50, 1500, 3000, &["A", "B", "C"]);
+    // 1.5 s parts (A holds B's part long enough to be frozen with it) with a
+    // 10 s timeout (room for a loaded machine): a lease lives 40 s without
+    // heartbeats; A does about 30 parts meanwhile.
+    let run = start_run(&daemon, "scan", 60, 1500, 10_000, &["A", "B", "C"]);
     let run_id = run["id"].as_i64().unwrap();
 
     // B asks and gets a part; it is cut off from the server while it works.
@@ -185,7 +187,7 @@ fn fusioninventory_scenario_with_real_agents() {
 
     // C joins; C and B get the next parts.
     let _c = AgentProcess::start(&daemon.url, "C", &state.path().join("c"), &fast);
-    let applied = assert_finished_exactly_once(&daemon, run_id, 50);
+    let applied = assert_finished_exactly_once(&daemon, run_id, 60);
 
     let late = &applied[&b_part_id];
     let history: Vec<Value> = results(&daemon, run_id)

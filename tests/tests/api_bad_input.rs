@@ -127,6 +127,15 @@ fn wrong_or_missing_tokens_are_refused() {
         let answer = daemon.request("GET", "/tasks", token, Body::None);
         assert_eq!(answer.status, 401, "token {token:?}: {answer:?}");
     }
+    // Nobody may register as the daemon's own agent.
+    let local = json!({"name": "local"});
+    let answer = daemon.request(
+        "POST",
+        "/agent/register",
+        Some(ENROLL_SECRET),
+        Body::Json(&local),
+    );
+    assert_refused(&answer, 400, "invalid_agent", "reserved");
     // An admin token is not an enrollment secret, nor an agent token.
     let body = json!({"name": "x"});
     let answer = daemon.request(

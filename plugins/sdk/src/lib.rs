@@ -2,7 +2,7 @@
 //!
 //! A plugin implements [`Guest`] and exports it with [`export!`]:
 //!
-//! ```ignore
+//! ```text
 //! use jobstack_plugin::{Guest, Job, Manifest, Part};
 //!
 //! struct Hello;

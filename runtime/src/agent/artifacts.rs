@@ -1,6 +1,7 @@
 //! [`ArtifactCache`]: the artifacts a task grants (software to deploy), each
 //! fetched once by sha256 into the agent's own content-addressed
-//! [`ArtifactStore`] and verified, then staged per execution in a read-only
+//! [`ArtifactStore`] (bytes that do not hash to the sha256 asked for are never
+//! stored), then staged per execution in a read-only
 //! directory the plugin sees at `/artifacts`, holding exactly the granted
 //! files, named by their sha256.
 //!
@@ -31,14 +32,6 @@ pub enum ArtifactFetchError {
         /// Why.
         #[source]
         source: LinkError,
-    },
-    /// The bytes received are not the artifact asked for.
-    #[error("artifact {expected}: downloaded bytes have sha256 {actual}; refusing them")]
-    Mismatch {
-        /// What the task named.
-        expected: String,
-        /// What arrived.
-        actual: String,
     },
     /// The local store failed.
     #[error(transparent)]
@@ -95,36 +88,26 @@ impl ArtifactCache {
             }
         })?;
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]);
-        let stored = self.store.put(body, MAX_ARTIFACT_BYTES).await?;
-        if stored.sha256 != sha.as_str() {
-            // Keep nothing that is not what the task named.
-            let _ = tokio::fs::remove_file(
-                self.store
-                    .path(&Sha256::parse(&stored.sha256).expect("stored names are sha256")),
-            )
-            .await;
-            return Err(ArtifactFetchError::Mismatch {
-                expected: sha.to_string(),
-                actual: stored.sha256,
-            });
-        }
+        let stored = self
+            .store
+            .put_verified(body, &sha, MAX_ARTIFACT_BYTES)
+            .await?;
         tracing::info!(%sha, size = stored.size, "artifact downloaded");
         Ok(self.store.path(&sha))
     }
 
-    /// A fresh directory holding exactly the artifacts `shas` (hard links into
-    /// the store where possible, copies otherwise).
+    /// A fresh directory holding exactly the artifacts `shas`, each fetched
+    /// first if missing.
     pub async fn stage(&self, shas: &[String]) -> Result<StagedArtifacts, ArtifactFetchError> {
+        let mut verified = Vec::with_capacity(shas.len());
+        for sha in shas {
+            self.ensure(sha).await?;
+            verified.push(Sha256::parse(sha).expect("ensure checked the sha256"));
+        }
         let staging = self.store.dir().with_file_name("artifact-staging");
         tokio::fs::create_dir_all(&staging).await?;
         let dir = tempfile::tempdir_in(&staging)?;
-        for sha in shas {
-            let source = self.ensure(sha).await?;
-            let target = dir.path().join(sha);
-            if tokio::fs::hard_link(&source, &target).await.is_err() {
-                tokio::fs::copy(&source, &target).await?;
-            }
-        }
+        self.store.stage(&verified, dir.path())?;
         Ok(StagedArtifacts { dir })
     }
 }

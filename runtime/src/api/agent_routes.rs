@@ -37,6 +37,12 @@ pub async fn register(
             "agent name must be 1 to 253 printable characters",
         ));
     }
+    if name == crate::daemon::LOCAL_AGENT_NAME {
+        return Err(ApiError::bad_request(
+            "invalid_agent",
+            "the agent name \"local\" is reserved for the daemon's own agent",
+        ));
+    }
     let token = new_token();
     let agent = state
         .scheduler

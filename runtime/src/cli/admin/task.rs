@@ -25,6 +25,8 @@ pub enum TaskCommand {
     List(ListArgs),
     /// A task, its latest run and that run's parts (owners, attempts, progress, errors).
     Show(ShowArgs),
+    /// The runs of a task, newest first.
+    Runs(ShowArgs),
     /// Force a run now, ahead of every priority.
     Run(ShowArgs),
     /// Hold back a run's parts that are not leased yet.
@@ -105,6 +107,7 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
         TaskCommand::Edit(args) => edit(args).await,
         TaskCommand::List(args) => list(args).await,
         TaskCommand::Show(args) => show(args).await,
+        TaskCommand::Runs(args) => runs(args).await,
         TaskCommand::Run(args) => force_run(args).await,
         TaskCommand::Suspend(args) => run_action(args, "suspend", "suspended").await,
         TaskCommand::Resume(args) => run_action(args, "resume", "resumed").await,
@@ -187,6 +190,26 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     if !parts.is_empty() {
         println!();
         print!("{}", parts_table(&parts).render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let runs: Vec<Run> = admin
+        .client
+        .get_json(&format!("/runs?task={}", segment(&args.task)))
+        .await
+        .map_err(|e| admin.explain(e))?;
+    if args.server.json {
+        print_json(&runs)?;
+    } else if runs.is_empty() {
+        println!(
+            "task {} has no run yet; start one with `jobstack task run {}`",
+            args.task, args.task
+        );
+    } else {
+        print!("{}", runs_table(&runs).render());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -416,6 +439,25 @@ fn describe_task(view: &TaskView) -> String {
     rows.render()
 }
 
+fn runs_table(runs: &[Run]) -> Table {
+    let mut table = Table::new(&[
+        "RUN", "CAUSE", "STATE", "PARTS", "PLUGIN", "CREATED", "ENDED", "ERROR",
+    ]);
+    for run in runs {
+        table.row(vec![
+            run.id.to_string(),
+            state_name(run.cause),
+            state_name(run.state),
+            counts_text(&run.parts),
+            run.plugin_sha256.chars().take(12).collect(),
+            time(Some(run.created_at)),
+            time(run.ended_at),
+            or_dash(run.error.as_deref()),
+        ]);
+    }
+    table
+}
+
 fn parts_table(parts: &[Part]) -> Table {
     let mut table = Table::new(&[
         "PART", "LABEL", "STATE", "OWNER", "ATTEMPT", "PROGRESS", "ERROR",
@@ -466,6 +508,15 @@ mod tests {
         assert_eq!(
             run_summary(&run()),
             "run 12 of scan (forced): running, 3/10 parts done (2 running, 5 waiting, 1 failed)"
+        );
+    }
+
+    #[test]
+    fn runs_table_shows_cause_state_counts_and_module() {
+        assert_eq!(
+            runs_table(&[run()]).render(),
+            "RUN  CAUSE   STATE    PARTS                                             PLUGIN        CREATED               ENDED  ERROR\n\
+             12   forced  running  3/10 parts done (2 running, 5 waiting, 1 failed)  abababababab  2026-11-28 07:00:00Z  -      -\n"
         );
     }
 
