@@ -30,6 +30,9 @@ declare -A packages=(
     # mailconfig: doveadm verifies stored passwords, postmap reads the map.
     [doveadm]=dovecot-core
     [postmap]=postfix
+    # The management UI's browser test: headless Chromium driven over WebDriver.
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
 )
 # Packages that install no command: a path each provides -> package.
 declare -A package_paths=()

@@ -14,6 +14,7 @@
 //! - [`artifacts`]: content-addressed files (software to deploy) on disk.
 //! - [`client`]: the HTTP client of that API, for agents and the admin CLI.
 //! - [`daemon`]: `jobstack serve`, the process that hosts them all.
+//! - [`web`]: the management UI the daemon serves at `/`.
 //! - [`bench`]: the measurements behind `jobstack bench`.
 
 pub mod agent;
@@ -25,3 +26,4 @@ pub mod daemon;
 pub mod engine;
 pub mod scheduler;
 pub mod store;
+pub mod web;

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod daemon;
 pub mod proxy;
 pub mod vcsim;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;

@@ -69,6 +69,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(crate::web::routes())
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -40,7 +40,8 @@
 //! | `GET /api/v1/events?after={id}` | | server-sent events, one [`Event`] each |
 //!
 //! Operations (no token): `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! `GET /api/v1/openapi.json`.
+//! `GET /api/v1/openapi.json`. The management UI's static files (no token, no
+//! data): `GET /` and `GET /ui/{file}` ([`crate::web`]).
 //!
 //! Errors are `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`]).
 

@@ -128,6 +128,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     // A line for people and for scripts that started us on port 0.
     println!("jobstack: listening on {scheme}://{address}");
+    println!("jobstack: management UI at {scheme}://{address}/ (sign in with the admin token)");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "daemon started");
 
     let app = api::app(state);
