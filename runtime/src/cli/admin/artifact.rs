@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use jobstack::api::wire::ArtifactInfo;
 
-use super::table::{Table, time};
+use super::table::time;
 use super::{ServerArgs, print_json};
 
 /// `jobstack artifact ...`.
@@ -73,21 +73,30 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     } else if artifacts.is_empty() {
         println!("no artifacts; upload one with `jobstack artifact push FILE`");
     } else {
-        print!("{}", artifacts_table(&artifacts).render());
+        print!("{}", artifacts_table(&artifacts));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn artifacts_table(artifacts: &[ArtifactInfo]) -> Table {
-    let mut table = Table::new(&["SHA256", "SIZE", "CREATED"]);
+/// One line per artifact. Not a [`Table`](super::table::Table): its cells are
+/// cut for width, and the full sha256 is what `task --artifact` needs.
+fn artifacts_table(artifacts: &[ArtifactInfo]) -> String {
+    let width = artifacts
+        .iter()
+        .map(|a| a.size.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("SIZE".len());
+    let mut out = format!("{:<64}  {:>width$}  CREATED\n", "SHA256", "SIZE");
     for a in artifacts {
-        table.row(vec![
-            a.sha256.clone(),
-            a.size.to_string(),
-            time(Some(a.created)),
-        ]);
+        out.push_str(&format!(
+            "{}  {:>width$}  {}\n",
+            a.sha256,
+            a.size,
+            time(Some(a.created))
+        ));
     }
-    table
+    out
 }
 
 #[cfg(test)]
@@ -101,8 +110,14 @@ mod tests {
             size: 42,
             created: "2026-11-28T07:00:00Z".parse().unwrap(),
         };
-        let rendered = artifacts_table(&[info]).render();
-        assert!(rendered.contains(&"ab".repeat(32)), "{rendered}");
-        assert!(rendered.contains("42"), "{rendered}");
+        let rendered = artifacts_table(&[info]);
+        assert_eq!(
+            rendered,
+            format!(
+                "{:<64}  SIZE  CREATED\n{}    42  2026-11-28 07:00:00Z\n",
+                "SHA256",
+                "ab".repeat(32)
+            )
+        );
     }
 }
