@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The measurements behind the figures in the README and the issues' closing
+# notes, in one run: the engine (trivial plugin per mode, naive embedding,
+# native call, 10,000 parked executions) and the scheduler on SQLite and, when
+# PostgreSQL answers, on PostgreSQL. Built with the `measure` profile (the dev
+# profile with jobstack's own crate optimised too). Prints JSON lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/build-plugins.sh
+cargo build --locked --profile measure -p jobstack
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+jobstack="$target_dir/measure/jobstack"
+
+echo "{\"engine\": $("$jobstack" bench engine --json)}"
+echo "{\"scheduler_sqlite\": $("$jobstack" bench scheduler --json)}"
+database="${JOBSTACK_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+if scripts/postgres.sh >/dev/null 2>&1; then
+    echo "{\"scheduler_postgres\": $("$jobstack" bench scheduler --json --database "$database")}"
+else
+    echo "bench: PostgreSQL not reachable; skipped its figures" >&2
+fi
