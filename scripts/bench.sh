@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh --build-only
 scripts/build-plugins.sh
 cargo build --locked --profile measure -p jobstack
 

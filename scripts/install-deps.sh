@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing jobstack needs, idempotently: the wasm32-wasip2
 # Rust target and the Debian packages the test peers come from. Safe to re-run;
-# does nothing when everything is present.
+# does nothing when everything is present. With --build-only, only what building
+# and running needs (the wasm target), not the test peers.
 set -euo pipefail
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -14,6 +15,9 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     log "adding the wasm32-wasip2 target"
     rustup target add wasm32-wasip2
+fi
+if [ "${1:-}" = "--build-only" ]; then
+    exit 0
 fi
 
 # Debian packages: name of a command each provides -> package.
