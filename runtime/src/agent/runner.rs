@@ -312,9 +312,18 @@ impl AgentLoop {
         }
     }
 
-    /// Send one result; keep it spooled unless the scheduler took it or
-    /// refused it for good.
+    /// Send a result just spooled; if the scheduler is away, wake the
+    /// delivery task to try again later.
     async fn deliver(&self, result: &Submission) {
+        if !self.send(result).await {
+            tracing::warn!(part = result.part_id, "result kept in the spool for later");
+            self.undelivered.notify_one();
+        }
+    }
+
+    /// Send one spooled result. It leaves the spool when the scheduler took it
+    /// or refused it for good (`true`); it stays when the scheduler is away.
+    async fn send(&self, result: &Submission) -> bool {
         match self.link.submit(result).await {
             Ok(ack) => {
                 tracing::info!(
@@ -324,14 +333,16 @@ impl AgentLoop {
                     "result delivered"
                 );
                 self.forget(result);
+                true
             }
             Err(LinkError::Refused { status, message }) => {
                 tracing::warn!(part = result.part_id, attempt = result.attempt, status, %message, "result refused; dropped");
                 self.forget(result);
+                true
             }
             Err(e) => {
-                tracing::warn!(part = result.part_id, error = %e, "result kept in the spool for later");
-                self.undelivered.notify_one();
+                tracing::debug!(part = result.part_id, error = %e, "scheduler away");
+                false
             }
         }
     }
@@ -344,36 +355,16 @@ impl AgentLoop {
     }
 
     /// Send everything the spool holds; stop at the first transient failure.
-    /// Returns whether the spool is empty.
+    /// Returns whether all of it left the spool.
     async fn deliver_spooled(&self) -> Result<bool, SpoolError> {
+        // A result enters the spool only once its execution ended, so nothing
+        // here is still running.
         for result in self.spool.pending()? {
-            if self.lock_running().contains_key(&LeaseRef {
-                part_id: result.part_id,
-                attempt: result.attempt,
-            }) {
-                continue;
-            }
-            match self.link.submit(&result).await {
-                Ok(ack) => {
-                    tracing::info!(
-                        part = result.part_id,
-                        attempt = result.attempt,
-                        ?ack,
-                        "spooled result delivered"
-                    );
-                    self.forget(&result);
-                }
-                Err(LinkError::Refused { status, message }) => {
-                    tracing::warn!(part = result.part_id, status, %message, "spooled result refused; dropped");
-                    self.forget(&result);
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "scheduler still away");
-                    return Ok(false);
-                }
+            if !self.send(&result).await {
+                return Ok(false);
             }
         }
-        Ok(self.spool.pending()?.is_empty())
+        Ok(true)
     }
 
     /// Re-send spooled results: at start, when a delivery failed, and with

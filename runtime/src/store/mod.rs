@@ -18,6 +18,7 @@
 //! SQL that only one database understands stays in that backend's module.
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -305,6 +306,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events with id greater than `after`, oldest first, at most `limit`.
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+}
+
+/// Milliseconds since the epoch: how every backend stores times.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`ms`].
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

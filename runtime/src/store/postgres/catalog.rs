@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use super::{rows, transition};
 use crate::scheduler::{Agent, AgentRegistration, Event, Task, TaskSpec, targeting::AddressSpan};
-use crate::store::sqlite::ms;
+use crate::store::ms;
 use crate::store::{PluginRecord, StoreError, StoreResult};
 
 pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<bool> {

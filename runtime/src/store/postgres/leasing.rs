@@ -22,8 +22,8 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::transition;
 use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, TaskSpec, retry};
-use crate::store::sqlite::{from_ms, ms};
 use crate::store::{StoreError, StoreResult};
+use crate::store::{from_ms, ms};
 
 pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
     // One round trip: see `jobstack_lease` in the migration for the locking.

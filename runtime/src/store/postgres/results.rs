@@ -21,7 +21,7 @@ use crate::scheduler::{
     fencing::{self, Claim, PartNow, Verdict},
     retry,
 };
-use crate::store::sqlite::ms;
+use crate::store::ms;
 use crate::store::{StoreError, StoreResult};
 
 /// The part as the verdict needs it (no lock: `jobstack_submit` re-checks it).

@@ -82,15 +82,7 @@ impl SqliteStore {
     }
 }
 
-/// Milliseconds since the epoch: how times are stored.
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// The inverse of [`ms`].
-pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
-}
+pub(crate) use crate::store::{from_ms, ms};
 
 #[async_trait]
 impl Store for SqliteStore {
