@@ -164,13 +164,17 @@ impl Browser {
             .unwrap_or_else(|| panic!("no element matches {css:?}"))
     }
 
-    /// Click `element`.
-    pub fn click(&self, element: &Element) {
-        self.call(
+    /// Click `element`, or say why not. A page that re-renders (live
+    /// updates replace table rows) makes an element found a moment ago
+    /// "stale"; the click then did not happen and the caller may look the
+    /// element up again.
+    pub fn try_click(&self, element: &Element) -> Result<(), String> {
+        self.try_call(
             "POST",
             &self.session_path(&format!("/element/{}/click", element.0)),
             None,
-        );
+        )
+        .map(drop)
     }
 
     /// Clear `element` (an input or textarea) and type `text` into it. For a

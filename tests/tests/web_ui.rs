@@ -55,11 +55,22 @@ fn wait_text(browser: &Browser, css: &str, expected: &str) -> String {
     })
 }
 
+/// Click the element matching `css` once it appears. A live update may
+/// replace it between the lookup and the click (a stale element, not
+/// clicked); it is then looked up again.
 fn click(browser: &Browser, css: &str) {
-    let element = wait_until(&format!("{css} to appear"), PATIENCE, || {
-        browser.try_find(css)
-    });
-    browser.click(&element);
+    wait_until(
+        &format!("{css} to appear and take a click"),
+        PATIENCE,
+        || {
+            let element = browser.try_find(css)?;
+            match browser.try_click(&element) {
+                Ok(()) => Some(()),
+                Err(e) if e.contains("stale element") => None,
+                Err(e) => panic!("WebDriver click on {css}: {e}"),
+            }
+        },
+    );
 }
 
 fn fill(browser: &Browser, css: &str, text: &str) {
