@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Linker};
 
+use super::percentile;
 use crate::engine::bindings::{Task, wit};
 use crate::engine::{
     Engine, EngineConfig, ExecutionControl, ExecutionLimits, ExecutionRequest, Grants, Mode, Part,
@@ -352,12 +353,4 @@ fn resident_mib() -> anyhow::Result<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
     Ok(kib / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    (sorted[i] * 10.0).round() / 10.0
 }

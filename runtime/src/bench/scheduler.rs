@@ -6,7 +6,8 @@
 //! - *lease latency*: one agent leases then completes parts one at a time (only
 //!   the lease is timed) from a run of 1,000 waiting parts, then from a run of
 //!   1,000,000 waiting parts (`large_parts`): the leasing query must not slow
-//!   down with the stack's size.
+//!   down with the stack's size; and the same agent's lease while it holds a
+//!   part of that run (it must find nothing, quickly).
 //! - *split_enqueue_65536_ms*: a /16 network's 65,536 parts stored (the split
 //!   itself is the plugin's; here the parts are made up front).
 //!
@@ -29,6 +30,8 @@ use crate::scheduler::{
 use crate::store::postgres::{PgSettings, ScratchDatabase};
 use crate::store::{PluginRecord, PostgresStore, SqliteStore, Store};
 
+use super::percentile;
+
 /// What `jobstack bench scheduler --json` prints.
 #[derive(Debug, Serialize)]
 pub struct SchedulerReport {
@@ -50,6 +53,10 @@ pub struct SchedulerReport {
     pub lease_p99_us_1m: f64,
     /// `lease_p99_us_1m / lease_p99_us` (target: at most 2).
     pub lease_p99_ratio_1m: f64,
+    /// Median lease latency, with `large_parts` waiting, of an agent that holds
+    /// a part of that run already (one part per run per agent: it gets
+    /// nothing, and must learn so without walking the run's parts), µs.
+    pub lease_held_run_p50_us_1m: f64,
     /// Waiting parts of the large figure (1,000,000 unless told otherwise).
     pub large_parts: usize,
     /// Time to store the large run's parts, ms.
@@ -188,6 +195,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let enqueue_large_ms = ms(started);
     settle(pg.as_ref()).await?;
     let large = lease_latencies(&sched, &agents[0], plan.latency_samples).await?;
+    let held = held_run_latencies(&sched, &agents[0], plan.latency_samples.min(200)).await?;
 
     drop(sched);
     drop(store);
@@ -209,6 +217,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
         lease_p50_us_1m: p50_1m,
         lease_p99_us_1m: p99_1m,
         lease_p99_ratio_1m: p99_1m / p99,
+        lease_held_run_p50_us_1m: percentile(&held, 0.50),
         large_parts: plan.large_parts,
         enqueue_large_ms,
         split_enqueue_65536_ms,
@@ -255,6 +264,28 @@ async fn lease_latencies(
     Ok(latencies)
 }
 
+/// Lease one part and keep it; then time `samples` leases of the same agent,
+/// each of which must find nothing (the agent holds a part of the only run).
+async fn held_run_latencies(
+    sched: &Scheduler,
+    agent: &Agent,
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let held = sched
+        .lease(agent)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the stack ran dry"))?;
+    let mut latencies = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let lease = sched.lease(agent).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(lease.is_none(), "a second part of one run for one agent");
+    }
+    sched.submit(agent, &finished(&held)).await?;
+    Ok(latencies)
+}
+
 /// Between phases on PostgreSQL, what autovacuum does within a minute on a
 /// live system: remove the previous phase's dead index entries (a canceled
 /// 65,536-part run leaves them at the head of the leasing index) and refresh
@@ -284,14 +315,4 @@ fn finished(lease: &crate::scheduler::Lease) -> Submission {
 
 fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
-}
-
-fn percentile(samples: &[f64], q: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index]
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use jobstack::bench::e2e::E2eBenchPlan;
 use jobstack::bench::engine::EngineBenchPlan;
 use jobstack::bench::scheduler::SchedulerBenchPlan;
 
@@ -44,6 +45,33 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         large_parts: usize,
     },
+    /// Measure the whole system from outside: daemons (this binary) on
+    /// loopback ports, agents over HTTP; lease + result throughput and
+    /// latency over HTTP, then a run executed by complete agents.
+    E2e {
+        /// Print one JSON object (otherwise a readable listing).
+        #[arg(long)]
+        json: bool,
+        /// A PostgreSQL server (postgres://...) all daemons share, in a scratch
+        /// database the bench creates and drops. SQLite (one daemon) when absent.
+        #[arg(long)]
+        database: Option<String>,
+        /// Daemons serving the agents (more than one needs --database).
+        #[arg(long, default_value_t = 1)]
+        daemons: usize,
+        /// Agents, spread round-robin over the daemons.
+        #[arg(long, default_value_t = 8)]
+        agents: usize,
+        /// Slots of each agent when it executes the plugin.
+        #[arg(long, default_value_t = 4)]
+        slots: usize,
+        /// Parts of each phase's run.
+        #[arg(long, default_value_t = 10_000)]
+        parts: usize,
+        /// Where the built plugins are (fixture_steps.wasm).
+        #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
+        plugin_dir: PathBuf,
+    },
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -77,6 +105,27 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 ..SchedulerBenchPlan::default()
             };
             let report = jobstack::bench::scheduler::run(&plan).await?;
+            print(json, &report)
+        }
+        BenchCommand::E2e {
+            json,
+            database,
+            daemons,
+            agents,
+            slots,
+            parts,
+            plugin_dir,
+        } => {
+            let plan = E2eBenchPlan {
+                jobstack: std::env::current_exe()?,
+                plugin_dir,
+                database,
+                daemons,
+                agents,
+                slots,
+                parts,
+            };
+            let report = jobstack::bench::e2e::run(&plan).await?;
             print(json, &report)
         }
     }

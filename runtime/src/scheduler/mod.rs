@@ -47,6 +47,7 @@ mod service;
 mod state;
 pub mod targeting;
 mod task;
+mod wake;
 
 pub use agent::{Agent, AgentRegistration};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -55,9 +56,10 @@ pub use lease::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultStatus, StoredRe
 pub use priority::{FORCED_RANK, Priority};
 pub use recurrence::Frequency;
 pub use run::{NewPart, NewRun, Part, Run, RunCause};
-pub use service::{Scheduler, SchedulerError, Splitter, TickReport, WorkSignal};
+pub use service::{Scheduler, SchedulerError, Splitter, TickReport};
 pub use state::{Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
 pub use task::{ExecMode, Targeting, Task, TaskGrants, TaskSpec};
+pub use wake::WorkSignal;
 
 use std::time::Duration;
 

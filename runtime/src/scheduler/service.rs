@@ -5,11 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 use super::{
     Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ResultAck, Run, RunCause,
-    State, Submission, Task, TaskSpec, targeting,
+    State, Submission, Task, TaskSpec, WorkSignal, targeting,
 };
 use crate::store::{Recurrence, Store, StoreError};
 
@@ -41,31 +40,6 @@ pub enum SchedulerError {
 
 /// A scheduler operation's result.
 pub type SchedulerResult<T> = Result<T, SchedulerError>;
-
-/// Wakes agents waiting for work (long-polls): bumped whenever parts become
-/// leasable (a new run, a resume, a re-run, a retried part).
-#[derive(Debug, Clone)]
-pub struct WorkSignal {
-    tx: Arc<watch::Sender<u64>>,
-}
-
-impl WorkSignal {
-    fn new() -> Self {
-        Self {
-            tx: Arc::new(watch::channel(0).0),
-        }
-    }
-
-    /// Say that there may be new work.
-    pub fn notify(&self) {
-        self.tx.send_modify(|generation| *generation += 1);
-    }
-
-    /// A receiver whose `changed()` resolves at the next [`notify`](Self::notify).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.tx.subscribe()
-    }
-}
 
 /// What one [`Scheduler::tick`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -347,11 +321,13 @@ impl Scheduler {
         recheck: Duration,
     ) -> SchedulerResult<Option<Lease>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut wake = self.work_signal().subscribe();
+        let mut wake = self.work.subscribe();
+        let mut wake_agent = self.work.subscribe_agent(agent.id);
         loop {
-            // Mark the current generation seen before looking, so work added
+            // Mark the current generations seen before looking, so work added
             // while we look wakes the wait below.
             wake.borrow_and_update();
+            wake_agent.borrow_and_update();
             if let Some(lease) = self.lease(agent).await? {
                 return Ok(Some(lease));
             }
@@ -360,7 +336,13 @@ impl Scheduler {
                 return Ok(None);
             }
             let nap = (deadline - now).min(recheck);
-            let _ = tokio::time::timeout(nap, wake.changed()).await;
+            let _ = tokio::time::timeout(nap, async {
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = wake_agent.changed() => {}
+                }
+            })
+            .await;
         }
     }
 
@@ -414,7 +396,13 @@ impl Scheduler {
     pub async fn submit(&self, agent: &Agent, result: &Submission) -> SchedulerResult<ResultAck> {
         let ack = self.store.submit(agent, result, self.now()).await?;
         if ack == ResultAck::Applied && result.status != super::ResultStatus::Finished {
+            // A retried part is waiting again.
             self.work.notify();
+        }
+        if matches!(ack, ResultAck::Applied | ResultAck::AcceptedLate) {
+            // The agent no longer holds this part: a long-poll of its held
+            // back by "one part per run per agent" may lease now.
+            self.work.notify_agent(agent.id);
         }
         Ok(ack)
     }

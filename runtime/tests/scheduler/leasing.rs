@@ -11,6 +11,7 @@ store_tests!(
     priority_order_is_forced_high_custom_normal_low,
     within_a_class_the_oldest_run_goes_first,
     one_part_per_run_per_agent_at_a_time,
+    a_long_poll_held_back_by_its_own_part_wakes_at_its_result,
     targeting_by_network_gives_parts_to_the_agent_holding_them,
     targeting_by_agent_list_ignores_networks,
     each_agent_gives_every_listed_agent_its_copy,
@@ -100,6 +101,30 @@ async fn one_part_per_run_per_agent_at_a_time(backend: Backend) {
         (next.run_id, next.part.label.as_str()),
         (first.run_id, "p1")
     );
+}
+
+/// An agent with several slots long-polls for its next part while it still
+/// holds one of the only run: its own result must wake that long-poll (not
+/// the recheck, here longer than the test's patience).
+async fn a_long_poll_held_back_by_its_own_part_wakes_at_its_result(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let agent = h.agent("solo", &[]).await;
+    h.run_of(&h.spec("two", Harness::labels(2))).await;
+    let first = h.lease(&agent).await;
+    let long = Duration::from_secs(600);
+    let waiting = tokio::spawn({
+        let (sched, agent) = (h.sched.clone(), agent.clone());
+        async move { sched.lease_waiting(&agent, long, long).await }
+    });
+    let ack = h.sched.submit(&agent, &finished(&first)).await.unwrap();
+    assert_eq!(ack, ResultAck::Applied);
+    let second = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the long-poll was not woken by the agent's result")
+        .unwrap()
+        .unwrap()
+        .expect("the second part");
+    assert_eq!(second.part.label, "p1");
 }
 
 async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Backend) {

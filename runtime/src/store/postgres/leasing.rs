@@ -1,13 +1,15 @@
 //! Leasing, heartbeats, progress and lease expiry in PostgreSQL, safe with
 //! several daemons on one database.
 //!
-//! A lease is one call of the `jobstack_lease` function (migration 0001), one
-//! round trip: it locks the agent's row (two lease requests of one agent queue
-//! there, so the second sees the first's part: one part per run per agent),
-//! walks the `parts_to_lease` index in leasing order (rank, oldest run, split
-//! order) skipping rows other daemons are leasing (`FOR UPDATE SKIP LOCKED`),
-//! stops at the first part the agent may take (the same rule as the SQLite
-//! store's query), moves it to Running, records the lease and the events.
+//! A lease is one call of the `jobstack_lease` function (migration 0002), one
+//! round trip: it takes the agent's advisory lock (two lease requests of one
+//! agent queue there, so the second sees the first's part: one part per run
+//! per agent), walks the runs the agent may take from in leasing order (rank,
+//! oldest run; a run it already holds a part of is skipped whole), and in each
+//! the `parts_to_lease` index in split order, skipping rows other daemons are
+//! leasing (`FOR UPDATE SKIP LOCKED`); it stops at the first part the agent may
+//! take (the same rule as the SQLite store's), moves it to Running, records the
+//! lease and the events.
 //!
 //! A lease commits without waiting for the WAL flush. Losing it in a database
 //! crash is harmless: the part is Waiting again at the attempt before, the

@@ -4,9 +4,9 @@
 //!
 //! [`fencing::judge`] decides on the part as read (or, for a success, first on
 //! the part as it is when the agent still holds the lease: the common case in
-//! one round trip); the `jobstack_submit` function (migration 0001) then, in
-//! one round trip and one transaction, locks the part, checks it is still in
-//! the state, attempt and owner judged (else the part is read and the result
+//! one round trip); the `jobstack_submit` function (migration 0002) then, in
+//! one round trip and one transaction, applies the verdict as a compare-and-set
+//! on the state, attempt and owner judged (else the part is read and the result
 //! judged again on its new state), records the result
 //! (a second copy of the same attempt's result finds it recorded: duplicate),
 //! ends the lease(s), moves the part and writes the event. The run's own state
@@ -33,6 +33,9 @@ FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
 
 const SUBMIT: &str = "SELECT outcome, run_id FROM jobstack_submit($1, $2, $3, $4, $5, $6, $7, \
      $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// The SQLSTATE `jobstack_submit` raises when the result is already stored.
+const ALREADY_RECORDED: &str = "JS001";
 
 /// How many times a result is judged again when its part changed between the
 /// read and the write (another result or an expiry got there first); each
@@ -226,7 +229,15 @@ async fn judge_and_write(
         .bind(change.as_ref().and_then(|c| c.error.clone()))
         .bind(detail.to_string())
         .fetch_optional(&mut *conn)
-        .await?;
+        .await;
+    let row = match row {
+        // The compare-and-set matched but this attempt's result was already
+        // stored (a copy racing this one): nothing was changed.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(ALREADY_RECORDED) => {
+            return Ok(Some(ResultAck::Duplicate));
+        }
+        other => other?,
+    };
     // No row: the part does not exist.
     let Some(row) = row else {
         return Err(not_leased(agent, s));

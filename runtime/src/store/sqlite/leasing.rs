@@ -1,10 +1,11 @@
 //! Leasing, heartbeats, progress and lease expiry in SQLite.
 //!
-//! The leasing query walks the `parts_to_lease` index in leasing order (rank,
-//! oldest run, split order) and stops at the first part the agent may take:
-//! pinned to it or to nobody; its run targets it by name, or targets
-//! automatically and one of its networks holds the part's address span; the
-//! agent accepts the plugin; and the agent holds no other part of that run.
+//! Leasing walks the runs the agent may take from in leasing order (rank,
+//! oldest run) and in each the `parts_to_lease` index in split order, and
+//! stops at the first part the agent may take: pinned to it or to nobody; its
+//! run targets it by name, or targets automatically and one of its networks
+//! holds the part's address span; the agent accepts the plugin; and the agent
+//! holds no other part of that run.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Row, SqliteConnection, SqlitePool};
@@ -13,17 +14,30 @@ use super::{from_ms, ms, transition};
 use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, TaskSpec, retry};
 use crate::store::{StoreError, StoreResult};
 
-const PICK: &str = "\
-SELECT p.id, p.run_id, p.attempt, r.lease_ttl_ms FROM parts p JOIN runs r ON r.id = p.run_id
-WHERE p.state = 'waiting' AND p.available_at <= ?1
-  AND (p.pinned_agent IS NULL OR p.pinned_agent = ?2)
+/// The runs an agent may take from, in leasing order (rank: forced, priority;
+/// then oldest): it targets the agent by name or automatically, the agent
+/// accepts the plugin, and the agent holds no part of it yet. Runs are few;
+/// walking them first skips a run the agent already holds a part of whole,
+/// instead of part by part (a million-part run, an agent with several slots).
+const RUNS_TO_LEASE: &str = "\
+SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms FROM runs r
+WHERE r.state IN ('waiting', 'running')
   AND (r.explicit_agents = 0
-       OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = p.run_id AND ra.agent_name = ?2))
-  AND (?3 OR r.plugin IN (SELECT value FROM json_each(?4)))
-  AND (p.span_lo IS NULL OR r.explicit_agents = 1
+       OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = r.id AND ra.agent_name = ?1))
+  AND (?2 OR r.plugin IN (SELECT value FROM json_each(?3)))
+  AND r.id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = ?1)
+ORDER BY r.rank, r.id";
+
+/// The first part of a run (index `parts_to_lease`) the agent may take: due,
+/// pinned to it or to nobody, and for automatic targeting, inside one of its
+/// networks.
+const PART_TO_LEASE: &str = "\
+SELECT p.id, p.attempt FROM parts p
+WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <= ?3
+  AND (p.pinned_agent IS NULL OR p.pinned_agent = ?4)
+  AND (p.span_lo IS NULL OR ?5
        OR EXISTS (SELECT 1 FROM agent_networks n
-                  WHERE n.agent_id = ?5 AND n.lo <= p.span_lo AND p.span_hi <= n.hi))
-  AND p.run_id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = ?2)
+                  WHERE n.agent_id = ?6 AND n.lo <= p.span_lo AND p.span_hi <= n.hi))
 ORDER BY p.rank, p.run_id, p.seq
 LIMIT 1";
 
@@ -49,22 +63,36 @@ pub async fn lease(
     touch_agent(&mut tx, agent, now).await?;
     let name = &agent.registration.name;
     let plugins = serde_json::to_string(&agent.registration.plugins).expect("names serialize");
-    let picked = sqlx::query(PICK)
-        .bind(ms(now))
+    let runs = sqlx::query(RUNS_TO_LEASE)
         .bind(name)
         .bind(agent.registration.plugins.is_empty())
         .bind(plugins)
-        .bind(agent.id)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-    let Some(row) = picked else {
+    let mut picked = None;
+    for run in &runs {
+        let part = sqlx::query(PART_TO_LEASE)
+            .bind(run.try_get::<i64, _>("rank")?)
+            .bind(run.try_get::<i64, _>("id")?)
+            .bind(ms(now))
+            .bind(name)
+            .bind(run.try_get::<bool, _>("explicit_agents")?)
+            .bind(agent.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(part) = part {
+            picked = Some((run, part));
+            break;
+        }
+    }
+    let Some((run, part)) = picked else {
         tx.commit().await?;
         return Ok(None);
     };
-    let part_id: i64 = row.try_get("id")?;
-    let run_id: i64 = row.try_get("run_id")?;
-    let attempt = row.try_get::<i64, _>("attempt")? as u32 + 1;
-    let expires_at = now + TimeDelta::milliseconds(row.try_get("lease_ttl_ms")?);
+    let part_id: i64 = part.try_get("id")?;
+    let run_id: i64 = run.try_get("id")?;
+    let attempt = part.try_get::<i64, _>("attempt")? as u32 + 1;
+    let expires_at = now + TimeDelta::milliseconds(run.try_get("lease_ttl_ms")?);
     let detail = serde_json::json!({ "agent": name, "attempt": attempt });
     transition::move_part(
         &mut tx,
