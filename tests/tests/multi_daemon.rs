@@ -7,7 +7,8 @@
 //! - One of two daemons is killed with SIGKILL in the middle of a 10,000-part
 //!   run: the other completes it, every part is finished exactly once, every
 //!   acknowledged result is in the database.
-//! - The same with real `jobstack agent` processes (two per daemon).
+//! - The same with real `jobstack agent` processes (two per daemon), the
+//!   plugin uploaded to one daemon only.
 //! - The database restarts in the middle of a run (a private PostgreSQL
 //!   server, never the shared one): both daemons answer 503 on /readyz while it
 //!   is down, recover by themselves, and the run completes with nothing lost.
@@ -317,9 +318,9 @@ fn real_agents_finish_a_run_when_one_of_two_daemons_is_killed() {
     let pg = TestDatabase::create(&server_url());
     let mut a = daemon_on(&pg.url());
     let b = daemon_on(&pg.url());
-    for daemon in [&a, &b] {
-        daemon.upload_plugin(&plugin_wasm("fixture-steps"));
-    }
+    // Uploaded to B only: A splits the run and serves the module to its
+    // agents from what B put into the shared database.
+    b.upload_plugin(&plugin_wasm("fixture-steps"));
     let task = json!({ "task": {
         "name": "steps",
         "plugin": "fixture-steps",

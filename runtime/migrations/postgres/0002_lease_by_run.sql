@@ -11,7 +11,13 @@
 -- - Both turn JIT off: sorting disabled made the planner's costs huge enough to
 --   JIT-compile these single-row statements (200 ms per call).
 
+-- - parts_by_run goes: it offered the planner a second way to read a run's
+--   parts in split order, through every finished part (listing a run's parts
+--   now sorts what parts_by_run_state finds), and cost an index entry per
+--   part update.
+
 CREATE INDEX runs_to_lease ON runs (rank, id) WHERE state IN ('waiting', 'running');
+DROP INDEX parts_by_run;
 
 CREATE OR REPLACE FUNCTION jobstack_lease(p_now BIGINT, p_agent_id BIGINT, p_agent TEXT,
                                p_any_plugin BOOLEAN, p_plugins TEXT[])

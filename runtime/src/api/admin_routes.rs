@@ -17,6 +17,7 @@ use super::wire::{
     Agent, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task, TaskInput,
     TaskView,
 };
+use crate::daemon::ModuleError;
 
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
 /// manifest read; the same bytes twice answer 200 with `created: false`.
@@ -32,11 +33,10 @@ pub async fn upload_plugin(
             "empty upload: send the .wasm file as the body",
         ));
     }
-    let plugin = state
-        .engine
-        .load(&bytes)
-        .await
-        .map_err(|e| ApiError::bad_request("invalid_plugin", e.to_string()))?;
+    let plugin = state.modules.add(&bytes).await.map_err(|e| match e {
+        ModuleError::Load(e) => ApiError::bad_request("invalid_plugin", e.to_string()),
+        other => ApiError::Internal(format!("keeping the module: {other}")),
+    })?;
     let manifest = plugin.manifest();
     let record = PluginRecord {
         sha256: plugin.sha256().to_string(),

@@ -18,6 +18,7 @@ use super::wire::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
     Registered, ResultAnswer, Submission,
 };
+use crate::daemon::ModuleError;
 use crate::engine::Sha256;
 
 /// The longest agent name: a host name is at most 253 characters.
@@ -151,19 +152,21 @@ pub async fn module(
 ) -> ApiResult<Response> {
     let sha = Sha256::parse(&sha)
         .ok_or_else(|| ApiError::bad_request("invalid_sha256", "expected 64 hex digits"))?;
+    // Only modules of uploaded plugins: the plugin record is written after
+    // the bytes, so a module mid-upload is not served yet.
     let known = state
         .scheduler
         .store()
         .plugin(sha.as_str())
         .await?
         .is_some();
-    let bytes = match (known, state.engine.module_store()) {
-        (true, Some(modules)) => modules
-            .get(&sha)
-            .map_err(|e| ApiError::Internal(format!("reading module {sha}: {e}")))?,
-        _ => None,
-    };
-    let bytes = bytes.ok_or_else(|| ApiError::NotFound(format!("module {sha} not found")))?;
+    if !known {
+        return Err(ApiError::NotFound(format!("module {sha} not found")));
+    }
+    let bytes = state.modules.bytes(&sha).await.map_err(|e| match e {
+        ModuleError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        other => ApiError::Internal(format!("reading module {sha}: {other}")),
+    })?;
     Ok((
         [(header::CONTENT_TYPE, "application/wasm")],
         Bytes::from(bytes),

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use super::auth::Credentials;
 use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
-use crate::engine::Engine;
+use crate::daemon::DaemonModules;
 use crate::scheduler::Scheduler;
 
 /// The largest plugin upload: real plugins are well under a few MiB; 64 MiB
@@ -36,8 +36,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ApiState {
     /// The scheduler (and through it the store).
     pub scheduler: Scheduler,
-    /// The daemon's engine: validates uploads, runs `split`.
-    pub engine: Engine,
+    /// The uploaded plugin modules (store and local cache) and the daemon's
+    /// engine that validates uploads and runs `split`.
+    pub modules: DaemonModules,
     /// Accepted token hashes.
     pub credentials: Arc<Credentials>,
     /// Prometheus metrics.

@@ -398,11 +398,36 @@ async fn check_exactly_once(admin: &ApiClient, run_id: i64, parts: usize) -> any
         .collect();
     applied.sort_unstable();
     let total = applied.len();
+    let twice: Vec<i64> = applied
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .take(3)
+        .collect();
     applied.dedup();
-    ensure!(
-        total == parts && applied.len() == parts,
-        "run {run_id}: {total} applied results for {} distinct parts of {parts}",
-        applied.len()
-    );
-    Ok(total)
+    if total == parts && applied.len() == parts {
+        return Ok(total);
+    }
+    let examples: Vec<String> = answer
+        .results
+        .iter()
+        .filter(|r| twice.contains(&r.submission.part_id))
+        .map(|r| {
+            format!(
+                "part {} attempt {} by {} {} {:?} applied {} at {}",
+                r.submission.part_id,
+                r.submission.attempt,
+                r.agent,
+                r.submission.status.as_str(),
+                r.submission.error,
+                r.applied,
+                r.received_at
+            )
+        })
+        .collect();
+    bail!(
+        "run {run_id}: {total} applied results for {} distinct parts of {parts}; {}",
+        applied.len(),
+        examples.join("; ")
+    )
 }

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use crate::engine::Engine;
+use super::DaemonModules;
 use crate::store::{PluginRecord, Store};
 
 /// Deploy the plugins in `dir`; returns the names deployed for the first time.
 pub async fn deploy(
-    engine: &Engine,
+    modules: &DaemonModules,
     store: &dyn Store,
     dir: &Path,
     now: chrono::DateTime<chrono::Utc>,
@@ -29,7 +29,7 @@ pub async fn deploy(
     let mut deployed = Vec::new();
     for path in entries {
         let bytes = std::fs::read(&path)?;
-        let plugin = match engine.load(&bytes).await {
+        let plugin = match modules.add(&bytes).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "bundled plugin skipped");

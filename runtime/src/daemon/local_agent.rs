@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{DaemonModules, ModuleError};
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
 use crate::api::state::LEASE_RECHECK;
 use crate::api::wire::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
 use crate::artifacts::ArtifactStore;
-use crate::engine::{Engine, Sha256};
+use crate::engine::Sha256;
 use crate::scheduler::{Agent, Scheduler, SchedulerError};
 use crate::store::StoreError;
 
@@ -22,7 +23,7 @@ pub const LOCAL_AGENT_NAME: &str = "local";
 /// Calls the scheduler directly.
 pub struct LocalLink {
     scheduler: Scheduler,
-    engine: Engine,
+    modules: DaemonModules,
     artifacts: ArtifactStore,
     agent: Agent,
 }
@@ -31,7 +32,7 @@ impl LocalLink {
     /// Register the local agent and link it to `scheduler`.
     pub async fn register(
         scheduler: Scheduler,
-        engine: Engine,
+        modules: DaemonModules,
         artifacts: ArtifactStore,
         settings: &AgentSettings,
     ) -> Result<Self, SchedulerError> {
@@ -43,7 +44,7 @@ impl LocalLink {
             ],
             plugins: Vec::new(),
             pooled_slots: settings.slots as u32,
-            dedicated_slots: engine.config().dedicated_slots,
+            dedicated_slots: modules.engine().config().dedicated_slots,
         };
         // In-process calls carry no token; the hash of a fresh random token
         // keeps the row from matching any HTTP caller.
@@ -54,7 +55,7 @@ impl LocalLink {
             .await?;
         Ok(LocalLink {
             scheduler,
-            engine,
+            modules,
             artifacts,
             agent,
         })
@@ -66,7 +67,7 @@ impl LocalLink {
         settings: AgentSettings,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
-        let engine = self.engine.clone();
+        let engine = self.modules.engine().clone();
         // The daemon's own store: granted artifacts are already there.
         let artifacts = self.artifacts.clone();
         let agent = AgentLoop::new(
@@ -133,16 +134,17 @@ impl AgentLink for LocalLink {
     }
 
     async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        let missing = || LinkError::Refused {
+        let sha = Sha256::parse(sha256).ok_or_else(|| LinkError::Refused {
             status: 404,
             message: format!("module {sha256} not found"),
-        };
-        let sha = Sha256::parse(sha256).ok_or_else(missing)?;
-        let modules = self.engine.module_store().ok_or_else(missing)?;
-        modules
-            .get(&sha)
-            .map_err(|e| LinkError::Unavailable(format!("reading module {sha}: {e}")))?
-            .ok_or_else(missing)
+        })?;
+        self.modules.bytes(&sha).await.map_err(|e| match e {
+            ModuleError::NotFound(_) => LinkError::Refused {
+                status: 404,
+                message: e.to_string(),
+            },
+            other => LinkError::Unavailable(other.to_string()),
+        })
     }
 
     async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {

@@ -16,11 +16,13 @@ mod bundled;
 pub mod config;
 mod credentials;
 mod local_agent;
+mod modules;
 mod splitter;
 pub mod tls;
 
 pub use config::{ServeConfig, ServeSettings, TlsFiles};
 pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
+pub use modules::{DaemonModules, ModuleError};
 pub use splitter::EngineSplitter;
 
 use anyhow::Context;
@@ -64,20 +66,28 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.admin_token.as_deref(),
         config.enroll_secret.as_deref(),
     )?;
+    let modules = DaemonModules::new(engine.clone(), store.clone());
+    let shared = modules
+        .share_cached()
+        .await
+        .context("cannot put this daemon's modules into the store")?;
+    if shared > 0 {
+        tracing::info!(modules = shared, "cached modules put into the store");
+    }
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(SystemClock),
-        Arc::new(EngineSplitter::new(engine.clone())),
+        Arc::new(EngineSplitter::new(modules.clone())),
     );
     if let Some(dir) = &config.bundled_plugins {
-        let deployed = bundled::deploy(&engine, store.as_ref(), dir, scheduler.now()).await?;
+        let deployed = bundled::deploy(&modules, store.as_ref(), dir, scheduler.now()).await?;
         if !deployed.is_empty() {
             tracing::info!(plugins = ?deployed, "bundled plugins deployed");
         }
     }
     let state = ApiState {
         scheduler: scheduler.clone(),
-        engine: engine.clone(),
+        modules: modules.clone(),
         credentials: Arc::new(credentials),
         metrics: Arc::new(Metrics::new()),
         artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
@@ -106,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         };
         let link = LocalLink::register(
             scheduler.clone(),
-            engine.clone(),
+            modules.clone(),
             state.artifacts.clone(),
             &settings,
         )

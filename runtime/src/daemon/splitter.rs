@@ -3,19 +3,20 @@
 
 use async_trait::async_trait;
 
-use crate::engine::{Engine, Sha256};
+use super::DaemonModules;
+use crate::engine::Sha256;
 use crate::scheduler::{NewPart, Splitter};
 
 /// Splits runs with the daemon's engine.
 #[derive(Clone)]
 pub struct EngineSplitter {
-    engine: Engine,
+    modules: DaemonModules,
 }
 
 impl EngineSplitter {
-    /// A splitter over `engine` (whose module store holds the uploaded plugins).
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
+    /// A splitter with the uploaded plugins of `modules`, in their engine.
+    pub fn new(modules: DaemonModules) -> Self {
+        Self { modules }
     }
 }
 
@@ -29,12 +30,13 @@ impl Splitter for EngineSplitter {
         let sha = Sha256::parse(plugin_sha256)
             .ok_or_else(|| format!("invalid plugin sha256 {plugin_sha256:?}"))?;
         let plugin = self
-            .engine
-            .load_stored(&sha)
+            .modules
+            .load(&sha)
             .await
             .map_err(|e| format!("cannot load plugin {sha}: {e}"))?;
         let parts = self
-            .engine
+            .modules
+            .engine()
             .split(&plugin, &params.to_string())
             .await
             .map_err(|e| e.to_string())?;

@@ -163,6 +163,15 @@ pub trait Store: Send + Sync + 'static {
     async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>>;
     /// The newest module uploaded under this plugin name.
     async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>>;
+    /// Keep a module's bytes, so that every daemon on this store can serve
+    /// and split it (a daemon's own module directory is only a cache).
+    /// Storing the same sha256 twice is not an error. The caller checked the
+    /// bytes hash to `sha256`.
+    async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// A module's bytes, if they were stored.
+    async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Whether a module's bytes were stored (without reading them).
+    async fn has_module(&self, sha256: &str) -> StoreResult<bool>;
 
     // ---- agents --------------------------------------------------------------
 

@@ -346,3 +346,32 @@ pub async fn events(pool: &PgPool, after: i64, limit: u32) -> StoreResult<Vec<Ev
         .map(rows::event)
         .collect()
 }
+
+pub async fn put_module(pool: &PgPool, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO modules (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(bytes)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn module(pool: &PgPool, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT bytes FROM modules WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn has_module(pool: &PgPool, sha256: &str) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM modules WHERE sha256 = $1)")
+            .bind(sha256)
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -187,6 +187,15 @@ impl Store for PostgresStore {
     async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
         catalog::latest_plugin(&self.pool, name).await
     }
+    async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+        catalog::put_module(&self.pool, sha256, bytes).await
+    }
+    async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        catalog::module(&self.pool, sha256).await
+    }
+    async fn has_module(&self, sha256: &str) -> StoreResult<bool> {
+        catalog::has_module(&self.pool, sha256).await
+    }
 
     async fn register_agent(
         &self,

@@ -343,3 +343,32 @@ pub async fn events(pool: &SqlitePool, after: i64, limit: u32) -> StoreResult<Ve
         .map(rows::event)
         .collect()
 }
+
+pub async fn put_module(pool: &SqlitePool, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO modules (sha256, bytes) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(bytes)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn module(pool: &SqlitePool, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT bytes FROM modules WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+pub async fn has_module(pool: &SqlitePool, sha256: &str) -> StoreResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM modules WHERE sha256 = ?)")
+            .bind(sha256)
+            .fetch_one(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,93 @@
+//! `jobstack bench e2e`: the end-to-end benchmark itself works and checks what
+//! it claims, on both stores, at a size that fits the test suite (the figures
+//! come from scripts/bench.sh, not from here).
+
+use jobstack_e2e::postgres::server_url;
+use jobstack_e2e::{jobstack, repo_root};
+
+fn plugin_dir() -> String {
+    repo_root()
+        .join("plugins/target/wasm32-wasip2/release")
+        .display()
+        .to_string()
+}
+
+/// Every figure is there and positive, and every part was applied once.
+fn assert_report(report: &serde_json::Value, parts: u64) {
+    for figure in [
+        "split_store_ms",
+        "http_lease_complete_per_s",
+        "http_lease_p50_us",
+        "http_lease_p99_us",
+        "run_parts_per_s",
+        "run_s",
+    ] {
+        let value = report[figure].as_f64().unwrap_or(-1.0);
+        assert!(value > 0.0, "{figure} = {value} in {report}");
+    }
+    assert_eq!(report["parts"], parts, "{report}");
+    assert_eq!(report["results_checked"], parts, "{report}");
+}
+
+#[test]
+fn one_daemon_on_sqlite() {
+    let dir = plugin_dir();
+    let run = jobstack(&[
+        "bench",
+        "e2e",
+        "--json",
+        "--parts",
+        "200",
+        "--agents",
+        "3",
+        "--slots",
+        "2",
+        "--plugin-dir",
+        &dir,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.json["store"], "sqlite");
+    assert_eq!(run.json["daemons"], 1);
+    assert_report(&run.json, 200);
+}
+
+#[test]
+fn two_daemons_on_postgres() {
+    let dir = plugin_dir();
+    let server = server_url();
+    let run = jobstack(&[
+        "bench",
+        "e2e",
+        "--json",
+        "--daemons",
+        "2",
+        "--database",
+        &server,
+        "--parts",
+        "300",
+        "--agents",
+        "4",
+        "--slots",
+        "2",
+        "--plugin-dir",
+        &dir,
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.json["store"], "postgres");
+    assert_eq!(run.json["daemons"], 2);
+    assert_report(&run.json, 300);
+}
+
+#[test]
+fn several_daemons_without_a_shared_store_are_refused() {
+    let run_output = std::process::Command::new(jobstack_e2e::jobstack_bin())
+        .args(["bench", "e2e", "--daemons", "2"])
+        .output()
+        .expect("start jobstack");
+    assert_eq!(run_output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run_output.stderr);
+    assert!(
+        stderr.contains("give --database postgres://"),
+        "unclear refusal: {stderr}"
+    );
+}
