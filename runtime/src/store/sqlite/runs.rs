@@ -100,6 +100,9 @@ pub async fn claim_recurrence(
     Ok(Some(created))
 }
 
+/// Parts stored per statement when a run's parts are added.
+const INSERT_CHUNK: usize = 10_000;
+
 pub async fn add_parts(
     pool: &SqlitePool,
     run_id: i64,
@@ -129,30 +132,43 @@ pub async fn add_parts(
     } else {
         vec![None]
     };
-    let mut seq = 0i64;
+    // A few statements for the whole split, not one per part (a /16 network is
+    // 65,536 parts): the rows travel as one JSON array per chunk, which
+    // SQLite unpacks itself.
+    let mut rows = Vec::with_capacity(parts.len() * pins.len());
     for part in parts {
         let span = span_of_targets(&part.targets);
         let targets = serde_json::to_string(&part.targets).expect("targets serialize");
         for pin in &pins {
-            sqlx::query(
-                "INSERT INTO parts (run_id, seq, label, targets, payload, span_lo, span_hi, \
-                 pinned_agent, state, rank, available_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'waiting', ?, ?)",
-            )
-            .bind(run_id)
-            .bind(seq)
-            .bind(&part.label)
-            .bind(&targets)
-            .bind(&part.payload)
-            .bind(span.map(|s| s.lo_hex()))
-            .bind(span.map(|s| s.hi_hex()))
-            .bind(pin)
-            .bind(rank)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            seq += 1;
+            rows.push(serde_json::json!([
+                part.label,
+                targets,
+                part.payload,
+                span.map(|s| s.lo_hex()),
+                span.map(|s| s.hi_hex()),
+                pin,
+            ]));
         }
+    }
+    let mut seq = 0i64;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        sqlx::query(
+            "INSERT INTO parts (run_id, seq, label, targets, payload, span_lo, span_hi, \
+             pinned_agent, state, rank, available_at) \
+             SELECT ?1, ?2 + CAST(j.key AS INTEGER), json_extract(j.value, '$[0]'), \
+             json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), \
+             json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'), \
+             json_extract(j.value, '$[5]'), 'waiting', ?3, ?4 \
+             FROM json_each(?5) AS j ORDER BY CAST(j.key AS INTEGER)",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .bind(rank)
+        .bind(ms(now))
+        .bind(serde_json::Value::from(chunk.to_vec()).to_string())
+        .execute(&mut *tx)
+        .await?;
+        seq += chunk.len() as i64;
     }
     sqlx::query("UPDATE runs SET n_waiting = ? WHERE id = ?")
         .bind(seq)
