@@ -19,7 +19,10 @@ fn assert_report(report: &serde_json::Value, parts: u64) {
         "http_lease_complete_per_s",
         "http_lease_p50_us",
         "http_lease_p99_us",
-        "run_parts_per_s",
+        "parts_per_s",
+        "force_run_wake_ms",
+        "enqueue_to_start_p50_ms",
+        "enqueue_to_start_p99_ms",
         "run_s",
     ] {
         let value = report[figure].as_f64().unwrap_or(-1.0);
@@ -42,6 +45,8 @@ fn one_daemon_on_sqlite() {
         "3",
         "--slots",
         "2",
+        "--wake-samples",
+        "5",
         "--plugin-dir",
         &dir,
     ]);
@@ -69,6 +74,8 @@ fn two_daemons_on_postgres() {
         "4",
         "--slots",
         "2",
+        "--wake-samples",
+        "5",
         "--plugin-dir",
         &dir,
     ]);

@@ -14,9 +14,13 @@
 //! 2. *execution*: `agents` complete agents ([`AgentLoop`]: module download
 //!    and verification, the engine, progress, heartbeats, the spool) with
 //!    `slots` slots each: parts per second from the forced run to the run's end
-//!    (`run_parts_per_s`).
+//!    (`parts_per_s`).
 //!
-//! Both phases also time the forced run (the plugin's `split` in a daemon's
+//! Between them, with every agent idle in its lease long-poll, one-part runs
+//! are forced one after another and timed from the request to the part's
+//! lease at an agent (`force_run_wake_ms`, `enqueue_to_start_p50_ms`/`p99`).
+//!
+//! The two runs also time the forced run (the plugin's `split` in a daemon's
 //! engine, the parts stored) and check the outcome the bench exists to
 //! protect: every part finished, exactly one applied result per part.
 
@@ -72,8 +76,17 @@ pub struct E2eReport {
     pub http_lease_p50_us: f64,
     /// 99th percentile lease round trip, µs.
     pub http_lease_p99_us: f64,
-    /// Parts per second executed by complete agents, forced run to run end.
-    pub run_parts_per_s: f64,
+    /// Parts per second executed by complete agents (lease, execute, result
+    /// over HTTP), forced run to run end.
+    pub parts_per_s: f64,
+    /// With every agent idle in its lease long-poll: from the forced run of a
+    /// one-part task (request sent) to its part leased by an agent, the first
+    /// time, ms.
+    pub force_run_wake_ms: f64,
+    /// The same over `wake_samples` forced runs: median, ms.
+    pub enqueue_to_start_p50_ms: f64,
+    /// The same: 99th percentile, ms.
+    pub enqueue_to_start_p99_ms: f64,
     /// The execution phase's run, forced run to run end, s.
     pub run_s: f64,
     /// Applied results found per phase, one per part (checked).
@@ -97,6 +110,8 @@ pub struct E2eBenchPlan {
     pub slots: usize,
     /// Parts of each phase's run.
     pub parts: usize,
+    /// Forced runs timed from enqueue to start.
+    pub wake_samples: usize,
 }
 
 /// Run the benchmark.
@@ -180,7 +195,10 @@ async fn measure(
     let http_lease_complete_per_s = plan.parts as f64 / started.elapsed().as_secs_f64();
     let checked = check_exactly_once(admin, run.id, plan.parts).await?;
 
-    // Phase 2: complete agents executing the plugin.
+    // Phase 2: wake-ups of idle agents, long-polling.
+    let wakes = enqueue_to_start(admin, &links, plan.wake_samples.max(1)).await?;
+
+    // Phase 3: complete agents executing the plugin.
     let engine = Engine::new(EngineConfig {
         data_dir: Some(dir.join("agent-engine")),
         pooled_slots: (plan.agents * plan.slots) as u32,
@@ -235,7 +253,10 @@ async fn measure(
         http_lease_complete_per_s,
         http_lease_p50_us: percentile(&latencies, 0.50),
         http_lease_p99_us: percentile(&latencies, 0.99),
-        run_parts_per_s: plan.parts as f64 / run_s,
+        parts_per_s: plan.parts as f64 / run_s,
+        force_run_wake_ms: wakes[0],
+        enqueue_to_start_p50_ms: percentile(&wakes, 0.50),
+        enqueue_to_start_p99_ms: percentile(&wakes, 0.99),
         run_s,
         results_checked: checked,
     })
@@ -343,6 +364,85 @@ async fn force_run(
     Ok(admin.post(&format!("/tasks/{name}/run")).await?)
 }
 
+/// Every link long-polls for work (idle agents); `samples` times, a one-part
+/// task is forced to run and the time from the request to its part's lease
+/// at an agent is taken, ms. The parts are completed as they come.
+async fn enqueue_to_start(
+    admin: &ApiClient,
+    links: &[Arc<HttpLink>],
+    samples: usize,
+) -> anyhow::Result<Vec<f64>> {
+    for i in 0..samples {
+        let mut task = TaskSpec::new(&format!("bench-wake-{i}"), "fixture-steps");
+        task.params = serde_json::json!({ "parts": 1, "ms": 0 });
+        task.frequency = Frequency::Manual;
+        let input = TaskInput {
+            task,
+            secrets: None,
+        };
+        let _: Option<serde_json::Value> = admin.post_json("/tasks", &input).await?;
+    }
+    let (leased_tx, mut leased) = tokio::sync::mpsc::unbounded_channel();
+    let mut pollers = tokio::task::JoinSet::new();
+    for link in links {
+        let (link, leased_tx) = (link.clone(), leased_tx.clone());
+        pollers.spawn(long_poll(link, leased_tx));
+    }
+    // Let every link reach its long-poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut wakes = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        let run: Run = admin.post(&format!("/tasks/bench-wake-{i}/run")).await?;
+        let arrived = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match leased.recv().await {
+                    Some((run_id, at)) if run_id == run.id => return Some(at),
+                    Some(_) => continue,
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+        .with_context(|| format!("no agent leased the part of run {} in time", run.id))?;
+        wakes.push(arrived.duration_since(started).as_secs_f64() * 1e3);
+        wait_for_end(admin, run.id).await?;
+    }
+    pollers.abort_all();
+    Ok(wakes)
+}
+
+/// An idle agent: long-poll, say when a part arrived, complete it, again.
+async fn long_poll(
+    link: Arc<HttpLink>,
+    leased: tokio::sync::mpsc::UnboundedSender<(i64, Instant)>,
+) -> anyhow::Result<()> {
+    loop {
+        let Some(lease) = link.lease(Duration::from_secs(20)).await? else {
+            continue;
+        };
+        let _ = leased.send((lease.run_id, Instant::now()));
+        link.submit(&finished(&lease)).await?;
+    }
+}
+
+/// A finished result for `lease`, as the protocol phases send it.
+fn finished(lease: &crate::scheduler::Lease) -> Submission {
+    Submission {
+        part_id: lease.part_id,
+        attempt: lease.attempt,
+        status: ResultStatus::Finished,
+        output: Some(serde_json::json!({ "bench": true })),
+        error: None,
+        emitted: vec![],
+        logs: vec![],
+        started_at: None,
+        duration_ms: 0,
+    }
+}
+
 /// Lease and complete parts until none is left for this agent; the lease
 /// round trips, µs.
 async fn lease_and_complete(link: &HttpLink) -> anyhow::Result<Vec<f64>> {
@@ -353,18 +453,7 @@ async fn lease_and_complete(link: &HttpLink) -> anyhow::Result<Vec<f64>> {
             return Ok(latencies);
         };
         latencies.push(started.elapsed().as_secs_f64() * 1e6);
-        let result = Submission {
-            part_id: lease.part_id,
-            attempt: lease.attempt,
-            status: ResultStatus::Finished,
-            output: Some(serde_json::json!({ "bench": true })),
-            error: None,
-            emitted: vec![],
-            logs: vec![],
-            started_at: None,
-            duration_ms: 0,
-        };
-        link.submit(&result).await?;
+        link.submit(&finished(&lease)).await?;
     }
 }
 

@@ -60,7 +60,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         daemons: usize,
         /// Agents, spread round-robin over the daemons.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 50)]
         agents: usize,
         /// Slots of each agent when it executes the plugin.
         #[arg(long, default_value_t = 4)]
@@ -68,6 +68,9 @@ pub enum BenchCommand {
         /// Parts of each phase's run.
         #[arg(long, default_value_t = 10_000)]
         parts: usize,
+        /// Forced one-part runs timed from enqueue to start.
+        #[arg(long, default_value_t = 50)]
+        wake_samples: usize,
         /// Where the built plugins are (fixture_steps.wasm).
         #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
         plugin_dir: PathBuf,
@@ -114,6 +117,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             agents,
             slots,
             parts,
+            wake_samples,
             plugin_dir,
         } => {
             let plan = E2eBenchPlan {
@@ -124,6 +128,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 agents,
                 slots,
                 parts,
+                wake_samples,
             };
             let report = jobstack::bench::e2e::run(&plan).await?;
             print(json, &report)
