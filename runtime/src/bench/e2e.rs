@@ -39,12 +39,10 @@ use crate::api::wire::{RunResults, TaskInput};
 use crate::artifacts::ArtifactStore;
 use crate::client::{ApiClient, ClientTls};
 use crate::engine::{Engine, EngineConfig};
-use crate::scheduler::{
-    AgentRegistration, Frequency, ResultStatus, Run, State, Submission, TaskSpec,
-};
+use crate::scheduler::{AgentRegistration, Frequency, Run, State, TaskSpec};
 use crate::store::postgres::ScratchDatabase;
 
-use super::percentile;
+use super::{finished, percentile};
 
 /// The plugin both phases run: many parts, each as long as asked (here: no time).
 const PLUGIN_FILE: &str = "fixture_steps.wasm";
@@ -425,21 +423,6 @@ async fn long_poll(
         };
         let _ = leased.send((lease.run_id, Instant::now()));
         link.submit(&finished(&lease)).await?;
-    }
-}
-
-/// A finished result for `lease`, as the protocol phases send it.
-fn finished(lease: &crate::scheduler::Lease) -> Submission {
-    Submission {
-        part_id: lease.part_id,
-        attempt: lease.attempt,
-        status: ResultStatus::Finished,
-        output: Some(serde_json::json!({ "bench": true })),
-        error: None,
-        emitted: vec![],
-        logs: vec![],
-        started_at: None,
-        duration_ms: 0,
     }
 }
 

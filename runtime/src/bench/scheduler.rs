@@ -24,13 +24,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::scheduler::{
-    Agent, AgentRegistration, NewPart, ResultStatus, Run, Scheduler, Splitter, Submission,
-    SystemClock, TaskSpec,
+    Agent, AgentRegistration, NewPart, Run, Scheduler, Splitter, SystemClock, TaskSpec,
 };
 use crate::store::postgres::{PgSettings, ScratchDatabase};
 use crate::store::{PluginRecord, PostgresStore, SqliteStore, Store};
 
-use super::percentile;
+use super::{finished, percentile};
 
 /// What `jobstack bench scheduler --json` prints.
 #[derive(Debug, Serialize)]
@@ -297,20 +296,6 @@ async fn settle(pg: Option<&PostgresStore>) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
-}
-
-fn finished(lease: &crate::scheduler::Lease) -> Submission {
-    Submission {
-        part_id: lease.part_id,
-        attempt: lease.attempt,
-        status: ResultStatus::Finished,
-        output: Some(serde_json::json!({ "up": true })),
-        error: None,
-        emitted: vec![],
-        logs: vec![],
-        started_at: None,
-        duration_ms: 1,
-    }
 }
 
 fn ms(started: Instant) -> f64 {
