@@ -193,7 +193,9 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     new_run(&sched, "large", plan.large_parts).await?;
     let enqueue_large_ms = ms(started);
     settle(pg.as_ref()).await?;
-    let large = lease_latencies(&sched, &agents[0], plan.latency_samples).await?;
+    // Leave one part for the held-run figure below.
+    let large_samples = plan.latency_samples.min(plan.large_parts.saturating_sub(1));
+    let large = lease_latencies(&sched, &agents[0], large_samples).await?;
     let held = held_run_latencies(&sched, &agents[0], plan.latency_samples.min(200)).await?;
 
     drop(sched);
