@@ -20,7 +20,8 @@ use crate::store::{StoreError, StoreResult};
 /// walking them first skips a run the agent already holds a part of whole,
 /// instead of part by part (a million-part run, an agent with several slots).
 const RUNS_TO_LEASE: &str = "\
-SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms FROM runs r
+SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms, r.task_id, r.spec, r.secrets,
+       r.plugin_sha256 FROM runs r
 WHERE r.state IN ('waiting', 'running')
   AND (r.explicit_agents = 0
        OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = r.id AND ra.agent_name = ?1))
@@ -32,7 +33,7 @@ ORDER BY r.rank, r.id";
 /// pinned to it or to nobody, and for automatic targeting, inside one of its
 /// networks.
 const PART_TO_LEASE: &str = "\
-SELECT p.id, p.attempt FROM parts p
+SELECT p.id, p.attempt, p.label, p.targets, p.payload FROM parts p
 WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <= ?3
   AND (p.pinned_agent IS NULL OR p.pinned_agent = ?4)
   AND (p.span_lo IS NULL OR ?5
@@ -41,12 +42,14 @@ WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <
 ORDER BY p.rank, p.run_id, p.seq
 LIMIT 1";
 
-async fn touch_agent(
+/// Mark the agent seen (not more than once a second: it is the agent's row,
+/// and without writing it a lease that finds nothing writes nothing).
+pub(super) async fn touch_agent(
     conn: &mut SqliteConnection,
     agent: &Agent,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
+    sqlx::query("UPDATE agents SET last_seen = ?1 WHERE id = ?2 AND last_seen < ?1 - 1000")
         .bind(ms(now))
         .bind(agent.id)
         .execute(conn)
@@ -54,13 +57,14 @@ async fn touch_agent(
     Ok(())
 }
 
+/// Lease the best part `agent` may take, inside the caller's transaction
+/// (the group commit's batch).
 pub async fn lease(
-    pool: &SqlitePool,
+    tx: &mut SqliteConnection,
     agent: &Agent,
     now: DateTime<Utc>,
 ) -> StoreResult<Option<Lease>> {
-    let mut tx = pool.begin().await?;
-    touch_agent(&mut tx, agent, now).await?;
+    touch_agent(tx, agent, now).await?;
     let name = &agent.registration.name;
     let plugins = serde_json::to_string(&agent.registration.plugins).expect("names serialize");
     let runs = sqlx::query(RUNS_TO_LEASE)
@@ -86,7 +90,6 @@ pub async fn lease(
         }
     }
     let Some((run, part)) = picked else {
-        tx.commit().await?;
         return Ok(None);
     };
     let part_id: i64 = part.try_get("id")?;
@@ -94,8 +97,19 @@ pub async fn lease(
     let attempt = part.try_get::<i64, _>("attempt")? as u32 + 1;
     let expires_at = now + TimeDelta::milliseconds(run.try_get("lease_ttl_ms")?);
     let detail = serde_json::json!({ "agent": name, "attempt": attempt });
-    transition::move_part(
-        &mut tx,
+    let update = sqlx::query(
+        "UPDATE parts SET state = ?, attempt = ?, owner = ?, lease_expires_at = ?, \
+         progress_done = NULL, progress_total = NULL WHERE id = ? AND state = ?",
+    )
+    .bind(State::Running.as_str())
+    .bind(i64::from(attempt))
+    .bind(name)
+    .bind(ms(expires_at))
+    .bind(part_id)
+    .bind(State::Waiting.as_str());
+    transition::move_part_with(
+        tx,
+        update,
         run_id,
         part_id,
         State::Waiting,
@@ -104,16 +118,6 @@ pub async fn lease(
         detail,
     )
     .await?;
-    sqlx::query(
-        "UPDATE parts SET attempt = ?, owner = ?, lease_expires_at = ?, progress_done = NULL, \
-         progress_total = NULL WHERE id = ?",
-    )
-    .bind(i64::from(attempt))
-    .bind(name)
-    .bind(ms(expires_at))
-    .bind(part_id)
-    .execute(&mut *tx)
-    .await?;
     sqlx::query("INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?, ?, ?, ?)")
         .bind(part_id)
         .bind(i64::from(attempt))
@@ -121,34 +125,26 @@ pub async fn lease(
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
-    let row = sqlx::query(
-        "SELECT r.task_id, r.spec, r.secrets, r.plugin_sha256, p.label, p.targets, p.payload \
-         FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?",
-    )
-    .bind(part_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let spec: TaskSpec = parse(&row, "spec")?;
+    let spec: TaskSpec = parse(run, "spec")?;
     let lease = Lease {
         part_id,
         run_id,
-        task_id: row.try_get("task_id")?,
+        task_id: run.try_get("task_id")?,
         attempt,
         expires_at,
         plugin: spec.plugin.clone(),
-        plugin_sha256: row.try_get("plugin_sha256")?,
+        plugin_sha256: run.try_get("plugin_sha256")?,
         params: spec.params.clone(),
-        secrets: parse(&row, "secrets")?,
+        secrets: parse(run, "secrets")?,
         part: NewPart {
-            label: row.try_get("label")?,
-            targets: parse(&row, "targets")?,
-            payload: row.try_get("payload")?,
+            label: part.try_get("label")?,
+            targets: parse(&part, "targets")?,
+            payload: part.try_get("payload")?,
         },
         timeout_ms: spec.timeout_ms,
         mode: spec.mode,
         grants: spec.grants,
     };
-    tx.commit().await?;
     Ok(Some(lease))
 }
 

@@ -6,9 +6,13 @@
 //! - One writer connection: SQLite allows one writer at a time anyway, and a
 //!   single connection turns contention into a queue instead of `SQLITE_BUSY`
 //!   retries. Reads that are not part of a change use a small reader pool.
+//! - Leases and results, the hot path, go through a group commit
+//!   ([`group_commit`]): those that arrive together share one transaction and
+//!   one fsync.
 //! - Versioned migrations from `runtime/migrations/sqlite/`, applied at open.
 
 mod catalog;
+mod group_commit;
 mod leasing;
 mod results;
 mod rows;
@@ -43,6 +47,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    hot_path: group_commit::GroupCommit,
 }
 
 impl SqliteStore {
@@ -72,7 +77,12 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let hot_path = group_commit::GroupCommit::start(writer.clone());
+        Ok(Self {
+            writer,
+            reader,
+            hot_path,
+        })
     }
 
     /// Close both pools, waiting for their connections to finish.
@@ -218,7 +228,7 @@ impl Store for SqliteStore {
     }
 
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
-        leasing::lease(&self.writer, agent, now).await
+        self.hot_path.lease(agent, now).await
     }
     async fn heartbeat(
         &self,
@@ -244,7 +254,7 @@ impl Store for SqliteStore {
         result: &Submission,
         now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
-        results::submit(&self.writer, agent, result, now).await
+        self.hot_path.submit(agent, result, now).await
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
         leasing::expire_leases(&self.writer, now).await

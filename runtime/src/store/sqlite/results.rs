@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{ms, rows, transition};
+use super::{leasing, ms, rows, transition};
 use crate::scheduler::{
     Agent, ResultAck, ResultStatus, State, StoredResult, Submission,
     fencing::{self, Claim, PartNow, Verdict},
@@ -63,8 +63,10 @@ async fn end_lease(
     Ok(())
 }
 
+/// Apply a result under the fencing rule, inside the caller's transaction
+/// (the group commit's batch).
 pub async fn submit(
-    pool: &SqlitePool,
+    tx: &mut SqliteConnection,
     agent: &Agent,
     s: &Submission,
     now: DateTime<Utc>,
@@ -75,7 +77,6 @@ pub async fn submit(
         attempt: s.attempt,
         agent: name.to_string(),
     };
-    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
          (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?) AS lessee, \
@@ -115,8 +116,8 @@ pub async fn submit(
         Verdict::NotLeased => return Err(not_leased()),
         Verdict::Duplicate if row.try_get::<bool, _>("recorded")? => ResultAck::Duplicate,
         Verdict::Duplicate | Verdict::RecordOnly => {
-            insert_result(&mut tx, run_id, agent, s, false, now).await?;
-            end_lease(&mut tx, s.part_id, s.attempt, "result", now).await?;
+            insert_result(tx, run_id, agent, s, false, now).await?;
+            end_lease(tx, s.part_id, s.attempt, "result", now).await?;
             if verdict == Verdict::Duplicate {
                 ResultAck::Duplicate
             } else {
@@ -124,8 +125,8 @@ pub async fn submit(
             }
         }
         Verdict::Apply => {
-            insert_result(&mut tx, run_id, agent, s, true, now).await?;
-            end_lease(&mut tx, s.part_id, s.attempt, "result", now).await?;
+            insert_result(tx, run_id, agent, s, true, now).await?;
+            end_lease(tx, s.part_id, s.attempt, "result", now).await?;
             let (to, available_at) = if s.status == ResultStatus::Finished {
                 (State::Finished, now)
             } else if retry::may_retry(attempt, retries) {
@@ -133,8 +134,6 @@ pub async fn submit(
             } else {
                 (State::Failed, now)
             };
-            transition::move_part(&mut tx, run_id, s.part_id, State::Running, to, now, detail)
-                .await?;
             let error = (to != State::Finished).then(|| {
                 format!(
                     "attempt {}: {}: {}",
@@ -143,26 +142,47 @@ pub async fn submit(
                     s.error.as_deref().unwrap_or("no reason given")
                 )
             });
-            sqlx::query(
-                "UPDATE parts SET owner = CASE WHEN ? THEN owner END, lease_expires_at = NULL, \
-                 available_at = ?, error = COALESCE(?, error) WHERE id = ?",
+            let update = sqlx::query(
+                "UPDATE parts SET state = ?, owner = CASE WHEN ? THEN owner END, \
+                 lease_expires_at = NULL, available_at = ?, error = COALESCE(?, error) \
+                 WHERE id = ? AND state = ?",
             )
+            .bind(to.as_str())
             .bind(to == State::Finished)
             .bind(ms(available_at))
             .bind(error)
             .bind(s.part_id)
-            .execute(&mut *tx)
+            .bind(State::Running.as_str());
+            transition::move_part_with(
+                tx,
+                update,
+                run_id,
+                s.part_id,
+                State::Running,
+                to,
+                now,
+                detail,
+            )
             .await?;
             ResultAck::Applied
         }
         Verdict::AcceptLate { revokes_current } => {
-            insert_result(&mut tx, run_id, agent, s, true, now).await?;
-            end_lease(&mut tx, s.part_id, s.attempt, "late-result", now).await?;
+            insert_result(tx, run_id, agent, s, true, now).await?;
+            end_lease(tx, s.part_id, s.attempt, "late-result", now).await?;
             if revokes_current {
-                end_lease(&mut tx, s.part_id, attempt, "revoked", now).await?;
+                end_lease(tx, s.part_id, attempt, "revoked", now).await?;
             }
-            transition::move_part(
-                &mut tx,
+            let update = sqlx::query(
+                "UPDATE parts SET state = ?, owner = ?, lease_expires_at = NULL \
+                 WHERE id = ? AND state = ?",
+            )
+            .bind(State::Finished.as_str())
+            .bind(name)
+            .bind(s.part_id)
+            .bind(state.as_str());
+            transition::move_part_with(
+                tx,
+                update,
                 run_id,
                 s.part_id,
                 state,
@@ -171,20 +191,10 @@ pub async fn submit(
                 detail,
             )
             .await?;
-            sqlx::query("UPDATE parts SET owner = ?, lease_expires_at = NULL WHERE id = ?")
-                .bind(name)
-                .bind(s.part_id)
-                .execute(&mut *tx)
-                .await?;
             ResultAck::AcceptedLate
         }
     };
-    sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
-        .bind(ms(now))
-        .bind(agent.id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    leasing::touch_agent(tx, agent, now).await?;
     Ok(ack)
 }
 
