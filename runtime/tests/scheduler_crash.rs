@@ -68,11 +68,11 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    // A positional argument filters by name, as libtest does.
-    let filter = args[1..].iter().find(|a| !a.starts_with('-')).cloned();
+    let (filters, skips) = name_filters(&args[1..]);
     let selected: Vec<_> = tests
         .iter()
-        .filter(|t| filter.as_deref().is_none_or(|f| t.contains(f)))
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.contains(f.as_str())))
+        .filter(|t| !skips.iter().any(|s| t.contains(s.as_str())))
         .collect();
     println!("\nrunning {} tests", selected.len());
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -102,6 +102,32 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The name filters and `--skip` patterns among libtest's arguments (`cargo
+/// test -- --test-threads 2 NAME` must neither take `2` for a name nor run
+/// nothing).
+fn name_filters(args: &[String]) -> (Vec<String>, Vec<String>) {
+    const TAKES_VALUE: [&str; 6] = [
+        "--test-threads",
+        "--format",
+        "--color",
+        "--logfile",
+        "--shuffle-seed",
+        "-Z",
+    ];
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skips.extend(args.next().cloned());
+        } else if TAKES_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg.clone());
+        }
+    }
+    (filters, skips)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,6 +14,7 @@ store_tests!(
     a_late_failure_is_recorded_and_changes_nothing,
     a_late_success_without_a_newer_lease_finishes_the_part,
     results_are_kept_with_output_records_and_timings,
+    a_refused_result_among_concurrent_ones_changes_only_itself,
 );
 
 fn is_not_leased(e: SchedulerError) -> bool {
@@ -207,6 +208,44 @@ async fn an_acknowledged_result_survives_reopening_the_database() {
     assert_eq!(results[0].submission.part_id, part_id);
     assert_eq!(
         reopened.run(run_id).await.unwrap().unwrap().state,
+        State::Finished
+    );
+}
+
+/// Results sent at once, one of them for a part its sender never leased: the
+/// others are applied, that one alone is refused. (On SQLite they meet in one
+/// group-commit batch, which is rolled back and applied one by one.)
+async fn a_refused_result_among_concurrent_ones_changes_only_itself(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(8))).await;
+    let mut agents = Vec::new();
+    let mut leases = Vec::new();
+    for i in 0..8 {
+        let agent = h.agent(&format!("a{i}"), &[]).await;
+        leases.push(h.lease(&agent).await);
+        agents.push(agent);
+    }
+    let intruder = h.agent("intruder", &[]).await;
+    let stolen = finished(&leases[3]);
+    let sched = &h.sched;
+    let good = futures_util::future::join_all(
+        agents
+            .iter()
+            .zip(&leases)
+            .map(|(agent, lease)| async move { sched.submit(agent, &finished(lease)).await }),
+    );
+    let (good, bad) = tokio::join!(good, h.sched.submit(&intruder, &stolen));
+    assert!(is_not_leased(bad.unwrap_err()));
+    for ack in good {
+        assert_eq!(ack.unwrap(), ResultAck::Applied);
+    }
+    let parts = h.store.parts(run.id).await.unwrap();
+    assert!(parts.iter().all(|p| p.state == State::Finished));
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.len(), 8, "the refused result left no row");
+    assert!(results.iter().all(|r| r.applied && r.agent != "intruder"));
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().state,
         State::Finished
     );
 }
