@@ -20,9 +20,12 @@ use super::{leasing, results};
 use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
 
-/// Most operations in one transaction: bounds what a batch adds to the wait
-/// of its first member (a lease or result costs a few hundred µs of SQL).
-const MAX_BATCH: usize = 32;
+/// Most operations in one transaction. It bounds what a batch adds to the
+/// wait of its first member: when a forced run wakes every idle agent, the one
+/// lease that gets the part waits for the others' (empty) leases before its
+/// commit. Eight already spreads the fsync thin (a lease or a result costs far
+/// more in statements than its share of the commit).
+const MAX_BATCH: usize = 8;
 
 /// An operation waiting for the writer.
 #[derive(Debug)]
