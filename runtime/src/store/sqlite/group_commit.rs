@@ -111,6 +111,13 @@ fn closed() -> StoreError {
 async fn batches(writer: SqlitePool, mut pending: mpsc::UnboundedReceiver<(Op, Reply)>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A lease whose caller gave up waiting (its agent hung up) is not
+        // granted: nobody would run the part before the lease expired. A
+        // result is applied all the same (the agent will send it again).
+        batch.retain(|(op, reply)| !(matches!(op, Op::Lease { .. }) && reply.is_closed()));
+        if batch.is_empty() {
+            continue;
+        }
         let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
         match apply(&writer, &ops).await {
             Ok(outcomes) => {
