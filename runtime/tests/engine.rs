@@ -71,6 +71,25 @@ async fn a_second_load_of_the_same_module_does_not_recompile() {
     assert_eq!(outcome.status, Status::Finished, "{outcome:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_of_one_module_that_arrive_together_compile_it_once() {
+    // Every slot of a fresh agent leasing its first parts of a new plugin.
+    let bytes = Arc::new(fixture("fixture-trivial"));
+    let engine = small_engine(None);
+    let loads: Vec<_> = (0..8)
+        .map(|_| {
+            let (engine, bytes) = (engine.clone(), bytes.clone());
+            tokio::spawn(async move { engine.load(&bytes).await.unwrap() })
+        })
+        .collect();
+    let mut plugins = Vec::new();
+    for load in loads {
+        plugins.push(load.await.unwrap());
+    }
+    assert_eq!(engine.compilations(), 1);
+    assert!(plugins.iter().all(|p| Arc::ptr_eq(p, &plugins[0])));
+}
+
 #[tokio::test]
 async fn a_corrupt_cached_artifact_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();

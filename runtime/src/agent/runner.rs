@@ -200,7 +200,7 @@ impl AgentLoop {
             error = result.error.as_deref().unwrap_or(""),
             "executed"
         );
-        if let Err(e) = self.spool.put(&result) {
+        if let Err(e) = self.spool.put(&result).await {
             // Without the spool the result can only be sent now; say so loudly.
             tracing::error!(error = %e, "cannot spool the result; sending it without a safety net");
         }

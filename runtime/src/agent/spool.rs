@@ -60,7 +60,11 @@ impl Spool {
     }
 
     /// Keep `result` until [`Spool::remove`]. Durable on disk when this returns.
-    pub fn put(&self, result: &Submission) -> Result<(), SpoolError> {
+    ///
+    /// The two fsyncs (the file, then the directory after the rename) run on
+    /// tokio's blocking pool: on a worker thread they would stall every other
+    /// task of the agent (its other slots, its heartbeats) for their duration.
+    pub async fn put(&self, result: &Submission) -> Result<(), SpoolError> {
         match &self.backend {
             Backend::Memory(map) => {
                 map.lock()
@@ -69,17 +73,13 @@ impl Spool {
                 Ok(())
             }
             Backend::Dir(dir) => {
+                let (dir, result) = (dir.clone(), result.clone());
                 let path = dir.join(file_name(result.part_id, result.attempt));
-                let err = |source| SpoolError {
-                    path: path.clone(),
-                    source,
-                };
-                let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-                let bytes = serde_json::to_vec(result).expect("a submission serializes");
-                tmp.write_all(&bytes).map_err(err)?;
-                tmp.as_file().sync_all().map_err(err)?;
-                tmp.persist(&path).map_err(|e| err(e.error))?;
-                sync_dir(dir).map_err(err)
+                let written = path.clone();
+                tokio::task::spawn_blocking(move || write_durably(&dir, &written, &result))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                    .map_err(|source| SpoolError { path, source })
             }
         }
     }
@@ -141,6 +141,17 @@ fn file_name(part_id: i64, attempt: u32) -> String {
     format!("{part_id}-{attempt}.json")
 }
 
+/// Write `result` to `path` in `dir`: a temporary file, synced, renamed, and
+/// the rename synced.
+fn write_durably(dir: &Path, path: &Path, result: &Submission) -> std::io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let bytes = serde_json::to_vec(result).expect("a submission serializes");
+    tmp.write_all(&bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
 /// Make a rename in `dir` durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -165,12 +176,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_disk_spool_survives_reopening_and_forgets_delivered_results() {
+    #[tokio::test]
+    async fn a_disk_spool_survives_reopening_and_forgets_delivered_results() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path()).unwrap();
-        spool.put(&result(7, 2)).unwrap();
-        spool.put(&result(3, 1)).unwrap();
+        spool.put(&result(7, 2)).await.unwrap();
+        spool.put(&result(3, 1)).await.unwrap();
         drop(spool);
         let spool = Spool::open(dir.path()).unwrap();
         assert_eq!(spool.pending().unwrap(), vec![result(3, 1), result(7, 2)]);
@@ -188,12 +199,12 @@ mod tests {
         assert!(dir.path().join("1-1.bad").exists());
     }
 
-    #[test]
-    fn a_memory_spool_keeps_one_entry_per_attempt() {
+    #[tokio::test]
+    async fn a_memory_spool_keeps_one_entry_per_attempt() {
         let spool = Spool::in_memory();
-        spool.put(&result(1, 1)).unwrap();
-        spool.put(&result(1, 1)).unwrap();
-        spool.put(&result(1, 2)).unwrap();
+        spool.put(&result(1, 1)).await.unwrap();
+        spool.put(&result(1, 1)).await.unwrap();
+        spool.put(&result(1, 2)).await.unwrap();
         assert_eq!(spool.pending().unwrap().len(), 2);
         spool.remove(1, 1).unwrap();
         assert_eq!(spool.pending().unwrap(), vec![result(1, 2)]);

@@ -28,6 +28,11 @@ impl Engine {
         if let Some(p) = self.loaded(&sha) {
             return Ok(p);
         }
+        let _one_at_a_time = self.inner.loading.lock().await;
+        // Whoever held the lock before may have loaded this very module.
+        if let Some(p) = self.loaded(&sha) {
+            return Ok(p);
+        }
         let component = {
             let engine = self.clone();
             let sha = sha.clone();

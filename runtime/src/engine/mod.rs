@@ -91,6 +91,10 @@ struct Inner {
     config: EngineConfig,
     modules: Option<ModuleStore>,
     loaded: Mutex<HashMap<Sha256, Arc<Plugin>>>,
+    /// One load (compilation) at a time: the compiler already uses every core,
+    /// and loads of one module that arrive together (a new plugin's first
+    /// parts on every slot) compile it once instead of once each.
+    loading: tokio::sync::Mutex<()>,
     compilations: AtomicU64,
     /// Executions instantiated and not yet ended (parked in the host included).
     running: Arc<AtomicUsize>,
@@ -181,6 +185,7 @@ impl Engine {
                 config,
                 modules,
                 loaded: Mutex::new(HashMap::new()),
+                loading: tokio::sync::Mutex::new(()),
                 compilations: AtomicU64::new(0),
                 running: Arc::new(AtomicUsize::new(0)),
                 pooled_runtime: Some(pooled_runtime),
