@@ -13,7 +13,9 @@
 //! so one bad request never takes its neighbours' answers down with it.
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use sqlx::SqlitePool;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{leasing, results};
@@ -119,7 +121,7 @@ async fn batches(writer: SqlitePool, mut pending: mpsc::UnboundedReceiver<(Op, R
             continue;
         }
         let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
-        match apply(&writer, &ops).await {
+        match apply_guarded(&writer, &ops).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have given up waiting; its change stays.
@@ -133,13 +135,23 @@ async fn batches(writer: SqlitePool, mut pending: mpsc::UnboundedReceiver<(Op, R
                 tracing::debug!(%error, size = ops.len(), "batch rolled back; applying alone");
                 for (op, reply) in ops.into_iter().zip(replies) {
                     let _ =
-                        reply.send(apply(&writer, std::slice::from_ref(&op)).await.map(
+                        reply.send(apply_guarded(&writer, std::slice::from_ref(&op)).await.map(
                             |mut outcomes| outcomes.pop().expect("one outcome per operation"),
                         ));
                 }
             }
         }
     }
+}
+
+/// [`apply`], a panic turned into an error for the batch (its transaction is
+/// rolled back as it unwinds): the batching task must outlive any one batch,
+/// or every later lease and result would fail.
+async fn apply_guarded(writer: &SqlitePool, ops: &[Op]) -> StoreResult<Vec<Outcome>> {
+    AssertUnwindSafe(apply(writer, ops))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Database(sqlx::Error::WorkerCrashed)))
 }
 
 /// Apply `ops` in order in one transaction: all of them, or none.
