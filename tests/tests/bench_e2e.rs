@@ -32,17 +32,18 @@ fn assert_report(report: &serde_json::Value, parts: u64) {
     assert_eq!(report["results_checked"], parts, "{report}");
 }
 
-#[test]
-fn one_daemon_on_sqlite() {
+/// `jobstack bench e2e --json` on a small plan, `store` naming the daemons
+/// and their store; checks what every report must hold.
+fn small_bench(store: &[&str], parts: u64, agents: u64) -> serde_json::Value {
     let dir = plugin_dir();
-    let run = jobstack(&[
-        "bench",
-        "e2e",
-        "--json",
+    let (parts_arg, agents_arg) = (parts.to_string(), agents.to_string());
+    let mut args = vec!["bench", "e2e", "--json"];
+    args.extend_from_slice(store);
+    args.extend([
         "--parts",
-        "200",
+        &parts_arg,
         "--agents",
-        "3",
+        &agents_arg,
         "--slots",
         "2",
         "--wake-samples",
@@ -50,39 +51,25 @@ fn one_daemon_on_sqlite() {
         "--plugin-dir",
         &dir,
     ]);
+    let run = jobstack(&args);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.json["store"], "sqlite");
-    assert_eq!(run.json["daemons"], 1);
-    assert_report(&run.json, 200);
+    assert_report(&run.json, parts);
+    run.json
+}
+
+#[test]
+fn one_daemon_on_sqlite() {
+    let report = small_bench(&[], 200, 3);
+    assert_eq!(report["store"], "sqlite");
+    assert_eq!(report["daemons"], 1);
 }
 
 #[test]
 fn two_daemons_on_postgres() {
-    let dir = plugin_dir();
     let server = server_url();
-    let run = jobstack(&[
-        "bench",
-        "e2e",
-        "--json",
-        "--daemons",
-        "2",
-        "--database",
-        &server,
-        "--parts",
-        "300",
-        "--agents",
-        "4",
-        "--slots",
-        "2",
-        "--wake-samples",
-        "5",
-        "--plugin-dir",
-        &dir,
-    ]);
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.json["store"], "postgres");
-    assert_eq!(run.json["daemons"], 2);
-    assert_report(&run.json, 300);
+    let report = small_bench(&["--daemons", "2", "--database", &server], 300, 4);
+    assert_eq!(report["store"], "postgres");
+    assert_eq!(report["daemons"], 2);
 }
 
 #[test]

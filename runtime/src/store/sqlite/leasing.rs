@@ -20,8 +20,7 @@ use crate::store::{StoreError, StoreResult};
 /// walking them first skips a run the agent already holds a part of whole,
 /// instead of part by part (a million-part run, an agent with several slots).
 const RUNS_TO_LEASE: &str = "\
-SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms, r.task_id, r.spec, r.secrets,
-       r.plugin_sha256 FROM runs r
+SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms FROM runs r
 WHERE r.state IN ('waiting', 'running')
   AND (r.explicit_agents = 0
        OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = r.id AND ra.agent_name = ?1))
@@ -31,9 +30,12 @@ ORDER BY r.rank, r.id";
 
 /// The first part of a run (index `parts_to_lease`) the agent may take: due,
 /// pinned to it or to nobody, and for automatic targeting, inside one of its
-/// networks.
+/// networks. With what the lease hands out of the part and of its run (read
+/// for the part found only, not for every run walked).
 const PART_TO_LEASE: &str = "\
-SELECT p.id, p.attempt, p.label, p.targets, p.payload FROM parts p
+SELECT p.id, p.attempt, p.label, p.targets, p.payload,
+       r.task_id, r.spec, r.secrets, r.plugin_sha256
+FROM parts p JOIN runs r ON r.id = p.run_id
 WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <= ?3
   AND (p.pinned_agent IS NULL OR p.pinned_agent = ?4)
   AND (p.span_lo IS NULL OR ?5
@@ -125,17 +127,17 @@ pub async fn lease(
         .bind(ms(now))
         .execute(&mut *tx)
         .await?;
-    let spec: TaskSpec = parse(run, "spec")?;
+    let spec: TaskSpec = parse(&part, "spec")?;
     let lease = Lease {
         part_id,
         run_id,
-        task_id: run.try_get("task_id")?,
+        task_id: part.try_get("task_id")?,
         attempt,
         expires_at,
         plugin: spec.plugin.clone(),
-        plugin_sha256: run.try_get("plugin_sha256")?,
+        plugin_sha256: part.try_get("plugin_sha256")?,
         params: spec.params.clone(),
-        secrets: parse(run, "secrets")?,
+        secrets: parse(&part, "secrets")?,
         part: NewPart {
             label: part.try_get("label")?,
             targets: parse(&part, "targets")?,
