@@ -118,6 +118,10 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite store's hot-path writer failed (see `sqlite::hot_path`).
+    /// Shared: one failed commit fails every operation of its batch.
+    #[error("database error: {0}")]
+    Sqlite(#[source] std::sync::Arc<rusqlite::Error>),
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -130,7 +134,13 @@ impl StoreError {
     /// Whether the database itself failed (so the daemon is not ready), as
     /// opposed to a refused request.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Database(_))
+        matches!(self, StoreError::Database(_) | StoreError::Sqlite(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(std::sync::Arc::new(e))
     }
 }
 

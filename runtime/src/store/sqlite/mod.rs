@@ -6,13 +6,14 @@
 //! - One writer connection: SQLite allows one writer at a time anyway, and a
 //!   single connection turns contention into a queue instead of `SQLITE_BUSY`
 //!   retries. Reads that are not part of a change use a small reader pool.
-//! - Leases and results, the hot path, go through a group commit
-//!   ([`group_commit`]): those that arrive together share one transaction and
-//!   one fsync.
+//! - Leases and results, the hot path, are applied by a writer thread of
+//!   their own ([`hot_path`]), with a synchronous driver, in batches that
+//!   share one transaction and one fsync. Both writers take the store's
+//!   write lock for each transaction.
 //! - Versioned migrations from `runtime/migrations/sqlite/`, applied at open.
 
 mod catalog;
-mod group_commit;
+mod hot_path;
 mod leasing;
 mod results;
 mod rows;
@@ -47,7 +48,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    hot_path: group_commit::GroupCommit,
+    /// Held by the writer that is inside a transaction (this pool's one
+    /// connection or the hot path's).
+    writing: hot_path::WriteLock,
+    hot_path: hot_path::HotPath,
 }
 
 impl SqliteStore {
@@ -77,16 +81,20 @@ impl SqliteStore {
             .max_connections(READERS)
             .connect_with(options.read_only(true))
             .await?;
-        let hot_path = group_commit::GroupCommit::start(writer.clone());
+        let writing = hot_path::WriteLock::default();
+        let hot_path = hot_path::HotPath::start(path, writing.clone())?;
         Ok(Self {
             writer,
             reader,
+            writing,
             hot_path,
         })
     }
 
-    /// Close both pools, waiting for their connections to finish.
+    /// Close the hot path's writer and both pools, waiting for their
+    /// connections to finish.
     pub async fn close(&self) {
+        self.hot_path.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -97,6 +105,7 @@ pub(crate) use crate::store::{from_ms, ms};
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
+        let _writing = self.writing.lock().await;
         catalog::put_plugin(&self.writer, plugin).await
     }
     async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
@@ -109,6 +118,7 @@ impl Store for SqliteStore {
         catalog::latest_plugin(&self.reader, name).await
     }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+        let _writing = self.writing.lock().await;
         catalog::put_module(&self.writer, sha256, bytes).await
     }
     async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -124,6 +134,7 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Agent> {
+        let _writing = self.writing.lock().await;
         catalog::register_agent(&self.writer, registration, token_hash, now).await
     }
     async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
@@ -140,6 +151,7 @@ impl Store for SqliteStore {
         next_run_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
+        let _writing = self.writing.lock().await;
         catalog::create_task(&self.writer, spec, secrets, next_run_at, now).await
     }
     async fn update_task(
@@ -150,6 +162,7 @@ impl Store for SqliteStore {
         next_run_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
+        let _writing = self.writing.lock().await;
         catalog::update_task(&self.writer, id, spec, secrets, next_run_at, now).await
     }
     async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
@@ -169,6 +182,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         let mut tx = self.writer.begin().await?;
         let id = runs::insert_run(&mut tx, run, now).await?;
         let created = runs::load_run(&mut tx, id).await?;
@@ -181,6 +195,7 @@ impl Store for SqliteStore {
         run: &NewRun,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
+        let _writing = self.writing.lock().await;
         runs::claim_recurrence(&self.writer, recurrence, run, now).await
     }
     async fn set_next_run(
@@ -189,6 +204,7 @@ impl Store for SqliteStore {
         expected: Option<DateTime<Utc>>,
         next: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
+        let _writing = self.writing.lock().await;
         catalog::set_next_run(&self.writer, task_id, expected, next).await
     }
     async fn add_parts(
@@ -197,9 +213,11 @@ impl Store for SqliteStore {
         parts: &[NewPart],
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         runs::add_parts(&self.writer, run_id, parts, now).await
     }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         runs::fail_run(&self.writer, run_id, error, now).await
     }
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
@@ -236,6 +254,7 @@ impl Store for SqliteStore {
         held: &[LeaseRef],
         now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck> {
+        let _writing = self.writing.lock().await;
         leasing::heartbeat(&self.writer, agent, held, now).await
     }
     async fn progress(
@@ -246,6 +265,7 @@ impl Store for SqliteStore {
         total: u64,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let _writing = self.writing.lock().await;
         leasing::progress(&self.writer, agent, lease, done, total, now).await
     }
     async fn submit(
@@ -257,16 +277,20 @@ impl Store for SqliteStore {
         self.hot_path.submit(agent, result, now).await
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
+        let _writing = self.writing.lock().await;
         leasing::expire_leases(&self.writer, now).await
     }
 
     async fn suspend_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         runs::suspend_run(&self.writer, run_id, now).await
     }
     async fn resume_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         runs::resume_run(&self.writer, run_id, now).await
     }
     async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
+        let _writing = self.writing.lock().await;
         runs::cancel_run(&self.writer, run_id, now).await
     }
 

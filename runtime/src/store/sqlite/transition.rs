@@ -1,19 +1,20 @@
 //! Every change of a part's or a run's state in SQLite goes through here: the
 //! transition is checked against [`State::check`], the run's part counters are
 //! kept in step, the run's own state follows its parts, and an event is written,
-//! all inside the caller's transaction.
+//! all inside the caller's transaction. The hot path's leases and results
+//! do the same with rusqlite (`hot_path::transition`), with this module's
+//! columns and statements.
 
 use chrono::{DateTime, Utc};
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Row, Sqlite, SqliteConnection};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 
 use super::ms;
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
 
 /// The counter column of `state` in `runs`.
-fn counter(state: State) -> &'static str {
+pub(super) fn counter(state: State) -> &'static str {
     match state {
         State::Created | State::Waiting => "n_waiting",
         State::Running => "n_running",
@@ -23,6 +24,11 @@ fn counter(state: State) -> &'static str {
         State::Canceled => "n_canceled",
     }
 }
+
+/// Insert an event: at (ms), entity, entity id, kind, from state, to state,
+/// detail (JSON). Shared with the hot path.
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 
 /// Write one event.
 pub async fn event(
@@ -34,19 +40,16 @@ pub async fn event(
     change: Option<(State, State)>,
     detail: serde_json::Value,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(ms(now))
-    .bind(entity)
-    .bind(entity_id)
-    .bind(kind)
-    .bind(change.map(|(from, _)| from.as_str()))
-    .bind(change.map(|(_, to)| to.as_str()))
-    .bind(detail.to_string())
-    .execute(conn)
-    .await?;
+    sqlx::query(INSERT_EVENT)
+        .bind(ms(now))
+        .bind(entity)
+        .bind(entity_id)
+        .bind(kind)
+        .bind(change.map(|(from, _)| from.as_str()))
+        .bind(change.map(|(_, to)| to.as_str()))
+        .bind(detail.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -61,47 +64,27 @@ pub async fn move_part(
     now: DateTime<Utc>,
     detail: serde_json::Value,
 ) -> StoreResult<()> {
-    let update = sqlx::query("UPDATE parts SET state = ? WHERE id = ? AND state = ?")
+    from.check(Entity::Part, to)?;
+    let moved = sqlx::query("UPDATE parts SET state = ? WHERE id = ? AND state = ?")
         .bind(to.as_str())
         .bind(part_id)
-        .bind(from.as_str());
-    move_part_with(conn, update, run_id, part_id, from, to, now, detail).await
-}
-
-/// [`move_part`] where the caller's own `update` of the part's row moves it
-/// (setting its owner, attempt, expiry... in the same statement: one round
-/// trip less on the hot path). `update` must set `state` to `to` and match
-/// only a row in `from`; the move is checked against the table first.
-#[allow(clippy::too_many_arguments)]
-pub async fn move_part_with<'q>(
-    conn: &mut SqliteConnection,
-    update: Query<'q, Sqlite, SqliteArguments<'q>>,
-    run_id: i64,
-    part_id: i64,
-    from: State,
-    to: State,
-    now: DateTime<Utc>,
-    detail: serde_json::Value,
-) -> StoreResult<()> {
-    from.check(Entity::Part, to)?;
-    let moved = update.execute(&mut *conn).await?.rows_affected();
+        .bind(from.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     if moved != 1 {
         return Err(StoreError::Corrupt(format!(
             "part {part_id} was expected in state {from}"
         )));
     }
-    let (current, counts) = if counter(from) != counter(to) {
-        // The counters and the run's state in one round trip.
+    if counter(from) != counter(to) {
         let sql = format!(
-            "UPDATE runs SET {f} = {f} - 1, {t} = {t} + 1 WHERE id = ? RETURNING {RUN_STATE}",
+            "UPDATE runs SET {f} = {f} - 1, {t} = {t} + 1 WHERE id = ?",
             f = counter(from),
             t = counter(to)
         );
-        let row = sqlx::query(&sql).bind(run_id).fetch_one(&mut *conn).await?;
-        run_state_of(&row)?
-    } else {
-        run_state(conn, run_id).await?
-    };
+        sqlx::query(&sql).bind(run_id).execute(&mut *conn).await?;
+    }
     event(
         conn,
         now,
@@ -112,10 +95,7 @@ pub async fn move_part_with<'q>(
         detail,
     )
     .await?;
-    if let Some(next) = run_state_from_parts(current, &counts) {
-        move_run(conn, run_id, current, next, now, serde_json::json!({})).await?;
-    }
-    Ok(())
+    refresh_run(conn, run_id, now).await
 }
 
 /// Recount a run's parts from the parts table (after a bulk change).
@@ -149,8 +129,8 @@ pub async fn recount(conn: &mut SqliteConnection, run_id: i64) -> StoreResult<()
     Ok(())
 }
 
-/// The columns [`run_state_of`] reads.
-const RUN_STATE: &str =
+/// The columns [`run_state_of`] reads (and the hot path's twin).
+pub(super) const RUN_STATE: &str =
     "state, n_waiting, n_running, n_suspended, n_finished, n_failed, n_canceled";
 
 /// The run's state and part counters.

@@ -1,0 +1,175 @@
+//! Leasing on the writer thread.
+//!
+//! Leasing walks the runs the agent may take from in leasing order (rank,
+//! oldest run) and in each the `parts_to_lease` index in split order, and
+//! stops at the first part the agent may take: pinned to it or to nobody; its
+//! run targets it by name, or targets automatically and one of its networks
+//! holds the part's address span; the agent accepts the plugin; and the agent
+//! holds no other part of that run.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::super::leasing::TOUCH_AGENT;
+use super::super::ms;
+use super::transition;
+use crate::scheduler::{Agent, Lease, NewPart, State, TaskSpec};
+use crate::store::{StoreError, StoreResult};
+
+/// The runs an agent may take from, in leasing order (rank: forced, priority;
+/// then oldest): it targets the agent by name or automatically, the agent
+/// accepts the plugin, and the agent holds no part of it yet. Runs are few;
+/// walking them first skips a run the agent already holds a part of whole,
+/// instead of part by part (a million-part run, an agent with several slots).
+const RUNS_TO_LEASE: &str = "\
+SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms FROM runs r
+WHERE r.state IN ('waiting', 'running')
+  AND (r.explicit_agents = 0
+       OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = r.id AND ra.agent_name = ?1))
+  AND (?2 OR r.plugin IN (SELECT value FROM json_each(?3)))
+  AND r.id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = ?1)
+ORDER BY r.rank, r.id";
+
+/// The first part of a run (index `parts_to_lease`) the agent may take: due,
+/// pinned to it or to nobody, and for automatic targeting, inside one of its
+/// networks. With what the lease hands out of the part and of its run (read
+/// for the part found only, not for every run walked).
+const PART_TO_LEASE: &str = "\
+SELECT p.id, p.attempt, p.label, p.targets, p.payload,
+       r.task_id, r.spec, r.secrets, r.plugin_sha256
+FROM parts p JOIN runs r ON r.id = p.run_id
+WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <= ?3
+  AND (p.pinned_agent IS NULL OR p.pinned_agent = ?4)
+  AND (p.span_lo IS NULL OR ?5
+       OR EXISTS (SELECT 1 FROM agent_networks n
+                  WHERE n.agent_id = ?6 AND n.lo <= p.span_lo AND p.span_hi <= n.hi))
+ORDER BY p.rank, p.run_id, p.seq
+LIMIT 1";
+
+/// Mark the agent seen ([`TOUCH_AGENT`]).
+pub(super) fn touch_agent(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
+    conn.prepare_cached(TOUCH_AGENT)?
+        .execute(params![ms(now), agent.id])?;
+    Ok(())
+}
+
+/// A run the agent may take from.
+struct Candidate {
+    id: i64,
+    rank: i64,
+    explicit_agents: bool,
+    lease_ttl_ms: i64,
+}
+
+/// What a lease hands out of the part found and of its run.
+struct Found {
+    part_id: i64,
+    attempt: i64,
+    label: String,
+    targets: String,
+    payload: String,
+    task_id: i64,
+    spec: String,
+    secrets: String,
+    plugin_sha256: String,
+}
+
+/// Lease the best part `agent` may take, inside the batch's transaction.
+pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
+    touch_agent(conn, agent, now)?;
+    let name = &agent.registration.name;
+    let plugins = serde_json::to_string(&agent.registration.plugins).expect("names serialize");
+    let runs = conn
+        .prepare_cached(RUNS_TO_LEASE)?
+        .query_map(
+            params![name, agent.registration.plugins.is_empty(), plugins],
+            |row| {
+                Ok(Candidate {
+                    id: row.get(0)?,
+                    rank: row.get(1)?,
+                    explicit_agents: row.get(2)?,
+                    lease_ttl_ms: row.get(3)?,
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut find = conn.prepare_cached(PART_TO_LEASE)?;
+    let mut picked = None;
+    for run in &runs {
+        let part = find
+            .query_row(
+                params![
+                    run.rank,
+                    run.id,
+                    ms(now),
+                    name,
+                    run.explicit_agents,
+                    agent.id
+                ],
+                |row| {
+                    Ok(Found {
+                        part_id: row.get(0)?,
+                        attempt: row.get(1)?,
+                        label: row.get(2)?,
+                        targets: row.get(3)?,
+                        payload: row.get(4)?,
+                        task_id: row.get(5)?,
+                        spec: row.get(6)?,
+                        secrets: row.get(7)?,
+                        plugin_sha256: row.get(8)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(part) = part {
+            picked = Some((run, part));
+            break;
+        }
+    }
+    drop(find);
+    let Some((run, part)) = picked else {
+        return Ok(None);
+    };
+    let attempt = part.attempt as u32 + 1;
+    let expires_at = now + TimeDelta::milliseconds(run.lease_ttl_ms);
+    let detail = serde_json::json!({ "agent": name, "attempt": attempt });
+    transition::move_part_with(
+        conn,
+        "UPDATE parts SET state = 'running', attempt = ?1, owner = ?2, lease_expires_at = ?3, \
+         progress_done = NULL, progress_total = NULL WHERE id = ?4 AND state = 'waiting'",
+        params![i64::from(attempt), name, ms(expires_at), part.part_id],
+        run.id,
+        part.part_id,
+        (State::Waiting, State::Running),
+        now,
+        &detail,
+    )?;
+    conn.prepare_cached(
+        "INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![part.part_id, i64::from(attempt), name, ms(now)])?;
+    let spec: TaskSpec = parse("spec", &part.spec)?;
+    Ok(Some(Lease {
+        part_id: part.part_id,
+        run_id: run.id,
+        task_id: part.task_id,
+        attempt,
+        expires_at,
+        plugin: spec.plugin,
+        plugin_sha256: part.plugin_sha256,
+        params: spec.params,
+        secrets: parse("secrets", &part.secrets)?,
+        part: NewPart {
+            label: part.label,
+            targets: parse("targets", &part.targets)?,
+            payload: part.payload,
+        },
+        timeout_ms: spec.timeout_ms,
+        mode: spec.mode,
+        grants: spec.grants,
+    }))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}

@@ -1,0 +1,202 @@
+//! Results on the writer thread: the fencing rule ([`fencing::judge`])
+//! applied inside the batch's transaction, so that the answer an agent gets
+//! is durable before it gets it.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::super::ms;
+use super::{lease::touch_agent, transition};
+use crate::scheduler::{
+    Agent, ResultAck, ResultStatus, State, Submission,
+    fencing::{self, Claim, PartNow, Verdict},
+    retry,
+};
+use crate::store::{StoreError, StoreResult};
+
+/// The part as a result finds it.
+struct Target {
+    run_id: i64,
+    state: String,
+    attempt: i64,
+    owner: Option<String>,
+    retries: i64,
+    /// Who the attempt the result names was leased to.
+    lessee: Option<String>,
+    /// Whether a result of that attempt is stored already.
+    recorded: bool,
+}
+
+fn insert_result(
+    conn: &Connection,
+    run_id: i64,
+    agent: &Agent,
+    s: &Submission,
+    applied: bool,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let json = |v: &[serde_json::Value]| serde_json::to_string(v).expect("JSON serializes");
+    conn.prepare_cached(
+        "INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted, \
+         logs, started_at, duration_ms, applied, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        s.part_id,
+        i64::from(s.attempt),
+        run_id,
+        agent.registration.name,
+        s.status.as_str(),
+        s.output.as_ref().map(|o| o.to_string()),
+        s.error,
+        json(&s.emitted),
+        json(&s.logs),
+        s.started_at.map(ms),
+        i64::try_from(s.duration_ms).unwrap_or(i64::MAX),
+        applied,
+        ms(now),
+    ])?;
+    Ok(())
+}
+
+fn end_lease(
+    conn: &Connection,
+    part_id: i64,
+    attempt: u32,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE leases SET ended_at = ?1, end_reason = ?2 \
+         WHERE part_id = ?3 AND attempt = ?4 AND ended_at IS NULL",
+    )?
+    .execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
+    Ok(())
+}
+
+/// Apply a result under the fencing rule, inside the batch's transaction.
+pub fn submit(
+    conn: &Connection,
+    agent: &Agent,
+    s: &Submission,
+    now: DateTime<Utc>,
+) -> StoreResult<ResultAck> {
+    let name = agent.registration.name.as_str();
+    let not_leased = || StoreError::NotLeased {
+        part_id: s.part_id,
+        attempt: s.attempt,
+        agent: name.to_string(),
+    };
+    let part = conn
+        .prepare_cached(
+            "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
+             (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
+             EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1) \
+             FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2",
+        )?
+        .query_row(params![i64::from(s.attempt), s.part_id], |row| {
+            Ok(Target {
+                run_id: row.get(0)?,
+                state: row.get(1)?,
+                attempt: row.get(2)?,
+                owner: row.get(3)?,
+                retries: row.get(4)?,
+                lessee: row.get(5)?,
+                recorded: row.get(6)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(not_leased)?;
+    let run_id = part.run_id;
+    let state: State = part
+        .state
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+    let attempt = part.attempt as u32;
+    let verdict = fencing::judge(
+        PartNow {
+            state,
+            attempt,
+            held_by_submitter: part.owner.as_deref() == Some(name),
+        },
+        Claim {
+            attempt: s.attempt,
+            was_leased_to_submitter: part.lessee.as_deref() == Some(name),
+            already_recorded: part.recorded,
+            success: s.status == ResultStatus::Finished,
+        },
+    );
+    let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
+    let ack = match verdict {
+        Verdict::NotLeased => return Err(not_leased()),
+        Verdict::Duplicate if part.recorded => ResultAck::Duplicate,
+        Verdict::Duplicate | Verdict::RecordOnly => {
+            insert_result(conn, run_id, agent, s, false, now)?;
+            end_lease(conn, s.part_id, s.attempt, "result", now)?;
+            if verdict == Verdict::Duplicate {
+                ResultAck::Duplicate
+            } else {
+                ResultAck::Recorded
+            }
+        }
+        Verdict::Apply => {
+            insert_result(conn, run_id, agent, s, true, now)?;
+            end_lease(conn, s.part_id, s.attempt, "result", now)?;
+            let (to, available_at) = if s.status == ResultStatus::Finished {
+                (State::Finished, now)
+            } else if retry::may_retry(attempt, part.retries as u32) {
+                (State::Waiting, now + retry::backoff(attempt))
+            } else {
+                (State::Failed, now)
+            };
+            let error = (to != State::Finished).then(|| {
+                format!(
+                    "attempt {}: {}: {}",
+                    s.attempt,
+                    s.status.as_str(),
+                    s.error.as_deref().unwrap_or("no reason given")
+                )
+            });
+            transition::move_part_with(
+                conn,
+                "UPDATE parts SET state = ?1, owner = CASE WHEN ?2 THEN owner END, \
+                 lease_expires_at = NULL, available_at = ?3, error = COALESCE(?4, error) \
+                 WHERE id = ?5 AND state = 'running'",
+                params![
+                    to.as_str(),
+                    to == State::Finished,
+                    ms(available_at),
+                    error,
+                    s.part_id
+                ],
+                run_id,
+                s.part_id,
+                (State::Running, to),
+                now,
+                &detail,
+            )?;
+            ResultAck::Applied
+        }
+        Verdict::AcceptLate { revokes_current } => {
+            insert_result(conn, run_id, agent, s, true, now)?;
+            end_lease(conn, s.part_id, s.attempt, "late-result", now)?;
+            if revokes_current {
+                end_lease(conn, s.part_id, attempt, "revoked", now)?;
+            }
+            transition::move_part_with(
+                conn,
+                "UPDATE parts SET state = 'finished', owner = ?1, lease_expires_at = NULL \
+                 WHERE id = ?2 AND state = ?3",
+                params![name, s.part_id, state.as_str()],
+                run_id,
+                s.part_id,
+                (state, State::Finished),
+                now,
+                &detail,
+            )?;
+            ResultAck::AcceptedLate
+        }
+    };
+    touch_agent(conn, agent, now)?;
+    Ok(ack)
+}
