@@ -214,7 +214,7 @@ async fn an_acknowledged_result_survives_reopening_the_database() {
 
 /// Results sent at once, one of them for a part its sender never leased: the
 /// others are applied, that one alone is refused. (On SQLite they meet in one
-/// group-commit batch, which is rolled back and applied one by one.)
+/// batch of the hot path, where the refused one's savepoint is rolled back.)
 async fn a_refused_result_among_concurrent_ones_changes_only_itself(backend: Backend) {
     let h = Harness::new(backend).await;
     let run = h.run_of(&h.spec("job", Harness::labels(8))).await;

@@ -1,0 +1,159 @@
+//! Durability of the hot path's batches, off the writer thread: the WAL is
+//! flushed to disk (`fdatasync`) by a thread of its own, and a batch's callers
+//! are answered only once a flush that began after its commit has finished.
+//!
+//! The hot path's connection commits with `synchronous = NORMAL`: a commit
+//! writes its frames to the WAL (the OS page cache) and returns, so the
+//! writer goes on with the next batch while this thread waits for the disk.
+//! Every batch committed while a flush was under way shares the next one.
+//! An answered lease or result is then as durable as with `synchronous =
+//! FULL` (whose commit flushes the same file before returning); what changes
+//! is that the flush no longer stops the writer. SQLite itself still flushes
+//! the WAL header when the log restarts and the database file at each
+//! checkpoint (it does so under NORMAL), so a power cut leaves a consistent
+//! database that holds at least every answered change. A process crash loses
+//! nothing written to the page cache.
+//!
+//! A flush that fails is not retried: after a failed `fdatasync` Linux may
+//! have dropped the dirty pages, and a later flush that succeeds proves
+//! nothing about them (PostgreSQL's "fsyncgate"). Every caller from then on
+//! gets an error until the daemon is restarted, which recovers from the WAL
+//! on disk.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use super::{Outcome, Reply};
+use crate::store::{StoreError, StoreResult};
+
+/// A committed batch's answers, waiting for the flush.
+pub(super) type Answers = Vec<(Reply, StoreResult<Outcome>)>;
+
+/// The queue in front of the flushing thread.
+#[derive(Debug)]
+pub(super) struct WalSync {
+    queue: mpsc::Sender<Answers>,
+}
+
+impl WalSync {
+    /// Start the flushing thread for the WAL of the database at `database`.
+    pub fn start(database: &std::path::Path) -> io::Result<Self> {
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        let (queue, committed) = mpsc::channel();
+        let mut flusher = Flusher {
+            wal: PathBuf::from(wal),
+            file: None,
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("jobstack-sqlite-wal-sync".into())
+            .spawn(move || flusher.run(committed))?;
+        Ok(Self { queue })
+    }
+
+    /// Answer `answers` once the WAL, as it is now, is on disk.
+    pub fn after_flush(&self, answers: Answers) {
+        if let Err(mpsc::SendError(answers)) = self.queue.send(answers) {
+            // The thread is gone (it never panics; only at shutdown).
+            for (reply, _) in answers {
+                let _ = reply.send(Err(flush_error("the WAL flushing thread has stopped")));
+            }
+        }
+    }
+}
+
+struct Flusher {
+    wal: PathBuf,
+    /// The WAL, open for flushing; reopened if SQLite replaced the file.
+    file: Option<(File, u64)>,
+    /// Why a flush failed, once one has.
+    failed: Option<String>,
+}
+
+impl Flusher {
+    fn run(&mut self, committed: mpsc::Receiver<Answers>) {
+        while let Ok(mut answers) = committed.recv() {
+            // Every batch committed before this flush starts shares it.
+            while let Ok(more) = committed.try_recv() {
+                answers.extend(more);
+            }
+            if self.failed.is_none()
+                && let Err(error) = self.flush()
+            {
+                tracing::error!(%error, wal = %self.wal.display(),
+                    "flushing the SQLite WAL failed; leases and results fail until a restart");
+                self.failed = Some(error.to_string());
+            }
+            for (reply, outcome) in answers {
+                let answer = match &self.failed {
+                    None => outcome,
+                    Some(why) => Err(flush_error(why)),
+                };
+                // The caller may have given up waiting; its change stays.
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// `fdatasync` the WAL file SQLite writes now (checked by inode: SQLite
+    /// deletes the WAL only when its last connection closes, and the hot
+    /// path's stays open, but a flush of a replaced file would prove nothing).
+    fn flush(&mut self) -> io::Result<()> {
+        let current = std::fs::metadata(&self.wal)?.ino();
+        if self.file.as_ref().map(|(_, ino)| *ino) != Some(current) {
+            let file = File::open(&self.wal)?;
+            let ino = file.metadata()?.ino();
+            self.file = Some((file, ino));
+        }
+        let (file, _) = self.file.as_ref().expect("opened above");
+        file.sync_data()
+    }
+}
+
+fn flush_error(why: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Io(io::Error::other(format!(
+        "flushing the SQLite WAL to disk failed ({why}); restart the daemon"
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::ResultAck;
+    use tokio::sync::oneshot;
+
+    /// Hand one applied result to `sync` and wait for its answer.
+    fn answer(sync: &WalSync) -> StoreResult<Outcome> {
+        let (reply, answer) = oneshot::channel();
+        sync.after_flush(vec![(reply, Ok(Outcome::Submit(ResultAck::Applied)))]);
+        answer.blocking_recv().expect("answered")
+    }
+
+    #[test]
+    fn a_batch_is_answered_as_applied_once_the_wal_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
+        let sync = WalSync::start(&dir.path().join("db")).unwrap();
+        assert!(matches!(
+            answer(&sync),
+            Ok(Outcome::Submit(ResultAck::Applied))
+        ));
+    }
+
+    #[test]
+    fn after_a_failed_flush_every_answer_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // No WAL file: the flush fails.
+        let sync = WalSync::start(&dir.path().join("db")).unwrap();
+        let first = answer(&sync).unwrap_err().to_string();
+        assert!(first.contains("restart the daemon"), "{first}");
+        // A later flush that would succeed proves nothing about the pages
+        // the failed one may have dropped.
+        std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
+        assert!(answer(&sync).is_err());
+    }
+}
