@@ -39,8 +39,13 @@ pub(super) struct WalSync {
 }
 
 impl WalSync {
-    /// Start the flushing thread for the WAL of the database at `database`.
-    pub fn start(database: &std::path::Path) -> io::Result<Self> {
+    /// Start the flushing thread for the WAL of the database at `database`;
+    /// it calls `flushed` after each flush, once that flush's callers are
+    /// answered.
+    pub fn start(
+        database: &std::path::Path,
+        flushed: impl Fn() + Send + 'static,
+    ) -> io::Result<Self> {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let (queue, committed) = mpsc::channel();
@@ -51,7 +56,7 @@ impl WalSync {
         };
         std::thread::Builder::new()
             .name("jobstack-sqlite-wal-sync".into())
-            .spawn(move || flusher.run(committed))?;
+            .spawn(move || flusher.run(committed, flushed))?;
         Ok(Self { queue })
     }
 
@@ -75,7 +80,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn run(&mut self, committed: mpsc::Receiver<Answers>) {
+    fn run(&mut self, committed: mpsc::Receiver<Answers>, flushed: impl Fn()) {
         while let Ok(mut answers) = committed.recv() {
             // Every batch committed before this flush starts shares it.
             while let Ok(more) = committed.try_recv() {
@@ -96,6 +101,7 @@ impl Flusher {
                 // The caller may have given up waiting; its change stays.
                 let _ = reply.send(answer);
             }
+            flushed();
         }
     }
 
@@ -137,7 +143,7 @@ mod tests {
     fn a_batch_is_answered_as_applied_once_the_wal_is_flushed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
-        let sync = WalSync::start(&dir.path().join("db")).unwrap();
+        let sync = WalSync::start(&dir.path().join("db"), || {}).unwrap();
         assert!(matches!(
             answer(&sync),
             Ok(Outcome::Submit(ResultAck::Applied))
@@ -148,7 +154,7 @@ mod tests {
     fn after_a_failed_flush_every_answer_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         // No WAL file: the flush fails.
-        let sync = WalSync::start(&dir.path().join("db")).unwrap();
+        let sync = WalSync::start(&dir.path().join("db"), || {}).unwrap();
         let first = answer(&sync).unwrap_err().to_string();
         assert!(first.contains("restart the daemon"), "{first}");
         // A later flush that would succeed proves nothing about the pages
