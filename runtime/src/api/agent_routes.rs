@@ -50,6 +50,7 @@ pub async fn register(
         .store()
         .register_agent(&registration, &hash_token(&token), state.scheduler.now())
         .await?;
+    state.agents.forget_agent(agent.id);
     tracing::info!(agent = %agent.registration.name, id = agent.id, "agent registered");
     Ok(Json(Registered {
         agent_id: agent.id,

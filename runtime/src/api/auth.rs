@@ -98,13 +98,18 @@ impl FromRequestParts<ApiState> for AgentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
+        let token_hash = hash_token(bearer(parts)?);
+        let now = std::time::Instant::now();
+        if let Some(agent) = state.agents.get(&token_hash, now) {
+            return Ok(AgentCaller(agent));
+        }
         let agent = state
             .scheduler
             .store()
-            .agent_by_token(&hash_token(token))
+            .agent_by_token(&token_hash)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("unknown agent token: register again".into()))?;
+        state.agents.insert(&token_hash, agent.clone(), now);
         Ok(AgentCaller(agent))
     }
 }

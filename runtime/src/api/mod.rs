@@ -3,6 +3,7 @@
 //! [`app`] builds the router so tests can drive it in-process.
 
 mod admin_routes;
+pub mod agent_cache;
 mod agent_routes;
 mod artifacts;
 pub mod auth;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::agent_cache::AgentCache;
 use super::auth::Credentials;
 use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
@@ -41,6 +42,8 @@ pub struct ApiState {
     pub modules: DaemonModules,
     /// Accepted token hashes.
     pub credentials: Arc<Credentials>,
+    /// The agents behind recent agent tokens.
+    pub agents: Arc<AgentCache>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Files deploy tasks install (`<data_dir>/artifacts`).

@@ -89,6 +89,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         scheduler: scheduler.clone(),
         modules: modules.clone(),
         credentials: Arc::new(credentials),
+        agents: Arc::default(),
         metrics: Arc::new(Metrics::new()),
         artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
             format!(
