@@ -20,7 +20,44 @@
 //!
 //! No result is applied twice (2), and none overwrites a newer one (4, 5).
 
-use super::State;
+use chrono::{DateTime, Utc};
+
+use super::{ResultStatus, State, Submission, retry};
+
+/// Where an applied result (rule 3) sends its part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Finished on success; Waiting again for a retry; Failed, retries spent.
+    pub to: State,
+    /// When the part may be leased again (its backoff, for a retry).
+    pub available_at: DateTime<Utc>,
+    /// The error kept on the part for a failure.
+    pub error: Option<String>,
+}
+
+/// What applying `s` does to a part at `attempt` with `retries` allowed.
+pub fn applied(s: &Submission, attempt: u32, retries: u32, now: DateTime<Utc>) -> Applied {
+    let (to, available_at) = if s.status == ResultStatus::Finished {
+        (State::Finished, now)
+    } else if retry::may_retry(attempt, retries) {
+        (State::Waiting, now + retry::backoff(attempt))
+    } else {
+        (State::Failed, now)
+    };
+    let error = (to != State::Finished).then(|| {
+        format!(
+            "attempt {}: {}: {}",
+            s.attempt,
+            s.status.as_str(),
+            s.error.as_deref().unwrap_or("no reason given")
+        )
+    });
+    Applied {
+        to,
+        available_at,
+        error,
+    }
+}
 
 /// The part as the store holds it when a result arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +133,37 @@ pub fn judge(part: PartNow, claim: Claim) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn submission(status: ResultStatus, attempt: u32) -> Submission {
+        Submission {
+            part_id: 1,
+            attempt,
+            status,
+            output: None,
+            error: Some("boom".into()),
+            emitted: vec![],
+            logs: vec![],
+            started_at: None,
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_applied_result_finishes_retries_or_fails_its_part() {
+        let now = DateTime::UNIX_EPOCH;
+        let done = applied(&submission(ResultStatus::Finished, 1), 1, 0, now);
+        assert_eq!(
+            (done.to, done.available_at, done.error),
+            (State::Finished, now, None)
+        );
+        let retry = applied(&submission(ResultStatus::Failed, 1), 1, 2, now);
+        assert_eq!(retry.to, State::Waiting);
+        assert_eq!(retry.available_at, now + retry::backoff(1));
+        assert_eq!(retry.error.as_deref(), Some("attempt 1: failed: boom"));
+        let spent = applied(&submission(ResultStatus::Timeout, 3), 3, 2, now);
+        assert_eq!((spent.to, spent.available_at), (State::Failed, now));
+        assert_eq!(spent.error.as_deref(), Some("attempt 3: timeout: boom"));
+    }
 
     fn part(state: State, attempt: u32, held: bool) -> PartNow {
         PartNow {

@@ -18,8 +18,7 @@ use sqlx::{Acquire, PgConnection, PgPool, Row};
 use super::{rows, transition};
 use crate::scheduler::{
     Agent, Entity, ResultAck, ResultStatus, State, StoredResult, Submission,
-    fencing::{self, Claim, PartNow, Verdict},
-    retry,
+    fencing::{self, Applied, Claim, PartNow, Verdict},
 };
 use crate::store::ms;
 use crate::store::{StoreError, StoreResult};
@@ -158,21 +157,11 @@ async fn judge_and_write(
         Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
-            let (to, available_at) = if s.status == ResultStatus::Finished {
-                (State::Finished, now)
-            } else if retry::may_retry(part.attempt, part.retries) {
-                (State::Waiting, now + retry::backoff(part.attempt))
-            } else {
-                (State::Failed, now)
-            };
-            let error = (to != State::Finished).then(|| {
-                format!(
-                    "attempt {}: {}: {}",
-                    s.attempt,
-                    s.status.as_str(),
-                    s.error.as_deref().unwrap_or("no reason given")
-                )
-            });
+            let Applied {
+                to,
+                available_at,
+                error,
+            } = fencing::applied(s, part.attempt, part.retries, now);
             let owner = (to != State::Finished).then_some(None);
             let change = Change {
                 to,

@@ -9,8 +9,7 @@ use super::super::ms;
 use super::{lease::touch_agent, transition};
 use crate::scheduler::{
     Agent, ResultAck, ResultStatus, State, Submission,
-    fencing::{self, Claim, PartNow, Verdict},
-    retry,
+    fencing::{self, Applied, Claim, PartNow, Verdict},
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -142,21 +141,11 @@ pub fn submit(
         Verdict::Apply => {
             insert_result(conn, run_id, agent, s, true, now)?;
             end_lease(conn, s.part_id, s.attempt, "result", now)?;
-            let (to, available_at) = if s.status == ResultStatus::Finished {
-                (State::Finished, now)
-            } else if retry::may_retry(attempt, part.retries as u32) {
-                (State::Waiting, now + retry::backoff(attempt))
-            } else {
-                (State::Failed, now)
-            };
-            let error = (to != State::Finished).then(|| {
-                format!(
-                    "attempt {}: {}: {}",
-                    s.attempt,
-                    s.status.as_str(),
-                    s.error.as_deref().unwrap_or("no reason given")
-                )
-            });
+            let Applied {
+                to,
+                available_at,
+                error,
+            } = fencing::applied(s, attempt, part.retries as u32, now);
             transition::move_part_with(
                 conn,
                 "UPDATE parts SET state = ?1, owner = CASE WHEN ?2 THEN owner END, \
