@@ -9,10 +9,15 @@
 //! An answered lease or result is then as durable as with `synchronous =
 //! FULL` (whose commit flushes the same file before returning); what changes
 //! is that the flush no longer stops the writer. SQLite itself still flushes
-//! the WAL header when the log restarts and the database file at each
-//! checkpoint (it does so under NORMAL), so a power cut leaves a consistent
-//! database that holds at least every answered change. A process crash loses
-//! nothing written to the page cache.
+//! the WAL header when the log restarts (`sqlite3WalFrames`: under any
+//! setting but OFF, SQLite ticket ff5be73dee) and the database file at each
+//! checkpoint, so a power cut leaves a consistent database that holds at
+//! least every answered change. A process crash loses nothing written to the
+//! page cache.
+//!
+//! What the flush does not hold back: readers (the API's listings) see a
+//! batch from its commit on, before its flush. A power cut in between can
+//! take back a change a listing showed, never one a caller was told of.
 //!
 //! A flush that fails is not retried: after a failed `fdatasync` Linux may
 //! have dropped the dirty pages, and a later flush that succeeds proves
