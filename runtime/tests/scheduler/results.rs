@@ -15,6 +15,7 @@ store_tests!(
     a_late_success_without_a_newer_lease_finishes_the_part,
     results_are_kept_with_output_records_and_timings,
     a_refused_result_among_concurrent_ones_changes_only_itself,
+    leases_and_results_meet_heartbeats_sweeps_and_new_runs_without_errors,
 );
 
 fn is_not_leased(e: SchedulerError) -> bool {
@@ -248,4 +249,52 @@ async fn a_refused_result_among_concurrent_ones_changes_only_itself(backend: Bac
         h.store.run(run.id).await.unwrap().unwrap().state,
         State::Finished
     );
+}
+
+/// Leases and results from several agents at once, while the same store
+/// extends leases, sweeps and stores new runs' parts: nothing fails and
+/// nothing is lost. (On SQLite the first are the hot path's writer thread,
+/// the others sqlx's writer connection: the two meet only through the
+/// store's write lock, never in SQLite's busy handler.)
+async fn leases_and_results_meet_heartbeats_sweeps_and_new_runs_without_errors(backend: Backend) {
+    const AGENTS: usize = 8;
+    const PARTS: usize = 400;
+    let h = Harness::new(backend).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(PARTS))).await;
+    let mut agents = Vec::new();
+    for i in 0..AGENTS {
+        agents.push(h.agent(&format!("a{i}"), &[]).await);
+    }
+    let sched = &h.sched;
+    let workers = futures_util::future::join_all(agents.iter().map(|agent| async move {
+        let mut applied = 0;
+        while let Some(lease) = sched.lease(agent).await.expect("lease") {
+            let ack = sched
+                .heartbeat(agent, &[lease.lease_ref()])
+                .await
+                .expect("heartbeat");
+            assert_eq!(ack.extended, vec![lease.lease_ref()]);
+            let ack = sched
+                .submit(agent, &finished(&lease))
+                .await
+                .expect("submit");
+            assert_eq!(ack, ResultAck::Applied);
+            applied += 1;
+        }
+        applied
+    }));
+    let others = async {
+        for i in 0..5 {
+            sched.tick().await.expect("sweep");
+            h.run_of(&h.spec(&format!("other{i}"), Harness::labels(50)))
+                .await;
+        }
+    };
+    let (applied, ()) = tokio::join!(workers, others);
+    assert!(applied.iter().sum::<usize>() >= PARTS);
+    let parts = h.store.parts(run.id).await.unwrap();
+    assert!(parts.iter().all(|p| p.state == State::Finished));
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.len(), PARTS);
+    assert!(results.iter().all(|r| r.applied));
 }
