@@ -24,6 +24,38 @@ use chrono::{DateTime, Utc};
 
 use super::{ResultStatus, State, Submission, retry};
 
+/// A part as a store reads it when a result arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Stored<'a> {
+    /// Its state.
+    pub state: State,
+    /// Its latest attempt number.
+    pub attempt: u32,
+    /// The agent holding its current lease, if any.
+    pub owner: Option<&'a str>,
+    /// The agent the attempt the result names was leased to, if any.
+    pub lessee: Option<&'a str>,
+    /// Whether a result of that attempt is stored already.
+    pub recorded: bool,
+}
+
+/// [`judge`] the result `s` sent by agent `submitter`, for the part as stored.
+pub fn judge_result(part: Stored<'_>, submitter: &str, s: &Submission) -> Verdict {
+    judge(
+        PartNow {
+            state: part.state,
+            attempt: part.attempt,
+            held_by_submitter: part.owner == Some(submitter),
+        },
+        Claim {
+            attempt: s.attempt,
+            was_leased_to_submitter: part.lessee == Some(submitter),
+            already_recorded: part.recorded,
+            success: s.status == ResultStatus::Finished,
+        },
+    )
+}
+
 /// Where an applied result (rule 3) sends its part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {

@@ -18,7 +18,7 @@ use sqlx::{Acquire, PgConnection, PgPool, Row};
 use super::{rows, transition};
 use crate::scheduler::{
     Agent, Entity, ResultAck, ResultStatus, State, StoredResult, Submission,
-    fencing::{self, Applied, Claim, PartNow, Verdict},
+    fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::ms;
 use crate::store::{StoreError, StoreResult};
@@ -138,18 +138,16 @@ async fn judge_and_write(
     now: DateTime<Utc>,
 ) -> StoreResult<Option<ResultAck>> {
     let name = agent.registration.name.as_str();
-    let verdict = fencing::judge(
-        PartNow {
+    let verdict = fencing::judge_result(
+        Stored {
             state: part.state,
             attempt: part.attempt,
-            held_by_submitter: part.owner.as_deref() == Some(name),
+            owner: part.owner.as_deref(),
+            lessee: part.lessee.as_deref(),
+            recorded: part.recorded,
         },
-        Claim {
-            attempt: s.attempt,
-            was_leased_to_submitter: part.lessee.as_deref() == Some(name),
-            already_recorded: part.recorded,
-            success: s.status == ResultStatus::Finished,
-        },
+        name,
+        s,
     );
     let (ack, applied, reason, revoke, change) = match verdict {
         Verdict::NotLeased => return Err(not_leased(agent, s)),

@@ -91,6 +91,13 @@ impl SqliteStore {
         })
     }
 
+    /// The sqlx writer connection, with the store's write lock held while the
+    /// guard lives: the only way this module writes through sqlx, so that no
+    /// write meets the hot path's transaction inside SQLite.
+    async fn write(&self) -> (tokio::sync::MutexGuard<'_, ()>, &SqlitePool) {
+        (self.writing.lock().await, &self.writer)
+    }
+
     /// Close the hot path's writer and both pools, waiting for their
     /// connections to finish.
     pub async fn close(&self) {
@@ -105,8 +112,8 @@ pub(crate) use crate::store::{from_ms, ms};
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
-        let _writing = self.writing.lock().await;
-        catalog::put_plugin(&self.writer, plugin).await
+        let (_writing, writer) = self.write().await;
+        catalog::put_plugin(writer, plugin).await
     }
     async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
         catalog::plugins(&self.reader).await
@@ -118,8 +125,8 @@ impl Store for SqliteStore {
         catalog::latest_plugin(&self.reader, name).await
     }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
-        let _writing = self.writing.lock().await;
-        catalog::put_module(&self.writer, sha256, bytes).await
+        let (_writing, writer) = self.write().await;
+        catalog::put_module(writer, sha256, bytes).await
     }
     async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
         catalog::module(&self.reader, sha256).await
@@ -134,8 +141,8 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Agent> {
-        let _writing = self.writing.lock().await;
-        catalog::register_agent(&self.writer, registration, token_hash, now).await
+        let (_writing, writer) = self.write().await;
+        catalog::register_agent(writer, registration, token_hash, now).await
     }
     async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
         catalog::agent_by_token(&self.reader, token_hash).await
@@ -151,8 +158,8 @@ impl Store for SqliteStore {
         next_run_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
-        let _writing = self.writing.lock().await;
-        catalog::create_task(&self.writer, spec, secrets, next_run_at, now).await
+        let (_writing, writer) = self.write().await;
+        catalog::create_task(writer, spec, secrets, next_run_at, now).await
     }
     async fn update_task(
         &self,
@@ -162,8 +169,8 @@ impl Store for SqliteStore {
         next_run_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
-        let _writing = self.writing.lock().await;
-        catalog::update_task(&self.writer, id, spec, secrets, next_run_at, now).await
+        let (_writing, writer) = self.write().await;
+        catalog::update_task(writer, id, spec, secrets, next_run_at, now).await
     }
     async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
         catalog::task(&self.reader, id).await
@@ -182,8 +189,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let (_writing, writer) = self.write().await;
+        let mut tx = writer.begin().await?;
         let id = runs::insert_run(&mut tx, run, now).await?;
         let created = runs::load_run(&mut tx, id).await?;
         tx.commit().await?;
@@ -195,8 +202,8 @@ impl Store for SqliteStore {
         run: &NewRun,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
-        let _writing = self.writing.lock().await;
-        runs::claim_recurrence(&self.writer, recurrence, run, now).await
+        let (_writing, writer) = self.write().await;
+        runs::claim_recurrence(writer, recurrence, run, now).await
     }
     async fn set_next_run(
         &self,
@@ -204,8 +211,8 @@ impl Store for SqliteStore {
         expected: Option<DateTime<Utc>>,
         next: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
-        let _writing = self.writing.lock().await;
-        catalog::set_next_run(&self.writer, task_id, expected, next).await
+        let (_writing, writer) = self.write().await;
+        catalog::set_next_run(writer, task_id, expected, next).await
     }
     async fn add_parts(
         &self,
@@ -213,12 +220,12 @@ impl Store for SqliteStore {
         parts: &[NewPart],
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        runs::add_parts(&self.writer, run_id, parts, now).await
+        let (_writing, writer) = self.write().await;
+        runs::add_parts(writer, run_id, parts, now).await
     }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        runs::fail_run(&self.writer, run_id, error, now).await
+        let (_writing, writer) = self.write().await;
+        runs::fail_run(writer, run_id, error, now).await
     }
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
         runs::run(&self.reader, id).await
@@ -254,8 +261,8 @@ impl Store for SqliteStore {
         held: &[LeaseRef],
         now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck> {
-        let _writing = self.writing.lock().await;
-        leasing::heartbeat(&self.writer, agent, held, now).await
+        let (_writing, writer) = self.write().await;
+        leasing::heartbeat(writer, agent, held, now).await
     }
     async fn progress(
         &self,
@@ -265,8 +272,8 @@ impl Store for SqliteStore {
         total: u64,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let _writing = self.writing.lock().await;
-        leasing::progress(&self.writer, agent, lease, done, total, now).await
+        let (_writing, writer) = self.write().await;
+        leasing::progress(writer, agent, lease, done, total, now).await
     }
     async fn submit(
         &self,
@@ -277,21 +284,21 @@ impl Store for SqliteStore {
         self.hot_path.submit(agent, result, now).await
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
-        let _writing = self.writing.lock().await;
-        leasing::expire_leases(&self.writer, now).await
+        let (_writing, writer) = self.write().await;
+        leasing::expire_leases(writer, now).await
     }
 
     async fn suspend_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        runs::suspend_run(&self.writer, run_id, now).await
+        let (_writing, writer) = self.write().await;
+        runs::suspend_run(writer, run_id, now).await
     }
     async fn resume_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        runs::resume_run(&self.writer, run_id, now).await
+        let (_writing, writer) = self.write().await;
+        runs::resume_run(writer, run_id, now).await
     }
     async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        let _writing = self.writing.lock().await;
-        runs::cancel_run(&self.writer, run_id, now).await
+        let (_writing, writer) = self.write().await;
+        runs::cancel_run(writer, run_id, now).await
     }
 
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {

@@ -333,10 +333,11 @@ impl<'l> Batch<'l> {
                 {
                     tracing::error!(%rollback, "rolling back a failed batch failed");
                 }
-                let error = StoreError::from(error);
                 tracing::warn!(%error, size = self.answers.len(), "a batch of leases and results failed");
+                // One failure, every caller of the batch told of it.
+                let error = Arc::new(error);
                 for (reply, _) in self.answers {
-                    let _ = reply.send(Err(shared(&error)));
+                    let _ = reply.send(Err(StoreError::Sqlite(Arc::clone(&error))));
                 }
                 false
             }
@@ -369,12 +370,4 @@ fn apply_alone(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<Outco
     }
     control(conn, "RELEASE op")?;
     Ok(outcome)
-}
-
-/// The same failure for another caller of the batch.
-fn shared(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Sqlite(e) => StoreError::Sqlite(Arc::clone(e)),
-        other => StoreError::Invalid(other.to_string()),
-    }
 }

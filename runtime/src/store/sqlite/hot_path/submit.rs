@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::super::ms;
 use super::{lease::touch_agent, transition};
 use crate::scheduler::{
-    Agent, ResultAck, ResultStatus, State, Submission,
-    fencing::{self, Applied, Claim, PartNow, Verdict},
+    Agent, ResultAck, State, Submission,
+    fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -112,18 +112,16 @@ pub fn submit(
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
     let attempt = part.attempt as u32;
-    let verdict = fencing::judge(
-        PartNow {
+    let verdict = fencing::judge_result(
+        Stored {
             state,
             attempt,
-            held_by_submitter: part.owner.as_deref() == Some(name),
+            owner: part.owner.as_deref(),
+            lessee: part.lessee.as_deref(),
+            recorded: part.recorded,
         },
-        Claim {
-            attempt: s.attempt,
-            was_leased_to_submitter: part.lessee.as_deref() == Some(name),
-            already_recorded: part.recorded,
-            success: s.status == ResultStatus::Finished,
-        },
+        name,
+        s,
     );
     let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
     let ack = match verdict {
