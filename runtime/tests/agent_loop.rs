@@ -1,7 +1,8 @@
 //! The agent loop in-process against a scripted link: the daemon "away" while
 //! the module downloads and while the result is sent must cost the part
 //! nothing; the result reaches the scheduler exactly as executed, and the spool
-//! is empty afterwards. A refused result is dropped, not retried forever.
+//! is empty afterwards. A refused result is dropped, not retried forever. A
+//! result's answer that brings the next part has it run on the same slot.
 //!
 //! Uses the `fixture-steps` plugin built in `plugins/` (scripts/build-plugins.sh).
 
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobstack::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
-use jobstack::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
+use jobstack::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultAnswer, Submission};
 use jobstack::artifacts::ArtifactStore;
 use jobstack::engine::{Engine, EngineConfig, Sha256};
 use jobstack::scheduler::{NewPart, ResultStatus};
@@ -36,6 +37,10 @@ struct ScriptedLink {
     submit_failures: Mutex<u32>,
     refuse_results: bool,
     submitted: Mutex<Vec<Submission>>,
+    /// Leases answered with results that ask for the next part (last first).
+    chained: Mutex<Vec<Lease>>,
+    /// Whether each delivered result asked for the next part.
+    asked_for_next: Mutex<Vec<bool>>,
 }
 
 #[async_trait]
@@ -59,20 +64,33 @@ impl AgentLink for ScriptedLink {
         Ok(())
     }
 
-    async fn submit(&self, result: &Submission) -> Result<ResultAck, LinkError> {
+    async fn submit(
+        &self,
+        result: &Submission,
+        lease_next: bool,
+    ) -> Result<ResultAnswer, LinkError> {
         let mut failures = self.submit_failures.lock().unwrap();
         if *failures > 0 {
             *failures -= 1;
             return Err(LinkError::Unavailable("connection refused".into()));
         }
         self.submitted.lock().unwrap().push(result.clone());
+        self.asked_for_next.lock().unwrap().push(lease_next);
         if self.refuse_results {
             return Err(LinkError::Refused {
                 status: 403,
                 message: "not leased".into(),
             });
         }
-        Ok(ResultAck::Applied)
+        let lease = if lease_next {
+            self.chained.lock().unwrap().pop()
+        } else {
+            None
+        };
+        Ok(ResultAnswer {
+            ack: ResultAck::Applied,
+            lease,
+        })
     }
 
     async fn module(&self, _: &str) -> Result<Vec<u8>, LinkError> {
@@ -163,6 +181,8 @@ async fn a_daemon_away_during_download_and_delivery_costs_the_part_nothing() {
         submit_failures: Mutex::new(3),
         refuse_results: false,
         submitted: Mutex::new(Vec::new()),
+        chained: Mutex::new(Vec::new()),
+        asked_for_next: Mutex::new(Vec::new()),
     });
     let dir = run_until(link.clone(), |l| !l.submitted.lock().unwrap().is_empty()).await;
 
@@ -195,6 +215,8 @@ async fn a_refused_result_is_dropped_not_retried_forever() {
         submit_failures: Mutex::new(0),
         refuse_results: true,
         submitted: Mutex::new(Vec::new()),
+        chained: Mutex::new(Vec::new()),
+        asked_for_next: Mutex::new(Vec::new()),
     });
     let dir = run_until(link.clone(), |l| !l.submitted.lock().unwrap().is_empty()).await;
     // Shutting down ends with a last delivery pass over the spool: a result
@@ -206,4 +228,38 @@ async fn a_refused_result_is_dropped_not_retried_forever() {
     );
     let spool = Spool::open(&dir.path().join("spool")).unwrap();
     assert!(spool.pending().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_comes_with_a_results_answer_runs_next_on_the_same_slot() {
+    let wasm = steps_wasm();
+    let with_id = |part_id: i64| Lease {
+        part_id,
+        ..lease_of(&wasm)
+    };
+    let link = Arc::new(ScriptedLink {
+        lease: Mutex::new(Some(with_id(7))),
+        wasm: wasm.clone(),
+        module_failures: Mutex::new(0),
+        submit_failures: Mutex::new(0),
+        refuse_results: false,
+        submitted: Mutex::new(Vec::new()),
+        // Popped from the end: part 8 comes with part 7's result, 9 with 8's.
+        chained: Mutex::new(vec![with_id(9), with_id(8)]),
+        asked_for_next: Mutex::new(Vec::new()),
+    });
+    run_until(link.clone(), |l| l.submitted.lock().unwrap().len() >= 3).await;
+
+    let submitted = link.submitted.lock().unwrap().clone();
+    let parts: Vec<i64> = submitted.iter().map(|r| r.part_id).collect();
+    // One slot: each part ran after the one whose answer brought it.
+    assert_eq!(parts, [7, 8, 9], "{submitted:#?}");
+    for result in &submitted {
+        assert_eq!(result.status, ResultStatus::Finished, "{result:#?}");
+        assert_eq!(result.output.as_ref().unwrap()["tag"], "in-process");
+    }
+    // Every result asked for the next part; the last got none, and the loop
+    // went back to leasing (the scripted link had no more).
+    assert_eq!(*link.asked_for_next.lock().unwrap(), [true, true, true]);
+    assert!(link.chained.lock().unwrap().is_empty());
 }

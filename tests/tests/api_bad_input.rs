@@ -189,6 +189,23 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
         Body::Json(&result(part_id, 1)),
     );
     assert_refused(&answer, 403, "forbidden", "not leased");
+    // The same, asking for the next part: refused, and nothing leased to it.
+    let answer = daemon.request(
+        "POST",
+        "/agent/results?lease_next=true",
+        Some(&other),
+        Body::Json(&result(part_id, 1)),
+    );
+    assert_refused(&answer, 403, "forbidden", "not leased");
+    // The holder's own result under a malformed query: refused before it is
+    // applied.
+    let answer = daemon.request(
+        "POST",
+        "/agent/results?lease_next=maybe",
+        Some(&holder),
+        Body::Json(&result(part_id, 1)),
+    );
+    assert_refused(&answer, 400, "invalid_query", "lease_next");
     // The holder reports an attempt it was never given, and a part it never leased.
     let answer = daemon.request(
         "POST",
@@ -240,4 +257,45 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
         .get(&format!("/runs/{run_id}/results"))
         .expect_ok("results");
     assert_eq!(results["results"], json!([]), "nothing recorded");
+
+    // The holder's own result, asking for its next part: applied, and the
+    // answer carries the run's other part.
+    let answer = daemon
+        .request(
+            "POST",
+            "/agent/results?lease_next=true",
+            Some(&holder),
+            Body::Json(&result(part_id, 1)),
+        )
+        .expect_ok("result with the next lease");
+    assert_eq!(answer["ack"], "applied", "{answer}");
+    assert_eq!(
+        answer["lease"]["part_id"].as_i64(),
+        Some(waiting),
+        "{answer}"
+    );
+    let parts = daemon
+        .get(&format!("/runs/{run_id}/parts"))
+        .expect_ok("parts");
+    let states: Vec<(i64, &str, &str)> = parts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let id = p["id"].as_i64().unwrap();
+            (
+                id,
+                p["state"].as_str().unwrap(),
+                p["owner"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (part_id, "finished", "holder"),
+        (waiting, "running", "holder"),
+    ];
+    expected.sort();
+    let mut states = states;
+    states.sort();
+    assert_eq!(states, expected);
 }

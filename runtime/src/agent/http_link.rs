@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::link::{AgentLink, LinkError};
 use crate::api::wire::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, Lease, LeaseRef, LeaseRequest,
-    ProgressReport, Registered, ResultAck, ResultAnswer, Submission,
+    ProgressReport, Registered, ResultAnswer, Submission,
 };
 use crate::client::{ApiClient, ClientError};
 
@@ -111,15 +111,22 @@ impl AgentLink for HttpLink {
             .map_err(link_error)
     }
 
-    async fn submit(&self, result: &Submission) -> Result<ResultAck, LinkError> {
+    async fn submit(
+        &self,
+        result: &Submission,
+        lease_next: bool,
+    ) -> Result<ResultAnswer, LinkError> {
+        let path = if lease_next {
+            "/agent/results?lease_next=true"
+        } else {
+            "/agent/results"
+        };
         let answer: Option<ResultAnswer> = self
             .client
-            .post_json("/agent/results", result)
+            .post_json(path, result)
             .await
             .map_err(link_error)?;
-        answer
-            .map(|a| a.ack)
-            .ok_or_else(|| LinkError::Unavailable("result answered no content".into()))
+        answer.ok_or_else(|| LinkError::Unavailable("result answered no content".into()))
     }
 
     async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {

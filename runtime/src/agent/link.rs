@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use crate::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
+use crate::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
 
 /// Why a call to the scheduler did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,7 +44,14 @@ pub trait AgentLink: Send + Sync + 'static {
     async fn progress(&self, lease: LeaseRef, done: u64, total: u64) -> Result<(), LinkError>;
 
     /// Deliver a result. Durable on the scheduler when this returns `Ok`.
-    async fn submit(&self, result: &Submission) -> Result<ResultAck, LinkError>;
+    /// With `lease_next`, the scheduler then leases this agent's next part,
+    /// if one is waiting (no long-poll), and answers it with the
+    /// acknowledgement: the agent then owns it as if from [`AgentLink::lease`].
+    async fn submit(
+        &self,
+        result: &Submission,
+        lease_next: bool,
+    ) -> Result<ResultAnswer, LinkError>;
 
     /// The bytes of a plugin module (the caller verifies the sha256).
     async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError>;

@@ -3,7 +3,10 @@
 //! One loop asks the scheduler for a part whenever an execution slot is free
 //! (long-poll), and hands each lease to its own task, which readies the module,
 //! computes the grants, runs the plugin in the engine, reports progress, and
-//! sends the result through the spool. Beside it, a heartbeat task extends the
+//! sends the result through the spool. The result asks for the agent's next
+//! part in the same request; while one comes back, the task runs it on the
+//! same slot, so a busy agent makes one request per part, not two. Beside
+//! them, a heartbeat task extends the
 //! leases in progress (stopping the executions whose lease was revoked) and a
 //! delivery task re-sends what the spool holds whenever the scheduler was away.
 //!
@@ -15,6 +18,7 @@
 use chrono::Utc;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -62,6 +66,17 @@ pub struct AgentLoop {
     running: Mutex<HashMap<LeaseRef, Running>>,
     /// Wakes the delivery task: a result is waiting in the spool.
     undelivered: Notify,
+    /// Cleared at shutdown: results no longer ask for the next part.
+    leasing: AtomicBool,
+}
+
+/// What became of a result sent from the spool.
+enum Delivery {
+    /// The scheduler took it or refused it for good: it left the spool. The
+    /// next part, if the result asked for one and there was one.
+    Done(Option<Box<Lease>>),
+    /// The scheduler is away: it stays in the spool.
+    Kept,
 }
 
 impl AgentLoop {
@@ -83,6 +98,7 @@ impl AgentLoop {
             settings,
             running: Mutex::new(HashMap::new()),
             undelivered: Notify::new(),
+            leasing: AtomicBool::new(true),
         })
     }
 
@@ -107,6 +123,7 @@ impl AgentLoop {
             ended = self.clone().lease_loop(&mut executions) => ended,
             () = shutdown => Ok(()),
         };
+        self.leasing.store(false, Ordering::Relaxed);
         // Drain: let running parts finish within the grace period, then stop them.
         let drain = async { while executions.join_next().await.is_some() {} };
         if tokio::time::timeout(self.settings.stop_grace, drain)
@@ -158,15 +175,7 @@ impl AgentLoop {
             match answer {
                 Ok(Some(lease)) => {
                     delay = self.settings.retry_delay;
-                    tracing::info!(
-                        part = lease.part_id,
-                        attempt = lease.attempt,
-                        plugin = %lease.plugin,
-                        label = %lease.part.label,
-                        "leased"
-                    );
-                    self.lock_running()
-                        .insert(lease.lease_ref(), Running::default());
+                    self.took(&lease);
                     executions.spawn(self.clone().execute(lease, permit));
                 }
                 Ok(None) => delay = self.settings.retry_delay,
@@ -186,8 +195,35 @@ impl AgentLoop {
         }
     }
 
-    /// Run one leased part and send its result.
+    /// A lease arrived: it is in progress from now on (the heartbeat
+    /// extends it).
+    fn took(&self, lease: &Lease) {
+        tracing::info!(
+            part = lease.part_id,
+            attempt = lease.attempt,
+            plugin = %lease.plugin,
+            label = %lease.part.label,
+            "leased"
+        );
+        self.lock_running()
+            .insert(lease.lease_ref(), Running::default());
+    }
+
+    /// Run a leased part on its slot, then the parts its result's answer
+    /// brings, one after another.
     async fn execute(self: Arc<Self>, lease: Lease, _slot: OwnedSemaphorePermit) {
+        let mut next = Some(lease);
+        while let Some(lease) = next.take() {
+            next = self.execute_one(lease).await;
+            if let Some(lease) = &next {
+                self.took(lease);
+            }
+        }
+    }
+
+    /// Run one leased part and send its result; the next part, if the
+    /// result's answer brought one.
+    async fn execute_one(&self, lease: Lease) -> Option<Lease> {
         let lease_ref = lease.lease_ref();
         let started_at = Utc::now();
         let outcome = self.run_plugin(&lease).await;
@@ -204,7 +240,7 @@ impl AgentLoop {
             // Without the spool the result can only be sent now; say so loudly.
             tracing::error!(error = %e, "cannot spool the result; sending it without a safety net");
         }
-        self.deliver(&result).await;
+        self.deliver(&result).await
     }
 
     /// Ready the module and the grants, execute, report progress meanwhile.
@@ -312,37 +348,45 @@ impl AgentLoop {
         }
     }
 
-    /// Send a result just spooled; if the scheduler is away, wake the
-    /// delivery task to try again later.
-    async fn deliver(&self, result: &Submission) {
-        if !self.send(result).await {
-            tracing::warn!(part = result.part_id, "result kept in the spool for later");
-            self.undelivered.notify_one();
+    /// Send a result just spooled, asking for the next part unless the agent
+    /// is shutting down; if the scheduler is away, wake the delivery task to
+    /// try again later.
+    async fn deliver(&self, result: &Submission) -> Option<Lease> {
+        match self
+            .send(result, self.leasing.load(Ordering::Relaxed))
+            .await
+        {
+            Delivery::Done(next) => next.map(|lease| *lease),
+            Delivery::Kept => {
+                tracing::warn!(part = result.part_id, "result kept in the spool for later");
+                self.undelivered.notify_one();
+                None
+            }
         }
     }
 
     /// Send one spooled result. It leaves the spool when the scheduler took it
-    /// or refused it for good (`true`); it stays when the scheduler is away.
-    async fn send(&self, result: &Submission) -> bool {
-        match self.link.submit(result).await {
-            Ok(ack) => {
+    /// or refused it for good; it stays when the scheduler is away.
+    async fn send(&self, result: &Submission, lease_next: bool) -> Delivery {
+        match self.link.submit(result, lease_next).await {
+            Ok(answer) => {
                 tracing::info!(
                     part = result.part_id,
                     attempt = result.attempt,
-                    ?ack,
+                    ack = ?answer.ack,
                     "result delivered"
                 );
                 self.forget(result);
-                true
+                Delivery::Done(answer.lease.map(Box::new))
             }
             Err(LinkError::Refused { status, message }) => {
                 tracing::warn!(part = result.part_id, attempt = result.attempt, status, %message, "result refused; dropped");
                 self.forget(result);
-                true
+                Delivery::Done(None)
             }
             Err(e) => {
                 tracing::debug!(part = result.part_id, error = %e, "scheduler away");
-                false
+                Delivery::Kept
             }
         }
     }
@@ -360,7 +404,7 @@ impl AgentLoop {
         // A result enters the spool only once its execution ended, so nothing
         // here is still running.
         for result in self.spool.pending()? {
-            if !self.send(&result).await {
+            if let Delivery::Kept = self.send(&result, false).await {
                 return Ok(false);
             }
         }

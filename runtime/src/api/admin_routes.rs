@@ -192,8 +192,9 @@ pub struct RunsQuery {
 pub async fn list_runs(
     State(state): State<ApiState>,
     _: Admin,
-    Query(query): Query<RunsQuery>,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<Run>>> {
+    let Query(query) = query?;
     let task_id = match &query.task {
         Some(key) => Some(find_task(&state, key).await?.id),
         None => None,

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use super::metrics::AckLabel;
 use super::state::{HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_LEASE_WAIT};
 use super::wire::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
-    Registered, ResultAnswer, Submission,
+    Registered, ResultAnswer, ResultQuery, Submission,
 };
 use crate::daemon::ModuleError;
 use crate::engine::Sha256;
@@ -113,14 +113,26 @@ pub async fn progress(
 }
 
 /// `POST /api/v1/agent/results`: applied under the fencing rule, durable
-/// before the answer.
+/// before the answer; with `?lease_next=true`, the agent's next lease too.
 pub async fn result(
     State(state): State<ApiState>,
     AgentCaller(agent): AgentCaller,
+    query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Submission>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<ResultAnswer>> {
+    let Query(query) = query?;
     let Json(submission) = body?;
-    let ack = state.scheduler.submit(&agent, &submission).await?;
+    let (ack, lease) = if query.lease_next {
+        state
+            .scheduler
+            .submit_and_lease(&agent, &submission)
+            .await?
+    } else {
+        (state.scheduler.submit(&agent, &submission).await?, None)
+    };
+    if lease.is_some() {
+        state.metrics.leases.inc();
+    }
     let label = serde_json::to_value(ack)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
@@ -142,7 +154,7 @@ pub async fn result(
         ?ack,
         "result"
     );
-    Ok(Json(ResultAnswer { ack }))
+    Ok(Json(ResultAnswer { ack, lease }))
 }
 
 /// `GET /api/v1/agent/modules/{sha256}`: a plugin module the daemon knows.

@@ -2,7 +2,7 @@
 //! code, rendered as `{"error": {"code", "message"}}`.
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -125,6 +125,12 @@ impl From<JsonRejection> for ApiError {
             ),
             other => ApiError::bad_request("invalid_json", other.body_text()),
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
     }
 }
 

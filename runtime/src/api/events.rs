@@ -32,8 +32,9 @@ pub async fn stream_events(
     State(state): State<ApiState>,
     _: Admin,
     headers: HeaderMap,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let Query(query) = query?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -66,7 +66,7 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
         "post",
         "/agent/results",
         Auth::Agent,
-        "Send the result of a leased part (names its attempt)",
+        "Send the result of a leased part (names its attempt); with ?lease_next=true the answer also carries the agent's next lease, if any",
     ),
     (
         "get",

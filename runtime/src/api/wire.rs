@@ -12,7 +12,7 @@
 //! | `POST /api/v1/agent/lease` | [`LeaseRequest`] | [`Lease`] (200) or nothing (204) |
 //! | `POST /api/v1/agent/heartbeat` | [`HeartbeatRequest`] | [`HeartbeatAck`] |
 //! | `POST /api/v1/agent/progress` | [`ProgressReport`] | 204 |
-//! | `POST /api/v1/agent/results` | [`Submission`] | [`ResultAnswer`] |
+//! | `POST /api/v1/agent/results[?lease_next=true]` | [`Submission`] | [`ResultAnswer`] (with the next [`Lease`] if asked for and there is one) |
 //! | `GET /api/v1/agent/modules/{sha256}` | | the module (`application/wasm`) |
 //! | `GET /api/v1/agent/artifacts/{sha256}` | | the artifact (`application/octet-stream`) |
 //!
@@ -101,12 +101,26 @@ pub struct ProgressReport {
     pub total: u64,
 }
 
+/// The query of `POST /api/v1/agent/results`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultQuery {
+    /// Once the result is applied, lease this agent's next part (without
+    /// waiting) and answer it with the acknowledgement: one round trip, and
+    /// on SQLite one flush, where a lease request would add another.
+    #[serde(default)]
+    pub lease_next: bool,
+}
+
 /// What a result answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultAnswer {
     /// What the daemon did with it; every variant means "delivered, drop it
     /// from the spool".
     pub ack: ResultAck,
+    /// The agent's next part, when asked for with `lease_next` and there was
+    /// one. The agent owns it as if it had come from `/agent/lease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
 
 /// What a plugin upload answers.

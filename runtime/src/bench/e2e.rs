@@ -422,7 +422,7 @@ async fn long_poll(
             continue;
         };
         let _ = leased.send((lease.run_id, Instant::now()));
-        link.submit(&finished(&lease)).await?;
+        link.submit(&finished(&lease), false).await?;
     }
 }
 
@@ -436,7 +436,7 @@ async fn lease_and_complete(link: &HttpLink) -> anyhow::Result<Vec<f64>> {
             return Ok(latencies);
         };
         latencies.push(started.elapsed().as_secs_f64() * 1e6);
-        link.submit(&finished(&lease)).await?;
+        link.submit(&finished(&lease), false).await?;
     }
 }
 

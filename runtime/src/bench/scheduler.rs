@@ -1,8 +1,11 @@
 //! `jobstack bench scheduler`: the scheduler's hot path on a real store, in
 //! process (no HTTP), measured in one run.
 //!
-//! - *lease_complete_per_s*: `agents` concurrent agents each loop "lease a part,
-//!   submit its (finished) result" until a run of `parts` parts is done.
+//! - *lease_complete_per_s*: `agents` concurrent agents each loop "submit the
+//!   (finished) result of the part held, leasing the next in the same call"
+//!   (what agents do: [`Scheduler::submit_and_lease`]) until a run of `parts`
+//!   parts is done; *lease_then_result_per_s*: the same with a lease call and
+//!   a result call per part.
 //! - *lease latency*: one agent leases then completes parts one at a time (only
 //!   the lease is timed) from a run of 1,000 waiting parts, then from a run of
 //!   1,000,000 waiting parts (`large_parts`): the leasing query must not slow
@@ -40,8 +43,11 @@ pub struct SchedulerReport {
     pub agents: usize,
     /// Parts of the throughput figure's run.
     pub parts: usize,
-    /// Parts leased and completed per second by `agents` concurrent agents.
+    /// Parts leased and completed per second by `agents` concurrent agents,
+    /// each result carrying the next lease.
     pub lease_complete_per_s: f64,
+    /// The same with separate lease and result calls.
+    pub lease_then_result_per_s: f64,
     /// Median lease latency with 1,000 waiting parts, µs.
     pub lease_p50_us: f64,
     /// 99th percentile lease latency with 1,000 waiting parts, µs.
@@ -159,27 +165,11 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let split_enqueue_65536_ms = ms(started);
     sched.cancel(run16.id).await?;
 
-    // Throughput.
-    new_run(&sched, "throughput", plan.parts).await?;
-    settle(pg.as_ref()).await?;
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for agent in &agents {
-        let (sched, agent) = (sched.clone(), agent.clone());
-        workers.push(tokio::spawn(async move {
-            let mut done = 0usize;
-            while let Some(lease) = sched.lease(&agent).await? {
-                sched.submit(&agent, &finished(&lease)).await?;
-                done += 1;
-            }
-            anyhow::Ok(done)
-        }));
-    }
-    let mut completed = 0;
-    for w in workers {
-        completed += w.await??;
-    }
-    let lease_complete_per_s = completed as f64 / started.elapsed().as_secs_f64();
+    // Throughput, as agents lease (the next lease with each result), then
+    // with a call for each.
+    let lease_complete_per_s = throughput(&sched, pg.as_ref(), &agents, plan.parts, true).await?;
+    let lease_then_result_per_s =
+        throughput(&sched, pg.as_ref(), &agents, plan.parts, false).await?;
 
     // Latency with a small, then a large stack.
     new_run(&sched, "small", 1_000).await?;
@@ -213,6 +203,7 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
         agents: plan.agents,
         parts: plan.parts,
         lease_complete_per_s,
+        lease_then_result_per_s,
         lease_p50_us: p50,
         lease_p99_us: p99,
         lease_p50_us_1m: p50_1m,
@@ -245,6 +236,44 @@ async fn new_run(sched: &Scheduler, name: &str, parts: usize) -> anyhow::Result<
     spec.frequency = crate::scheduler::Frequency::Manual;
     let task = sched.create_task(&spec, &serde_json::json!({})).await?;
     Ok(sched.force_run(task.id).await?)
+}
+
+/// Parts per second of a new run of `parts` parts completed by `agents`
+/// concurrent agents; `chained`: each result leases the next part.
+async fn throughput(
+    sched: &Scheduler,
+    pg: Option<&PostgresStore>,
+    agents: &[Agent],
+    parts: usize,
+    chained: bool,
+) -> anyhow::Result<f64> {
+    new_run(sched, if chained { "chained" } else { "separate" }, parts).await?;
+    settle(pg).await?;
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for agent in agents {
+        let (sched, agent) = (sched.clone(), agent.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            let mut held = sched.lease(&agent).await?;
+            while let Some(lease) = held {
+                held = if chained {
+                    sched.submit_and_lease(&agent, &finished(&lease)).await?.1
+                } else {
+                    sched.submit(&agent, &finished(&lease)).await?;
+                    sched.lease(&agent).await?
+                };
+                done += 1;
+            }
+            anyhow::Ok(done)
+        }));
+    }
+    let mut completed = 0;
+    for w in workers {
+        completed += w.await??;
+    }
+    anyhow::ensure!(completed == parts, "{completed} parts completed of {parts}");
+    Ok(completed as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Lease `samples` parts one at a time, timing each lease; each part is

@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::{DaemonModules, ModuleError};
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
 use crate::api::state::LEASE_RECHECK;
-use crate::api::wire::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAck, Submission};
+use crate::api::wire::{
+    AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission,
+};
 use crate::artifacts::ArtifactStore;
 use crate::engine::Sha256;
 use crate::scheduler::{Agent, Scheduler, SchedulerError};
@@ -126,11 +128,19 @@ impl AgentLink for LocalLink {
             .map_err(link_error)
     }
 
-    async fn submit(&self, result: &Submission) -> Result<ResultAck, LinkError> {
-        self.scheduler
-            .submit(&self.agent, result)
-            .await
-            .map_err(link_error)
+    async fn submit(
+        &self,
+        result: &Submission,
+        lease_next: bool,
+    ) -> Result<ResultAnswer, LinkError> {
+        let (ack, lease) = if lease_next {
+            self.scheduler.submit_and_lease(&self.agent, result).await
+        } else {
+            let ack = self.scheduler.submit(&self.agent, result).await;
+            ack.map(|ack| (ack, None))
+        }
+        .map_err(link_error)?;
+        Ok(ResultAnswer { ack, lease })
     }
 
     async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {

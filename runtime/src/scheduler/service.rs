@@ -196,21 +196,46 @@ impl Scheduler {
         let now = self.now();
         let stored = match split {
             Ok(parts) => self.store.add_parts(run.id, &parts, now).await?,
-            Err(error) => {
-                let message = format!("split failed: {error}");
-                self.store.fail_run(run.id, &message, now).await?
-            }
+            Err(error) => return self.fail_split(run.id, &error, now).await,
         };
         self.work.notify();
         Ok(stored)
     }
 
+    /// Mark a Created run Failed with its split's error.
+    async fn fail_split(
+        &self,
+        run_id: i64,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> SchedulerResult<Run> {
+        let message = format!("split failed: {error}");
+        Ok(self.store.fail_run(run_id, &message, now).await?)
+    }
+
     /// Force a run of a task now, above every priority, and wake the agents.
+    ///
+    /// Split first, then the run and its parts stored in one transaction: the
+    /// admin waits for one commit, not two (a recurring run is created before
+    /// its split instead, in the transaction that claims its due time).
     pub async fn force_run(&self, task_id: i64) -> SchedulerResult<Run> {
         let task = self.task(task_id).await?;
         let new = self.snapshot(&task, RunCause::Forced).await?;
-        let run = self.store.create_run(&new, self.now()).await?;
-        self.split_run(&run).await
+        let split = self
+            .splitter
+            .split(&new.plugin_sha256, &new.spec.params)
+            .await;
+        let now = self.now();
+        let run = match split {
+            Ok(parts) => self.store.create_run_with_parts(&new, &parts, now).await?,
+            Err(error) => {
+                // Kept as a failed run, so the admin sees why.
+                let run = self.store.create_run(&new, now).await?;
+                return self.fail_split(run.id, &error, now).await;
+            }
+        };
+        self.work.notify();
+        Ok(run)
     }
 
     /// Run a run again with the same snapshot (definition, secrets, plugin
@@ -266,9 +291,10 @@ impl Scheduler {
             cause: RunCause::Rerun,
             rerun_of: Some(run_id),
         };
-        let now = self.now();
-        let run = self.store.create_run(&new, now).await?;
-        let run = self.store.add_parts(run.id, &parts, now).await?;
+        let run = self
+            .store
+            .create_run_with_parts(&new, &parts, self.now())
+            .await?;
         self.work.notify();
         Ok(run)
     }
@@ -395,16 +421,43 @@ impl Scheduler {
     /// Apply a result under the fencing rule. A retried part wakes the agents.
     pub async fn submit(&self, agent: &Agent, result: &Submission) -> SchedulerResult<ResultAck> {
         let ack = self.store.submit(agent, result, self.now()).await?;
+        self.after_result(agent, result, ack, false);
+        Ok(ack)
+    }
+
+    /// Apply a result, then lease the agent's next part without waiting: one
+    /// request where an agent would make two (see
+    /// [`Store::submit_and_lease`]). `Err`: the result was not applied.
+    pub async fn submit_and_lease(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+    ) -> SchedulerResult<(ResultAck, Option<Lease>)> {
+        let (ack, lease) = self
+            .store
+            .submit_and_lease(agent, result, self.now())
+            .await?;
+        self.after_result(agent, result, ack, true);
+        Ok((ack, lease))
+    }
+
+    /// Wake whom an applied result concerns; `leased_after`: a lease for the
+    /// same agent followed the result in the same call.
+    fn after_result(&self, agent: &Agent, result: &Submission, ack: ResultAck, leased_after: bool) {
         if ack == ResultAck::Applied && result.status != super::ResultStatus::Finished {
             // A retried part is waiting again.
             self.work.notify();
         }
-        if matches!(ack, ResultAck::Applied | ResultAck::AcceptedLate) {
+        if !leased_after && matches!(ack, ResultAck::Applied | ResultAck::AcceptedLate) {
             // The agent no longer holds this part: a long-poll of its held
-            // back by "one part per run per agent" may lease now.
+            // back by "one part per run per agent" may lease now. Not when
+            // a lease followed the result: it looked first and took the best
+            // part the agent may take, usually of the same run, which holds
+            // the long-polls back again. Waking them would cost an empty
+            // lease per waiting slot and part; in the rare case where one
+            // could have leased, its recheck finds the part.
             self.work.notify_agent(agent.id);
         }
-        Ok(ack)
     }
 
     // ---- the sweep -----------------------------------------------------------

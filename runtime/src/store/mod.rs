@@ -259,6 +259,16 @@ pub trait Store: Send + Sync + 'static {
         parts: &[NewPart],
         now: DateTime<Utc>,
     ) -> StoreResult<Run>;
+    /// Create a run from a snapshot together with its parts, split before
+    /// it was stored (a forced run, a re-run), in one transaction: the run is
+    /// Waiting (Finished with no parts) from the start, and nothing of it is
+    /// kept if the daemon stops before the commit.
+    async fn create_run_with_parts(
+        &self,
+        run: &NewRun,
+        parts: &[NewPart],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run>;
     /// Mark a Created run Failed (its split failed).
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run>;
     /// A run by id.
@@ -305,6 +315,21 @@ pub trait Store: Send + Sync + 'static {
         result: &Submission,
         now: DateTime<Utc>,
     ) -> StoreResult<ResultAck>;
+    /// Apply a result, then lease the agent's next part: [`Store::submit`]
+    /// then [`Store::lease`], each atomic and durable on its own, in one call
+    /// so that a backend may share one commit (and one flush) between them.
+    /// The lease comes after the result: the part just reported no longer
+    /// holds back another part of its run. `Err` means the result was not
+    /// applied; a lease that fails after the result was applied is `None`.
+    async fn submit_and_lease(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultAck, Option<Lease>)> {
+        let ack = self.submit(agent, result, now).await?;
+        Ok((ack, lease_after_result(self.lease(agent, now).await)))
+    }
     /// Turn every lease past its expiry into a timed-out attempt (retry with
     /// backoff or fail); each expired lease is handled once however many daemons
     /// sweep at the same time. Returns the expired leases.
@@ -325,6 +350,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events with id greater than `after`, oldest first, at most `limit`.
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+}
+
+/// The lease half of [`Store::submit_and_lease`]: its failure is logged and
+/// answered as no lease, since the result before it was applied and its
+/// acknowledgement must reach the agent (which will long-poll next).
+pub(crate) fn lease_after_result(lease: StoreResult<Option<Lease>>) -> Option<Lease> {
+    lease.unwrap_or_else(|error| {
+        tracing::warn!(%error, "leasing after a result failed; the agent will ask again");
+        None
+    })
 }
 
 /// Milliseconds since the epoch: how every backend stores times.

@@ -15,6 +15,7 @@ store_tests!(
     rerun_repeats_a_whole_run_or_only_its_failed_parts,
     a_run_keeps_its_snapshot_when_the_task_and_plugin_change,
     a_failed_split_fails_the_run_with_its_reason,
+    a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error,
     illegal_transitions_are_refused_naming_both_states,
     every_state_change_is_in_the_event_log,
     secrets_go_only_into_the_lease,
@@ -163,6 +164,37 @@ async fn a_failed_split_fails_the_run_with_its_reason(backend: Backend) {
         run.error.as_deref(),
         Some("split failed: range 10.0.0.9-10.0.0.1 is reversed")
     );
+}
+
+async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let mut spec = h.spec("manual", Harness::labels(3));
+    spec.frequency = jobstack::scheduler::Frequency::Manual;
+    let task = h.task(&spec).await;
+    let forced = h.sched.force_run(task.id).await.unwrap();
+    assert_eq!((forced.state, forced.parts.waiting), (State::Waiting, 3));
+    assert_eq!(h.store.parts(forced.id).await.unwrap().len(), 3);
+    // Created and given its parts in one step: the log still says both.
+    let events = h.store.events(0, 1000).await.unwrap();
+    let of_run: Vec<(&str, Option<State>)> = events
+        .iter()
+        .filter(|e| e.entity == "run" && e.entity_id == forced.id)
+        .map(|e| (e.kind.as_str(), e.to))
+        .collect();
+    assert_eq!(
+        of_run,
+        [("created", None), ("state", Some(State::Waiting))],
+        "{events:#?}"
+    );
+
+    let mut broken = h.spec("broken", Harness::labels(0));
+    broken.frequency = jobstack::scheduler::Frequency::Manual;
+    broken.params = serde_json::json!({ "fail": "no such range" });
+    let task = h.task(&broken).await;
+    let failed = h.sched.force_run(task.id).await.unwrap();
+    assert_eq!(failed.state, State::Failed);
+    assert_eq!(failed.error.as_deref(), Some("split failed: no such range"));
+    assert!(h.store.parts(failed.id).await.unwrap().is_empty());
 }
 
 async fn illegal_transitions_are_refused_naming_both_states(backend: Backend) {

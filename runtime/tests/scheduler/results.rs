@@ -16,6 +16,8 @@ store_tests!(
     results_are_kept_with_output_records_and_timings,
     a_refused_result_among_concurrent_ones_changes_only_itself,
     leases_and_results_meet_heartbeats_sweeps_and_new_runs_without_errors,
+    a_result_can_bring_the_agents_next_lease,
+    a_refused_result_brings_no_lease_and_changes_nothing,
 );
 
 fn is_not_leased(e: SchedulerError) -> bool {
@@ -297,4 +299,69 @@ async fn leases_and_results_meet_heartbeats_sweeps_and_new_runs_without_errors(b
     let results = h.store.results(run.id).await.unwrap();
     assert_eq!(results.len(), PARTS);
     assert!(results.iter().all(|r| r.applied));
+}
+
+async fn a_result_can_bring_the_agents_next_lease(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(2))).await;
+    let first = h.lease(&a).await;
+    // One part per run per agent: the next part of the same run is leased
+    // only because the result before it was applied first.
+    let (ack, next) = h
+        .sched
+        .submit_and_lease(&a, &finished(&first))
+        .await
+        .unwrap();
+    assert_eq!(ack, ResultAck::Applied);
+    let next = next.expect("the second part is leased with the first's result");
+    assert_eq!((next.run_id, next.attempt), (run.id, 1));
+    assert_ne!(next.part_id, first.part_id);
+    let part = h.store.part(next.part_id).await.unwrap().unwrap();
+    assert_eq!(
+        (part.state, part.owner.as_deref()),
+        (State::Running, Some("a"))
+    );
+    // The last result: nothing left to lease, the run ends.
+    let (ack, none) = h
+        .sched
+        .submit_and_lease(&a, &finished(&next))
+        .await
+        .unwrap();
+    assert_eq!((ack, none), (ResultAck::Applied, None));
+    // Sent again (its answer was lost): a duplicate, and still no lease.
+    let (ack, none) = h
+        .sched
+        .submit_and_lease(&a, &finished(&next))
+        .await
+        .unwrap();
+    assert_eq!((ack, none), (ResultAck::Duplicate, None));
+    let run = h.store.run(run.id).await.unwrap().unwrap();
+    assert_eq!((run.state, run.parts.finished), (State::Finished, 2));
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.iter().filter(|r| r.applied).count(), 2);
+}
+
+async fn a_refused_result_brings_no_lease_and_changes_nothing(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let holder = h.agent("holder", &[]).await;
+    let intruder = h.agent("intruder", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(3))).await;
+    let lease = h.lease(&holder).await;
+    let err = h
+        .sched
+        .submit_and_lease(&intruder, &finished(&lease))
+        .await
+        .unwrap_err();
+    assert!(is_not_leased(err));
+    // The intruder was leased nothing: both other parts still wait.
+    let parts = h.store.parts(run.id).await.unwrap();
+    let waiting = parts.iter().filter(|p| p.state == State::Waiting).count();
+    assert_eq!(waiting, 2, "{parts:?}");
+    assert!(h.store.results(run.id).await.unwrap().is_empty());
+    let part = h.store.part(lease.part_id).await.unwrap().unwrap();
+    assert_eq!(
+        (part.state, part.owner.as_deref()),
+        (State::Running, Some("holder"))
+    );
 }

@@ -278,6 +278,14 @@ impl Store for PostgresStore {
     ) -> StoreResult<Run> {
         runs::add_parts(&self.pool, run_id, parts, now).await
     }
+    async fn create_run_with_parts(
+        &self,
+        run: &NewRun,
+        parts: &[NewPart],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        runs::create_run_with_parts(&self.pool, run, parts, now).await
+    }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
         runs::fail_run(&self.pool, run_id, error, now).await
     }

@@ -223,6 +223,15 @@ impl Store for SqliteStore {
         let (_writing, writer) = self.write().await;
         runs::add_parts(writer, run_id, parts, now).await
     }
+    async fn create_run_with_parts(
+        &self,
+        run: &NewRun,
+        parts: &[NewPart],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Run> {
+        let (_writing, writer) = self.write().await;
+        runs::create_run_with_parts(writer, run, parts, now).await
+    }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
         let (_writing, writer) = self.write().await;
         runs::fail_run(writer, run_id, error, now).await
@@ -282,6 +291,14 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
         self.hot_path.submit(agent, result, now).await
+    }
+    async fn submit_and_lease(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultAck, Option<Lease>)> {
+        self.hot_path.submit_and_lease(agent, result, now).await
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
         let (_writing, writer) = self.write().await;

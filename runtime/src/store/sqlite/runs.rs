@@ -110,7 +110,34 @@ pub async fn add_parts(
     now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let mut tx = pool.begin().await?;
-    let run = load_run(&mut tx, run_id).await?;
+    let stored = store_parts(&mut tx, run_id, parts, now).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// A run with its parts, split before it was stored, in one transaction.
+pub async fn create_run_with_parts(
+    pool: &SqlitePool,
+    run: &NewRun,
+    parts: &[NewPart],
+    now: DateTime<Utc>,
+) -> StoreResult<Run> {
+    let mut tx = pool.begin().await?;
+    let id = insert_run(&mut tx, run, now).await?;
+    let stored = store_parts(&mut tx, id, parts, now).await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Store the parts of a Created run inside `tx`; the run becomes Waiting
+/// (Finished with no parts).
+async fn store_parts(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: i64,
+    parts: &[NewPart],
+    now: DateTime<Utc>,
+) -> StoreResult<Run> {
+    let run = load_run(tx, run_id).await?;
     run.state.check(Entity::Run, State::Waiting)?;
     if run.state != State::Created {
         return Err(StoreError::Invalid(format!(
@@ -119,7 +146,7 @@ pub async fn add_parts(
     }
     let rank: i64 = sqlx::query_scalar("SELECT rank FROM runs WHERE id = ?")
         .bind(run_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
     // `each_agent`: every listed agent gets its own copy of every part.
     let pins: Vec<Option<&str>> = if run.spec.targeting.each_agent {
@@ -166,21 +193,19 @@ pub async fn add_parts(
         .bind(rank)
         .bind(ms(now))
         .bind(serde_json::Value::from(chunk.to_vec()).to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         seq += chunk.len() as i64;
     }
     sqlx::query("UPDATE runs SET n_waiting = ? WHERE id = ?")
         .bind(seq)
         .bind(run_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     let detail = serde_json::json!({ "parts": seq });
-    transition::move_run(&mut tx, run_id, State::Created, State::Waiting, now, detail).await?;
-    transition::refresh_run(&mut tx, run_id, now).await?;
-    let stored = load_run(&mut tx, run_id).await?;
-    tx.commit().await?;
-    Ok(stored)
+    transition::move_run(tx, run_id, State::Created, State::Waiting, now, detail).await?;
+    transition::refresh_run(tx, run_id, now).await?;
+    load_run(tx, run_id).await
 }
 
 pub async fn fail_run(

@@ -86,6 +86,12 @@ enum Op {
         submission: Submission,
         now: DateTime<Utc>,
     },
+    /// A result, then the agent's next lease (each in a savepoint).
+    SubmitAndLease {
+        agent: Agent,
+        submission: Submission,
+        now: DateTime<Utc>,
+    },
 }
 
 /// What an operation returned.
@@ -94,6 +100,8 @@ enum Outcome {
     // Boxed: a lease is large, an acknowledgement a byte.
     Lease(Option<Box<Lease>>),
     Submit(ResultAck),
+    /// The lease's own failure does not undo the applied result.
+    SubmitAndLease(ResultAck, StoreResult<Option<Box<Lease>>>),
 }
 
 type Reply = oneshot::Sender<StoreResult<Outcome>>;
@@ -164,7 +172,7 @@ impl HotPath {
         };
         match self.call(op).await? {
             Outcome::Lease(lease) => Ok(lease.map(|l| *l)),
-            Outcome::Submit(_) => unreachable!("a lease answers with a lease"),
+            _ => unreachable!("a lease answers with a lease"),
         }
     }
 
@@ -182,7 +190,30 @@ impl HotPath {
         };
         match self.call(op).await? {
             Outcome::Submit(ack) => Ok(ack),
-            Outcome::Lease(_) => unreachable!("a result answers with an acknowledgement"),
+            _ => unreachable!("a result answers with an acknowledgement"),
+        }
+    }
+
+    /// [`submit::submit`] then, if it succeeded, [`lease::lease`]: one
+    /// operation, so both share a batch and its flush, and a result that is
+    /// refused leases nothing.
+    pub async fn submit_and_lease(
+        &self,
+        agent: &Agent,
+        submission: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultAck, Option<Lease>)> {
+        let op = Op::SubmitAndLease {
+            agent: agent.clone(),
+            submission: submission.clone(),
+            now,
+        };
+        match self.call(op).await? {
+            Outcome::SubmitAndLease(ack, lease) => Ok((
+                ack,
+                crate::store::lease_after_result(lease.map(|l| l.map(|l| *l))),
+            )),
+            _ => unreachable!("a result and lease answers with both"),
         }
     }
 
@@ -229,7 +260,7 @@ fn write_batches(
                 // A lease whose caller gave up waiting (its agent hung up) is
                 // not granted: nobody would run the part before the lease
                 // expired. A result is applied all the same (the agent will
-                // send it again).
+                // send it again), without the lease that may follow it.
                 Message::Op(Op::Lease { .. }, reply) if reply.is_closed() => {}
                 Message::Op(op, reply) => {
                     match open.take().map_or_else(|| Batch::begin(&conn, &lock), Ok) {
@@ -304,7 +335,7 @@ impl<'l> Batch<'l> {
         // says.
         let answer = match self.broken {
             Some(_) => Err(StoreError::Invalid("not applied".into())),
-            None => apply_alone(conn, op).unwrap_or_else(|error| {
+            None => apply_alone(conn, op, !reply.is_closed()).unwrap_or_else(|error| {
                 self.broken = Some(error);
                 Err(StoreError::Invalid("not applied".into()))
             }),
@@ -345,23 +376,49 @@ impl<'l> Batch<'l> {
     }
 }
 
-/// One operation in a savepoint: kept if it succeeds, rolled back alone if it
-/// fails or panics (a panic must not end the writer thread, or every later
-/// lease and result would fail). The outer error: the savepoint itself
-/// failed.
-fn apply_alone(conn: &Connection, op: &Op) -> rusqlite::Result<StoreResult<Outcome>> {
-    control(conn, "SAVEPOINT op")?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match op {
-        Op::Lease { agent, now } => {
-            lease::lease(conn, agent, *now).map(|l| Outcome::Lease(l.map(Box::new)))
-        }
+/// One operation, each of its steps in a savepoint: kept if it succeeds,
+/// rolled back alone if it fails (the lease after a result is a step of its
+/// own: its failure does not undo the result). The outer error: a savepoint
+/// itself failed. `lease_wanted`: whether a lease after a result is still
+/// awaited.
+fn apply_alone(
+    conn: &Connection,
+    op: &Op,
+    lease_wanted: bool,
+) -> rusqlite::Result<StoreResult<Outcome>> {
+    Ok(match op {
+        Op::Lease { agent, now } => in_savepoint(conn, || lease::lease(conn, agent, *now))?
+            .map(|l| Outcome::Lease(l.map(Box::new))),
         Op::Submit {
             agent,
             submission,
             now,
-        } => submit::submit(conn, agent, submission, *now).map(Outcome::Submit),
-    }));
-    let outcome = outcome.unwrap_or_else(|_| {
+        } => in_savepoint(conn, || submit::submit(conn, agent, submission, *now))?
+            .map(Outcome::Submit),
+        Op::SubmitAndLease {
+            agent,
+            submission,
+            now,
+        } => match in_savepoint(conn, || submit::submit(conn, agent, submission, *now))? {
+            Err(refused) => Err(refused),
+            Ok(ack) if !lease_wanted => Ok(Outcome::SubmitAndLease(ack, Ok(None))),
+            Ok(ack) => {
+                let lease = in_savepoint(conn, || lease::lease(conn, agent, *now))?;
+                Ok(Outcome::SubmitAndLease(ack, lease.map(|l| l.map(Box::new))))
+            }
+        },
+    })
+}
+
+/// Run `step` in a savepoint: kept if it succeeds, rolled back alone if it
+/// fails or panics (a panic must not end the writer thread, or every later
+/// lease and result would fail).
+fn in_savepoint<T>(
+    conn: &Connection,
+    step: impl FnOnce() -> StoreResult<T>,
+) -> rusqlite::Result<StoreResult<T>> {
+    control(conn, "SAVEPOINT op")?;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|_| {
         tracing::error!("applying a lease or result panicked; rolled back");
         Err(StoreError::Database(sqlx::Error::WorkerCrashed))
     });
