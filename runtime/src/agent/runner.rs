@@ -6,9 +6,9 @@
 //! sends the result through the spool. The result asks for the agent's next
 //! part in the same request; while one comes back, the task runs it on the
 //! same slot, so a busy agent makes one request per part, not two. Beside
-//! them, a heartbeat task extends the
-//! leases in progress (stopping the executions whose lease was revoked) and a
-//! delivery task re-sends what the spool holds whenever the scheduler was away.
+//! them, a heartbeat task extends the leases in progress (stopping the
+//! executions whose lease was revoked) and a delivery task re-sends what the
+//! spool holds whenever the scheduler was away.
 //!
 //! Shutdown stops leasing, gives running executions the grace period to end,
 //! stops the rest (their canceled results are sent, so their parts are retried
