@@ -5,13 +5,14 @@
 //! `task watch` needs parts executed: real agents (the daemon's own, and a
 //! `jobstack agent` process), and the test itself playing the agent through
 //! the agent API (register with the enrollment secret, lease, submit results)
-//! where it must decide how each part ends.
+//! where it must decide how each part ends. It follows a run through a
+//! restart of the daemon, opening the event stream again.
 
 use std::process::{Child, Command, Output, Stdio};
 
 use jobstack_e2e::agent::AgentProcess;
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Body, Daemon, ENROLL_SECRET};
-use jobstack_e2e::{hello_wasm, jobstack_bin};
+use jobstack_e2e::{hello_wasm, jobstack_bin, wait_until};
 use serde_json::{Value, json};
 
 /// A daemon without its in-process agent: parts stay waiting until the test
@@ -600,4 +601,65 @@ fn watch_follows_real_agents_to_the_end() {
             "{r}"
         );
     }
+}
+
+#[test]
+fn watch_opens_the_event_stream_again_after_the_daemon_restarts() {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+    let data = tempfile::tempdir().unwrap();
+    let start = |listen: Option<&str>| {
+        let builder = Daemon::builder()
+            .data_dir(data.path())
+            .arg("--no-local-agent");
+        match listen {
+            Some(addr) => builder.listen(addr),
+            None => builder,
+        }
+        .start()
+    };
+    let mut daemon = start(None);
+    let addr = daemon.addr().to_string();
+    push_hello(&daemon);
+    create_greet(&daemon, "greet", 2, 0);
+    cli(&daemon, &["task", "run", "greet"]).ok();
+    let mut watch = spawn_watch(&daemon, "greet");
+    // Its stderr, line by line, as the watch writes it.
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (stderr, lines) = (watch.stderr.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let said = |words: &str| lines.lock().unwrap().iter().any(|l| l.contains(words));
+    wait_until("the watch to show the run", PATIENCE, || {
+        said("0/2 parts done").then_some(())
+    });
+
+    daemon.kill();
+    wait_until("the watch to see its stream drop", PATIENCE, || {
+        said("polling").then_some(())
+    });
+    let daemon = start(Some(&addr));
+    wait_until("the watch to open its stream again", PATIENCE, || {
+        said("event stream open again").then_some(())
+    });
+    let agent = FakeAgent::register(&daemon, "agent-a");
+    for _ in 0..2 {
+        agent.do_one("finished");
+    }
+    let status = watch.wait().unwrap();
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap().clone();
+    assert!(status.success(), "{lines:#?}");
+    assert!(
+        lines.last().unwrap().ends_with("finished, 2/2 parts done"),
+        "{lines:#?}"
+    );
 }

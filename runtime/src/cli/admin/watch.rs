@@ -6,9 +6,11 @@
 //! the bar never depends on replaying events correctly. The stream is opened
 //! before the first read of the run (no change can fall between them), and the
 //! run is read again after every batch of events and at least every
-//! [`SAFETY_POLL`]. When the stream cannot be opened or drops, watch falls back
-//! to reading the run every [`FALLBACK_POLL`]; a daemon that is briefly
-//! unreachable is waited for, any other error ends the watch.
+//! [`SAFETY_POLL`]. When the stream cannot be opened or drops (the daemon
+//! restarted, a proxy cut it), watch reads the run every [`FALLBACK_POLL`]
+//! and opens the stream again, at growing intervals up to
+//! [`MAX_REOPEN_DELAY`]; a daemon that is briefly unreachable is waited for,
+//! any other error ends the watch.
 
 use std::io::IsTerminal;
 use std::pin::Pin;
@@ -30,6 +32,9 @@ pub const SAFETY_POLL: Duration = Duration::from_secs(5);
 
 /// How often the run is read without an event stream.
 pub const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries to open the event stream again.
+pub const MAX_REOPEN_DELAY: Duration = Duration::from_secs(30);
 
 /// Events taken together before the run is read again.
 const EVENT_BATCH: usize = 256;
@@ -75,6 +80,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         open_events(&admin, &display).await
     };
+    // When to try opening the stream again, and the wait after that try.
+    let mut reopen = (!args.poll && events.is_none())
+        .then(|| (tokio::time::Instant::now() + FALLBACK_POLL, FALLBACK_POLL));
     let mut run = read_run(&admin, id).await?;
     display.update(&run);
     // Intervals, not sleeps: a steady flow of unrelated events must not keep
@@ -89,23 +97,41 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             },
             None => {
                 fallback.tick().await;
+                if let Some((at, delay)) = reopen
+                    && tokio::time::Instant::now() >= at
+                {
+                    match admin.client.events(None).await {
+                        Ok(stream) => {
+                            display.note("event stream open again");
+                            events = Some(stream.ready_chunks(EVENT_BATCH).boxed());
+                            reopen = None;
+                        }
+                        Err(_) => {
+                            let delay = (delay * 2).min(MAX_REOPEN_DELAY);
+                            reopen = Some((tokio::time::Instant::now() + delay, delay));
+                        }
+                    }
+                }
                 Wake::Tick
             }
         };
-        match wake {
+        let dropped = match wake {
             Wake::Events(batch) => {
                 if let Some(Err(e)) = batch.iter().find(|e| e.is_err()) {
-                    display.note(&format!("event stream dropped ({e}); polling"));
-                    events = None;
+                    Some(format!("event stream dropped ({e}); polling"))
                 } else if !batch.iter().flatten().any(|e| concerns(e, id)) {
                     continue;
+                } else {
+                    None
                 }
             }
-            Wake::StreamEnded => {
-                display.note("event stream closed; polling");
-                events = None;
-            }
-            Wake::Tick => {}
+            Wake::StreamEnded => Some("event stream closed; polling".to_string()),
+            Wake::Tick => None,
+        };
+        if let Some(why) = dropped {
+            display.note(&why);
+            events = None;
+            reopen = Some((tokio::time::Instant::now() + FALLBACK_POLL, FALLBACK_POLL));
         }
         match read_run(&admin, id).await {
             Ok(now) => {
