@@ -80,9 +80,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         open_events(&admin, &display).await
     };
-    // When to try opening the stream again, and the wait after that try.
-    let mut reopen = (!args.poll && events.is_none())
-        .then(|| (tokio::time::Instant::now() + FALLBACK_POLL, FALLBACK_POLL));
+    let mut reopen = (!args.poll && events.is_none()).then(Reopen::soon);
     let mut run = read_run(&admin, id).await?;
     display.update(&run);
     // Intervals, not sleeps: a steady flow of unrelated events must not keep
@@ -97,19 +95,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             },
             None => {
                 fallback.tick().await;
-                if let Some((at, delay)) = reopen
-                    && tokio::time::Instant::now() >= at
-                {
-                    match admin.client.events(None).await {
+                if let Some(due) = reopen.take_if(|r| r.is_due()) {
+                    match batched_events(&admin).await {
                         Ok(stream) => {
                             display.note("event stream open again");
-                            events = Some(stream.ready_chunks(EVENT_BATCH).boxed());
-                            reopen = None;
+                            events = Some(stream);
                         }
-                        Err(_) => {
-                            let delay = (delay * 2).min(MAX_REOPEN_DELAY);
-                            reopen = Some((tokio::time::Instant::now() + delay, delay));
-                        }
+                        Err(_) => reopen = Some(due.later()),
                     }
                 }
                 Wake::Tick
@@ -131,7 +123,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         if let Some(why) = dropped {
             display.note(&why);
             events = None;
-            reopen = Some((tokio::time::Instant::now() + FALLBACK_POLL, FALLBACK_POLL));
+            reopen = Some(Reopen::soon());
         }
         match read_run(&admin, id).await {
             Ok(now) => {
@@ -177,11 +169,47 @@ fn poll_interval(period: Duration) -> tokio::time::Interval {
     interval
 }
 
+/// When to try opening a dropped event stream again: soon, then at doubling
+/// intervals up to [`MAX_REOPEN_DELAY`].
+#[derive(Debug, Clone, Copy)]
+struct Reopen {
+    at: tokio::time::Instant,
+    delay: Duration,
+}
+
+impl Reopen {
+    fn soon() -> Self {
+        Self::after(FALLBACK_POLL)
+    }
+
+    fn after(delay: Duration) -> Self {
+        Self {
+            at: tokio::time::Instant::now() + delay,
+            delay,
+        }
+    }
+
+    /// The next try, after this one failed.
+    fn later(self) -> Self {
+        Self::after((self.delay * 2).min(MAX_REOPEN_DELAY))
+    }
+
+    fn is_due(&self) -> bool {
+        tokio::time::Instant::now() >= self.at
+    }
+}
+
+/// The event stream, in batches.
+async fn batched_events(admin: &Admin) -> Result<Events, ClientError> {
+    let stream = admin.client.events(None).await?;
+    Ok(stream.ready_chunks(EVENT_BATCH).boxed())
+}
+
 /// The event stream in batches, or `None` (after saying why) when it cannot
 /// be opened.
 async fn open_events(admin: &Admin, display: &Display) -> Option<Events> {
-    match admin.client.events(None).await {
-        Ok(stream) => Some(stream.ready_chunks(EVENT_BATCH).boxed()),
+    match batched_events(admin).await {
+        Ok(stream) => Some(stream),
         // A refused token will fail the run read too, with its hint.
         Err(ClientError::Api { status: 401, .. }) => None,
         Err(e) => {

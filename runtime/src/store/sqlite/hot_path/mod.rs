@@ -257,11 +257,6 @@ fn write_batches(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                // A lease whose caller gave up waiting (its agent hung up) is
-                // not granted: nobody would run the part before the lease
-                // expired. A result is applied all the same (the agent will
-                // send it again), without the lease that may follow it.
-                Message::Op(Op::Lease { .. }, reply) if reply.is_closed() => {}
                 Message::Op(op, reply) => {
                     match open.take().map_or_else(|| Batch::begin(&conn, &lock), Ok) {
                         Err(error) => {
@@ -335,6 +330,10 @@ impl<'l> Batch<'l> {
         // says.
         let answer = match self.broken {
             Some(_) => Err(StoreError::Invalid("not applied".into())),
+            // A lease whose caller gave up waiting (its agent hung up) is
+            // not granted: nobody would run the part before the lease
+            // expired. A result is applied all the same (the agent will send
+            // it again), without the lease that may follow it.
             None => apply_alone(conn, op, !reply.is_closed()).unwrap_or_else(|error| {
                 self.broken = Some(error);
                 Err(StoreError::Invalid("not applied".into()))
@@ -379,14 +378,15 @@ impl<'l> Batch<'l> {
 /// One operation, each of its steps in a savepoint: kept if it succeeds,
 /// rolled back alone if it fails (the lease after a result is a step of its
 /// own: its failure does not undo the result). The outer error: a savepoint
-/// itself failed. `lease_wanted`: whether a lease after a result is still
-/// awaited.
+/// itself failed. `lease_wanted`: whether anyone still awaits a lease this
+/// operation would grant; if not, none is.
 fn apply_alone(
     conn: &Connection,
     op: &Op,
     lease_wanted: bool,
 ) -> rusqlite::Result<StoreResult<Outcome>> {
     Ok(match op {
+        Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
         Op::Lease { agent, now } => in_savepoint(conn, || lease::lease(conn, agent, *now))?
             .map(|l| Outcome::Lease(l.map(Box::new))),
         Op::Submit {
