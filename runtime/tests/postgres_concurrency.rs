@@ -227,21 +227,25 @@ async fn no_part_is_leased_twice_and_every_result_applies_once() {
 async fn work_made_by_one_daemon_wakes_the_other() {
     let d = TwoDaemons::new().await;
     let task = d.task("wake", 3, Frequency::Manual).await;
-    let mut woken = d.b.work_signal().subscribe();
-    let listener = tokio::spawn(d.store_b.clone().listen_for_work(d.b.work_signal().clone()));
-    // The listener bumps the signal once when it is connected (announcements
-    // made before were missed): wait for that, then for daemon A's run.
-    tokio::time::timeout(Duration::from_secs(30), woken.changed())
-        .await
-        .expect("listener connected")
-        .unwrap();
-    woken.borrow_and_update();
-    d.a.force_run(task).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), woken.changed())
-        .await
-        .expect("daemon B woken by daemon A's NOTIFY")
-        .unwrap();
+    let task = d.a.store().task(task).await.unwrap().unwrap();
     let agent = d.agent("waiting-on-b").await;
-    assert!(d.b.lease(&agent).await.unwrap().is_some());
+    // A long-poll of the agent on daemon B, between two looks.
+    let mut waiter = d.b.work_signal().waiter(agent.id);
+    waiter.look().found(false);
+    let listener = tokio::spawn(d.store_b.clone().listen_for_work(d.b.work_signal().clone()));
+    // The listener wakes every waiter once when it is connected (announcements
+    // made before were missed): wait for that, then for daemon A's run.
+    tokio::time::timeout(Duration::from_secs(30), waiter.woken())
+        .await
+        .expect("listener connected");
+    waiter.look().found(false);
+    d.a.force_run(&task).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiter.woken())
+        .await
+        .expect("daemon B woken by daemon A's NOTIFY");
+    let look = waiter.look();
+    let lease = d.b.lease(&agent).await.unwrap();
+    assert!(lease.is_some());
+    look.found(true);
     listener.abort();
 }

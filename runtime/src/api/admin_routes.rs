@@ -159,7 +159,7 @@ pub async fn force_run(
     let task = find_task(&state, &key).await?;
     Ok((
         StatusCode::CREATED,
-        Json(state.scheduler.force_run(task.id).await?),
+        Json(state.scheduler.force_run(&task).await?),
     ))
 }
 

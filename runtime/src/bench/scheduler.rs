@@ -235,7 +235,7 @@ async fn new_run(sched: &Scheduler, name: &str, parts: usize) -> anyhow::Result<
     spec.params = serde_json::json!({ "parts": parts });
     spec.frequency = crate::scheduler::Frequency::Manual;
     let task = sched.create_task(&spec, &serde_json::json!({})).await?;
-    Ok(sched.force_run(task.id).await?)
+    Ok(sched.force_run(&task).await?)
 }
 
 /// Parts per second of a new run of `parts` parts completed by `agents`

@@ -170,13 +170,6 @@ impl Scheduler {
         })
     }
 
-    async fn task(&self, id: i64) -> SchedulerResult<Task> {
-        Ok(self.store.task(id).await?.ok_or(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        })?)
-    }
-
     async fn run(&self, id: i64) -> SchedulerResult<Run> {
         Ok(self.store.run(id).await?.ok_or(StoreError::NotFound {
             what: "run",
@@ -194,11 +187,12 @@ impl Scheduler {
             .split(&run.plugin_sha256, &run.spec.params)
             .await;
         let now = self.now();
-        let stored = match split {
-            Ok(parts) => self.store.add_parts(run.id, &parts, now).await?,
+        let parts = match split {
+            Ok(parts) => parts,
             Err(error) => return self.fail_split(run.id, &error, now).await,
         };
-        self.work.notify();
+        let stored = self.store.add_parts(run.id, &parts, now).await?;
+        self.work.notify_parts(parts.len() as u64);
         Ok(stored)
     }
 
@@ -213,28 +207,29 @@ impl Scheduler {
         Ok(self.store.fail_run(run_id, &message, now).await?)
     }
 
-    /// Force a run of a task now, above every priority, and wake the agents.
+    /// Force a run of `task` (as the caller just read it) now, above every
+    /// priority, and wake the agents.
     ///
     /// Split first, then the run and its parts stored in one transaction: the
     /// admin waits for one commit, not two (a recurring run is created before
     /// its split instead, in the transaction that claims its due time).
-    pub async fn force_run(&self, task_id: i64) -> SchedulerResult<Run> {
-        let task = self.task(task_id).await?;
-        let new = self.snapshot(&task, RunCause::Forced).await?;
+    pub async fn force_run(&self, task: &Task) -> SchedulerResult<Run> {
+        let new = self.snapshot(task, RunCause::Forced).await?;
         let split = self
             .splitter
             .split(&new.plugin_sha256, &new.spec.params)
             .await;
         let now = self.now();
-        let run = match split {
-            Ok(parts) => self.store.create_run_with_parts(&new, &parts, now).await?,
+        let parts = match split {
+            Ok(parts) => parts,
             Err(error) => {
                 // Kept as a failed run, so the admin sees why.
                 let run = self.store.create_run(&new, now).await?;
                 return self.fail_split(run.id, &error, now).await;
             }
         };
-        self.work.notify();
+        let run = self.store.create_run_with_parts(&new, &parts, now).await?;
+        self.work.notify_parts(parts.len() as u64);
         Ok(run)
     }
 
@@ -295,7 +290,7 @@ impl Scheduler {
             .store
             .create_run_with_parts(&new, &parts, self.now())
             .await?;
-        self.work.notify();
+        self.work.notify_parts(parts.len() as u64);
         Ok(run)
     }
 
@@ -347,28 +342,22 @@ impl Scheduler {
         recheck: Duration,
     ) -> SchedulerResult<Option<Lease>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut wake = self.work.subscribe();
-        let mut wake_agent = self.work.subscribe_agent(agent.id);
+        let mut waiter = self.work.waiter(agent.id);
         loop {
-            // Mark the current generations seen before looking, so work added
-            // while we look wakes the wait below.
-            wake.borrow_and_update();
-            wake_agent.borrow_and_update();
-            if let Some(lease) = self.lease(agent).await? {
-                return Ok(Some(lease));
+            // Ready for wakes before looking, so work added while we look
+            // wakes the wait below.
+            let look = waiter.look();
+            let lease = self.lease(agent).await?;
+            look.found(lease.is_some());
+            if lease.is_some() {
+                return Ok(lease);
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(None);
             }
             let nap = (deadline - now).min(recheck);
-            let _ = tokio::time::timeout(nap, async {
-                tokio::select! {
-                    _ = wake.changed() => {}
-                    _ = wake_agent.changed() => {}
-                }
-            })
-            .await;
+            let _ = tokio::time::timeout(nap, waiter.woken()).await;
         }
     }
 
@@ -446,7 +435,7 @@ impl Scheduler {
     fn after_result(&self, agent: &Agent, result: &Submission, ack: ResultAck, leased_after: bool) {
         if ack == ResultAck::Applied && result.status != super::ResultStatus::Finished {
             // A retried part is waiting again.
-            self.work.notify();
+            self.work.notify_parts(1);
         }
         if !leased_after && matches!(ack, ResultAck::Applied | ResultAck::AcceptedLate) {
             // The agent no longer holds this part: a long-poll of its held
@@ -476,7 +465,7 @@ impl Scheduler {
 
         report.expired = self.store.expire_leases(now).await?;
         if !report.expired.is_empty() {
-            self.work.notify();
+            self.work.notify_parts(report.expired.len() as u64);
         }
 
         for task in self.store.due_tasks(now).await? {

@@ -28,15 +28,15 @@ async fn force_run_goes_first_and_wakes_waiting_agents(backend: Backend) {
     manual.frequency = jobstack::scheduler::Frequency::Manual;
     let task = h.task(&manual).await;
     h.run_of(&h.spec("busy", Harness::labels(3))).await;
-    let mut wake = h.sched.work_signal().subscribe();
-    wake.borrow_and_update();
-    let forced = h.sched.force_run(task.id).await.unwrap();
+    // A long-poll of the agent, between two looks.
+    let mut waiter = h.sched.work_signal().waiter(agent.id);
+    waiter.look().found(false);
+    let forced = h.sched.force_run(&task).await.unwrap();
     assert_eq!(forced.cause, RunCause::Forced);
     // The waiting agent's long-poll is woken at once.
-    tokio::time::timeout(Duration::from_secs(1), wake.changed())
+    tokio::time::timeout(Duration::from_secs(1), waiter.woken())
         .await
-        .expect("force-run wakes waiting agents")
-        .unwrap();
+        .expect("force-run wakes waiting agents");
     assert_eq!(h.lease(&agent).await.run_id, forced.id);
 }
 
@@ -149,7 +149,8 @@ async fn a_run_keeps_its_snapshot_when_the_task_and_plugin_change(backend: Backe
     assert_eq!(stored.spec, spec);
     assert_eq!(stored.parts.total(), 2);
     // The next run takes the new definition and the new module.
-    let next = h.sched.force_run(task_id).await.unwrap();
+    let task = h.store.task(task_id).await.unwrap().unwrap();
+    let next = h.sched.force_run(&task).await.unwrap();
     assert_eq!(next.plugin_sha256, v2.sha256);
     assert_eq!(next.parts.total(), 5);
 }
@@ -171,7 +172,7 @@ async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(ba
     let mut spec = h.spec("manual", Harness::labels(3));
     spec.frequency = jobstack::scheduler::Frequency::Manual;
     let task = h.task(&spec).await;
-    let forced = h.sched.force_run(task.id).await.unwrap();
+    let forced = h.sched.force_run(&task).await.unwrap();
     assert_eq!((forced.state, forced.parts.waiting), (State::Waiting, 3));
     assert_eq!(h.store.parts(forced.id).await.unwrap().len(), 3);
     // Created and given its parts in one step: the log still says both.
@@ -191,7 +192,7 @@ async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(ba
     broken.frequency = jobstack::scheduler::Frequency::Manual;
     broken.params = serde_json::json!({ "fail": "no such range" });
     let task = h.task(&broken).await;
-    let failed = h.sched.force_run(task.id).await.unwrap();
+    let failed = h.sched.force_run(&task).await.unwrap();
     assert_eq!(failed.state, State::Failed);
     assert_eq!(failed.error.as_deref(), Some("split failed: no such range"));
     assert!(h.store.parts(failed.id).await.unwrap().is_empty());

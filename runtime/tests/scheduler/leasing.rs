@@ -12,6 +12,7 @@ store_tests!(
     within_a_class_the_oldest_run_goes_first,
     one_part_per_run_per_agent_at_a_time,
     a_long_poll_held_back_by_its_own_part_wakes_at_its_result,
+    a_new_part_reaches_the_one_waiting_agent_that_may_take_it,
     targeting_by_network_gives_parts_to_the_agent_holding_them,
     targeting_by_agent_list_ignores_networks,
     each_agent_gives_every_listed_agent_its_copy,
@@ -41,7 +42,7 @@ async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
     h.sched.tick().await.unwrap();
     // A forced run of the Low task goes before everything.
     let low = h.store.task_by_name("low").await.unwrap().unwrap();
-    let forced = h.sched.force_run(low.id).await.unwrap();
+    let forced = h.sched.force_run(&low).await.unwrap();
     let mut order = Vec::new();
     while let Some(lease) = h.sched.lease(&agent).await.unwrap() {
         let task = h.store.task(lease.task_id).await.unwrap().unwrap();
@@ -125,6 +126,48 @@ async fn a_long_poll_held_back_by_its_own_part_wakes_at_its_result(backend: Back
         .unwrap()
         .expect("the second part");
     assert_eq!(second.part.label, "p1");
+}
+
+/// A one-part run wakes one long-poll, not all; the part is for the agent
+/// that may take it, wherever it is in the line of waiting agents: the wake
+/// goes on from those that find nothing (not the recheck, here longer than
+/// the test's patience).
+async fn a_new_part_reaches_the_one_waiting_agent_that_may_take_it(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let long = Duration::from_secs(600);
+    let mut polls = Vec::new();
+    for name in ["first", "second", "chosen"] {
+        let agent = h.agent(name, &[]).await;
+        let sched = h.sched.clone();
+        polls.push(tokio::spawn(async move {
+            sched.lease_waiting(&agent, long, long).await
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while h.sched.work_signal().waiting() < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("three long-polls waiting");
+    let mut spec = h.spec("pinned", Harness::labels(1));
+    spec.targeting = Targeting {
+        agents: vec!["chosen".into()],
+        each_agent: false,
+    };
+    h.run_of(&spec).await;
+    let chosen = polls.pop().unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(30), chosen)
+        .await
+        .expect("the wake reached the chosen agent")
+        .unwrap()
+        .unwrap()
+        .expect("its part");
+    assert_eq!(lease.part.label, "p0");
+    for other in polls {
+        assert!(!other.is_finished(), "the others found nothing to take");
+        other.abort();
+    }
 }
 
 async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Backend) {

@@ -149,6 +149,6 @@ async fn a_manual_task_runs_only_when_forced(backend: Backend) {
     h.advance(Duration::from_secs(86_400));
     h.sched.tick().await.unwrap();
     assert_eq!(runs_of(&h, "manual").await, 0);
-    h.sched.force_run(task.id).await.unwrap();
+    h.sched.force_run(&task).await.unwrap();
     assert_eq!(runs_of(&h, "manual").await, 1);
 }

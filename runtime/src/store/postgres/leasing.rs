@@ -166,7 +166,7 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
     .fetch_all(&mut *tx)
     .await?;
     let mut expired = Vec::with_capacity(rows.len());
-    let mut retried = false;
+    let mut retried = 0;
     for row in rows {
         let part_id: i64 = row.try_get("id")?;
         let run_id: i64 = row.try_get("run_id")?;
@@ -188,7 +188,7 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
             owner.as_deref().unwrap_or("?")
         );
         let (to, available_at) = if retry::may_retry(attempt, retries) {
-            retried = true;
+            retried += 1;
             (State::Waiting, now + retry::backoff(attempt))
         } else {
             (State::Failed, now)
@@ -206,8 +206,8 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
         transition::move_part(&mut tx, run_id, part_id, State::Running, to, now, detail).await?;
         expired.push(LeaseRef { part_id, attempt });
     }
-    if retried {
-        super::notify_work(&mut tx).await?;
+    if retried > 0 {
+        super::notify_work(&mut tx, retried).await?;
     }
     tx.commit().await?;
     settle_runs(pool, now).await?;

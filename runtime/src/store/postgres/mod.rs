@@ -114,10 +114,10 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    /// Bump `signal` whenever any daemon announces work on [`WORK_CHANNEL`],
-    /// until the pool is closed. After losing the database the listener
-    /// reconnects, and bumps the signal once since announcements made meanwhile
-    /// are lost.
+    /// Wake `signal`'s waiters whenever any daemon announces work on
+    /// [`WORK_CHANNEL`] (as many as the parts announced), until the pool is
+    /// closed. After losing the database the listener reconnects, and wakes
+    /// every waiter once since announcements made meanwhile are lost.
     pub async fn listen_for_work(self, signal: WorkSignal) {
         let mut listener: Option<PgListener> = None;
         loop {
@@ -140,7 +140,11 @@ impl PostgresStore {
                 },
             };
             match current.try_recv().await {
-                Ok(Some(_)) => signal.notify(),
+                // An announcement without a count (an older daemon): wake all.
+                Ok(Some(announced)) => match announced.payload().parse() {
+                    Ok(parts) => signal.notify_parts(parts),
+                    Err(_) => signal.notify(),
+                },
                 // The connection was lost; the next try_recv reconnects.
                 Ok(None) => {
                     tracing::warn!("work listener lost the database; reconnecting");
@@ -163,11 +167,13 @@ impl PostgresStore {
     }
 }
 
-/// Announce leasable work to every daemon (delivered when the transaction
-/// commits).
-async fn notify_work(conn: &mut PgConnection) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
+/// Announce `parts` new leasable parts to every daemon (delivered when the
+/// transaction commits). The payload is the count, so that a daemon wakes as
+/// many of its waiters ([`WorkSignal::notify_parts`]).
+async fn notify_work(conn: &mut PgConnection, parts: u64) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(WORK_CHANNEL)
+        .bind(parts.to_string())
         .execute(conn)
         .await?;
     Ok(())

@@ -202,7 +202,7 @@ async fn store_parts(
     .bind(&pinned)
     .execute(&mut **tx)
     .await?;
-    super::notify_work(tx).await?;
+    super::notify_work(tx, seq as u64).await?;
     let detail = serde_json::json!({ "parts": seq });
     transition::move_run(tx, run_id, State::Created, State::Waiting, now, detail).await?;
     transition::refresh_run(tx, run_id, now).await?;
@@ -368,7 +368,7 @@ pub async fn resume_run(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -> Store
         )));
     }
     let moved = move_all_parts(&mut tx, run_id, &[State::Suspended], State::Waiting).await?;
-    super::notify_work(&mut tx).await?;
+    super::notify_work(&mut tx, moved).await?;
     let detail = serde_json::json!({ "parts_resumed": moved });
     transition::move_run(
         &mut tx,
