@@ -98,6 +98,16 @@ impl SqliteStore {
         (self.writing.lock().await, &self.writer)
     }
 
+    /// A run the hot path's writer has just written (and flushed), read back.
+    async fn written_run(&self, id: i64) -> StoreResult<Run> {
+        runs::run(&self.reader, id)
+            .await?
+            .ok_or_else(|| super::StoreError::NotFound {
+                what: "run",
+                id: id.to_string(),
+            })
+    }
+
     /// Close the hot path's writer and both pools, waiting for their
     /// connections to finish.
     pub async fn close(&self) {
@@ -189,12 +199,12 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
-        let (_writing, writer) = self.write().await;
-        let mut tx = writer.begin().await?;
-        let id = runs::insert_run(&mut tx, run, now).await?;
-        let created = runs::load_run(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(created)
+        let run = run.clone();
+        let id = self
+            .hot_path
+            .write(move |conn| hot_path::runs::insert_run(conn, &run, now))
+            .await?;
+        self.written_run(id).await
     }
     async fn claim_recurrence(
         &self,
@@ -202,8 +212,15 @@ impl Store for SqliteStore {
         run: &NewRun,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
-        let (_writing, writer) = self.write().await;
-        runs::claim_recurrence(writer, recurrence, run, now).await
+        let (recurrence, run) = (recurrence.clone(), run.clone());
+        let claimed = self
+            .hot_path
+            .write(move |conn| hot_path::runs::claim_recurrence(conn, &recurrence, &run, now))
+            .await?;
+        match claimed {
+            Some(id) => self.written_run(id).await.map(Some),
+            None => Ok(None),
+        }
     }
     async fn set_next_run(
         &self,
@@ -220,8 +237,11 @@ impl Store for SqliteStore {
         parts: &[NewPart],
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
-        let (_writing, writer) = self.write().await;
-        runs::add_parts(writer, run_id, parts, now).await
+        let parts = parts.to_vec();
+        self.hot_path
+            .write(move |conn| hot_path::runs::store_parts(conn, run_id, &parts, now))
+            .await?;
+        self.written_run(run_id).await
     }
     async fn create_run_with_parts(
         &self,
@@ -229,8 +249,12 @@ impl Store for SqliteStore {
         parts: &[NewPart],
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
-        let (_writing, writer) = self.write().await;
-        runs::create_run_with_parts(writer, run, parts, now).await
+        let (run, parts) = (run.clone(), parts.to_vec());
+        let id = self
+            .hot_path
+            .write(move |conn| hot_path::runs::create_run_with_parts(conn, &run, &parts, now))
+            .await?;
+        self.written_run(id).await
     }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
         let (_writing, writer) = self.write().await;

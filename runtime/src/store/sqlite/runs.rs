@@ -1,69 +1,19 @@
-//! Runs and their parts: creation from a snapshot, the parts of a split, and
-//! the admin actions on a whole run (suspend, resume, cancel).
+//! Runs and their parts: reading them, failing a run's split, and the admin
+//! actions on a whole run (suspend, resume, cancel). Runs are created on the
+//! hot path's writer (`hot_path::runs`).
 
 use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{ms, rows, transition};
-use crate::scheduler::{
-    Entity, FORCED_RANK, LEASE_GRACE, NewPart, NewRun, Part, Run, RunCause, State,
-    targeting::span_of_targets,
-};
-use crate::store::{Recurrence, StoreError, StoreResult};
+use crate::scheduler::{Entity, Part, Run, State};
+use crate::store::{StoreError, StoreResult};
 
 fn not_found(id: i64) -> StoreError {
     StoreError::NotFound {
         what: "run",
         id: id.to_string(),
     }
-}
-
-/// Insert a run in state Created; returns its id.
-pub async fn insert_run(
-    tx: &mut Transaction<'_, Sqlite>,
-    run: &NewRun,
-    now: DateTime<Utc>,
-) -> StoreResult<i64> {
-    let rank = if run.cause == RunCause::Forced {
-        FORCED_RANK
-    } else {
-        run.spec.priority.rank()
-    };
-    let ttl_ms = run
-        .spec
-        .timeout_ms
-        .saturating_add(LEASE_GRACE.as_millis() as u64);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
-         created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents) \
-         VALUES (?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(run.task_id)
-    .bind(serde_json::to_string(&run.spec).expect("task spec serializes"))
-    .bind(run.secrets.to_string())
-    .bind(&run.plugin_sha256)
-    .bind(run.cause.as_str())
-    .bind(run.rerun_of)
-    .bind(ms(now))
-    .bind(&run.spec.plugin)
-    .bind(rank)
-    .bind(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
-    .bind(i64::from(run.spec.retries))
-    .bind(!run.spec.targeting.agents.is_empty())
-    .fetch_one(&mut **tx)
-    .await?;
-    for agent in &run.spec.targeting.agents {
-        sqlx::query("INSERT OR IGNORE INTO run_agents (run_id, agent_name) VALUES (?, ?)")
-            .bind(id)
-            .bind(agent)
-            .execute(&mut **tx)
-            .await?;
-    }
-    let detail = serde_json::json!({
-        "task_id": run.task_id, "cause": run.cause.as_str(), "plugin_sha256": run.plugin_sha256,
-    });
-    transition::event(tx, now, "run", id, "created", None, detail).await?;
-    Ok(id)
 }
 
 /// Read a run inside a transaction.
@@ -75,137 +25,6 @@ pub async fn load_run(conn: &mut SqliteConnection, id: i64) -> StoreResult<Run> 
         .await?
         .ok_or_else(|| not_found(id))?;
     rows::run(&row)
-}
-
-pub async fn claim_recurrence(
-    pool: &SqlitePool,
-    recurrence: &Recurrence,
-    run: &NewRun,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<Run>> {
-    let mut tx = pool.begin().await?;
-    let claimed = sqlx::query("UPDATE tasks SET next_run_at = ? WHERE id = ? AND next_run_at = ?")
-        .bind(recurrence.next.map(ms))
-        .bind(recurrence.task_id)
-        .bind(ms(recurrence.due))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if claimed != 1 {
-        return Ok(None);
-    }
-    let id = insert_run(&mut tx, run, now).await?;
-    let created = load_run(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(Some(created))
-}
-
-/// Parts stored per statement when a run's parts are added.
-const INSERT_CHUNK: usize = 10_000;
-
-pub async fn add_parts(
-    pool: &SqlitePool,
-    run_id: i64,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
-) -> StoreResult<Run> {
-    let mut tx = pool.begin().await?;
-    let stored = store_parts(&mut tx, run_id, parts, now).await?;
-    tx.commit().await?;
-    Ok(stored)
-}
-
-/// A run with its parts, split before it was stored, in one transaction.
-pub async fn create_run_with_parts(
-    pool: &SqlitePool,
-    run: &NewRun,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
-) -> StoreResult<Run> {
-    let mut tx = pool.begin().await?;
-    let id = insert_run(&mut tx, run, now).await?;
-    let stored = store_parts(&mut tx, id, parts, now).await?;
-    tx.commit().await?;
-    Ok(stored)
-}
-
-/// Store the parts of a Created run inside `tx`; the run becomes Waiting
-/// (Finished with no parts).
-async fn store_parts(
-    tx: &mut Transaction<'_, Sqlite>,
-    run_id: i64,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
-) -> StoreResult<Run> {
-    let run = load_run(tx, run_id).await?;
-    run.state.check(Entity::Run, State::Waiting)?;
-    if run.state != State::Created {
-        return Err(StoreError::Invalid(format!(
-            "run {run_id} already has its parts"
-        )));
-    }
-    let rank: i64 = sqlx::query_scalar("SELECT rank FROM runs WHERE id = ?")
-        .bind(run_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    // `each_agent`: every listed agent gets its own copy of every part.
-    let pins: Vec<Option<&str>> = if run.spec.targeting.each_agent {
-        run.spec
-            .targeting
-            .agents
-            .iter()
-            .map(|a| Some(a.as_str()))
-            .collect()
-    } else {
-        vec![None]
-    };
-    // A few statements for the whole split, not one per part (a /16 network is
-    // 65,536 parts): the rows travel as one JSON array per chunk, which
-    // SQLite unpacks itself.
-    let mut rows = Vec::with_capacity(parts.len() * pins.len());
-    for part in parts {
-        let span = span_of_targets(&part.targets);
-        let targets = serde_json::to_string(&part.targets).expect("targets serialize");
-        for pin in &pins {
-            rows.push(serde_json::json!([
-                part.label,
-                targets,
-                part.payload,
-                span.map(|s| s.lo_hex()),
-                span.map(|s| s.hi_hex()),
-                pin,
-            ]));
-        }
-    }
-    let mut seq = 0i64;
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        sqlx::query(
-            "INSERT INTO parts (run_id, seq, label, targets, payload, span_lo, span_hi, \
-             pinned_agent, state, rank, available_at) \
-             SELECT ?1, ?2 + CAST(j.key AS INTEGER), json_extract(j.value, '$[0]'), \
-             json_extract(j.value, '$[1]'), json_extract(j.value, '$[2]'), \
-             json_extract(j.value, '$[3]'), json_extract(j.value, '$[4]'), \
-             json_extract(j.value, '$[5]'), 'waiting', ?3, ?4 \
-             FROM json_each(?5) AS j ORDER BY CAST(j.key AS INTEGER)",
-        )
-        .bind(run_id)
-        .bind(seq)
-        .bind(rank)
-        .bind(ms(now))
-        .bind(serde_json::Value::from(chunk.to_vec()).to_string())
-        .execute(&mut **tx)
-        .await?;
-        seq += chunk.len() as i64;
-    }
-    sqlx::query("UPDATE runs SET n_waiting = ? WHERE id = ?")
-        .bind(seq)
-        .bind(run_id)
-        .execute(&mut **tx)
-        .await?;
-    let detail = serde_json::json!({ "parts": seq });
-    transition::move_run(tx, run_id, State::Created, State::Waiting, now, detail).await?;
-    transition::refresh_run(tx, run_id, now).await?;
-    load_run(tx, run_id).await
 }
 
 pub async fn fail_run(

@@ -23,7 +23,9 @@
 //! and batches as large as the load (a commit writes the batch's pages to the
 //! WAL; it was a third of the writer's time with a commit per arrival).
 //!
-//! The other writes of the store (catalog, runs, sweeps) stay on sqlx's
+//! Runs are created here too ([`runs`]): a forced run is a dozen statements
+//! the admin waits for, and the agents it wakes wait for the admin. The other
+//! writes of the store (catalog, admin actions on runs, sweeps) stay on sqlx's
 //! writer connection. Both connections take the store's [`WriteLock`] for
 //! the length of a transaction, so they never meet inside SQLite's own lock
 //! (whose busy handler sleeps in milliseconds, and whose deferred
@@ -31,12 +33,14 @@
 //! read).
 
 mod lease;
+pub(super) mod runs;
 mod submit;
 mod transition;
 mod wal_sync;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
+use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
@@ -92,6 +96,22 @@ enum Op {
         submission: Submission,
         now: DateTime<Utc>,
     },
+    /// Any other write ([`HotPath::write`]).
+    Write(WriteFn),
+}
+
+/// A write run on the writer connection; its value is the caller's.
+struct WriteFn(Box<WriteOnce>);
+
+type WriteOnce = dyn FnOnce(&Connection) -> StoreResult<AnyValue> + Send;
+
+/// What a [`WriteFn`] returns, to be downcast by its caller.
+type AnyValue = Box<dyn Any + Send>;
+
+impl std::fmt::Debug for WriteFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteFn")
+    }
 }
 
 /// What an operation returned.
@@ -102,6 +122,7 @@ enum Outcome {
     Submit(ResultAck),
     /// The lease's own failure does not undo the applied result.
     SubmitAndLease(ResultAck, StoreResult<Option<Box<Lease>>>),
+    Write(AnyValue),
 }
 
 type Reply = oneshot::Sender<StoreResult<Outcome>>;
@@ -217,6 +238,21 @@ impl HotPath {
         }
     }
 
+    /// Run `write` on the writer connection in the next batch, in a
+    /// savepoint of its own, and answer once it is on disk.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let op = Op::Write(WriteFn(Box::new(move |conn| {
+            write(conn).map(|value| Box::new(value) as AnyValue)
+        })));
+        match self.call(op).await? {
+            Outcome::Write(value) => Ok(*value.downcast().expect("a write answers its own type")),
+            _ => unreachable!("a write answers with its value"),
+        }
+    }
+
     /// Close the writer connection once the operations queued before this
     /// call are answered; later calls fail.
     pub async fn close(&self) {
@@ -263,7 +299,7 @@ fn write_batches(
                             let _ = reply.send(Err(error.into()));
                         }
                         Ok(batch) => {
-                            let batch = batch.apply(&conn, &op, reply);
+                            let batch = batch.apply(&conn, op, reply);
                             if batch.answers.len() < MAX_BATCH {
                                 open = Some(batch);
                             } else if batch.commit(&mut conn, &wal_sync) {
@@ -324,7 +360,7 @@ impl<'l> Batch<'l> {
         })
     }
 
-    fn apply(mut self, conn: &Connection, op: &Op, reply: Reply) -> Self {
+    fn apply(mut self, conn: &Connection, op: Op, reply: Reply) -> Self {
         // Once the batch is broken, the rest is not applied: every caller is
         // answered with the batch's error at the commit, whatever `answers`
         // says.
@@ -382,31 +418,32 @@ impl<'l> Batch<'l> {
 /// operation would grant; if not, none is.
 fn apply_alone(
     conn: &Connection,
-    op: &Op,
+    op: Op,
     lease_wanted: bool,
 ) -> rusqlite::Result<StoreResult<Outcome>> {
     Ok(match op {
         Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
-        Op::Lease { agent, now } => in_savepoint(conn, || lease::lease(conn, agent, *now))?
+        Op::Lease { agent, now } => in_savepoint(conn, || lease::lease(conn, &agent, now))?
             .map(|l| Outcome::Lease(l.map(Box::new))),
         Op::Submit {
             agent,
             submission,
             now,
-        } => in_savepoint(conn, || submit::submit(conn, agent, submission, *now))?
+        } => in_savepoint(conn, || submit::submit(conn, &agent, &submission, now))?
             .map(Outcome::Submit),
         Op::SubmitAndLease {
             agent,
             submission,
             now,
-        } => match in_savepoint(conn, || submit::submit(conn, agent, submission, *now))? {
+        } => match in_savepoint(conn, || submit::submit(conn, &agent, &submission, now))? {
             Err(refused) => Err(refused),
             Ok(ack) if !lease_wanted => Ok(Outcome::SubmitAndLease(ack, Ok(None))),
             Ok(ack) => {
-                let lease = in_savepoint(conn, || lease::lease(conn, agent, *now))?;
+                let lease = in_savepoint(conn, || lease::lease(conn, &agent, now))?;
                 Ok(Outcome::SubmitAndLease(ack, lease.map(|l| l.map(Box::new))))
             }
         },
+        Op::Write(WriteFn(write)) => in_savepoint(conn, || write(conn))?.map(Outcome::Write),
     })
 }
 
@@ -419,7 +456,7 @@ fn in_savepoint<T>(
 ) -> rusqlite::Result<StoreResult<T>> {
     control(conn, "SAVEPOINT op")?;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|_| {
-        tracing::error!("applying a lease or result panicked; rolled back");
+        tracing::error!("an operation of the writer panicked; rolled back");
         Err(StoreError::Database(sqlx::Error::WorkerCrashed))
     });
     if outcome.is_err() {

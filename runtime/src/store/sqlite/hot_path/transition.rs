@@ -1,6 +1,5 @@
-//! State changes made by the hot path: the synchronous twin of
-//! `sqlite::transition` for the leases and results applied on the writer
-//! thread. The rules are not repeated here: the transition table
+//! State changes made on the writer thread: the synchronous twin of
+//! `sqlite::transition` for the leases, results and new runs applied there. The rules are not repeated here: the transition table
 //! ([`State::check`]) and how a run follows its parts
 //! ([`run_state_from_parts`]) are the scheduler's; this module only writes
 //! them with rusqlite, inside the batch's transaction.
@@ -13,22 +12,22 @@ use super::super::transition::{INSERT_EVENT, RUN_STATE, counter};
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
 
-/// Write one event.
+/// Write one event: `kind` is `state` for a state change.
 pub fn event(
     conn: &Connection,
     now: DateTime<Utc>,
-    entity: &str,
-    entity_id: i64,
-    change: (State, State),
+    (entity, entity_id): (&str, i64),
+    kind: &str,
+    change: Option<(State, State)>,
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
     conn.prepare_cached(INSERT_EVENT)?.execute(params![
         ms(now),
         entity,
         entity_id,
-        "state",
-        change.0.as_str(),
-        change.1.as_str(),
+        kind,
+        change.map(|(from, _)| from.as_str()),
+        change.map(|(_, to)| to.as_str()),
         detail.to_string()
     ])?;
     Ok(())
@@ -71,14 +70,46 @@ pub fn move_part_with(
     let (current, counts) = conn
         .prepare_cached(&sql)?
         .query_row([run_id], run_state_of)?;
-    let current: State = current
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))?;
-    event(conn, now, "part", part_id, (from, to), detail)?;
-    if let Some(next) = run_state_from_parts(current, &counts) {
-        move_run(conn, run_id, current, next, now)?;
+    let current = parse_state(&current)?;
+    event(
+        conn,
+        now,
+        ("part", part_id),
+        "state",
+        Some((from, to)),
+        detail,
+    )?;
+    follow_parts(conn, run_id, current, &counts, now)
+}
+
+/// Let run `run_id`, in state `current` with these part counters, follow
+/// its parts ([`run_state_from_parts`]).
+fn follow_parts(
+    conn: &Connection,
+    run_id: i64,
+    current: State,
+    counts: &PartCounts,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    match run_state_from_parts(current, counts) {
+        Some(next) => move_run(conn, run_id, current, next, now, &serde_json::json!({})),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Let run `run_id` follow its parts, as they are stored now.
+pub fn refresh_run(conn: &Connection, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    let (current, counts) = conn
+        .prepare_cached(&format!("SELECT {RUN_STATE} FROM runs WHERE id = ?1"))?
+        .query_row([run_id], run_state_of)?;
+    let current = parse_state(&current)?;
+    follow_parts(conn, run_id, current, &counts, now)
+}
+
+fn parse_state(state: &str) -> StoreResult<State> {
+    state
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
 }
 
 /// The run's state and counters, from the columns [`RUN_STATE`].
@@ -97,14 +128,14 @@ fn run_state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PartCounts
     ))
 }
 
-/// Move run `run_id` from `from` to `to` as its parts demand, checked against
-/// the table.
-fn move_run(
+/// Move run `run_id` from `from` to `to`, checked against the table.
+pub fn move_run(
     conn: &Connection,
     run_id: i64,
     from: State,
     to: State,
     now: DateTime<Utc>,
+    detail: &serde_json::Value,
 ) -> StoreResult<()> {
     from.check(Entity::Run, to)?;
     let ended = to.is_terminal().then(|| ms(now));
@@ -119,5 +150,12 @@ fn move_run(
             "run {run_id} was expected in state {from}"
         )));
     }
-    event(conn, now, "run", run_id, (from, to), &serde_json::json!({}))
+    event(
+        conn,
+        now,
+        ("run", run_id),
+        "state",
+        Some((from, to)),
+        detail,
+    )
 }
