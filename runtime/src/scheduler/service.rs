@@ -155,15 +155,18 @@ impl Scheduler {
     }
 
     async fn snapshot(&self, task: &Task, cause: RunCause) -> SchedulerResult<NewRun> {
-        let plugin = self
-            .store
-            .latest_plugin(&task.spec.plugin)
-            .await?
-            .ok_or_else(|| SchedulerError::UnknownPlugin(task.spec.plugin.clone()))?;
+        // Both reads at once: a forced run's admin, and the agents it wakes,
+        // wait for them.
+        let (plugin, secrets) = tokio::try_join!(
+            self.store.latest_plugin(&task.spec.plugin),
+            self.store.task_secrets(task.id)
+        )?;
+        let plugin =
+            plugin.ok_or_else(|| SchedulerError::UnknownPlugin(task.spec.plugin.clone()))?;
         Ok(NewRun {
             task_id: task.id,
             spec: task.spec.clone(),
-            secrets: self.store.task_secrets(task.id).await?,
+            secrets,
             plugin_sha256: plugin.sha256,
             cause,
             rerun_of: None,
