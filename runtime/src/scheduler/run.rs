@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{PartCounts, State, TaskSpec};
+use super::{FORCED_RANK, LEASE_GRACE, PartCounts, State, TaskSpec};
 
 /// Why a run exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +53,28 @@ pub struct NewRun {
     pub cause: RunCause,
     /// For a re-run, the run it repeats.
     pub rerun_of: Option<i64>,
+}
+
+impl NewRun {
+    /// Where the run's parts go in leasing order: a forced run above every
+    /// priority, else its task's priority.
+    pub fn rank(&self) -> i64 {
+        if self.cause == RunCause::Forced {
+            FORCED_RANK
+        } else {
+            self.spec.priority.rank()
+        }
+    }
+
+    /// How long a lease of one of its parts lasts: the task's timeout and
+    /// [`LEASE_GRACE`], ms.
+    pub fn lease_ttl_ms(&self) -> i64 {
+        let ttl = self
+            .spec
+            .timeout_ms
+            .saturating_add(LEASE_GRACE.as_millis() as u64);
+        i64::try_from(ttl).unwrap_or(i64::MAX)
+    }
 }
 
 /// A stored run.

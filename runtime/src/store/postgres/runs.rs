@@ -7,10 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::{rows, transition};
-use crate::scheduler::{
-    Entity, FORCED_RANK, LEASE_GRACE, NewPart, NewRun, Part, Run, RunCause, State,
-    targeting::span_of_targets,
-};
+use crate::scheduler::{Entity, NewPart, NewRun, Part, Run, State, targeting::span_of_targets};
 use crate::store::sqlite::ms;
 use crate::store::{Recurrence, StoreError, StoreResult};
 
@@ -27,15 +24,6 @@ pub async fn insert_run(
     run: &NewRun,
     now: DateTime<Utc>,
 ) -> StoreResult<i64> {
-    let rank = if run.cause == RunCause::Forced {
-        FORCED_RANK
-    } else {
-        run.spec.priority.rank()
-    };
-    let ttl_ms = run
-        .spec
-        .timeout_ms
-        .saturating_add(LEASE_GRACE.as_millis() as u64);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
          created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents) \
@@ -49,8 +37,8 @@ pub async fn insert_run(
     .bind(run.rerun_of)
     .bind(ms(now))
     .bind(&run.spec.plugin)
-    .bind(rank)
-    .bind(i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+    .bind(run.rank())
+    .bind(run.lease_ttl_ms())
     .bind(i64::from(run.spec.retries))
     .bind(!run.spec.targeting.agents.is_empty())
     .fetch_one(&mut **tx)

@@ -13,10 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::ms;
 use super::transition;
-use crate::scheduler::{
-    Entity, FORCED_RANK, LEASE_GRACE, NewPart, NewRun, RunCause, State, TaskSpec,
-    targeting::span_of_targets,
-};
+use crate::scheduler::{Entity, NewPart, NewRun, State, TaskSpec, targeting::span_of_targets};
 use crate::store::{Recurrence, StoreError, StoreResult};
 
 /// Parts stored per statement when a run's parts are added.
@@ -24,15 +21,6 @@ const INSERT_CHUNK: usize = 10_000;
 
 /// Insert a run in state Created; returns its id.
 pub fn insert_run(conn: &Connection, run: &NewRun, now: DateTime<Utc>) -> StoreResult<i64> {
-    let rank = if run.cause == RunCause::Forced {
-        FORCED_RANK
-    } else {
-        run.spec.priority.rank()
-    };
-    let ttl_ms = run
-        .spec
-        .timeout_ms
-        .saturating_add(LEASE_GRACE.as_millis() as u64);
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
@@ -49,8 +37,8 @@ pub fn insert_run(conn: &Connection, run: &NewRun, now: DateTime<Utc>) -> StoreR
                 run.rerun_of,
                 ms(now),
                 run.spec.plugin,
-                rank,
-                i64::try_from(ttl_ms).unwrap_or(i64::MAX),
+                run.rank(),
+                run.lease_ttl_ms(),
                 i64::from(run.spec.retries),
                 !run.spec.targeting.agents.is_empty(),
             ],
