@@ -162,6 +162,38 @@ fn health_readiness_metrics_and_openapi_answer() {
     let metrics = daemon.request("GET", "//metrics", none, Body::None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.text.contains("# TYPE"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("jobstack_long_polls_waiting 0"),
+        "{}",
+        metrics.text
+    );
+    // An agent waiting for work shows as a waiting long-poll.
+    let token = daemon
+        .request(
+            "POST",
+            "/agent/register",
+            Some(ENROLL_SECRET),
+            Body::Json(&json!({"name": "idle", "networks": []})),
+        )
+        .expect_ok("register")["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::scope(|s| {
+        let poll = s.spawn(|| {
+            daemon.request(
+                "POST",
+                "/agent/lease",
+                Some(&token),
+                Body::Json(&json!({"wait_ms": 5_000})),
+            )
+        });
+        wait_until("the long-poll in the metrics", PATIENCE, || {
+            let text = daemon.request("GET", "//metrics", none, Body::None).text;
+            text.contains("jobstack_long_polls_waiting 1").then_some(())
+        });
+        assert_eq!(poll.join().unwrap().status, 204, "no work came");
+    });
     let openapi = daemon
         .request("GET", "/openapi.json", none, Body::None)
         .json();

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub parts: Family<StateLabel, Gauge>,
     /// Registered agents.
     pub agents: Gauge,
+    /// Agent long-polls waiting for work on this daemon (idle slots).
+    pub long_polls: Gauge,
     /// Leases handed out.
     pub leases: Counter,
     /// Leases that expired.
@@ -56,12 +58,18 @@ impl Metrics {
         let mut registry = Registry::with_prefix("jobstack");
         let parts = Family::<StateLabel, Gauge>::default();
         let agents = Gauge::default();
+        let long_polls = Gauge::default();
         let leases = Counter::default();
         let expiries = Counter::default();
         let results = Family::<AckLabel, Counter>::default();
         let durations = Histogram::new(exponential_buckets(0.001, 4.0, 12));
         registry.register("parts", "Job parts by state", parts.clone());
         registry.register("agents", "Registered agents", agents.clone());
+        registry.register(
+            "long_polls_waiting",
+            "Agent long-polls waiting for work on this daemon (idle agent slots)",
+            long_polls.clone(),
+        );
         registry.register("leases", "Leases handed to agents", leases.clone());
         registry.register("lease_expiries", "Leases that expired", expiries.clone());
         registry.register(
@@ -78,6 +86,7 @@ impl Metrics {
             registry: Mutex::new(registry),
             parts,
             agents,
+            long_polls,
             leases,
             expiries,
             results,

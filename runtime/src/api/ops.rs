@@ -27,6 +27,8 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     let runs = store.runs(None).await?;
     state.metrics.set_parts(&runs);
     state.metrics.agents.set(store.agents().await?.len() as i64);
+    let waiting = state.scheduler.work_signal().waiting();
+    state.metrics.long_polls.set(waiting as i64);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -8,8 +8,8 @@
 //!   retries. Reads that are not part of a change use a small reader pool.
 //! - Leases and results, the hot path, are applied by a writer thread of
 //!   their own ([`hot_path`]), with a synchronous driver, in batches that
-//!   share one transaction and one fsync. Both writers take the store's
-//!   write lock for each transaction.
+//!   share one transaction and one fsync; new runs are created there too.
+//!   Both writers take the store's write lock for each transaction.
 //! - Versioned migrations from `runtime/migrations/sqlite/`, applied at open.
 
 mod catalog;
