@@ -1,6 +1,6 @@
 //! Outgoing HTTP in-process: a plugin reaches only the hosts its execution was
-//! granted. Uses the esx plugin (built in `plugins/` by scripts/build-plugins.sh)
-//! and a one-shot HTTP responder on loopback.
+//! granted. Uses the esx plugin and a POSTing fixture (built in `plugins/` by
+//! scripts/build-plugins.sh) and a one-shot HTTP responder on loopback.
 
 use jobstack::engine::{
     Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, LoadError, Part, Status,
@@ -80,6 +80,35 @@ async fn a_request_to_a_host_that_is_not_granted_is_refused_before_connecting() 
     assert_eq!(
         listener.accept().unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock
+    );
+}
+
+/// A refused request whose body is too large to be written before the host
+/// drops it: the plugin reports the refusal, not the cut-off body (which it
+/// used to, now and then, with the esx plugin's small bodies too).
+#[tokio::test]
+async fn a_refused_request_says_so_even_when_its_body_was_cut_off() {
+    let engine = engine();
+    let plugin = engine.load(&plugin("fixture-http-post")).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let part = Part {
+        label: "post".into(),
+        targets: vec![address.clone()],
+        payload: format!("{} http://{address}/", 8 << 20),
+    };
+    let request = ExecutionRequest::new("{}".to_string(), part)
+        .limits(ExecutionLimits::with_timeout(Duration::from_secs(30)))
+        .grants(Grants::new());
+    let outcome = engine.execute(&plugin, request).await;
+    assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+    let error = outcome.error.unwrap_or_default();
+    assert!(error.contains("request denied by the host"), "{error}");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "refused before connecting"
     );
 }
 

@@ -177,17 +177,19 @@ pub fn request_streaming(
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
     let pending =
         outgoing_handler::handle(request, Some(options)).map_err(|e| fail("", describe(&e)))?;
-    {
-        let stream = outgoing
-            .write()
-            .map_err(|()| fail("no request stream", String::new()))?;
-        for chunk in body.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| fail("sending the body: ", stream_error(e)))?;
+    let sent = (|| {
+        {
+            let stream = outgoing
+                .write()
+                .map_err(|()| fail("no request stream", String::new()))?;
+            for chunk in body.chunks(WRITE_CHUNK) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| fail("sending the body: ", stream_error(e)))?;
+            }
         }
-    }
-    OutgoingBody::finish(outgoing, None).map_err(|e| fail("", describe(&e)))?;
+        OutgoingBody::finish(outgoing, None).map_err(|e| fail("", describe(&e)))
+    })();
 
     let response = loop {
         match pending.get() {
@@ -195,9 +197,15 @@ pub fn request_streaming(
             None => pending.subscribe().block(),
         }
     };
-    let response = response
-        .map_err(|()| fail("response already taken", String::new()))?
-        .map_err(|e| fail("", describe(&e)))?;
+    let response = response.map_err(|()| fail("response already taken", String::new()))?;
+    // A host that refuses the request (a host not granted), or a peer that
+    // fails it, drops its body, so writing the body can fail first: the
+    // response says why, the body's error only that it was cut off.
+    let response = match (sent, response) {
+        (_, Err(e)) => return Err(fail("", describe(&e))),
+        (Err(cut_off), Ok(_)) => return Err(cut_off),
+        (Ok(()), Ok(response)) => response,
+    };
     let head = Head {
         status: response.status(),
         headers: response
