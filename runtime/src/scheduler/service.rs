@@ -261,12 +261,8 @@ impl Scheduler {
                 .collect();
             spec.targeting.agents.retain(|a| failed_on.contains(&a));
         }
-        // `each_agent` copies of one split part share `seq / copies`.
-        let copies = if old.spec.targeting.each_agent {
-            old.spec.targeting.agents.len().max(1) as i64
-        } else {
-            1
-        };
+        // The copies of one split part share `seq / copies`.
+        let copies = old.spec.targeting.pins().len().max(1) as i64;
         let mut parts: Vec<NewPart> = Vec::new();
         let mut last_original = None;
         for p in selected {

@@ -27,6 +27,19 @@ pub struct Targeting {
     pub each_agent: bool,
 }
 
+impl Targeting {
+    /// The copies stored of each split part, by the agent each is pinned to:
+    /// one per listed agent with `each_agent`, else one pinned to nobody.
+    /// Copies of one split part take consecutive `seq`s, in this order.
+    pub fn pins(&self) -> Vec<Option<&str>> {
+        if self.each_agent {
+            self.agents.iter().map(|a| Some(a.as_str())).collect()
+        } else {
+            vec![None]
+        }
+    }
+}
+
 /// What the task grants its executions beyond the part's own targets.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TaskGrants {

@@ -271,6 +271,16 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// `n` long-polls of agents 0.., each waiting after a look that found
+    /// nothing, in that order.
+    fn waiting(signal: &WorkSignal, n: i64) -> Vec<Waiter> {
+        let mut waiters: Vec<Waiter> = (0..n).map(|i| signal.waiter(i)).collect();
+        for w in &mut waiters {
+            w.look().found(false);
+        }
+        waiters
+    }
+
     /// Whether `waiter` has been woken (without waiting).
     async fn is_woken(waiter: &mut Waiter) -> bool {
         tokio::time::timeout(Duration::from_millis(1), waiter.woken())
@@ -281,14 +291,11 @@ mod tests {
     #[tokio::test]
     async fn an_agent_wakeup_reaches_only_that_agent() {
         let signal = WorkSignal::new();
-        let mut one = signal.waiter(1);
-        let mut other = signal.waiter(2);
-        one.look().found(false);
-        other.look().found(false);
+        let mut waiters = waiting(&signal, 2);
 
         signal.notify_agent(1);
-        assert!(is_woken(&mut one).await);
-        assert!(!is_woken(&mut other).await);
+        assert!(is_woken(&mut waiters[1]).await);
+        assert!(!is_woken(&mut waiters[0]).await);
         // An agent nobody waits for is not an error.
         signal.notify_agent(3);
     }
@@ -296,10 +303,7 @@ mod tests {
     #[tokio::test]
     async fn work_of_unknown_size_wakes_every_waiter() {
         let signal = WorkSignal::new();
-        let mut waiters: Vec<Waiter> = (0..3).map(|i| signal.waiter(i)).collect();
-        for w in &mut waiters {
-            w.look().found(false);
-        }
+        let mut waiters = waiting(&signal, 3);
         signal.notify();
         for w in &mut waiters {
             assert!(is_woken(w).await);
@@ -309,10 +313,7 @@ mod tests {
     #[tokio::test]
     async fn new_parts_wake_as_many_waiters_oldest_first() {
         let signal = WorkSignal::new();
-        let mut waiters: Vec<Waiter> = (0..4).map(|i| signal.waiter(i)).collect();
-        for w in &mut waiters {
-            w.look().found(false);
-        }
+        let mut waiters = waiting(&signal, 4);
         signal.notify_parts(2);
         let woken = [
             is_woken(&mut waiters[0]).await,
@@ -326,10 +327,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_finds_nothing_passes_its_wake_on_until_the_hops_end() {
         let signal = WorkSignal::new();
-        let mut waiters: Vec<Waiter> = (0..3).map(|i| signal.waiter(i)).collect();
-        for w in &mut waiters {
-            w.look().found(false);
-        }
+        let mut waiters = waiting(&signal, 3);
         signal.notify_parts(1);
         // Each looks in turn and may not take the part: the wake visits all
         // three (3 hops), then the first again, and ends.
@@ -347,10 +345,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_finds_a_part_spends_the_wake() {
         let signal = WorkSignal::new();
-        let mut waiters: Vec<Waiter> = (0..2).map(|i| signal.waiter(i)).collect();
-        for w in &mut waiters {
-            w.look().found(false);
-        }
+        let mut waiters = waiting(&signal, 2);
         signal.notify_parts(1);
         assert!(is_woken(&mut waiters[0]).await);
         waiters[0].look().found(true);
@@ -360,14 +355,12 @@ mod tests {
     #[tokio::test]
     async fn a_wake_reaching_a_waiter_on_its_way_out_goes_on() {
         let signal = WorkSignal::new();
-        let mut first = signal.waiter(1);
-        let mut second = signal.waiter(2);
-        first.look().found(false);
-        second.look().found(false);
+        let mut waiters = waiting(&signal, 2);
         signal.notify_parts(1);
         // The first leaves (its client went away) without looking again.
-        drop(first);
-        assert!(is_woken(&mut second).await);
+        let second = waiters.pop();
+        drop(waiters);
+        assert!(is_woken(&mut second.unwrap()).await);
     }
 
     #[tokio::test]

@@ -140,17 +140,7 @@ async fn store_parts(
         .bind(run_id)
         .fetch_one(&mut **tx)
         .await?;
-    // `each_agent`: every listed agent gets its own copy of every part.
-    let pins: Vec<Option<&str>> = if run.spec.targeting.each_agent {
-        run.spec
-            .targeting
-            .agents
-            .iter()
-            .map(|a| Some(a.as_str()))
-            .collect()
-    } else {
-        vec![None]
-    };
+    let pins = run.spec.targeting.pins();
     // One statement for the whole split: a /16 network is 65,536 parts.
     let mut labels = Vec::new();
     let mut targets = Vec::new();

@@ -123,16 +123,7 @@ pub fn store_parts(
     }
     let spec: TaskSpec =
         serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(format!("runs.spec: {e}")))?;
-    // `each_agent`: every listed agent gets its own copy of every part.
-    let pins: Vec<Option<&str>> = if spec.targeting.each_agent {
-        spec.targeting
-            .agents
-            .iter()
-            .map(|a| Some(a.as_str()))
-            .collect()
-    } else {
-        vec![None]
-    };
+    let pins = spec.targeting.pins();
     // A few statements for the whole split, not one per part (a /16 network is
     // 65,536 parts): the rows travel as one JSON array per chunk, which
     // SQLite unpacks itself.
