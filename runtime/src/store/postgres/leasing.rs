@@ -20,7 +20,8 @@
 //! the lock, so two daemons sweeping at once handle each expired lease once.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{Column, PgConnection, PgPool, Row};
 
 use super::transition;
 use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, TaskSpec, retry};
@@ -37,22 +38,35 @@ pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreRes
         .bind(&agent.registration.plugins)
         .fetch_optional(pool)
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    let spec: TaskSpec = parse(&row, "spec")?;
+    match row {
+        Some(row) => lease_from_row(&row, 0),
+        None => Ok(None),
+    }
+}
+
+/// The lease in `row`: the columns `jobstack_lease` returns, in its order,
+/// from column `first` on (`jobstack_submit_and_lease` returns them after
+/// the result's). `None` if they are NULL: no part was leased.
+pub(super) fn lease_from_row(row: &PgRow, first: usize) -> StoreResult<Option<Lease>> {
+    let Some(part_id) = row.try_get::<Option<i64>, _>(first)? else {
+        return Ok(None);
+    };
+    let column = |n: usize| first + n;
+    let spec: TaskSpec = parse(row, column(8))?;
     Ok(Some(Lease {
-        part_id: row.try_get("id")?,
-        run_id: row.try_get("run_id")?,
-        task_id: row.try_get("task_id")?,
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        expires_at: from_ms(row.try_get("lease_expires_at")?),
-        plugin: spec.plugin.clone(),
-        plugin_sha256: row.try_get("plugin_sha256")?,
-        params: spec.params.clone(),
-        secrets: parse(&row, "secrets")?,
+        part_id,
+        run_id: row.try_get(column(1))?,
+        task_id: row.try_get(column(7))?,
+        attempt: row.try_get::<i64, _>(column(2))? as u32,
+        expires_at: from_ms(row.try_get(column(3))?),
+        plugin: spec.plugin,
+        plugin_sha256: row.try_get(column(10))?,
+        params: spec.params,
+        secrets: parse(row, column(9))?,
         part: NewPart {
-            label: row.try_get("label")?,
-            targets: parse(&row, "targets")?,
-            payload: row.try_get("payload")?,
+            label: row.try_get(column(4))?,
+            targets: parse(row, column(5))?,
+            payload: row.try_get(column(6))?,
         },
         timeout_ms: spec.timeout_ms,
         mode: spec.mode,
@@ -60,12 +74,12 @@ pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreRes
     }))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
-    row: &sqlx::postgres::PgRow,
-    column: &str,
-) -> StoreResult<T> {
+fn parse<T: serde::de::DeserializeOwned>(row: &PgRow, column: usize) -> StoreResult<T> {
     let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    serde_json::from_str(&text).map_err(|e| {
+        let name = row.columns()[column].name();
+        StoreError::Corrupt(format!("{name}: {e}"))
+    })
 }
 
 /// Mark the agent seen (not more than once a second: it is the agent's row,

@@ -349,6 +349,14 @@ impl Store for PostgresStore {
     ) -> StoreResult<ResultAck> {
         results::submit(&self.pool, agent, result, now).await
     }
+    async fn submit_and_lease(
+        &self,
+        agent: &Agent,
+        result: &Submission,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(ResultAck, Option<Lease>)> {
+        results::submit_and_lease(&self.pool, agent, result, now).await
+    }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
         leasing::expire_leases(&self.pool, now).await
     }

@@ -11,13 +11,18 @@
 //! (a second copy of the same attempt's result finds it recorded: duplicate),
 //! ends the lease(s), moves the part and writes the event. The run's own state
 //! follows in a short transaction of its own when no part of it is waiting.
+//!
+//! An agent's result usually comes with a request for its next part
+//! ([`submit_and_lease`]): `jobstack_submit_and_lease` (migration 0004) is
+//! `jobstack_submit` then the lease, in the same round trip and transaction
+//! (whose commit then waits for the flush, as the result's must).
 
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection, PgPool, Row};
 
-use super::{rows, transition};
+use super::{leasing, rows, transition};
 use crate::scheduler::{
-    Agent, Entity, ResultAck, ResultStatus, State, StoredResult, Submission,
+    Agent, Entity, Lease, ResultAck, ResultStatus, State, StoredResult, Submission,
     fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::ms;
@@ -32,6 +37,16 @@ FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
 
 const SUBMIT: &str = "SELECT outcome, run_id FROM jobstack_submit($1, $2, $3, $4, $5, $6, $7, \
      $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
+
+/// [`SUBMIT`] and the agent's next lease: the same parameters, then the
+/// lease's two (any plugin, the plugins); the lease's columns follow the
+/// result's two ([`leasing::lease_from_row`]).
+const SUBMIT_AND_LEASE: &str = "SELECT * FROM jobstack_submit_and_lease($1, $2, $3, $4, $5, \
+     $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, \
+     $25, $26)";
+
+/// The column of [`SUBMIT_AND_LEASE`] where the lease's begin.
+const LEASE_COLUMNS: usize = 2;
 
 /// The SQLSTATE `jobstack_submit` raises when the result is already stored.
 const ALREADY_RECORDED: &str = "JS001";
@@ -51,6 +66,31 @@ struct PartRead {
     recorded: bool,
 }
 
+impl PartRead {
+    /// The part as it is while `agent` holds the lease `s` reports on.
+    fn held(agent: &Agent, s: &Submission) -> Self {
+        let name = &agent.registration.name;
+        Self {
+            state: State::Running,
+            attempt: s.attempt,
+            owner: Some(name.clone()),
+            retries: 0,
+            lessee: Some(name.clone()),
+            recorded: false,
+        }
+    }
+}
+
+/// Whether the write of a result also leased the agent's next part.
+// Not boxed: returned once per call, never stored.
+#[allow(clippy::large_enum_variant)]
+enum Leased {
+    /// Not asked for, or the result was not stored.
+    No,
+    /// The lease, or `None`: no part the agent may take.
+    Yes(Option<Lease>),
+}
+
 /// What a verdict changes besides recording the result.
 struct Change {
     to: State,
@@ -67,26 +107,65 @@ pub async fn submit(
     now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
     let mut conn = pool.acquire().await?;
-    let name = &agent.registration.name;
     // The common case first, in one round trip: a success for the lease the
     // agent holds. The verdict is the rule's, on the part as it must then be;
     // the compare-and-set checks that it is, else the part is read and judged.
     if s.status == ResultStatus::Finished {
-        let assumed = PartRead {
-            state: State::Running,
-            attempt: s.attempt,
-            owner: Some(name.clone()),
-            retries: 0,
-            lessee: Some(name.clone()),
-            recorded: false,
-        };
-        if let Some(ack) = judge_and_write(&mut conn, agent, s, &assumed, now).await? {
+        let assumed = PartRead::held(agent, s);
+        if let Some((ack, _)) = judge_and_write(&mut conn, agent, s, &assumed, now, false).await? {
             return Ok(ack);
         }
     }
+    judge_until_written(&mut conn, agent, s, now).await
+}
+
+/// A result, then the agent's next lease: for the common case (a success for
+/// the lease the agent holds, as in [`submit`]) both in one round trip and
+/// one transaction (`jobstack_submit_and_lease`, migration 0004); otherwise,
+/// or if that call fails, [`submit`] then a lease of its own.
+pub async fn submit_and_lease(
+    pool: &PgPool,
+    agent: &Agent,
+    s: &Submission,
+    now: DateTime<Utc>,
+) -> StoreResult<(ResultAck, Option<Lease>)> {
+    let mut conn = pool.acquire().await?;
+    let mut ack = None;
+    if s.status == ResultStatus::Finished {
+        let assumed = PartRead::held(agent, s);
+        match judge_and_write(&mut conn, agent, s, &assumed, now, true).await {
+            Ok(Some((written, Leased::Yes(lease)))) => return Ok((written, lease)),
+            Ok(Some((written, Leased::No))) => ack = Some(written),
+            Ok(None) => {}
+            Err(error @ StoreError::NotLeased { .. }) => return Err(error),
+            // Nothing of the call was kept (its transaction is undone): the
+            // result is applied alone, so that a lease that keeps failing
+            // cannot keep it out.
+            Err(error) => {
+                tracing::warn!(%error, part = s.part_id, "a result with the next lease failed; applying the result alone");
+            }
+        }
+    }
+    let ack = match ack {
+        Some(ack) => ack,
+        None => judge_until_written(&mut conn, agent, s, now).await?,
+    };
+    drop(conn);
+    let lease = leasing::lease(pool, agent, now).await;
+    Ok((ack, crate::store::lease_after_result(lease)))
+}
+
+/// Read the part and judge the result on it until the write finds the part
+/// as read (another result or an expiry may change it in between).
+async fn judge_until_written(
+    conn: &mut PgConnection,
+    agent: &Agent,
+    s: &Submission,
+    now: DateTime<Utc>,
+) -> StoreResult<ResultAck> {
     for _ in 0..MAX_JUDGEMENTS {
-        let part = read_part(&mut conn, agent, s).await?;
-        if let Some(ack) = judge_and_write(&mut conn, agent, s, &part, now).await? {
+        let part = read_part(conn, agent, s).await?;
+        if let Some((ack, _)) = judge_and_write(conn, agent, s, &part, now, false).await? {
             return Ok(ack);
         }
     }
@@ -129,14 +208,16 @@ async fn read_part(
 }
 
 /// Judge the result on `part` and write it if the part is still so; `None` if
-/// it is not (judge again on a fresh read).
+/// it is not (judge again on a fresh read). With `lease`, the write also
+/// leases the agent's next part if the result is stored.
 async fn judge_and_write(
     conn: &mut PgConnection,
     agent: &Agent,
     s: &Submission,
     part: &PartRead,
     now: DateTime<Utc>,
-) -> StoreResult<Option<ResultAck>> {
+    lease: bool,
+) -> StoreResult<Option<(ResultAck, Leased)>> {
     let name = agent.registration.name.as_str();
     let verdict = fencing::judge_result(
         Stored {
@@ -151,7 +232,7 @@ async fn judge_and_write(
     );
     let (ack, applied, reason, revoke, change) = match verdict {
         Verdict::NotLeased => return Err(not_leased(agent, s)),
-        Verdict::Duplicate if part.recorded => return Ok(Some(ResultAck::Duplicate)),
+        Verdict::Duplicate if part.recorded => return Ok(Some((ResultAck::Duplicate, Leased::No))),
         Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
@@ -190,7 +271,7 @@ async fn judge_and_write(
         part.state.check(Entity::Part, change.to)?;
     }
     let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
-    let row = sqlx::query(SUBMIT)
+    let mut write = sqlx::query(if lease { SUBMIT_AND_LEASE } else { SUBMIT })
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
         .bind(name)
@@ -214,14 +295,17 @@ async fn judge_and_write(
         .bind(change.as_ref().and_then(|c| c.owner.clone().flatten()))
         .bind(change.as_ref().and_then(|c| c.available_at.map(ms)))
         .bind(change.as_ref().and_then(|c| c.error.clone()))
-        .bind(detail.to_string())
-        .fetch_optional(&mut *conn)
-        .await;
-    let row = match row {
+        .bind(detail.to_string());
+    if lease {
+        write = write
+            .bind(agent.registration.plugins.is_empty())
+            .bind(&agent.registration.plugins);
+    }
+    let row = match write.fetch_optional(&mut *conn).await {
         // The compare-and-set matched but this attempt's result was already
         // stored (a copy racing this one): nothing was changed.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(ALREADY_RECORDED) => {
-            return Ok(Some(ResultAck::Duplicate));
+            return Ok(Some((ResultAck::Duplicate, Leased::No)));
         }
         other => other?,
     };
@@ -231,12 +315,23 @@ async fn judge_and_write(
     };
     let outcome: Option<String> = row.try_get("outcome")?;
     let run_id: Option<i64> = row.try_get("run_id")?;
+    let stored = |ack| -> StoreResult<Option<(ResultAck, Leased)>> {
+        let leased = if lease {
+            Leased::Yes(leasing::lease_from_row(&row, LEASE_COLUMNS).unwrap_or_else(|error| {
+                tracing::warn!(%error, "the lease after a result could not be read; it will expire");
+                None
+            }))
+        } else {
+            Leased::No
+        };
+        Ok(Some((ack, leased)))
+    };
     match (outcome.as_deref(), run_id) {
         (Some("conflict"), Some(_)) => Ok(None),
         (Some("conflict"), None) => Err(not_leased(agent, s)),
         // The same result, racing this one, was stored first.
-        (Some("duplicate"), _) => Ok(Some(ResultAck::Duplicate)),
-        (Some("recorded" | "changed"), _) => Ok(Some(ack)),
+        (Some("duplicate"), _) => Ok(Some((ResultAck::Duplicate, Leased::No))),
+        (Some("recorded" | "changed"), _) => stored(ack),
         (Some("refresh"), Some(run_id)) => {
             // No part is waiting: the run may have ended. Its state is derived
             // under its lock (see `transition`); should this daemon die first,
@@ -244,8 +339,11 @@ async fn judge_and_write(
             let mut tx = conn.begin().await?;
             transition::refresh_run(&mut tx, run_id, now).await?;
             tx.commit().await?;
-            Ok(Some(ack))
+            stored(ack)
         }
+        // No row from `jobstack_submit` (`jobstack_submit_and_lease` then
+        // answers NULL): the part does not exist.
+        (None, None) => Err(not_leased(agent, s)),
         (other, _) => Err(StoreError::Corrupt(format!(
             "jobstack_submit answered {other:?}"
         ))),
