@@ -17,17 +17,24 @@ use crate::scheduler::{Agent, Lease, NewPart, State, TaskSpec};
 use crate::store::{StoreError, StoreResult};
 
 /// The runs an agent may take from, in leasing order (rank: forced, priority;
-/// then oldest): it targets the agent by name or automatically, the agent
-/// accepts the plugin, and the agent holds no part of it yet. Runs are few;
-/// walking them first skips a run the agent already holds a part of whole,
-/// instead of part by part (a million-part run, an agent with several slots).
+/// then oldest): it targets the agent by name or automatically, and the agent
+/// holds no part of it yet; with the run's plugin, which the caller checks
+/// against the agent's. Runs are few; walking them first skips a run the agent
+/// already holds a part of whole, instead of part by part (a million-part run,
+/// an agent with several slots).
+///
+/// Written so that SQLite plans it without building anything per call: the
+/// order is the index's (without `INDEXED BY` the planner chose
+/// `runs_by_state` and sorted), and the holds are probed run by run in
+/// `parts_by_owner` (`NOT IN` built a list of them first, as a plugin list in
+/// SQL did).
 const RUNS_TO_LEASE: &str = "\
-SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms FROM runs r
+SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms, r.plugin FROM runs r INDEXED BY runs_to_lease
 WHERE r.state IN ('waiting', 'running')
   AND (r.explicit_agents = 0
        OR EXISTS (SELECT 1 FROM run_agents ra WHERE ra.run_id = r.id AND ra.agent_name = ?1))
-  AND (?2 OR r.plugin IN (SELECT value FROM json_each(?3)))
-  AND r.id NOT IN (SELECT q.run_id FROM parts q WHERE q.state = 'running' AND q.owner = ?1)
+  AND NOT EXISTS (SELECT 1 FROM parts q
+                  WHERE q.state = 'running' AND q.owner = ?1 AND q.run_id = r.id)
 ORDER BY r.rank, r.id";
 
 /// The first part of a run (index `parts_to_lease`) the agent may take: due,
@@ -47,7 +54,7 @@ ORDER BY p.rank, p.run_id, p.seq
 LIMIT 1";
 
 /// Mark the agent seen ([`TOUCH_AGENT`]).
-pub(super) fn touch_agent(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn touch_agent(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
     conn.prepare_cached(TOUCH_AGENT)?
         .execute(params![ms(now), agent.id])?;
     Ok(())
@@ -74,25 +81,30 @@ struct Found {
     plugin_sha256: String,
 }
 
-/// Lease the best part `agent` may take, inside the batch's transaction.
+/// Lease the best part `agent` may take, inside the batch's transaction
+/// (the caller marks the agent seen: once per operation).
 pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
-    touch_agent(conn, agent, now)?;
     let name = &agent.registration.name;
-    let plugins = serde_json::to_string(&agent.registration.plugins).expect("names serialize");
-    let runs = conn
-        .prepare_cached(RUNS_TO_LEASE)?
-        .query_map(
-            params![name, agent.registration.plugins.is_empty(), plugins],
-            |row| {
-                Ok(Candidate {
-                    id: row.get(0)?,
-                    rank: row.get(1)?,
-                    explicit_agents: row.get(2)?,
-                    lease_ttl_ms: row.get(3)?,
-                })
-            },
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    let accepts = |plugin: &str| {
+        let plugins = &agent.registration.plugins;
+        plugins.is_empty() || plugins.iter().any(|p| p == plugin)
+    };
+    let mut runs = Vec::new();
+    let mut walk = conn.prepare_cached(RUNS_TO_LEASE)?;
+    let mut rows = walk.query([name])?;
+    while let Some(row) = rows.next()? {
+        let plugin = row.get_ref(4)?.as_str();
+        if accepts(plugin.map_err(|e| StoreError::Corrupt(format!("runs.plugin: {e}")))?) {
+            runs.push(Candidate {
+                id: row.get(0)?,
+                rank: row.get(1)?,
+                explicit_agents: row.get(2)?,
+                lease_ttl_ms: row.get(3)?,
+            });
+        }
+    }
+    drop(rows);
+    drop(walk);
     let mut find = conn.prepare_cached(PART_TO_LEASE)?;
     let mut picked = None;
     for run in &runs {

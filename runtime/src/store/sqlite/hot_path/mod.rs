@@ -421,21 +421,31 @@ fn apply_alone(
     op: Op,
     lease_wanted: bool,
 ) -> rusqlite::Result<StoreResult<Outcome>> {
+    // The agent is marked seen once per operation, with its first step (and
+    // not if that step is refused: it is rolled back with it).
+    let lease = |agent: &Agent, now| {
+        lease::touch_agent(conn, agent, now)?;
+        lease::lease(conn, agent, now)
+    };
+    let submit = |agent: &Agent, submission: &Submission, now| {
+        lease::touch_agent(conn, agent, now)?;
+        submit::submit(conn, agent, submission, now)
+    };
     Ok(match op {
         Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
-        Op::Lease { agent, now } => in_savepoint(conn, || lease::lease(conn, &agent, now))?
-            .map(|l| Outcome::Lease(l.map(Box::new))),
+        Op::Lease { agent, now } => {
+            in_savepoint(conn, || lease(&agent, now))?.map(|l| Outcome::Lease(l.map(Box::new)))
+        }
         Op::Submit {
             agent,
             submission,
             now,
-        } => in_savepoint(conn, || submit::submit(conn, &agent, &submission, now))?
-            .map(Outcome::Submit),
+        } => in_savepoint(conn, || submit(&agent, &submission, now))?.map(Outcome::Submit),
         Op::SubmitAndLease {
             agent,
             submission,
             now,
-        } => match in_savepoint(conn, || submit::submit(conn, &agent, &submission, now))? {
+        } => match in_savepoint(conn, || submit(&agent, &submission, now))? {
             Err(refused) => Err(refused),
             Ok(ack) if !lease_wanted => Ok(Outcome::SubmitAndLease(ack, Ok(None))),
             Ok(ack) => {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::super::ms;
-use super::{lease::touch_agent, transition};
+use super::transition;
 use crate::scheduler::{
     Agent, ResultAck, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
@@ -73,7 +73,8 @@ fn end_lease(
     Ok(())
 }
 
-/// Apply a result under the fencing rule, inside the batch's transaction.
+/// Apply a result under the fencing rule, inside the batch's transaction
+/// (the caller marks the agent seen: once per operation).
 pub fn submit(
     conn: &Connection,
     agent: &Agent,
@@ -184,6 +185,5 @@ pub fn submit(
             ResultAck::AcceptedLate
         }
     };
-    touch_agent(conn, agent, now)?;
     Ok(ack)
 }
