@@ -6,11 +6,16 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql, params};
+use std::sync::LazyLock;
 
 use super::super::ms;
 use super::super::transition::{INSERT_EVENT, RUN_STATE, counter};
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
+
+/// A run's state and part counters ([`RUN_STATE`]) by id.
+static READ_RUN_STATE: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {RUN_STATE} FROM runs WHERE id = ?1"));
 
 /// Write one event: `kind` is `state` for a state change.
 pub fn event(
@@ -57,18 +62,18 @@ pub fn move_part_with(
             "part {part_id} was expected in state {from}"
         )));
     }
-    let sql = if counter(from) != counter(to) {
-        // The counters and the run's state in one statement.
-        format!(
-            "UPDATE runs SET {f} = {f} - 1, {t} = {t} + 1 WHERE id = ?1 RETURNING {RUN_STATE}",
+    if counter(from) != counter(to) {
+        // Not `RETURNING`: SQLite answers it from a temporary table built
+        // for each execution, which cost more than the read below.
+        let sql = format!(
+            "UPDATE runs SET {f} = {f} - 1, {t} = {t} + 1 WHERE id = ?1",
             f = counter(from),
             t = counter(to)
-        )
-    } else {
-        format!("SELECT {RUN_STATE} FROM runs WHERE id = ?1")
-    };
+        );
+        conn.prepare_cached(&sql)?.execute([run_id])?;
+    }
     let (current, counts) = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(&READ_RUN_STATE)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     event(
@@ -100,7 +105,7 @@ fn follow_parts(
 /// Let run `run_id` follow its parts, as they are stored now.
 pub fn refresh_run(conn: &Connection, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
     let (current, counts) = conn
-        .prepare_cached(&format!("SELECT {RUN_STATE} FROM runs WHERE id = ?1"))?
+        .prepare_cached(&READ_RUN_STATE)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     follow_parts(conn, run_id, current, &counts, now)
