@@ -18,6 +18,8 @@ store_tests!(
     leases_and_results_meet_heartbeats_sweeps_and_new_runs_without_errors,
     a_result_can_bring_the_agents_next_lease,
     a_refused_result_brings_no_lease_and_changes_nothing,
+    a_late_result_with_a_lease_request_is_accepted_once_and_leases_on,
+    a_failure_can_bring_the_agents_next_lease,
 );
 
 fn is_not_leased(e: SchedulerError) -> bool {
@@ -364,4 +366,64 @@ async fn a_refused_result_brings_no_lease_and_changes_nothing(backend: Backend) 
         (part.state, part.owner.as_deref()),
         (State::Running, Some("holder"))
     );
+}
+
+async fn a_late_result_with_a_lease_request_is_accepted_once_and_leases_on(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let b = h.agent("b", &[]).await;
+    let late = h.run_of(&h.spec("late", Harness::labels(1))).await;
+    let cut_off = h.lease(&a).await;
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    // Past the retry's backoff, b takes the part over.
+    h.advance(Duration::from_secs(600));
+    let current = h.lease(&b).await;
+    assert_eq!((current.part_id, current.attempt), (cut_off.part_id, 2));
+    let next = h.run_of(&h.spec("next", Harness::labels(1))).await;
+    // a comes back: its result is accepted late (revoking b's lease), and
+    // its request for work is answered in the same call.
+    let (ack, lease) = h
+        .sched
+        .submit_and_lease(&a, &finished(&cut_off))
+        .await
+        .unwrap();
+    assert_eq!(ack, ResultAck::AcceptedLate);
+    let lease = lease.expect("a is leased the next run's part");
+    assert_eq!(lease.run_id, next.id);
+    // b's result for the revoked lease changes nothing, and brings b no
+    // part: the only waiting one is gone.
+    let (ack, none) = h
+        .sched
+        .submit_and_lease(&b, &finished(&current))
+        .await
+        .unwrap();
+    assert_eq!((ack, none), (ResultAck::Duplicate, None));
+    let part = h.store.part(cut_off.part_id).await.unwrap().unwrap();
+    assert_eq!(
+        (part.state, part.owner.as_deref()),
+        (State::Finished, Some("a"))
+    );
+    let results = h.store.results(late.id).await.unwrap();
+    assert_eq!(results.iter().filter(|r| r.applied).count(), 1);
+    assert_eq!(results.len(), 2);
+}
+
+async fn a_failure_can_bring_the_agents_next_lease(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let a = h.agent("a", &[]).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(2))).await;
+    let first = h.lease(&a).await;
+    let (ack, next) = h
+        .sched
+        .submit_and_lease(&a, &result(&first, ResultStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!(ack, ResultAck::Applied);
+    // The failed part waits for its retry's backoff; the other is leased.
+    let next = next.expect("the other part is leased with the failure");
+    assert_eq!(next.run_id, run.id);
+    assert_ne!(next.part_id, first.part_id);
+    let failed = h.store.part(first.part_id).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.attempt), (State::Waiting, 1));
 }
