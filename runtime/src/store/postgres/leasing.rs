@@ -1,7 +1,7 @@
 //! Leasing, heartbeats, progress and lease expiry in PostgreSQL, safe with
 //! several daemons on one database.
 //!
-//! A lease is one call of the `jobstack_lease` function (migration 0002), one
+//! A lease is one call of the `jobstack_lease` function (migrations 0002 and 0004), one
 //! round trip: it takes the agent's advisory lock (two lease requests of one
 //! agent queue there, so the second sees the first's part: one part per run
 //! per agent), walks the runs the agent may take from in leasing order (rank,
@@ -11,10 +11,13 @@
 //! take (the same rule as the SQLite store's), moves it to Running, records the
 //! lease and the events.
 //!
-//! A lease commits without waiting for the WAL flush. Losing it in a database
-//! crash is harmless: the part is Waiting again at the attempt before, the
-//! agent's result for the lost attempt is refused (never applied twice), and
-//! the next result's commit flushes it anyway. Results do wait for the flush.
+//! A lease alone commits without waiting for the WAL flush. Losing it in a
+//! database crash is harmless: the part is Waiting again at the attempt
+//! before, the agent's result for the lost attempt is refused (never applied
+//! twice), and the next result's commit flushes it anyway. Results do wait
+//! for the flush, and so does a lease made in a result's transaction
+//! (`jobstack_submit_and_lease`, see `results`). The body of the lease is
+//! `jobstack_lease_in` (migration 0004), shared by both.
 //!
 //! Expiry locks the expired parts with `SKIP LOCKED` and rechecks them under
 //! the lock, so two daemons sweeping at once handle each expired lease once.
