@@ -1,7 +1,7 @@
 //! Results under the fencing rule: duplicate, late, stale and foreign results.
 
 use jobstack::scheduler::SchedulerError;
-use jobstack::scheduler::{ResultAck, ResultStatus, State, Submission};
+use jobstack::scheduler::{Agent, Lease, ResultAck, ResultStatus, Run, State, Submission};
 use jobstack::store::StoreError;
 use std::time::Duration;
 
@@ -21,6 +21,19 @@ store_tests!(
     a_late_result_with_a_lease_request_is_accepted_once_and_leases_on,
     a_failure_can_bring_the_agents_next_lease,
 );
+
+/// `a`'s lease of a new one-part run expires and, past the retry's backoff,
+/// `b` takes the part over: the run, `a`'s lease (cut off) and `b`'s.
+async fn taken_over(h: &Harness, a: &Agent, b: &Agent) -> (Run, Lease, Lease) {
+    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
+    let cut_off = h.lease(a).await;
+    h.advance(Duration::from_secs(91));
+    h.sched.tick().await.unwrap();
+    h.advance(Duration::from_secs(5));
+    let current = h.lease(b).await;
+    assert_eq!((current.part_id, current.attempt), (cut_off.part_id, 2));
+    (run, cut_off, current)
+}
 
 fn is_not_leased(e: SchedulerError) -> bool {
     matches!(e, SchedulerError::Store(StoreError::NotLeased { .. }))
@@ -104,12 +117,7 @@ async fn a_late_failure_is_recorded_and_changes_nothing(backend: Backend) {
     let h = Harness::new(backend).await;
     let a = h.agent("a", &[]).await;
     let b = h.agent("b", &[]).await;
-    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
-    let first = h.lease(&a).await;
-    h.advance(Duration::from_secs(91));
-    h.sched.tick().await.unwrap();
-    h.advance(Duration::from_secs(5));
-    let second = h.lease(&b).await;
+    let (run, first, second) = taken_over(&h, &a, &b).await;
     let late = result(&first, ResultStatus::Failed);
     assert_eq!(
         h.sched.submit(&a, &late).await.unwrap(),
@@ -372,14 +380,7 @@ async fn a_late_result_with_a_lease_request_is_accepted_once_and_leases_on(backe
     let h = Harness::new(backend).await;
     let a = h.agent("a", &[]).await;
     let b = h.agent("b", &[]).await;
-    let late = h.run_of(&h.spec("late", Harness::labels(1))).await;
-    let cut_off = h.lease(&a).await;
-    h.advance(Duration::from_secs(91));
-    h.sched.tick().await.unwrap();
-    // Past the retry's backoff, b takes the part over.
-    h.advance(Duration::from_secs(600));
-    let current = h.lease(&b).await;
-    assert_eq!((current.part_id, current.attempt), (cut_off.part_id, 2));
+    let (late, cut_off, current) = taken_over(&h, &a, &b).await;
     let next = h.run_of(&h.spec("next", Harness::labels(1))).await;
     // a comes back: its result is accepted late (revoking b's lease), and
     // its request for work is answered in the same call.
