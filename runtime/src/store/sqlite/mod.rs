@@ -380,21 +380,13 @@ impl Store for SqliteStore {
 mod tests {
     use rusqlite::Connection;
 
-    /// The schema up to `version`, from the migration files, on a fresh file.
-    fn schema_at(version: usize) -> (tempfile::TempDir, Connection) {
-        const MIGRATIONS: [&str; 4] = [
-            include_str!("../../../migrations/sqlite/0001_init.sql"),
-            include_str!("../../../migrations/sqlite/0002_lease_by_run.sql"),
-            include_str!("../../../migrations/sqlite/0003_modules.sql"),
-            include_str!("../../../migrations/sqlite/0004_lean_hot_tables.sql"),
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("db")).unwrap();
-        for sql in &MIGRATIONS[..version] {
-            conn.execute_batch(sql).unwrap();
-        }
-        (dir, conn)
-    }
+    /// The migrations before version 4, then version 4.
+    const BEFORE_4: [&str; 3] = [
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0002_lease_by_run.sql"),
+        include_str!("../../../migrations/sqlite/0003_modules.sql"),
+    ];
+    const VERSION_4: &str = include_str!("../../../migrations/sqlite/0004_lean_hot_tables.sql");
 
     fn rows(conn: &Connection, sql: &str) -> Vec<String> {
         let mut statement = conn.prepare(sql).unwrap();
@@ -418,7 +410,11 @@ mod tests {
 
     #[test]
     fn version_4_keeps_every_event_and_lease_and_numbers_events_on() {
-        let (_dir, conn) = schema_at(3);
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("db")).unwrap();
+        for sql in BEFORE_4 {
+            conn.execute_batch(sql).unwrap();
+        }
         // Leases name parts; the rows here stand alone.
         conn.execute_batch(
             "PRAGMA foreign_keys = OFF;
@@ -432,10 +428,7 @@ mod tests {
         let events = rows(&conn, "SELECT * FROM events ORDER BY id");
         let leases = rows(&conn, "SELECT * FROM leases ORDER BY part_id, attempt");
 
-        conn.execute_batch(include_str!(
-            "../../../migrations/sqlite/0004_lean_hot_tables.sql"
-        ))
-        .unwrap();
+        conn.execute_batch(VERSION_4).unwrap();
 
         assert_eq!(rows(&conn, "SELECT * FROM events ORDER BY id"), events);
         assert_eq!(

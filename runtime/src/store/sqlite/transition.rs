@@ -129,16 +129,17 @@ pub async fn recount(conn: &mut SqliteConnection, run_id: i64) -> StoreResult<()
     Ok(())
 }
 
-/// The columns [`run_state_of`] reads (and the hot path's twin).
-pub(super) const RUN_STATE: &str =
-    "state, n_waiting, n_running, n_suspended, n_finished, n_failed, n_canceled";
+/// A run's state and part counters by id: what [`run_state_of`] reads (and
+/// the hot path's twin).
+pub(super) const READ_RUN_STATE: &str = "SELECT state, n_waiting, n_running, n_suspended, \
+     n_finished, n_failed, n_canceled FROM runs WHERE id = ?1";
 
 /// The run's state and part counters.
 pub async fn run_state(
     conn: &mut SqliteConnection,
     run_id: i64,
 ) -> StoreResult<(State, PartCounts)> {
-    let row = sqlx::query(&format!("SELECT {RUN_STATE} FROM runs WHERE id = ?"))
+    let row = sqlx::query(READ_RUN_STATE)
         .bind(run_id)
         .fetch_optional(conn)
         .await?

@@ -112,9 +112,7 @@ pub fn store_parts(
             what: "run",
             id: run_id.to_string(),
         })?;
-    let state: State = state
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))?;
+    let state = transition::parse_state(&state)?;
     state.check(Entity::Run, State::Waiting)?;
     if state != State::Created {
         return Err(StoreError::Invalid(format!(

@@ -1,21 +1,17 @@
 //! State changes made on the writer thread: the synchronous twin of
-//! `sqlite::transition` for the leases, results and new runs applied there. The rules are not repeated here: the transition table
-//! ([`State::check`]) and how a run follows its parts
-//! ([`run_state_from_parts`]) are the scheduler's; this module only writes
-//! them with rusqlite, inside the batch's transaction.
+//! `sqlite::transition` for the leases, results and new runs applied there.
+//! The rules are not repeated here: the transition table ([`State::check`])
+//! and how a run follows its parts ([`run_state_from_parts`]) are the
+//! scheduler's; this module only writes them with rusqlite, inside the
+//! batch's transaction.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql, params};
-use std::sync::LazyLock;
 
 use super::super::ms;
-use super::super::transition::{INSERT_EVENT, RUN_STATE, counter};
+use super::super::transition::{INSERT_EVENT, READ_RUN_STATE, counter};
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
-
-/// A run's state and part counters ([`RUN_STATE`]) by id.
-static READ_RUN_STATE: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {RUN_STATE} FROM runs WHERE id = ?1"));
 
 /// Write one event: `kind` is `state` for a state change.
 pub fn event(
@@ -73,7 +69,7 @@ pub fn move_part_with(
         conn.prepare_cached(&sql)?.execute([run_id])?;
     }
     let (current, counts) = conn
-        .prepare_cached(&READ_RUN_STATE)?
+        .prepare_cached(READ_RUN_STATE)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     event(
@@ -105,19 +101,20 @@ fn follow_parts(
 /// Let run `run_id` follow its parts, as they are stored now.
 pub fn refresh_run(conn: &Connection, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
     let (current, counts) = conn
-        .prepare_cached(&READ_RUN_STATE)?
+        .prepare_cached(READ_RUN_STATE)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     follow_parts(conn, run_id, current, &counts, now)
 }
 
-fn parse_state(state: &str) -> StoreResult<State> {
+/// A run's stored state.
+pub fn parse_state(state: &str) -> StoreResult<State> {
     state
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
 }
 
-/// The run's state and counters, from the columns [`RUN_STATE`].
+/// The run's state and counters, from the columns of [`READ_RUN_STATE`].
 fn run_state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PartCounts)> {
     let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
     Ok((
