@@ -21,7 +21,10 @@
 //! flush is under way the writer applies what arrives into the next batch's
 //! open transaction and commits it when the flush ends: one commit per flush,
 //! and batches as large as the load (a commit writes the batch's pages to the
-//! WAL; it was a third of the writer's time with a commit per arrival).
+//! WAL; it was a third of the writer's time with a commit per arrival). The
+//! hand-offs between the two threads are on the path of every answer: the
+//! writer hears of the flush's end before its callers are answered, and the
+//! flushing thread waits awake a moment for the commit that follows.
 //!
 //! Runs are created here too ([`runs`]): a forced run is a dozen statements
 //! the admin waits for, and the agents it wakes wait for the admin. The other
