@@ -47,6 +47,8 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::BUSY_TIMEOUT;
@@ -59,6 +61,11 @@ use crate::store::{StoreError, StoreResult};
 /// the part may wait for the others' (empty) leases before its commit, each
 /// some tens of microseconds.
 const MAX_BATCH: usize = 32;
+
+/// How long the writer waits awake for the next operation before it sleeps
+/// (see [`wait_awake`]); under load the next one is usually an agent's
+/// answer away.
+const WRITER_AWAKE_FOR: Duration = Duration::from_micros(100);
 
 /// Prepared statements kept by the writer connection: the hot path's dozen,
 /// with room.
@@ -290,7 +297,17 @@ fn write_batches(
     let mut flushing = false;
     let mut closing = None;
     while closing.is_none() {
-        let Some(first) = pending.blocking_recv() else {
+        let first = wait_awake(
+            WRITER_AWAKE_FOR,
+            &mut pending,
+            |pending| match pending.try_recv() {
+                Ok(message) => Poll::Ready(Some(message)),
+                Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+                Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            },
+            |pending| pending.blocking_recv(),
+        );
+        let Some(first) = first else {
             break;
         };
         let mut next = Some(first);
@@ -331,6 +348,27 @@ fn write_batches(
     }
     if let Some(done) = closing {
         let _ = done.send(());
+    }
+}
+
+/// Wait for `poll` to be ready: awake, yielding the processor between
+/// polls, for up to `awake`; then asleep in `park` until woken. Under load
+/// the hot path's two threads hand work to each other every few hundred
+/// microseconds, and on a small virtual machine waking a sleeping thread
+/// costs tens of microseconds, often more than the wait itself.
+fn wait_awake<Q, T>(
+    awake: Duration,
+    queue: &mut Q,
+    mut poll: impl FnMut(&mut Q) -> Poll<T>,
+    park: impl FnOnce(&mut Q) -> T,
+) -> T {
+    let until = Instant::now() + awake;
+    loop {
+        match poll(queue) {
+            Poll::Ready(value) => return value,
+            Poll::Pending if Instant::now() < until => std::thread::yield_now(),
+            Poll::Pending => return park(queue),
+        }
     }
 }
 

@@ -30,15 +30,17 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Duration;
 
-use super::{Outcome, Reply};
+use super::{Outcome, Reply, wait_awake};
 use crate::store::{StoreError, StoreResult};
 
 /// A committed batch's answers, waiting for the flush.
 pub(super) type Answers = Vec<(Reply, StoreResult<Outcome>)>;
 
-/// How long the flushing thread waits awake for the next batch.
+/// How long the flushing thread waits awake for the next batch (see
+/// [`wait_awake`]).
 const AWAKE_FOR: Duration = Duration::from_micros(200);
 
 /// The queue in front of the flushing thread.
@@ -90,7 +92,21 @@ struct Flusher {
 
 impl Flusher {
     fn run(&mut self, committed: mpsc::Receiver<Answers>, flushed: impl Fn()) {
-        while let Ok(mut answers) = next_batch(&committed) {
+        // Under load the next batch follows a flush within some tens of
+        // microseconds (the writer commits as the flush ends).
+        let next_batch = || {
+            wait_awake(
+                AWAKE_FOR,
+                &mut &committed,
+                |committed| match committed.try_recv() {
+                    Ok(answers) => Poll::Ready(Some(answers)),
+                    Err(mpsc::TryRecvError::Disconnected) => Poll::Ready(None),
+                    Err(mpsc::TryRecvError::Empty) => Poll::Pending,
+                },
+                |committed| committed.recv().ok(),
+            )
+        };
+        while let Some(mut answers) = next_batch() {
             // Every batch committed before this flush starts shares it.
             while let Ok(more) = committed.try_recv() {
                 answers.extend(more);
@@ -128,22 +144,6 @@ impl Flusher {
         }
         let (file, _) = self.file.as_ref().expect("opened above");
         file.sync_data()
-    }
-}
-
-/// The next committed batch. Under load it follows a flush within some tens
-/// of microseconds (the writer commits as the flush ends): the thread waits
-/// for it awake, yielding, for up to [`AWAKE_FOR`], since being woken from
-/// sleep costs about as much again on a small virtual machine.
-fn next_batch(committed: &mpsc::Receiver<Answers>) -> Result<Answers, mpsc::RecvError> {
-    let until = Instant::now() + AWAKE_FOR;
-    loop {
-        match committed.try_recv() {
-            Ok(answers) => return Ok(answers),
-            Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
-            Err(mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(mpsc::TryRecvError::Empty) => return committed.recv(),
-        }
     }
 }
 
