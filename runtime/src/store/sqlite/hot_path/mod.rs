@@ -23,8 +23,9 @@
 //! and batches as large as the load (a commit writes the batch's pages to the
 //! WAL; it was a third of the writer's time with a commit per arrival). The
 //! hand-offs between the two threads are on the path of every answer: the
-//! writer hears of the flush's end before its callers are answered, and the
-//! flushing thread waits awake a moment for the commit that follows.
+//! writer hears of the flush's end before its callers are answered, and
+//! each thread waits awake a moment for its next work before it sleeps
+//! ([`wait_awake`]).
 //!
 //! Runs are created here too ([`runs`]): a forced run is a dozen statements
 //! the admin waits for, and the agents it wakes wait for the admin. The other

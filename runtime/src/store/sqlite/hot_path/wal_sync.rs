@@ -93,7 +93,8 @@ struct Flusher {
 impl Flusher {
     fn run(&mut self, committed: mpsc::Receiver<Answers>, flushed: impl Fn()) {
         // Under load the next batch follows a flush within some tens of
-        // microseconds (the writer commits as the flush ends).
+        // microseconds (the writer commits as the flush ends). std's
+        // receiver takes `&self`: a shared reference is the queue here.
         let next_batch = || {
             wait_awake(
                 AWAKE_FOR,
