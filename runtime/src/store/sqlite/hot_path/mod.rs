@@ -24,8 +24,8 @@
 //! WAL; it was a third of the writer's time with a commit per arrival). The
 //! hand-offs between the two threads are on the path of every answer: the
 //! writer hears of the flush's end before its callers are answered, and
-//! each thread waits awake a moment for its next work before it sleeps
-//! ([`wait_awake`]).
+//! each thread waits awake a moment for its next work before it sleeps,
+//! while that pays ([`awake`]).
 //!
 //! Runs are created here too ([`runs`]): a forced run is a dozen statements
 //! the admin waits for, and the agents it wakes wait for the admin. The other
@@ -36,6 +36,7 @@
 //! transactions fail outright when another connection committed since they
 //! read).
 
+mod awake;
 mod lease;
 pub(super) mod runs;
 mod submit;
@@ -49,12 +50,13 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::BUSY_TIMEOUT;
 use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
+use awake::AwakeWait;
 
 /// Most operations in one transaction: a full batch is committed even while a
 /// flush is under way. It bounds what a batch adds to the wait of its first
@@ -64,8 +66,8 @@ use crate::store::{StoreError, StoreResult};
 const MAX_BATCH: usize = 32;
 
 /// How long the writer waits awake for the next operation before it sleeps
-/// (see [`wait_awake`]); under load the next one is usually an agent's
-/// answer away.
+/// (see [`awake`]); under load the next one is usually an agent's answer
+/// away.
 const WRITER_AWAKE_FOR: Duration = Duration::from_micros(100);
 
 /// Prepared statements kept by the writer connection: the hot path's dozen,
@@ -297,9 +299,9 @@ fn write_batches(
     let mut open: Option<Batch<'_>> = None;
     let mut flushing = false;
     let mut closing = None;
+    let mut awake = AwakeWait::new(WRITER_AWAKE_FOR);
     while closing.is_none() {
-        let first = wait_awake(
-            WRITER_AWAKE_FOR,
+        let first = awake.wait(
             &mut pending,
             |pending| match pending.try_recv() {
                 Ok(message) => Poll::Ready(Some(message)),
@@ -349,27 +351,6 @@ fn write_batches(
     }
     if let Some(done) = closing {
         let _ = done.send(());
-    }
-}
-
-/// Wait for `poll` to be ready: awake, yielding the processor between
-/// polls, for up to `awake`; then asleep in `park` until woken. Under load
-/// the hot path's two threads hand work to each other every few hundred
-/// microseconds, and on a small virtual machine waking a sleeping thread
-/// costs tens of microseconds, often more than the wait itself.
-fn wait_awake<Q, T>(
-    awake: Duration,
-    queue: &mut Q,
-    mut poll: impl FnMut(&mut Q) -> Poll<T>,
-    park: impl FnOnce(&mut Q) -> T,
-) -> T {
-    let until = Instant::now() + awake;
-    loop {
-        match poll(queue) {
-            Poll::Ready(value) => return value,
-            Poll::Pending if Instant::now() < until => std::thread::yield_now(),
-            Poll::Pending => return park(queue),
-        }
     }
 }
 

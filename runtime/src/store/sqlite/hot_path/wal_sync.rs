@@ -33,14 +33,15 @@ use std::sync::mpsc;
 use std::task::Poll;
 use std::time::Duration;
 
-use super::{Outcome, Reply, wait_awake};
+use super::awake::AwakeWait;
+use super::{Outcome, Reply};
 use crate::store::{StoreError, StoreResult};
 
 /// A committed batch's answers, waiting for the flush.
 pub(super) type Answers = Vec<(Reply, StoreResult<Outcome>)>;
 
 /// How long the flushing thread waits awake for the next batch (see
-/// [`wait_awake`]).
+/// [`awake`](super::awake)).
 const AWAKE_FOR: Duration = Duration::from_micros(200);
 
 /// The queue in front of the flushing thread.
@@ -95,9 +96,9 @@ impl Flusher {
         // Under load the next batch follows a flush within some tens of
         // microseconds (the writer commits as the flush ends). std's
         // receiver takes `&self`: a shared reference is the queue here.
-        let next_batch = || {
-            wait_awake(
-                AWAKE_FOR,
+        let mut awake = AwakeWait::new(AWAKE_FOR);
+        let mut next_batch = || {
+            awake.wait(
                 &mut &committed,
                 |committed| match committed.try_recv() {
                     Ok(answers) => Poll::Ready(Some(answers)),
