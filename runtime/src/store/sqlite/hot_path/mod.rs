@@ -38,6 +38,7 @@
 
 mod awake;
 mod lease;
+mod pace;
 pub(super) mod runs;
 mod submit;
 mod transition;
@@ -57,6 +58,7 @@ use super::BUSY_TIMEOUT;
 use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
 use awake::AwakeWait;
+use pace::CommitPace;
 
 /// Most operations in one transaction: a full batch is committed even while a
 /// flush is under way. It bounds what a batch adds to the wait of its first
@@ -145,8 +147,9 @@ type Reply = oneshot::Sender<StoreResult<Outcome>>;
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Op(Op, Reply),
-    /// A flush of the WAL ended: commit the batch filled meanwhile.
-    Flushed,
+    /// A flush of the WAL ended: commit the batch filled meanwhile, if it
+    /// was not committed early ([`pace`]).
+    Flushed(wal_sync::FlushEnded),
     /// Close the connection and end the thread; answered once it is closed.
     Close(oneshot::Sender<()>),
 }
@@ -162,7 +165,7 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Message::Op(op, _) => f.debug_tuple("Op").field(op).finish(),
-            Message::Flushed => f.write_str("Flushed"),
+            Message::Flushed(ended) => f.debug_tuple("Flushed").field(ended).finish(),
             Message::Close(_) => f.write_str("Close"),
         }
     }
@@ -185,9 +188,9 @@ impl HotPath {
         let (queue, pending) = mpsc::unbounded_channel();
         // Weak: the writer thread ends when the store's last handle is gone.
         let writer = queue.downgrade();
-        let wal_sync = wal_sync::WalSync::start(path, move || {
+        let wal_sync = wal_sync::WalSync::start(path, move |ended| {
             if let Some(writer) = writer.upgrade() {
-                let _ = writer.send(Message::Flushed);
+                let _ = writer.send(Message::Flushed(ended));
             }
         })
         .map_err(thread_failed)?;
@@ -289,7 +292,7 @@ fn closed() -> StoreError {
 }
 
 /// The writer thread: apply operations as they arrive into an open
-/// transaction, and commit it when no flush is under way (or it is full).
+/// transaction, and commit it when [`CommitPace`] says so (or it is full).
 fn write_batches(
     mut conn: Connection,
     mut pending: mpsc::UnboundedReceiver<Message>,
@@ -297,7 +300,7 @@ fn write_batches(
     wal_sync: wal_sync::WalSync,
 ) {
     let mut open: Option<Batch<'_>> = None;
-    let mut flushing = false;
+    let mut pace = CommitPace::new();
     let mut closing = None;
     let mut awake = AwakeWait::new(WRITER_AWAKE_FOR);
     while closing.is_none() {
@@ -326,21 +329,25 @@ fn write_batches(
                             if batch.answers.len() < MAX_BATCH {
                                 open = Some(batch);
                             } else if batch.commit(&mut conn, &wal_sync) {
-                                flushing = true;
+                                pace.committed();
                             }
                         }
                     }
                 }
-                Message::Flushed => flushing = false,
+                Message::Flushed(ended) => pace.flushed(ended),
                 Message::Close(done) => closing = Some(done),
             }
+            // Asked after each message, not once the queue is drained: while
+            // the flushing thread is idle, or the callers it answered last
+            // are back, a commit now starts the next flush sooner than one
+            // after the rest of the queue.
+            if let Some(batch) =
+                open.take_if(|b| closing.is_some() || pace.commit_now(b.answers.len()))
+                && batch.commit(&mut conn, &wal_sync)
+            {
+                pace.committed();
+            }
             next = pending.try_recv().ok();
-        }
-        if (!flushing || closing.is_some())
-            && let Some(batch) = open.take()
-            && batch.commit(&mut conn, &wal_sync)
-        {
-            flushing = true;
         }
     }
     if let Some(batch) = open.take() {
@@ -403,18 +410,15 @@ impl<'l> Batch<'l> {
     }
 
     /// Commit, and have every caller answered once the commit is on disk.
-    /// Whether a flush was asked for (not when the batch failed: its callers
-    /// are answered at once).
+    /// Whether a flush will report on it (not when the batch failed: its
+    /// callers are answered at once).
     fn commit(self, conn: &mut Connection, wal_sync: &wal_sync::WalSync) -> bool {
         let committed = match self.broken {
             Some(error) => Err(error),
             None => control(conn, "COMMIT"),
         };
         match committed {
-            Ok(()) => {
-                wal_sync.after_flush(self.answers);
-                true
-            }
+            Ok(()) => wal_sync.after_flush(self.answers),
             Err(error) => {
                 // Nothing of the batch was kept, whatever each operation said.
                 if !conn.is_autocommit()

@@ -44,6 +44,17 @@ pub(super) type Answers = Vec<(Reply, StoreResult<Outcome>)>;
 /// [`awake`](super::awake)).
 const AWAKE_FOR: Duration = Duration::from_micros(200);
 
+/// What a flush that ended covered: the writer's [`CommitPace`] keeps count.
+///
+/// [`CommitPace`]: super::pace::CommitPace
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FlushEnded {
+    /// Committed batches the flush took.
+    pub batches: usize,
+    /// Callers it answered.
+    pub answered: usize,
+}
+
 /// The queue in front of the flushing thread.
 #[derive(Debug)]
 pub(super) struct WalSync {
@@ -53,10 +64,10 @@ pub(super) struct WalSync {
 impl WalSync {
     /// Start the flushing thread for the WAL of the database at `database`;
     /// it calls `flushed` as each flush ends, before that flush's callers
-    /// are answered.
+    /// are answered, with what the flush covered.
     pub fn start(
         database: &std::path::Path,
-        flushed: impl Fn() + Send + 'static,
+        flushed: impl Fn(FlushEnded) + Send + 'static,
     ) -> io::Result<Self> {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
@@ -72,12 +83,18 @@ impl WalSync {
         Ok(Self { queue })
     }
 
-    /// Answer `answers` once the WAL, as it is now, is on disk.
-    pub fn after_flush(&self, answers: Answers) {
-        if let Err(mpsc::SendError(answers)) = self.queue.send(answers) {
-            // The thread is gone (it never panics; only at shutdown).
-            for (reply, _) in answers {
-                let _ = reply.send(Err(flush_error("the WAL flushing thread has stopped")));
+    /// Answer `answers` once the WAL, as it is now, is on disk. Whether a
+    /// flush will report on them (not when the thread is gone: they are
+    /// answered with an error at once).
+    pub fn after_flush(&self, answers: Answers) -> bool {
+        match self.queue.send(answers) {
+            Ok(()) => true,
+            Err(mpsc::SendError(answers)) => {
+                // The thread is gone (it never panics; only at shutdown).
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(flush_error("the WAL flushing thread has stopped")));
+                }
+                false
             }
         }
     }
@@ -92,7 +109,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn run(&mut self, committed: mpsc::Receiver<Answers>, flushed: impl Fn()) {
+    fn run(&mut self, committed: mpsc::Receiver<Answers>, flushed: impl Fn(FlushEnded)) {
         // Under load the next batch follows a flush within some tens of
         // microseconds (the writer commits as the flush ends). std's
         // receiver takes `&self`: a shared reference is the queue here.
@@ -110,8 +127,10 @@ impl Flusher {
         };
         while let Some(mut answers) = next_batch() {
             // Every batch committed before this flush starts shares it.
+            let mut batches = 1;
             while let Ok(more) = committed.try_recv() {
                 answers.extend(more);
+                batches += 1;
             }
             if self.failed.is_none()
                 && let Err(error) = self.flush()
@@ -122,7 +141,10 @@ impl Flusher {
             }
             // The writer first: it commits the batch it filled meanwhile
             // while the callers are answered, so the next flush starts sooner.
-            flushed();
+            flushed(FlushEnded {
+                batches,
+                answered: answers.len(),
+            });
             for (reply, outcome) in answers {
                 let answer = match &self.failed {
                     None => outcome,
@@ -164,7 +186,7 @@ mod tests {
     /// Hand one applied result to `sync` and wait for its answer.
     fn answer(sync: &WalSync) -> StoreResult<Outcome> {
         let (reply, answer) = oneshot::channel();
-        sync.after_flush(vec![(reply, Ok(Outcome::Submit(ResultAck::Applied)))]);
+        assert!(sync.after_flush(vec![(reply, Ok(Outcome::Submit(ResultAck::Applied)))]));
         answer.blocking_recv().expect("answered")
     }
 
@@ -172,7 +194,7 @@ mod tests {
     fn a_batch_is_answered_as_applied_once_the_wal_is_flushed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
-        let sync = WalSync::start(&dir.path().join("db"), || {}).unwrap();
+        let sync = WalSync::start(&dir.path().join("db"), |_| {}).unwrap();
         assert!(matches!(
             answer(&sync),
             Ok(Outcome::Submit(ResultAck::Applied))
@@ -183,7 +205,7 @@ mod tests {
     fn batches_are_answered_whether_the_thread_waits_awake_or_asleep() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
-        let sync = WalSync::start(&dir.path().join("db"), || {}).unwrap();
+        let sync = WalSync::start(&dir.path().join("db"), |_| {}).unwrap();
         for pause in [Duration::ZERO, AWAKE_FOR * 4, Duration::ZERO] {
             // Past `AWAKE_FOR` the thread sleeps until the next batch.
             std::thread::sleep(pause);
@@ -195,10 +217,44 @@ mod tests {
     }
 
     #[test]
+    fn each_flush_reports_the_batches_and_callers_it_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
+        let (report, reports) = std::sync::mpsc::channel();
+        let sync = WalSync::start(&dir.path().join("db"), move |ended| {
+            report.send(ended).unwrap();
+        })
+        .unwrap();
+        // Three batches of one, two and three callers, queued at once: one
+        // flush or several may take them, every one is reported once.
+        let mut answers = Vec::new();
+        for size in 1..=3 {
+            let mut batch = Vec::new();
+            for _ in 0..size {
+                let (reply, answer) = oneshot::channel();
+                batch.push((reply, Ok(Outcome::Submit(ResultAck::Applied))));
+                answers.push(answer);
+            }
+            assert!(sync.after_flush(batch));
+        }
+        for answer in answers {
+            assert!(answer.blocking_recv().expect("answered").is_ok());
+        }
+        let (mut batches, mut answered) = (0, 0);
+        while batches < 3 {
+            let ended = reports.recv().expect("a flush reported");
+            batches += ended.batches;
+            answered += ended.answered;
+        }
+        assert_eq!((batches, answered), (3, 6));
+        assert!(reports.try_recv().is_err(), "no flush without a batch");
+    }
+
+    #[test]
     fn after_a_failed_flush_every_answer_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         // No WAL file: the flush fails.
-        let sync = WalSync::start(&dir.path().join("db"), || {}).unwrap();
+        let sync = WalSync::start(&dir.path().join("db"), |_| {}).unwrap();
         let first = answer(&sync).unwrap_err().to_string();
         assert!(first.contains("restart the daemon"), "{first}");
         // A later flush that would succeed proves nothing about the pages
