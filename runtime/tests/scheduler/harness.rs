@@ -153,6 +153,15 @@ impl Harness {
         }
     }
 
+    /// The SQLite store's database file (`None` on PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self._db.is_none().then(|| {
+            self._dir
+                .path()
+                .join(jobstack::store::sqlite::DATABASE_FILE)
+        })
+    }
+
     /// Upload a plugin `name` whose module hash is derived from `version`.
     pub async fn plugin(&self, name: &str, version: &str) -> PluginRecord {
         let record = PluginRecord {

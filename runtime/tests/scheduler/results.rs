@@ -428,3 +428,51 @@ async fn a_failure_can_bring_the_agents_next_lease(backend: Backend) {
     let failed = h.store.part(first.part_id).await.unwrap().unwrap();
     assert_eq!((failed.state, failed.attempt), (State::Waiting, 1));
 }
+
+/// SQLite: a result whose next lease fails after the lease's own writes
+/// (here the next run's stored spec cannot be read) is applied all the same,
+/// and the failed lease leaves nothing behind. Both steps share one
+/// savepoint on the writer thread, so the result is applied again, alone.
+#[tokio::test]
+async fn sqlite_a_lease_failing_after_a_result_keeps_the_result_and_nothing_of_itself() {
+    let h = Harness::new(Backend::Sqlite).await;
+    let a = h.agent("a", &[]).await;
+    let first = h.run_of(&h.spec("first", Harness::labels(1))).await;
+    let lease = h.lease(&a).await;
+    let second = h.run_of(&h.spec("second", Harness::labels(1))).await;
+    let db = rusqlite::Connection::open(h.sqlite_file().expect("SQLite")).unwrap();
+    db.execute(
+        "UPDATE runs SET spec = 'not json' WHERE id = ?1",
+        [second.id],
+    )
+    .unwrap();
+    let (ack, next) = h
+        .sched
+        .submit_and_lease(&a, &finished(&lease))
+        .await
+        .unwrap();
+    assert_eq!(ack, ResultAck::Applied);
+    assert!(next.is_none(), "the lease failed");
+    let done = h.store.part(lease.part_id).await.unwrap().unwrap();
+    assert_eq!(done.state, State::Finished);
+    let results = h.store.results(first.id).await.unwrap();
+    assert_eq!(results.len(), 1);
+    let waiting = h.store.parts(second.id).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (
+            waiting[0].state,
+            waiting[0].attempt,
+            waiting[0].owner.as_deref()
+        ),
+        (State::Waiting, 0, None)
+    );
+    let leases: i64 = db
+        .query_row(
+            "SELECT count(*) FROM leases WHERE part_id = ?1",
+            [waiting[0].id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(leases, 0, "the failed lease is not recorded");
+}

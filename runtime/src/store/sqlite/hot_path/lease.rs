@@ -8,10 +8,10 @@
 //! holds no other part of that run.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use super::super::leasing::TOUCH_AGENT;
 use super::super::ms;
+use super::statements::{Hot, WriterConn};
 use super::transition;
 use crate::scheduler::{Agent, Lease, NewPart, State, TaskSpec};
 use crate::store::{StoreError, StoreResult};
@@ -28,7 +28,7 @@ use crate::store::{StoreError, StoreResult};
 /// `runs_by_state` and sorted), and the holds are probed run by run in
 /// `parts_by_owner` (`NOT IN` built a list of them first, as a plugin list in
 /// SQL did).
-const RUNS_TO_LEASE: &str = "\
+pub(super) const RUNS_TO_LEASE: &str = "\
 SELECT r.id, r.rank, r.explicit_agents, r.lease_ttl_ms, r.plugin FROM runs r INDEXED BY runs_to_lease
 WHERE r.state IN ('waiting', 'running')
   AND (r.explicit_agents = 0
@@ -41,7 +41,7 @@ ORDER BY r.rank, r.id";
 /// pinned to it or to nobody, and for automatic targeting, inside one of its
 /// networks. With what the lease hands out of the part and of its run (read
 /// for the part found only, not for every run walked).
-const PART_TO_LEASE: &str = "\
+pub(super) const PART_TO_LEASE: &str = "\
 SELECT p.id, p.attempt, p.label, p.targets, p.payload,
        r.task_id, r.spec, r.secrets, r.plugin_sha256
 FROM parts p JOIN runs r ON r.id = p.run_id
@@ -53,9 +53,19 @@ WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <
 ORDER BY p.rank, p.run_id, p.seq
 LIMIT 1";
 
-/// Mark the agent seen ([`TOUCH_AGENT`]).
-pub fn touch_agent(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
-    conn.prepare_cached(TOUCH_AGENT)?
+/// Take the part found: Running, the next attempt, owned by the agent until
+/// the expiry.
+pub(super) const LEASE_PART: &str = "UPDATE parts SET state = 'running', attempt = ?1, owner = ?2, \
+     lease_expires_at = ?3, progress_done = NULL, progress_total = NULL \
+     WHERE id = ?4 AND state = 'waiting'";
+
+/// Record the lease of an attempt.
+pub(super) const INSERT_LEASE: &str =
+    "INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// Mark the agent seen (`leasing::TOUCH_AGENT`).
+pub fn touch_agent(conn: &WriterConn<'_>, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
+    conn.prepared(Hot::TouchAgent)?
         .execute(params![ms(now), agent.id])?;
     Ok(())
 }
@@ -83,14 +93,18 @@ struct Found {
 
 /// Lease the best part `agent` may take, inside the batch's transaction
 /// (the caller marks the agent seen: once per operation).
-pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
+pub fn lease(
+    conn: &WriterConn<'_>,
+    agent: &Agent,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Lease>> {
     let name = &agent.registration.name;
     let accepts = |plugin: &str| {
         let plugins = &agent.registration.plugins;
         plugins.is_empty() || plugins.iter().any(|p| p == plugin)
     };
     let mut runs = Vec::new();
-    let mut walk = conn.prepare_cached(RUNS_TO_LEASE)?;
+    let mut walk = conn.prepared(Hot::RunsToLease)?;
     let mut rows = walk.query([name])?;
     while let Some(row) = rows.next()? {
         let plugin = row.get_ref(4)?.as_str();
@@ -105,7 +119,7 @@ pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResul
     }
     drop(rows);
     drop(walk);
-    let mut find = conn.prepare_cached(PART_TO_LEASE)?;
+    let mut find = conn.prepared(Hot::PartToLease)?;
     let mut picked = None;
     for run in &runs {
         let part = find
@@ -147,8 +161,7 @@ pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResul
     let detail = serde_json::json!({ "agent": name, "attempt": attempt });
     transition::move_part_with(
         conn,
-        "UPDATE parts SET state = 'running', attempt = ?1, owner = ?2, lease_expires_at = ?3, \
-         progress_done = NULL, progress_total = NULL WHERE id = ?4 AND state = 'waiting'",
+        Hot::LeasePart,
         params![i64::from(attempt), name, ms(expires_at), part.part_id],
         run.id,
         part.part_id,
@@ -156,10 +169,12 @@ pub fn lease(conn: &Connection, agent: &Agent, now: DateTime<Utc>) -> StoreResul
         now,
         &detail,
     )?;
-    conn.prepare_cached(
-        "INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![part.part_id, i64::from(attempt), name, ms(now)])?;
+    conn.prepared(Hot::InsertLease)?.execute(params![
+        part.part_id,
+        i64::from(attempt),
+        name,
+        ms(now)
+    ])?;
     let spec: TaskSpec = parse("spec", &part.spec)?;
     Ok(Some(Lease {
         part_id: part.part_id,

@@ -40,6 +40,7 @@ mod awake;
 mod lease;
 mod pace;
 pub(super) mod runs;
+mod statements;
 mod submit;
 mod transition;
 mod wal_sync;
@@ -59,6 +60,8 @@ use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
 use awake::AwakeWait;
 use pace::CommitPace;
+use statements::Hot;
+pub(super) use statements::WriterConn;
 
 /// Most operations in one transaction: a full batch is committed even while a
 /// flush is under way. It bounds what a batch adds to the wait of its first
@@ -72,9 +75,9 @@ const MAX_BATCH: usize = 32;
 /// away.
 const WRITER_AWAKE_FOR: Duration = Duration::from_micros(100);
 
-/// Prepared statements kept by the writer connection: the hot path's dozen,
-/// with room.
-const STATEMENT_CACHE: usize = 64;
+/// Statements kept prepared by rusqlite's cache for the writer connection:
+/// those of run creation ([`runs`]); the hot ones are [`WriterConn`]'s.
+const STATEMENT_CACHE: usize = 16;
 
 /// The store's write lock: held by whichever of its two writer connections
 /// is inside a write transaction. Cheap to clone.
@@ -118,7 +121,7 @@ enum Op {
 /// A write run on the writer connection; its value is the caller's.
 struct WriteFn(Box<WriteOnce>);
 
-type WriteOnce = dyn FnOnce(&Connection) -> StoreResult<AnyValue> + Send;
+type WriteOnce = dyn FnOnce(&WriterConn<'_>) -> StoreResult<AnyValue> + Send;
 
 /// What a [`WriteFn`] returns, to be downcast by its caller.
 type AnyValue = Box<dyn Any + Send>;
@@ -258,7 +261,7 @@ impl HotPath {
     /// savepoint of its own, and answer once it is on disk.
     pub async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        write: impl FnOnce(&WriterConn<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let op = Op::Write(WriteFn(Box::new(move |conn| {
             write(conn).map(|value| Box::new(value) as AnyValue)
@@ -294,11 +297,12 @@ fn closed() -> StoreError {
 /// The writer thread: apply operations as they arrive into an open
 /// transaction, and commit it when [`CommitPace`] says so (or it is full).
 fn write_batches(
-    mut conn: Connection,
+    conn: Connection,
     mut pending: mpsc::UnboundedReceiver<Message>,
     lock: WriteLock,
     wal_sync: wal_sync::WalSync,
 ) {
+    let writer = WriterConn::new(&conn);
     let mut open: Option<Batch<'_>> = None;
     let mut pace = CommitPace::new();
     let mut closing = None;
@@ -320,15 +324,15 @@ fn write_batches(
         while let Some(message) = next.take() {
             match message {
                 Message::Op(op, reply) => {
-                    match open.take().map_or_else(|| Batch::begin(&conn, &lock), Ok) {
+                    match open.take().map_or_else(|| Batch::begin(&writer, &lock), Ok) {
                         Err(error) => {
                             let _ = reply.send(Err(error.into()));
                         }
                         Ok(batch) => {
-                            let batch = batch.apply(&conn, op, reply);
+                            let batch = batch.apply(&writer, op, reply);
                             if batch.answers.len() < MAX_BATCH {
                                 open = Some(batch);
-                            } else if batch.commit(&mut conn, &wal_sync) {
+                            } else if batch.commit(&writer, &wal_sync) {
                                 pace.committed();
                             }
                         }
@@ -343,7 +347,7 @@ fn write_batches(
             // after the rest of the queue.
             if let Some(batch) =
                 open.take_if(|b| closing.is_some() || pace.commit_now(b.answers.len()))
-                && batch.commit(&mut conn, &wal_sync)
+                && batch.commit(&writer, &wal_sync)
             {
                 pace.committed();
             }
@@ -351,22 +355,15 @@ fn write_batches(
         }
     }
     if let Some(batch) = open.take() {
-        batch.commit(&mut conn, &wal_sync);
+        batch.commit(&writer, &wal_sync);
     }
+    drop(writer);
     if let Err((_, error)) = conn.close() {
         tracing::warn!(%error, "closing the SQLite writer connection failed");
     }
     if let Some(done) = closing {
         let _ = done.send(());
     }
-}
-
-/// Run one of the transaction-control statements. Prepared once and kept,
-/// like the hot path's others: rusqlite's `Transaction` and `Savepoint` parse
-/// theirs anew each time, a tenth of an operation's cost here.
-fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([])?;
-    Ok(())
 }
 
 /// The transaction the writer is filling: operations applied, each in a
@@ -380,9 +377,11 @@ struct Batch<'l> {
 }
 
 impl<'l> Batch<'l> {
-    fn begin(conn: &Connection, lock: &'l WriteLock) -> rusqlite::Result<Self> {
+    fn begin(conn: &WriterConn<'_>, lock: &'l WriteLock) -> rusqlite::Result<Self> {
         let writing = lock.blocking_lock();
-        control(conn, "BEGIN IMMEDIATE")?;
+        // Not rusqlite's `Transaction` and `Savepoint`: they parse their
+        // statements anew each time, a tenth of an operation's cost here.
+        conn.control(Hot::Begin)?;
         Ok(Self {
             _writing: writing,
             answers: Vec::with_capacity(MAX_BATCH),
@@ -390,7 +389,7 @@ impl<'l> Batch<'l> {
         })
     }
 
-    fn apply(mut self, conn: &Connection, op: Op, reply: Reply) -> Self {
+    fn apply(mut self, conn: &WriterConn<'_>, op: Op, reply: Reply) -> Self {
         // Once the batch is broken, the rest is not applied: every caller is
         // answered with the batch's error at the commit, whatever `answers`
         // says.
@@ -412,17 +411,17 @@ impl<'l> Batch<'l> {
     /// Commit, and have every caller answered once the commit is on disk.
     /// Whether a flush will report on it (not when the batch failed: its
     /// callers are answered at once).
-    fn commit(self, conn: &mut Connection, wal_sync: &wal_sync::WalSync) -> bool {
+    fn commit(self, conn: &WriterConn<'_>, wal_sync: &wal_sync::WalSync) -> bool {
         let committed = match self.broken {
             Some(error) => Err(error),
-            None => control(conn, "COMMIT"),
+            None => conn.control(Hot::Commit),
         };
         match committed {
             Ok(()) => wal_sync.after_flush(self.answers),
             Err(error) => {
                 // Nothing of the batch was kept, whatever each operation said.
                 if !conn.is_autocommit()
-                    && let Err(rollback) = control(conn, "ROLLBACK")
+                    && let Err(rollback) = conn.control(Hot::Rollback)
                 {
                     tracing::error!(%rollback, "rolling back a failed batch failed");
                 }
@@ -444,7 +443,7 @@ impl<'l> Batch<'l> {
 /// itself failed. `lease_wanted`: whether anyone still awaits a lease this
 /// operation would grant; if not, none is.
 fn apply_alone(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     op: Op,
     lease_wanted: bool,
 ) -> rusqlite::Result<StoreResult<Outcome>> {
@@ -472,14 +471,32 @@ fn apply_alone(
             agent,
             submission,
             now,
-        } => match in_savepoint(conn, || submit(&agent, &submission, now))? {
-            Err(refused) => Err(refused),
-            Ok(ack) if !lease_wanted => Ok(Outcome::SubmitAndLease(ack, Ok(None))),
-            Ok(ack) => {
-                let lease = in_savepoint(conn, || lease::lease(conn, &agent, now))?;
-                Ok(Outcome::SubmitAndLease(ack, lease.map(|l| l.map(Box::new))))
+        } if lease_wanted => {
+            // Both steps in one savepoint (a savepoint costs two statements
+            // and a copy of each page written again inside it). A failed
+            // lease must not undo the result: then the savepoint is rolled
+            // back and the result applied again, alone.
+            let applied = std::cell::Cell::new(None);
+            let both = in_savepoint(conn, || {
+                let ack = submit(&agent, &submission, now)?;
+                applied.set(Some(ack));
+                Ok((ack, lease::lease(conn, &agent, now)?))
+            })?;
+            match (both, applied.get()) {
+                (Ok((ack, lease)), _) => Ok(Outcome::SubmitAndLease(ack, Ok(lease.map(Box::new)))),
+                (Err(refused), None) => Err(refused),
+                (Err(lease_failed), Some(_)) => {
+                    in_savepoint(conn, || submit(&agent, &submission, now))?
+                        .map(|ack| Outcome::SubmitAndLease(ack, Err(lease_failed)))
+                }
             }
-        },
+        }
+        Op::SubmitAndLease {
+            agent,
+            submission,
+            now,
+        } => in_savepoint(conn, || submit(&agent, &submission, now))?
+            .map(|ack| Outcome::SubmitAndLease(ack, Ok(None))),
         Op::Write(WriteFn(write)) => in_savepoint(conn, || write(conn))?.map(Outcome::Write),
     })
 }
@@ -488,17 +505,17 @@ fn apply_alone(
 /// fails or panics (a panic must not end the writer thread, or every later
 /// lease and result would fail).
 fn in_savepoint<T>(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     step: impl FnOnce() -> StoreResult<T>,
 ) -> rusqlite::Result<StoreResult<T>> {
-    control(conn, "SAVEPOINT op")?;
+    conn.control(Hot::Savepoint)?;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|_| {
         tracing::error!("an operation of the writer panicked; rolled back");
         Err(StoreError::Database(sqlx::Error::WorkerCrashed))
     });
     if outcome.is_err() {
-        control(conn, "ROLLBACK TO op")?;
+        conn.control(Hot::RollbackToSavepoint)?;
     }
-    control(conn, "RELEASE op")?;
+    conn.control(Hot::ReleaseSavepoint)?;
     Ok(outcome)
 }

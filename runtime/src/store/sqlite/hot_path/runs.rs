@@ -9,9 +9,10 @@
 //! afterwards, through its readers.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::super::ms;
+use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::{Entity, NewPart, NewRun, State, TaskSpec, targeting::span_of_targets};
 use crate::store::{Recurrence, StoreError, StoreResult};
@@ -20,7 +21,7 @@ use crate::store::{Recurrence, StoreError, StoreResult};
 const INSERT_CHUNK: usize = 10_000;
 
 /// Insert a run in state Created; returns its id.
-pub fn insert_run(conn: &Connection, run: &NewRun, now: DateTime<Utc>) -> StoreResult<i64> {
+pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> StoreResult<i64> {
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
@@ -58,7 +59,7 @@ pub fn insert_run(conn: &Connection, run: &NewRun, now: DateTime<Utc>) -> StoreR
 
 /// A run and its parts, split before it was stored; returns its id.
 pub fn create_run_with_parts(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     run: &NewRun,
     parts: &[NewPart],
     now: DateTime<Utc>,
@@ -72,7 +73,7 @@ pub fn create_run_with_parts(
 /// time: one daemon wins each occurrence) and insert its run; the run's id,
 /// or `None` if the occurrence was claimed already.
 pub fn claim_recurrence(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     recurrence: &Recurrence,
     run: &NewRun,
     now: DateTime<Utc>,
@@ -93,7 +94,7 @@ pub fn claim_recurrence(
 /// Store the parts of Created run `run_id`; the run becomes Waiting
 /// (Finished with no parts).
 pub fn store_parts(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     run_id: i64,
     parts: &[NewPart],
     now: DateTime<Utc>,

@@ -3,15 +3,41 @@
 //! is durable before it gets it.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::super::ms;
+use super::statements::{Hot, WriterConn};
 use super::transition;
 use crate::scheduler::{
     Agent, ResultAck, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::{StoreError, StoreResult};
+
+/// The part a result names, its run's retries, who the attempt the result
+/// names was leased to, and whether a result of that attempt is stored.
+pub(super) const RESULT_TARGET: &str = "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
+     (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
+     EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1) \
+     FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2";
+
+/// Store a result, applied or not.
+pub(super) const INSERT_RESULT: &str = "INSERT INTO results (part_id, attempt, run_id, agent, \
+     status, output, error, emitted, logs, started_at, duration_ms, applied, received_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// End an attempt's lease, if it has not ended.
+pub(super) const END_LEASE: &str = "UPDATE leases SET ended_at = ?1, end_reason = ?2 \
+     WHERE part_id = ?3 AND attempt = ?4 AND ended_at IS NULL";
+
+/// Apply a current result: the part finishes, fails, or waits for its retry.
+pub(super) const APPLY_RESULT: &str = "UPDATE parts SET state = ?1, \
+     owner = CASE WHEN ?2 THEN owner END, lease_expires_at = NULL, available_at = ?3, \
+     error = COALESCE(?4, error) WHERE id = ?5 AND state = 'running'";
+
+/// Apply a late result: the part finishes, owned by the late agent.
+pub(super) const ACCEPT_LATE_RESULT: &str = "UPDATE parts SET state = 'finished', owner = ?1, \
+     lease_expires_at = NULL WHERE id = ?2 AND state = ?3";
 
 /// The part as a result finds it.
 struct Target {
@@ -27,7 +53,7 @@ struct Target {
 }
 
 fn insert_result(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     run_id: i64,
     agent: &Agent,
     s: &Submission,
@@ -35,12 +61,7 @@ fn insert_result(
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let json = |v: &[serde_json::Value]| serde_json::to_string(v).expect("JSON serializes");
-    conn.prepare_cached(
-        "INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted, \
-         logs, started_at, duration_ms, applied, received_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
+    conn.prepared(Hot::InsertResult)?.execute(params![
         s.part_id,
         i64::from(s.attempt),
         run_id,
@@ -59,24 +80,21 @@ fn insert_result(
 }
 
 fn end_lease(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     part_id: i64,
     attempt: u32,
     reason: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE leases SET ended_at = ?1, end_reason = ?2 \
-         WHERE part_id = ?3 AND attempt = ?4 AND ended_at IS NULL",
-    )?
-    .execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
+    conn.prepared(Hot::EndLease)?
+        .execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
     Ok(())
 }
 
 /// Apply a result under the fencing rule, inside the batch's transaction
 /// (the caller marks the agent seen: once per operation).
 pub fn submit(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     agent: &Agent,
     s: &Submission,
     now: DateTime<Utc>,
@@ -88,12 +106,7 @@ pub fn submit(
         agent: name.to_string(),
     };
     let part = conn
-        .prepare_cached(
-            "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
-             (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
-             EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1) \
-             FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2",
-        )?
+        .prepared(Hot::ResultTarget)?
         .query_row(params![i64::from(s.attempt), s.part_id], |row| {
             Ok(Target {
                 run_id: row.get(0)?,
@@ -147,9 +160,7 @@ pub fn submit(
             } = fencing::applied(s, attempt, part.retries as u32, now);
             transition::move_part_with(
                 conn,
-                "UPDATE parts SET state = ?1, owner = CASE WHEN ?2 THEN owner END, \
-                 lease_expires_at = NULL, available_at = ?3, error = COALESCE(?4, error) \
-                 WHERE id = ?5 AND state = 'running'",
+                Hot::ApplyResult,
                 params![
                     to.as_str(),
                     to == State::Finished,
@@ -173,8 +184,7 @@ pub fn submit(
             }
             transition::move_part_with(
                 conn,
-                "UPDATE parts SET state = 'finished', owner = ?1, lease_expires_at = NULL \
-                 WHERE id = ?2 AND state = ?3",
+                Hot::AcceptLateResult,
                 params![name, s.part_id, state.as_str()],
                 run_id,
                 s.part_id,

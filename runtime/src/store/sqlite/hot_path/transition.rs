@@ -6,23 +6,59 @@
 //! batch's transaction.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, ToSql, params};
+use rusqlite::{ToSql, params};
 
 use super::super::ms;
-use super::super::transition::{INSERT_EVENT, READ_RUN_STATE, counter};
+use super::super::transition::counter;
+use super::statements::{Hot, WriterConn};
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
 
+/// The part counters of `runs`, in the order [`COUNT_MOVE`] adds to them.
+const COUNTERS: [&str; 6] = [
+    "n_waiting",
+    "n_running",
+    "n_suspended",
+    "n_finished",
+    "n_failed",
+    "n_canceled",
+];
+
+/// Add to a run's part counters (one statement for every move: its deltas
+/// are parameters, in the order of [`COUNTERS`]).
+pub(super) const COUNT_MOVE: &str = "UPDATE runs SET n_waiting = n_waiting + ?2, \
+     n_running = n_running + ?3, n_suspended = n_suspended + ?4, \
+     n_finished = n_finished + ?5, n_failed = n_failed + ?6, n_canceled = n_canceled + ?7 \
+     WHERE id = ?1";
+
+/// Move a run from a state (?4) to another (?1); ?2: when it ended, if now.
+pub(super) const MOVE_RUN: &str = "UPDATE runs SET state = ?1, ended_at = COALESCE(?2, ended_at) \
+     WHERE id = ?3 AND state = ?4";
+
+/// The changes [`COUNT_MOVE`] makes when a part moves from `from` to `to`.
+fn counter_deltas(from: State, to: State) -> [i64; 6] {
+    let at = |state| {
+        COUNTERS
+            .iter()
+            .position(|c| *c == counter(state))
+            .expect("every counter is listed")
+    };
+    let mut deltas = [0; 6];
+    deltas[at(from)] -= 1;
+    deltas[at(to)] += 1;
+    deltas
+}
+
 /// Write one event: `kind` is `state` for a state change.
 pub fn event(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     now: DateTime<Utc>,
     (entity, entity_id): (&str, i64),
     kind: &str,
     change: Option<(State, State)>,
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
-    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+    conn.prepared(Hot::InsertEvent)?.execute(params![
         ms(now),
         entity,
         entity_id,
@@ -35,15 +71,15 @@ pub fn event(
 }
 
 /// Move part `part_id` of run `run_id` from `from` to `to` with the caller's
-/// `update` statement and its parameters (which set the part's owner,
+/// `update` statement (one of [`Hot`]) and its parameters (which set the part's owner,
 /// attempt, expiry... in the same statement). `update` must set `state` to
 /// `to` and match only a row in `from`; the move is checked against the
 /// transition table first, the run's counters and state follow, and an event
 /// is written.
 #[allow(clippy::too_many_arguments)]
 pub fn move_part_with(
-    conn: &Connection,
-    update: &str,
+    conn: &WriterConn<'_>,
+    update: Hot,
     update_params: &[&dyn ToSql],
     run_id: i64,
     part_id: i64,
@@ -52,7 +88,7 @@ pub fn move_part_with(
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
     from.check(Entity::Part, to)?;
-    let moved = conn.prepare_cached(update)?.execute(update_params)?;
+    let moved = conn.prepared(update)?.execute(update_params)?;
     if moved != 1 {
         return Err(StoreError::Corrupt(format!(
             "part {part_id} was expected in state {from}"
@@ -61,15 +97,12 @@ pub fn move_part_with(
     if counter(from) != counter(to) {
         // Not `RETURNING`: SQLite answers it from a temporary table built
         // for each execution, which cost more than the read below.
-        let sql = format!(
-            "UPDATE runs SET {f} = {f} - 1, {t} = {t} + 1 WHERE id = ?1",
-            f = counter(from),
-            t = counter(to)
-        );
-        conn.prepare_cached(&sql)?.execute([run_id])?;
+        let [w, r, s, f, x, c] = counter_deltas(from, to);
+        conn.prepared(Hot::CountMove)?
+            .execute(params![run_id, w, r, s, f, x, c])?;
     }
     let (current, counts) = conn
-        .prepare_cached(READ_RUN_STATE)?
+        .prepared(Hot::ReadRunState)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     event(
@@ -86,7 +119,7 @@ pub fn move_part_with(
 /// Let run `run_id`, in state `current` with these part counters, follow
 /// its parts ([`run_state_from_parts`]).
 fn follow_parts(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     run_id: i64,
     current: State,
     counts: &PartCounts,
@@ -99,9 +132,9 @@ fn follow_parts(
 }
 
 /// Let run `run_id` follow its parts, as they are stored now.
-pub fn refresh_run(conn: &Connection, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+pub fn refresh_run(conn: &WriterConn<'_>, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
     let (current, counts) = conn
-        .prepare_cached(READ_RUN_STATE)?
+        .prepared(Hot::ReadRunState)?
         .query_row([run_id], run_state_of)?;
     let current = parse_state(&current)?;
     follow_parts(conn, run_id, current, &counts, now)
@@ -114,7 +147,7 @@ pub fn parse_state(state: &str) -> StoreResult<State> {
         .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
 }
 
-/// The run's state and counters, from the columns of [`READ_RUN_STATE`].
+/// The run's state and counters, from the columns of `READ_RUN_STATE`.
 fn run_state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PartCounts)> {
     let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
     Ok((
@@ -132,7 +165,7 @@ fn run_state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PartCounts
 
 /// Move run `run_id` from `from` to `to`, checked against the table.
 pub fn move_run(
-    conn: &Connection,
+    conn: &WriterConn<'_>,
     run_id: i64,
     from: State,
     to: State,
@@ -141,12 +174,9 @@ pub fn move_run(
 ) -> StoreResult<()> {
     from.check(Entity::Run, to)?;
     let ended = to.is_terminal().then(|| ms(now));
-    let moved = conn
-        .prepare_cached(
-            "UPDATE runs SET state = ?1, ended_at = COALESCE(?2, ended_at) \
-             WHERE id = ?3 AND state = ?4",
-        )?
-        .execute(params![to.as_str(), ended, run_id, from.as_str()])?;
+    let moved =
+        conn.prepared(Hot::MoveRun)?
+            .execute(params![to.as_str(), ended, run_id, from.as_str()])?;
     if moved != 1 {
         return Err(StoreError::Corrupt(format!(
             "run {run_id} was expected in state {from}"
@@ -160,4 +190,38 @@ pub fn move_run(
         Some((from, to)),
         detail,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_takes_one_from_the_counter_it_leaves_and_adds_one_to_the_next() {
+        let states = [
+            State::Created,
+            State::Waiting,
+            State::Running,
+            State::Suspended,
+            State::Finished,
+            State::Failed,
+            State::Canceled,
+        ];
+        for from in states {
+            for to in states {
+                if counter(from) == counter(to) {
+                    continue;
+                }
+                let deltas = counter_deltas(from, to);
+                for (column, delta) in COUNTERS.iter().zip(deltas) {
+                    let expected = match *column {
+                        c if c == counter(from) => -1,
+                        c if c == counter(to) => 1,
+                        _ => 0,
+                    };
+                    assert_eq!(delta, expected, "{from} to {to}: {column}");
+                }
+            }
+        }
+    }
 }
