@@ -5,23 +5,25 @@
 //! Why a thread of its own: through sqlx every statement is a hand-off to the
 //! connection's worker thread and back (tens of microseconds), and a lease or
 //! a result is about a dozen statements; SQLite itself was a few percent of
-//! the time. Here the statements run where the data is, with prepared
-//! statements cached on the connection.
+//! the time. Here the statements run where the data is, each prepared once
+//! ([`statements`]).
 //!
 //! Why batches: the leases and results that arrive while the writer is busy
 //! are applied together, in arrival order, and committed once. Each operation
 //! runs in a savepoint of its own: one that fails (an agent submitting for a
 //! part it never leased, a panic) is rolled back alone and its neighbours
-//! still commit.
+//! still commit. A result and the lease that follows it share one.
 //!
 //! Durability: flushing the WAL to disk takes about 300 µs on this project's
 //! CI machine, more than a batch's statements. The writer does not wait for
 //! it: [`wal_sync`] flushes on a thread of its own and answers a batch's
 //! callers only after a flush that began after the batch's commit. While a
 //! flush is under way the writer applies what arrives into the next batch's
-//! open transaction and commits it when the flush ends: one commit per flush,
-//! and batches as large as the load (a commit writes the batch's pages to the
-//! WAL; it was a third of the writer's time with a commit per arrival). The
+//! open transaction, and commits it before the flush ends if the callers
+//! the last flush answered are back, else when it ends ([`pace`]): about one
+//! commit per flush, and batches as large as the load (a commit writes the
+//! batch's pages to the WAL; it was a third of the writer's time with a
+//! commit per arrival). The
 //! hand-offs between the two threads are on the path of every answer: the
 //! writer hears of the flush's end before its callers are answered, and
 //! each thread waits awake a moment for its next work before it sleeps,
