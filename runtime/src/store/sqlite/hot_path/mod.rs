@@ -9,10 +9,10 @@
 //! ([`statements`]).
 //!
 //! Why batches: the leases and results that arrive while the writer is busy
-//! are applied together, in arrival order, and committed once. Each operation
-//! runs in a savepoint of its own: one that fails (an agent submitting for a
-//! part it never leased, a panic) is rolled back alone and its neighbours
-//! still commit. A result and the lease that follows it share one.
+//! are applied together, in arrival order, and committed once. One that
+//! fails (an agent submitting for a part it never leased, a panic) is undone
+//! alone and its neighbours still commit: without a savepoint when it wrote
+//! nothing, else by replaying the batch ([`batch`]).
 //!
 //! Durability: flushing the WAL to disk takes about 300 µs on this project's
 //! CI machine, more than a batch's statements. The writer does not wait for
@@ -39,6 +39,7 @@
 //! read).
 
 mod awake;
+mod batch;
 mod lease;
 mod pace;
 pub(super) mod runs;
@@ -50,7 +51,6 @@ mod wal_sync;
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::task::Poll;
@@ -61,8 +61,8 @@ use super::BUSY_TIMEOUT;
 use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
 use awake::AwakeWait;
+use batch::Batch;
 use pace::CommitPace;
-use statements::Hot;
 pub(super) use statements::WriterConn;
 
 /// Most operations in one transaction: a full batch is committed even while a
@@ -332,7 +332,7 @@ fn write_batches(
                         }
                         Ok(batch) => {
                             let batch = batch.apply(&writer, op, reply);
-                            if batch.answers.len() < MAX_BATCH {
+                            if batch.answers.len() < MAX_BATCH && !batch.sealed {
                                 open = Some(batch);
                             } else if batch.commit(&writer, &wal_sync) {
                                 pace.committed();
@@ -366,158 +366,4 @@ fn write_batches(
     if let Some(done) = closing {
         let _ = done.send(());
     }
-}
-
-/// The transaction the writer is filling: operations applied, each in a
-/// savepoint of its own, waiting for the commit. Holds the store's write lock.
-struct Batch<'l> {
-    _writing: tokio::sync::MutexGuard<'l, ()>,
-    answers: wal_sync::Answers,
-    /// A savepoint that could not be taken, rolled back or released leaves
-    /// the transaction in doubt: none of it is kept.
-    broken: Option<rusqlite::Error>,
-}
-
-impl<'l> Batch<'l> {
-    fn begin(conn: &WriterConn<'_>, lock: &'l WriteLock) -> rusqlite::Result<Self> {
-        let writing = lock.blocking_lock();
-        // Not rusqlite's `Transaction` and `Savepoint`: they parse their
-        // statements anew each time, a tenth of an operation's cost here.
-        conn.control(Hot::Begin)?;
-        Ok(Self {
-            _writing: writing,
-            answers: Vec::with_capacity(MAX_BATCH),
-            broken: None,
-        })
-    }
-
-    fn apply(mut self, conn: &WriterConn<'_>, op: Op, reply: Reply) -> Self {
-        // Once the batch is broken, the rest is not applied: every caller is
-        // answered with the batch's error at the commit, whatever `answers`
-        // says.
-        let answer = match self.broken {
-            Some(_) => Err(StoreError::Invalid("not applied".into())),
-            // A lease whose caller gave up waiting (its agent hung up) is
-            // not granted: nobody would run the part before the lease
-            // expired. A result is applied all the same (the agent will send
-            // it again), without the lease that may follow it.
-            None => apply_alone(conn, op, !reply.is_closed()).unwrap_or_else(|error| {
-                self.broken = Some(error);
-                Err(StoreError::Invalid("not applied".into()))
-            }),
-        };
-        self.answers.push((reply, answer));
-        self
-    }
-
-    /// Commit, and have every caller answered once the commit is on disk.
-    /// Whether a flush will report on it (not when the batch failed: its
-    /// callers are answered at once).
-    fn commit(self, conn: &WriterConn<'_>, wal_sync: &wal_sync::WalSync) -> bool {
-        let committed = match self.broken {
-            Some(error) => Err(error),
-            None => conn.control(Hot::Commit),
-        };
-        match committed {
-            Ok(()) => wal_sync.after_flush(self.answers),
-            Err(error) => {
-                // Nothing of the batch was kept, whatever each operation said.
-                if !conn.is_autocommit()
-                    && let Err(rollback) = conn.control(Hot::Rollback)
-                {
-                    tracing::error!(%rollback, "rolling back a failed batch failed");
-                }
-                tracing::warn!(%error, size = self.answers.len(), "a batch of leases and results failed");
-                // One failure, every caller of the batch told of it.
-                let error = Arc::new(error);
-                for (reply, _) in self.answers {
-                    let _ = reply.send(Err(StoreError::Sqlite(Arc::clone(&error))));
-                }
-                false
-            }
-        }
-    }
-}
-
-/// One operation, each of its steps in a savepoint: kept if it succeeds,
-/// rolled back alone if it fails (the lease after a result is a step of its
-/// own: its failure does not undo the result). The outer error: a savepoint
-/// itself failed. `lease_wanted`: whether anyone still awaits a lease this
-/// operation would grant; if not, none is.
-fn apply_alone(
-    conn: &WriterConn<'_>,
-    op: Op,
-    lease_wanted: bool,
-) -> rusqlite::Result<StoreResult<Outcome>> {
-    // The agent is marked seen once per operation, with its first step (and
-    // not if that step is refused: it is rolled back with it).
-    let lease = |agent: &Agent, now| {
-        lease::touch_agent(conn, agent, now)?;
-        lease::lease(conn, agent, now)
-    };
-    let submit = |agent: &Agent, submission: &Submission, now| {
-        lease::touch_agent(conn, agent, now)?;
-        submit::submit(conn, agent, submission, now)
-    };
-    Ok(match op {
-        Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
-        Op::Lease { agent, now } => {
-            in_savepoint(conn, || lease(&agent, now))?.map(|l| Outcome::Lease(l.map(Box::new)))
-        }
-        Op::Submit {
-            agent,
-            submission,
-            now,
-        } => in_savepoint(conn, || submit(&agent, &submission, now))?.map(Outcome::Submit),
-        Op::SubmitAndLease {
-            agent,
-            submission,
-            now,
-        } if lease_wanted => {
-            // Both steps in one savepoint (a savepoint costs two statements
-            // and a copy of each page written again inside it). A failed
-            // lease must not undo the result: then the savepoint is rolled
-            // back and the result applied again, alone.
-            let applied = std::cell::Cell::new(None);
-            let both = in_savepoint(conn, || {
-                let ack = submit(&agent, &submission, now)?;
-                applied.set(Some(ack));
-                Ok((ack, lease::lease(conn, &agent, now)?))
-            })?;
-            match (both, applied.get()) {
-                (Ok((ack, lease)), _) => Ok(Outcome::SubmitAndLease(ack, Ok(lease.map(Box::new)))),
-                (Err(refused), None) => Err(refused),
-                (Err(lease_failed), Some(_)) => {
-                    in_savepoint(conn, || submit(&agent, &submission, now))?
-                        .map(|ack| Outcome::SubmitAndLease(ack, Err(lease_failed)))
-                }
-            }
-        }
-        Op::SubmitAndLease {
-            agent,
-            submission,
-            now,
-        } => in_savepoint(conn, || submit(&agent, &submission, now))?
-            .map(|ack| Outcome::SubmitAndLease(ack, Ok(None))),
-        Op::Write(WriteFn(write)) => in_savepoint(conn, || write(conn))?.map(Outcome::Write),
-    })
-}
-
-/// Run `step` in a savepoint: kept if it succeeds, rolled back alone if it
-/// fails or panics (a panic must not end the writer thread, or every later
-/// lease and result would fail).
-fn in_savepoint<T>(
-    conn: &WriterConn<'_>,
-    step: impl FnOnce() -> StoreResult<T>,
-) -> rusqlite::Result<StoreResult<T>> {
-    conn.control(Hot::Savepoint)?;
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|_| {
-        tracing::error!("an operation of the writer panicked; rolled back");
-        Err(StoreError::Database(sqlx::Error::WorkerCrashed))
-    });
-    if outcome.is_err() {
-        conn.control(Hot::RollbackToSavepoint)?;
-    }
-    conn.control(Hot::ReleaseSavepoint)?;
-    Ok(outcome)
 }
