@@ -13,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use super::super::ms;
 use super::statements::{Hot, WriterConn};
 use super::transition;
-use crate::scheduler::{Agent, Lease, NewPart, State, TaskSpec};
+use crate::scheduler::{Agent, Lease, NewPart, PartCounts, State, TaskSpec};
 use crate::store::{StoreError, StoreResult};
 
 /// The runs an agent may take from, in leasing order (rank: forced, priority;
@@ -40,10 +40,12 @@ ORDER BY r.rank, r.id";
 /// The first part of a run (index `parts_to_lease`) the agent may take: due,
 /// pinned to it or to nobody, and for automatic targeting, inside one of its
 /// networks. With what the lease hands out of the part and of its run (read
-/// for the part found only, not for every run walked).
+/// for the part found only, not for every run walked), and the run's state
+/// and counters (`transition::run_state_at`).
 pub(super) const PART_TO_LEASE: &str = "\
 SELECT p.id, p.attempt, p.label, p.targets, p.payload,
-       r.task_id, r.spec, r.secrets, r.plugin_sha256
+       r.task_id, r.spec, r.secrets, r.plugin_sha256,
+       r.state, r.n_waiting, r.n_running, r.n_suspended, r.n_finished, r.n_failed, r.n_canceled
 FROM parts p JOIN runs r ON r.id = p.run_id
 WHERE p.rank = ?1 AND p.run_id = ?2 AND p.state = 'waiting' AND p.available_at <= ?3
   AND (p.pinned_agent IS NULL OR p.pinned_agent = ?4)
@@ -89,6 +91,8 @@ struct Found {
     spec: String,
     secrets: String,
     plugin_sha256: String,
+    /// The run's state and counters.
+    run: (String, PartCounts),
 }
 
 /// Lease the best part `agent` may take, inside the batch's transaction
@@ -143,6 +147,7 @@ pub fn lease(
                         spec: row.get(6)?,
                         secrets: row.get(7)?,
                         plugin_sha256: row.get(8)?,
+                        run: transition::run_state_at(row, 9)?,
                     })
                 },
             )
@@ -159,11 +164,12 @@ pub fn lease(
     let attempt = part.attempt as u32 + 1;
     let expires_at = now + TimeDelta::milliseconds(run.lease_ttl_ms);
     let detail = serde_json::json!({ "agent": name, "attempt": attempt });
+    let before = transition::RunBefore::new(run.id, part.run)?;
     transition::move_part_with(
         conn,
         Hot::LeasePart,
         params![i64::from(attempt), name, ms(expires_at), part.part_id],
-        run.id,
+        &before,
         part.part_id,
         (State::Waiting, State::Running),
         now,

@@ -7,18 +7,20 @@ use rusqlite::{OptionalExtension, params};
 
 use super::super::ms;
 use super::statements::{Hot, WriterConn};
-use super::transition;
+use super::transition::{self, RunBefore};
 use crate::scheduler::{
-    Agent, ResultAck, State, Submission,
+    Agent, PartCounts, ResultAck, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::{StoreError, StoreResult};
 
 /// The part a result names, its run's retries, who the attempt the result
-/// names was leased to, and whether a result of that attempt is stored.
+/// names was leased to, whether a result of that attempt is stored, and its
+/// run's state and counters (`transition::run_state_at`).
 pub(super) const RESULT_TARGET: &str = "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
      (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
-     EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1) \
+     EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1), \
+     r.state, r.n_waiting, r.n_running, r.n_suspended, r.n_finished, r.n_failed, r.n_canceled \
      FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2";
 
 /// Store a result, applied or not.
@@ -50,6 +52,8 @@ struct Target {
     lessee: Option<String>,
     /// Whether a result of that attempt is stored already.
     recorded: bool,
+    /// The run's state and counters.
+    run: (String, PartCounts),
 }
 
 fn insert_result(
@@ -116,11 +120,13 @@ pub fn submit(
                 retries: row.get(4)?,
                 lessee: row.get(5)?,
                 recorded: row.get(6)?,
+                run: transition::run_state_at(row, 7)?,
             })
         })
         .optional()?
         .ok_or_else(not_leased)?;
     let run_id = part.run_id;
+    let run = RunBefore::new(run_id, part.run)?;
     let state: State = part
         .state
         .parse()
@@ -168,7 +174,7 @@ pub fn submit(
                     error,
                     s.part_id
                 ],
-                run_id,
+                &run,
                 s.part_id,
                 (State::Running, to),
                 now,
@@ -186,7 +192,7 @@ pub fn submit(
                 conn,
                 Hot::AcceptLateResult,
                 params![name, s.part_id, state.as_str()],
-                run_id,
+                &run,
                 s.part_id,
                 (state, State::Finished),
                 now,

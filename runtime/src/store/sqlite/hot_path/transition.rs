@@ -70,7 +70,46 @@ pub fn event(
     Ok(())
 }
 
-/// Move part `part_id` of run `run_id` from `from` to `to` with the caller's
+/// A part's run as the statement that found the part read it, in the same
+/// transaction, just before the part moves: the counters and state after the
+/// move follow from it, without reading the run again.
+#[derive(Debug, Clone)]
+pub struct RunBefore {
+    /// The run.
+    pub id: i64,
+    /// Its state.
+    pub state: State,
+    /// Its part counters.
+    pub counts: PartCounts,
+}
+
+impl RunBefore {
+    /// Run `id` from its state and counters as read by [`run_state_at`].
+    pub fn new(id: i64, (state, counts): (String, PartCounts)) -> StoreResult<Self> {
+        Ok(Self {
+            id,
+            state: parse_state(&state)?,
+            counts,
+        })
+    }
+
+    /// The counters once a part moved from `from` to `to`.
+    fn counts_after(&self, from: State, to: State) -> PartCounts {
+        let [w, r, s, f, x, c] = counter_deltas(from, to);
+        let add = |n: u64, d: i64| n.saturating_add_signed(d);
+        let n = &self.counts;
+        PartCounts {
+            waiting: add(n.waiting, w),
+            running: add(n.running, r),
+            suspended: add(n.suspended, s),
+            finished: add(n.finished, f),
+            failed: add(n.failed, x),
+            canceled: add(n.canceled, c),
+        }
+    }
+}
+
+/// Move part `part_id` of `run` from `from` to `to` with the caller's
 /// `update` statement (one of [`Hot`]) and its parameters (which set the part's owner,
 /// attempt, expiry... in the same statement). `update` must set `state` to
 /// `to` and match only a row in `from`; the move is checked against the
@@ -81,7 +120,7 @@ pub fn move_part_with(
     conn: &WriterConn<'_>,
     update: Hot,
     update_params: &[&dyn ToSql],
-    run_id: i64,
+    run: &RunBefore,
     part_id: i64,
     (from, to): (State, State),
     now: DateTime<Utc>,
@@ -95,16 +134,11 @@ pub fn move_part_with(
         )));
     }
     if counter(from) != counter(to) {
-        // Not `RETURNING`: SQLite answers it from a temporary table built
-        // for each execution, which cost more than the read below.
         let [w, r, s, f, x, c] = counter_deltas(from, to);
         conn.prepared(Hot::CountMove)?
-            .execute(params![run_id, w, r, s, f, x, c])?;
+            .execute(params![run.id, w, r, s, f, x, c])?;
     }
-    let (current, counts) = conn
-        .prepared(Hot::ReadRunState)?
-        .query_row([run_id], run_state_of)?;
-    let current = parse_state(&current)?;
+    let counts = run.counts_after(from, to);
     event(
         conn,
         now,
@@ -113,7 +147,7 @@ pub fn move_part_with(
         Some((from, to)),
         detail,
     )?;
-    follow_parts(conn, run_id, current, &counts, now)
+    follow_parts(conn, run.id, run.state, &counts, now)
 }
 
 /// Let run `run_id`, in state `current` with these part counters, follow
@@ -135,7 +169,7 @@ fn follow_parts(
 pub fn refresh_run(conn: &WriterConn<'_>, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
     let (current, counts) = conn
         .prepared(Hot::ReadRunState)?
-        .query_row([run_id], run_state_of)?;
+        .query_row([run_id], |row| run_state_at(row, 0))?;
     let current = parse_state(&current)?;
     follow_parts(conn, run_id, current, &counts, now)
 }
@@ -147,11 +181,16 @@ pub fn parse_state(state: &str) -> StoreResult<State> {
         .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
 }
 
-/// The run's state and counters, from the columns of `READ_RUN_STATE`.
-fn run_state_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, PartCounts)> {
-    let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(i)?.max(0) as u64) };
+/// A run's state and counters from the columns `state, n_waiting,
+/// n_running, n_suspended, n_finished, n_failed, n_canceled` (those of
+/// `READ_RUN_STATE`) of `row`, the first at `first`.
+pub fn run_state_at(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<(String, PartCounts)> {
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(first + i)?.max(0) as u64) };
     Ok((
-        row.get(0)?,
+        row.get(first)?,
         PartCounts {
             waiting: n(1)?,
             running: n(2)?,
@@ -195,6 +234,33 @@ pub fn move_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_after_a_move_is_the_run_before_it_with_the_move_counted() {
+        let before = RunBefore::new(
+            7,
+            (
+                "running".into(),
+                PartCounts {
+                    waiting: 0,
+                    running: 1,
+                    suspended: 0,
+                    finished: 2,
+                    failed: 0,
+                    canceled: 0,
+                },
+            ),
+        )
+        .unwrap();
+        let after = before.counts_after(State::Running, State::Finished);
+        assert_eq!((after.running, after.finished, after.waiting), (0, 3, 0));
+        // The last open part finished: the run follows (the scheduler's rule).
+        assert_eq!(
+            run_state_from_parts(before.state, &after),
+            Some(State::Finished)
+        );
+        assert!(RunBefore::new(7, ("done".into(), before.counts)).is_err());
+    }
 
     #[test]
     fn a_move_takes_one_from_the_counter_it_leaves_and_adds_one_to_the_next() {
