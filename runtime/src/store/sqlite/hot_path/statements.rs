@@ -1,5 +1,6 @@
 //! The writer's connection and its hot statements, each prepared once and
-//! found again by its place in [`Hot`].
+//! found again by its place in [`Hot`] (and, beside them, the run snapshots
+//! the writer's leases parsed).
 //!
 //! Why not rusqlite's `prepare_cached`: its cache finds a statement by its
 //! SQL text, so every use trims, hashes and compares the text, copies it into
@@ -96,11 +97,14 @@ impl Hot {
     }
 }
 
-/// The writer's connection with its [`Hot`] statements, prepared on first
-/// use. Derefs to the connection for everything else.
+/// The writer's connection with what it keeps between operations: its
+/// [`Hot`] statements, prepared on first use, and the run snapshots its
+/// leases parsed. Derefs to the connection for everything else.
 pub(in crate::store::sqlite) struct WriterConn<'c> {
     conn: &'c Connection,
     prepared: [OnceCell<RefCell<Statement<'c>>>; Hot::ALL.len()],
+    /// Run snapshots parsed by leases ([`lease::Snapshots`]).
+    pub(super) snapshots: lease::Snapshots,
 }
 
 impl<'c> WriterConn<'c> {
@@ -109,6 +113,7 @@ impl<'c> WriterConn<'c> {
         Self {
             conn,
             prepared: std::array::from_fn(|_| OnceCell::new()),
+            snapshots: lease::Snapshots::default(),
         }
     }
 

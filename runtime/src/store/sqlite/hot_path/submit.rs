@@ -143,7 +143,11 @@ pub fn submit(
         name,
         s,
     );
-    let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
+    let detail = transition::PartDetail {
+        agent: name,
+        attempt: s.attempt,
+        status: Some(s.status),
+    };
     let ack = match verdict {
         Verdict::NotLeased => return Err(not_leased()),
         Verdict::Duplicate if part.recorded => ResultAck::Duplicate,

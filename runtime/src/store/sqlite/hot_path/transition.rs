@@ -11,7 +11,7 @@ use rusqlite::{ToSql, params};
 use super::super::ms;
 use super::super::transition::counter;
 use super::statements::{Hot, WriterConn};
-use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
+use crate::scheduler::{Entity, PartCounts, ResultStatus, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
 
 /// The part counters of `runs`, in the order [`COUNT_MOVE`] adds to them.
@@ -49,6 +49,20 @@ fn counter_deltas(from: State, to: State) -> [i64; 6] {
     deltas
 }
 
+/// The detail of a part's state change made by an agent: who, which attempt
+/// and, for a result, its status. Serialized as the JSON object the other
+/// writers build with `serde_json::json!`, without building it.
+#[derive(Debug, serde::Serialize)]
+pub struct PartDetail<'a> {
+    /// The agent's name.
+    pub agent: &'a str,
+    /// The attempt leased, or the one the result names.
+    pub attempt: u32,
+    /// The result's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<ResultStatus>,
+}
+
 /// Write one event: `kind` is `state` for a state change.
 pub fn event(
     conn: &WriterConn<'_>,
@@ -56,7 +70,7 @@ pub fn event(
     (entity, entity_id): (&str, i64),
     kind: &str,
     change: Option<(State, State)>,
-    detail: &serde_json::Value,
+    detail: &impl serde::Serialize,
 ) -> StoreResult<()> {
     conn.prepared(Hot::InsertEvent)?.execute(params![
         ms(now),
@@ -65,7 +79,7 @@ pub fn event(
         kind,
         change.map(|(from, _)| from.as_str()),
         change.map(|(_, to)| to.as_str()),
-        detail.to_string()
+        serde_json::to_string(detail).expect("an event's detail serializes")
     ])?;
     Ok(())
 }
@@ -124,7 +138,7 @@ pub fn move_part_with(
     part_id: i64,
     (from, to): (State, State),
     now: DateTime<Utc>,
-    detail: &serde_json::Value,
+    detail: &PartDetail<'_>,
 ) -> StoreResult<()> {
     from.check(Entity::Part, to)?;
     let moved = conn.prepared(update)?.execute(update_params)?;
@@ -260,6 +274,28 @@ mod tests {
             Some(State::Finished)
         );
         assert!(RunBefore::new(7, ("done".into(), before.counts)).is_err());
+    }
+
+    #[test]
+    fn a_part_detail_is_the_object_the_other_writers_build() {
+        let leased = PartDetail {
+            agent: "a",
+            attempt: 2,
+            status: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&leased).unwrap(),
+            serde_json::json!({ "agent": "a", "attempt": 2 }).to_string()
+        );
+        let result = PartDetail {
+            status: Some(ResultStatus::Failed),
+            ..leased
+        };
+        assert_eq!(
+            serde_json::to_string(&result).unwrap(),
+            serde_json::json!({ "agent": "a", "attempt": 2, "status": ResultStatus::Failed })
+                .to_string()
+        );
     }
 
     #[test]
