@@ -57,7 +57,7 @@ pub use priority::{FORCED_RANK, Priority};
 pub use recurrence::Frequency;
 pub use run::{NewPart, NewRun, Part, Run, RunCause};
 pub use service::{Scheduler, SchedulerError, Splitter, TickReport};
-pub use state::{Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
+pub use state::{ALL_STATES, Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
 pub use task::{ExecMode, Targeting, Task, TaskGrants, TaskSpec};
 pub use wake::WorkSignal;
 

@@ -92,7 +92,12 @@ impl<'l> Batch<'l> {
                 Err(failed) => {
                     tracing::debug!(%failed, "an operation failed after writing; replaying its batch");
                     self.replay(conn);
-                    let answer = apply_isolated(conn, &op, lease_wanted);
+                    // Not applied once the replay failed: outside a
+                    // transaction its savepoint would commit it alone.
+                    let answer = match self.broken {
+                        Some(_) => Ok(Err(not_applied())),
+                        None => apply_isolated(conn, &op, lease_wanted),
+                    };
                     (self.unless_broken(answer), None)
                 }
             }
@@ -393,6 +398,48 @@ mod tests {
         }
     }
 
+    /// Apply `ops` in one batch on a connection of its own to the database
+    /// at `db`, and commit: whether the batch was replayed, and each answer.
+    async fn one_batch(db: std::path::PathBuf, ops: Vec<Op>) -> (bool, Vec<StoreResult<Outcome>>) {
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(&db).unwrap();
+            let writer = WriterConn::new(&conn);
+            let lock = WriteLock::default();
+            let wal_sync = wal_sync::WalSync::start(&db, |_| {}).unwrap();
+            let mut batch = Batch::begin(&writer, &lock).unwrap();
+            let mut answers = Vec::new();
+            for op in ops {
+                let (reply, answer) = oneshot::channel();
+                batch = batch.apply(&writer, op, reply);
+                answers.push(answer);
+            }
+            let replayed = batch.isolated;
+            assert!(batch.commit(&writer, &wal_sync));
+            let answers = answers
+                .into_iter()
+                .map(|a| a.blocking_recv().expect("answered"))
+                .collect();
+            (replayed, answers)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn lease(agent: &Agent) -> Op {
+        Op::Lease {
+            agent: agent.clone(),
+            now: Utc::now(),
+        }
+    }
+
+    fn submit(agent: &Agent, part_id: i64) -> Op {
+        Op::Submit {
+            agent: agent.clone(),
+            submission: finished(part_id),
+            now: Utc::now(),
+        }
+    }
+
     #[tokio::test]
     async fn an_operation_failing_after_its_writes_is_undone_by_replay_and_its_neighbours_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -406,49 +453,17 @@ mod tests {
                 [unreadable],
             )
             .unwrap();
-        let db = path.clone();
-        let answers = tokio::task::spawn_blocking(move || {
-            let conn = Connection::open(&db).unwrap();
-            let writer = WriterConn::new(&conn);
-            let lock = WriteLock::default();
-            let wal_sync = wal_sync::WalSync::start(&db, |_| {}).unwrap();
-            let now = Utc::now();
-            let mut batch = Batch::begin(&writer, &lock).unwrap();
-            let mut answers = Vec::new();
-            // a and b take the first run's parts; c finds only the
-            // unreadable run's part (its lease fails after writing); then a
-            // sends its result, after the replay.
-            let lease = |agent: &Agent| Op::Lease {
-                agent: agent.clone(),
-                now,
-            };
-            let ops = [
-                lease(&agents[0]),
-                lease(&agents[1]),
-                lease(&agents[2]),
-                Op::Submit {
-                    agent: agents[0].clone(),
-                    submission: finished(1),
-                    now,
-                },
-            ];
-            for op in ops {
-                let (reply, answer) = oneshot::channel();
-                batch = batch.apply(&writer, op, reply);
-                answers.push(answer);
-            }
-            assert!(
-                batch.isolated,
-                "the failure after writing replayed the batch"
-            );
-            assert!(batch.commit(&writer, &wal_sync));
-            answers
-                .into_iter()
-                .map(|a| a.blocking_recv().expect("answered"))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap();
+        // a and b take the first run's parts; c finds only the unreadable
+        // run's part (its lease fails after writing); then a sends its
+        // result, after the replay.
+        let ops = vec![
+            lease(&agents[0]),
+            lease(&agents[1]),
+            lease(&agents[2]),
+            submit(&agents[0], 1),
+        ];
+        let (replayed, answers) = one_batch(path.clone(), ops).await;
+        assert!(replayed, "the failure after writing replayed the batch");
         let leased = |answer: &StoreResult<Outcome>| match answer {
             Ok(Outcome::Lease(Some(lease))) => (lease.run_id, lease.part_id, lease.attempt),
             other => panic!("expected a lease, got {other:?}"),
@@ -495,47 +510,10 @@ mod tests {
         let path = dir.path().join("store.db");
         let store = SqliteStore::open(&path).await.unwrap();
         let (agents, _, _) = two_runs(&store).await;
-        let db = path.clone();
-        let (isolated, answers) = tokio::task::spawn_blocking(move || {
-            let conn = Connection::open(&db).unwrap();
-            let writer = WriterConn::new(&conn);
-            let lock = WriteLock::default();
-            let wal_sync = wal_sync::WalSync::start(&db, |_| {}).unwrap();
-            let now = Utc::now();
-            let mut batch = Batch::begin(&writer, &lock).unwrap();
-            let mut answers = Vec::new();
-            // b sends a result for a part it never leased, between two leases.
-            let ops = [
-                Op::Lease {
-                    agent: agents[0].clone(),
-                    now,
-                },
-                Op::Submit {
-                    agent: agents[1].clone(),
-                    submission: finished(1),
-                    now,
-                },
-                Op::Lease {
-                    agent: agents[1].clone(),
-                    now,
-                },
-            ];
-            for op in ops {
-                let (reply, answer) = oneshot::channel();
-                batch = batch.apply(&writer, op, reply);
-                answers.push(answer);
-            }
-            let isolated = batch.isolated;
-            assert!(batch.commit(&writer, &wal_sync));
-            let answers = answers
-                .into_iter()
-                .map(|a| a.blocking_recv().expect("answered"))
-                .collect::<Vec<_>>();
-            (isolated, answers)
-        })
-        .await
-        .unwrap();
-        assert!(!isolated, "nothing to undo, no replay");
+        // b sends a result for a part it never leased, between two leases.
+        let ops = vec![lease(&agents[0]), submit(&agents[1], 1), lease(&agents[1])];
+        let (replayed, answers) = one_batch(path, ops).await;
+        assert!(!replayed, "nothing to undo, no replay");
         assert!(matches!(answers[0], Ok(Outcome::Lease(Some(_)))));
         assert!(
             matches!(answers[1], Err(StoreError::NotLeased { .. })),

@@ -248,6 +248,7 @@ pub fn move_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::ALL_STATES;
 
     #[test]
     fn the_run_after_a_move_is_the_run_before_it_with_the_move_counted() {
@@ -300,17 +301,8 @@ mod tests {
 
     #[test]
     fn a_move_takes_one_from_the_counter_it_leaves_and_adds_one_to_the_next() {
-        let states = [
-            State::Created,
-            State::Waiting,
-            State::Running,
-            State::Suspended,
-            State::Finished,
-            State::Failed,
-            State::Canceled,
-        ];
-        for from in states {
-            for to in states {
+        for from in ALL_STATES {
+            for to in ALL_STATES {
                 if counter(from) == counter(to) {
                     continue;
                 }
