@@ -76,7 +76,12 @@ impl<'l> Batch<'l> {
         } else if let Op::Write(WriteFn(write)) = op {
             self.isolated = true;
             self.sealed = true;
-            let answer = in_savepoint(conn, || write(conn)).map(|a| a.map(Outcome::Write));
+            // The counters as stored, for the write to read.
+            let answer = conn
+                .counts
+                .write(conn)
+                .and_then(|()| in_savepoint(conn, || write(conn)))
+                .map(|a| a.map(Outcome::Write));
             (self.unless_broken(answer), None)
         } else if self.isolated {
             let answer = apply_isolated(conn, &op, lease_wanted);
@@ -111,6 +116,8 @@ impl<'l> Batch<'l> {
     /// savepoint; the rest of the batch runs in savepoints as well.
     fn replay(&mut self, conn: &WriterConn<'_>) {
         self.isolated = true;
+        // Nothing the batch counted is stored once it is rolled back.
+        conn.counts.forget();
         let begun = match conn.is_autocommit() {
             // SQLite rolled the transaction back itself (an I/O error).
             true => conn.control(Hot::Begin),
@@ -153,12 +160,16 @@ impl<'l> Batch<'l> {
     pub fn commit(self, conn: &WriterConn<'_>, wal_sync: &wal_sync::WalSync) -> bool {
         let committed = match self.broken {
             Some(error) => Err(error),
-            None => conn.control(Hot::Commit),
+            None => conn
+                .counts
+                .write(conn)
+                .and_then(|()| conn.control(Hot::Commit)),
         };
         match committed {
             Ok(()) => wal_sync.after_flush(self.answers),
             Err(error) => {
                 // Nothing of the batch was kept, whatever each operation said.
+                conn.counts.forget();
                 if !conn.is_autocommit()
                     && let Err(rollback) = conn.control(Hot::Rollback)
                 {
@@ -295,10 +306,12 @@ fn in_savepoint<T>(
     step: impl FnOnce() -> StoreResult<T>,
 ) -> rusqlite::Result<StoreResult<T>> {
     conn.control(Hot::Savepoint)?;
+    let counted = conn.counts.save();
     let outcome =
         std::panic::catch_unwind(AssertUnwindSafe(step)).unwrap_or_else(|_| Err(panicked()));
     if outcome.is_err() {
         conn.control(Hot::RollbackToSavepoint)?;
+        conn.counts.restore(counted);
     }
     conn.control(Hot::ReleaseSavepoint)?;
     Ok(outcome)

@@ -172,7 +172,7 @@ pub fn lease(
         attempt,
         status: None,
     };
-    let before = transition::RunBefore::new(run.id, part.run)?;
+    let before = transition::RunBefore::new(conn, run.id, part.run)?;
     transition::move_part_with(
         conn,
         Hot::LeasePart,

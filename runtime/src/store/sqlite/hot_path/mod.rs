@@ -40,6 +40,7 @@
 
 mod awake;
 mod batch;
+mod counts;
 mod lease;
 mod pace;
 pub(super) mod runs;

@@ -17,7 +17,7 @@ use rusqlite::{Connection, Statement};
 
 use super::super::leasing::TOUCH_AGENT;
 use super::super::transition::{INSERT_EVENT, READ_RUN_STATE};
-use super::{lease, submit, transition};
+use super::{counts, lease, submit, transition};
 
 /// The statements of the hot path: leases, results, the state changes they
 /// make, and the transaction control around them.
@@ -98,13 +98,16 @@ impl Hot {
 }
 
 /// The writer's connection with what it keeps between operations: its
-/// [`Hot`] statements, prepared on first use, and the run snapshots its
-/// leases parsed. Derefs to the connection for everything else.
+/// [`Hot`] statements, prepared on first use, the run snapshots its leases
+/// parsed, and the batch's counter changes not yet written. Derefs to the
+/// connection for everything else.
 pub(in crate::store::sqlite) struct WriterConn<'c> {
     conn: &'c Connection,
     prepared: [OnceCell<RefCell<Statement<'c>>>; Hot::ALL.len()],
     /// Run snapshots parsed by leases ([`lease::Snapshots`]).
     pub(super) snapshots: lease::Snapshots,
+    /// Counter changes of the batch not yet written ([`counts`]).
+    pub(super) counts: counts::PendingCounts,
 }
 
 impl<'c> WriterConn<'c> {
@@ -114,6 +117,7 @@ impl<'c> WriterConn<'c> {
             conn,
             prepared: std::array::from_fn(|_| OnceCell::new()),
             snapshots: lease::Snapshots::default(),
+            counts: counts::PendingCounts::default(),
         }
     }
 

@@ -126,7 +126,7 @@ pub fn submit(
         .optional()?
         .ok_or_else(not_leased)?;
     let run_id = part.run_id;
-    let run = RunBefore::new(run_id, part.run)?;
+    let run = RunBefore::new(conn, run_id, part.run)?;
     let state: State = part
         .state
         .parse()

@@ -10,6 +10,7 @@ use rusqlite::{ToSql, params};
 
 use super::super::ms;
 use super::super::transition::counter;
+use super::counts::Deltas;
 use super::statements::{Hot, WriterConn};
 use crate::scheduler::{Entity, PartCounts, ResultStatus, State, run_state_from_parts};
 use crate::store::{StoreError, StoreResult};
@@ -24,8 +25,9 @@ const COUNTERS: [&str; 6] = [
     "n_canceled",
 ];
 
-/// Add to a run's part counters (one statement for every move: its deltas
-/// are parameters, in the order of [`COUNTERS`]).
+/// Add to a run's part counters (written once per batch and run,
+/// [`counts`](super::counts): the deltas are parameters, in the order of
+/// [`COUNTERS`]).
 pub(super) const COUNT_MOVE: &str = "UPDATE runs SET n_waiting = n_waiting + ?2, \
      n_running = n_running + ?3, n_suspended = n_suspended + ?4, \
      n_finished = n_finished + ?5, n_failed = n_failed + ?6, n_canceled = n_canceled + ?7 \
@@ -36,7 +38,7 @@ pub(super) const MOVE_RUN: &str = "UPDATE runs SET state = ?1, ended_at = COALES
      WHERE id = ?3 AND state = ?4";
 
 /// The changes [`COUNT_MOVE`] makes when a part moves from `from` to `to`.
-fn counter_deltas(from: State, to: State) -> [i64; 6] {
+fn counter_deltas(from: State, to: State) -> Deltas {
     let at = |state| {
         COUNTERS
             .iter()
@@ -98,28 +100,31 @@ pub struct RunBefore {
 }
 
 impl RunBefore {
-    /// Run `id` from its state and counters as read by [`run_state_at`].
-    pub fn new(id: i64, (state, counts): (String, PartCounts)) -> StoreResult<Self> {
+    /// Run `id` from its state and stored counters as read by
+    /// [`run_state_at`], with the batch's changes not yet written.
+    pub fn new(
+        conn: &WriterConn<'_>,
+        id: i64,
+        (state, stored): (String, PartCounts),
+    ) -> StoreResult<Self> {
         Ok(Self {
             id,
             state: parse_state(&state)?,
-            counts,
+            counts: with_deltas(&stored, conn.counts.of(id)),
         })
     }
+}
 
-    /// The counters once a part moved from `from` to `to`.
-    fn counts_after(&self, from: State, to: State) -> PartCounts {
-        let [w, r, s, f, x, c] = counter_deltas(from, to);
-        let add = |n: u64, d: i64| n.saturating_add_signed(d);
-        let n = &self.counts;
-        PartCounts {
-            waiting: add(n.waiting, w),
-            running: add(n.running, r),
-            suspended: add(n.suspended, s),
-            finished: add(n.finished, f),
-            failed: add(n.failed, x),
-            canceled: add(n.canceled, c),
-        }
+/// `counts` changed by `deltas` (in the order of [`COUNTERS`]).
+fn with_deltas(counts: &PartCounts, [w, r, s, f, x, c]: Deltas) -> PartCounts {
+    let add = |n: u64, d: i64| n.saturating_add_signed(d);
+    PartCounts {
+        waiting: add(counts.waiting, w),
+        running: add(counts.running, r),
+        suspended: add(counts.suspended, s),
+        finished: add(counts.finished, f),
+        failed: add(counts.failed, x),
+        canceled: add(counts.canceled, c),
     }
 }
 
@@ -147,12 +152,9 @@ pub fn move_part_with(
             "part {part_id} was expected in state {from}"
         )));
     }
-    if counter(from) != counter(to) {
-        let [w, r, s, f, x, c] = counter_deltas(from, to);
-        conn.prepared(Hot::CountMove)?
-            .execute(params![run.id, w, r, s, f, x, c])?;
-    }
-    let counts = run.counts_after(from, to);
+    let deltas = counter_deltas(from, to);
+    conn.counts.add(run.id, deltas);
+    let counts = with_deltas(&run.counts, deltas);
     event(
         conn,
         now,
@@ -251,30 +253,31 @@ mod tests {
     use crate::scheduler::ALL_STATES;
 
     #[test]
-    fn the_run_after_a_move_is_the_run_before_it_with_the_move_counted() {
-        let before = RunBefore::new(
-            7,
-            (
-                "running".into(),
-                PartCounts {
-                    waiting: 0,
-                    running: 1,
-                    suspended: 0,
-                    finished: 2,
-                    failed: 0,
-                    canceled: 0,
-                },
-            ),
-        )
-        .unwrap();
-        let after = before.counts_after(State::Running, State::Finished);
-        assert_eq!((after.running, after.finished, after.waiting), (0, 3, 0));
-        // The last open part finished: the run follows (the scheduler's rule).
+    fn the_run_before_a_move_counts_the_batchs_changes_not_yet_written() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let writer = WriterConn::new(&conn);
+        let stored = PartCounts {
+            running: 2,
+            finished: 1,
+            ..PartCounts::default()
+        };
+        // An earlier result of the batch finished one of the two running
+        // parts; the stored counters do not show it yet.
+        writer
+            .counts
+            .add(7, counter_deltas(State::Running, State::Finished));
+        let before = RunBefore::new(&writer, 7, ("running".into(), stored)).unwrap();
+        assert_eq!((before.counts.running, before.counts.finished), (1, 2));
+        // The last open part finishes: the run follows (the scheduler's rule).
+        let after = with_deltas(
+            &before.counts,
+            counter_deltas(State::Running, State::Finished),
+        );
         assert_eq!(
             run_state_from_parts(before.state, &after),
             Some(State::Finished)
         );
-        assert!(RunBefore::new(7, ("done".into(), before.counts)).is_err());
+        assert!(RunBefore::new(&writer, 7, ("done".into(), stored)).is_err());
     }
 
     #[test]
