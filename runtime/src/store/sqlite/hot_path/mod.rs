@@ -6,7 +6,8 @@
 //! connection's worker thread and back (tens of microseconds), and a lease or
 //! a result is about a dozen statements; SQLite itself was a few percent of
 //! the time. Here the statements run where the data is, each prepared once
-//! ([`statements`]).
+//! ([`statements`]), and a run's part counters are written once per batch
+//! ([`counts`]).
 //!
 //! Why batches: the leases and results that arrive while the writer is busy
 //! are applied together, in arrival order, and committed once. One that
@@ -23,11 +24,10 @@
 //! the last flush answered are back, else when it ends ([`pace`]): about one
 //! commit per flush, and batches as large as the load (a commit writes the
 //! batch's pages to the WAL; it was a third of the writer's time with a
-//! commit per arrival). The
-//! hand-offs between the two threads are on the path of every answer: the
-//! writer hears of the flush's end before its callers are answered, and
-//! each thread waits awake a moment for its next work before it sleeps,
-//! while that pays ([`awake`]).
+//! commit per arrival). The hand-offs between the two threads are on the
+//! path of every answer: the writer hears of the flush's end before its
+//! callers are answered, and each thread waits awake a moment for its next
+//! work before it sleeps, while that pays ([`awake`]).
 //!
 //! Runs are created here too ([`runs`]): a forced run is a dozen statements
 //! the admin waits for, and the agents it wakes wait for the admin. The other
