@@ -35,8 +35,7 @@ pub(super) struct Batch<'l> {
     /// The operations applied directly, beside their answers, kept for a
     /// replay (`None`: nothing to apply again).
     applied: Vec<Option<Op>>,
-    /// Every operation from now on runs in a savepoint: after a replay, or
-    /// once a write that cannot be replayed is in.
+    /// Every operation from now on runs in a savepoint (after a replay).
     isolated: bool,
     /// The batch must be committed now: it holds a write that cannot be
     /// replayed.
@@ -74,7 +73,8 @@ impl<'l> Batch<'l> {
             // Every caller is answered with the batch's error at the commit.
             (Err(not_applied()), None)
         } else if let Op::Write(WriteFn(write)) = op {
-            self.isolated = true;
+            // Sealed: committed right after, so nothing later in this batch
+            // can need it undone by a replay.
             self.sealed = true;
             // The counters as stored, for the write to read.
             let answer = conn
