@@ -20,6 +20,7 @@ store_tests!(
     a_refused_result_brings_no_lease_and_changes_nothing,
     a_late_result_with_a_lease_request_is_accepted_once_and_leases_on,
     a_failure_can_bring_the_agents_next_lease,
+    concurrent_results_with_next_leases_finish_every_part_once,
 );
 
 /// `a`'s lease of a new one-part run expires and, past the retry's backoff,
@@ -475,4 +476,73 @@ async fn sqlite_a_lease_failing_after_a_result_keeps_the_result_and_nothing_of_i
         )
         .unwrap();
     assert_eq!(leases, 0, "the failed lease is not recorded");
+}
+
+/// Agents that each send their result with a request for the next part, all
+/// at once (on PostgreSQL such requests are applied several agents to a call,
+/// see `store::postgres::finish_batch`), with a foreign result among them:
+/// every part is finished once, by one lease, and the foreign result changes
+/// nothing.
+async fn concurrent_results_with_next_leases_finish_every_part_once(backend: Backend) {
+    const AGENTS: usize = 6;
+    const PARTS: usize = 120;
+    let h = Harness::new(backend).await;
+    let run = h.run_of(&h.spec("job", Harness::labels(PARTS))).await;
+    let mut agents = Vec::new();
+    for i in 0..AGENTS {
+        agents.push(h.agent(&format!("a{i}"), &[]).await);
+    }
+    let intruder = h.agent("intruder", &[]).await;
+    let sched = &h.sched;
+    let first = h.lease(&agents[0]).await;
+    let stolen = finished(&first);
+    let refused = sched.submit_and_lease(&intruder, &stolen);
+    let workers = futures_util::future::join_all(agents.iter().enumerate().map(|(i, agent)| {
+        let first = (i == 0).then(|| first.clone());
+        async move {
+            let mut held = match first {
+                Some(lease) => Some(lease),
+                None => sched.lease(agent).await.expect("lease"),
+            };
+            let mut done = Vec::new();
+            while let Some(lease) = held {
+                let (ack, next) = sched
+                    .submit_and_lease(agent, &finished(&lease))
+                    .await
+                    .expect("result");
+                assert_eq!(ack, ResultAck::Applied);
+                if let Some(next) = &next {
+                    assert_ne!(next.part_id, lease.part_id);
+                    assert_eq!(next.attempt, 1);
+                }
+                done.push(lease.part_id);
+                held = next;
+            }
+            done
+        }
+    }));
+    let (done, refused) = tokio::join!(workers, refused);
+    assert!(is_not_leased(refused.unwrap_err()));
+    let mut done: Vec<i64> = done.into_iter().flatten().collect();
+    done.sort_unstable();
+    let before = done.len();
+    done.dedup();
+    assert_eq!(
+        (before, done.len()),
+        (PARTS, PARTS),
+        "each part leased and done once"
+    );
+    let parts = h.store.parts(run.id).await.unwrap();
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.state == State::Finished && p.attempt == 1)
+    );
+    let results = h.store.results(run.id).await.unwrap();
+    assert_eq!(results.len(), PARTS);
+    assert!(results.iter().all(|r| r.applied && r.agent != "intruder"));
+    assert_eq!(
+        h.store.run(run.id).await.unwrap().unwrap().state,
+        State::Finished
+    );
 }

@@ -15,7 +15,10 @@
 //! An agent's result usually comes with a request for its next part
 //! ([`submit_and_lease`]): `jobstack_submit_and_lease` (migration 0004) is
 //! `jobstack_submit` then the lease, in the same round trip and transaction
-//! (whose commit then waits for the flush, as the result's must).
+//! (whose commit then waits for the flush, as the result's must). Finished
+//! results with the next lease, the common request, go in batches of several
+//! agents (`finish_batch`); this module answers the rest, and the items a
+//! batch could not apply as it assumed.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection, PgPool, Row};
@@ -270,7 +273,7 @@ async fn judge_and_write(
     if let Some(change) = &change {
         part.state.check(Entity::Part, change.to)?;
     }
-    let detail = serde_json::json!({ "agent": name, "attempt": s.attempt, "status": s.status });
+    let detail = event_detail(name, s);
     let mut write = sqlx::query(if lease { SUBMIT_AND_LEASE } else { SUBMIT })
         .bind(s.part_id)
         .bind(i64::from(s.attempt))
@@ -348,6 +351,11 @@ async fn judge_and_write(
             "jobstack_submit answered {other:?}"
         ))),
     }
+}
+
+/// The detail of the event a result's part move writes.
+pub(super) fn event_detail(agent: &str, s: &Submission) -> serde_json::Value {
+    serde_json::json!({ "agent": agent, "attempt": s.attempt, "status": s.status })
 }
 
 pub async fn results(pool: &PgPool, run_id: i64) -> StoreResult<Vec<StoredResult>> {

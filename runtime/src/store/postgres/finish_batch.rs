@@ -1,0 +1,681 @@
+//! Finished results with the agents' next leases, applied for several agents
+//! in one call (`jobstack_finish_and_lease`, migration 0005).
+//!
+//! Most requests an agent makes are "here is the result of the part I hold,
+//! it finished; give me my next part". One at a time (`results`), each costs
+//! the server a dozen single-row statements, and the server's CPU is what
+//! limits a daemon on PostgreSQL. So [`FinishQueue`] gathers the requests that
+//! arrive together and applies each gathering with one statement per step for
+//! all of them (the pick of each agent's part is the only statement per
+//! agent), in one transaction, one commit and one round trip.
+//!
+//! - The rules are the single call's: the compare-and-set assumes the agent
+//!   still holds the lease (running, this attempt, this owner); an item whose
+//!   part is not so is answered alone by [`results::submit_and_lease`], which
+//!   reads the part and judges the result on it. A batch that fails whole (a
+//!   copy of a result already recorded, a deadlock, a lost connection) is
+//!   undone by PostgreSQL, and each of its items is applied alone too: nothing
+//!   is applied twice (a result already recorded is answered "duplicate").
+//! - One request per agent in a batch: a second one (another slot of the same
+//!   agent) waits for the next batch, so that it sees the first one's lease
+//!   (one part per run per agent).
+//! - At most [`IN_FLIGHT`] batches run at once, so that both of the server's
+//!   cores work while requests gather for the next; a request that finds
+//!   nothing in flight goes at once, alone.
+//! - Every caller is answered after the commit (which waits for the WAL
+//!   flush, as a result's must).
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{leasing, results, transition};
+use crate::scheduler::{Agent, Lease, ResultAck, ResultStatus, Submission};
+use crate::store::{StoreError, StoreResult, ms};
+
+/// Batches applied at once.
+const IN_FLIGHT: usize = 2;
+
+/// Most requests in one batch.
+const MAX_BATCH: usize = 32;
+
+const FINISH_AND_LEASE: &str = "SELECT * FROM jobstack_finish_and_lease($1, $2, $3, $4, $5, $6, \
+     $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// The column of [`FINISH_AND_LEASE`] where the lease's begin
+/// ([`leasing::lease_from_row`]).
+const LEASE_COLUMNS: usize = 3;
+
+/// What a caller gets: the result's acknowledgement and its next lease.
+type Answer = StoreResult<(ResultAck, Option<Lease>)>;
+
+/// One agent's finished result and request for its next part.
+struct Finish {
+    agent: Agent,
+    submission: Submission,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The queue of finished results waiting to be applied in batches. Cheap to
+/// clone; the batches run on a task of their own, which ends when the last
+/// clone is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct FinishQueue {
+    requests: mpsc::UnboundedSender<Finish>,
+}
+
+impl FinishQueue {
+    /// Start the task applying batches on `pool`.
+    pub(super) fn start(pool: PgPool) -> Self {
+        let (requests, queue) = mpsc::unbounded_channel();
+        tokio::spawn(gather(pool, queue));
+        Self { requests }
+    }
+
+    /// Apply `s`, finished, and lease `agent`'s next part (see the module).
+    /// Submissions of other statuses are for [`results::submit_and_lease`].
+    pub(super) async fn finish_and_lease(
+        &self,
+        agent: &Agent,
+        s: &Submission,
+        now: DateTime<Utc>,
+    ) -> Answer {
+        debug_assert_eq!(s.status, ResultStatus::Finished);
+        let (reply, answer) = oneshot::channel();
+        let request = Finish {
+            agent: agent.clone(),
+            submission: s.clone(),
+            now,
+            reply,
+        };
+        self.requests
+            .send(request)
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
+    }
+}
+
+/// Gather requests into batches and start each, [`IN_FLIGHT`] at most.
+async fn gather(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Finish>) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut waiting = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match queue.recv().await {
+                Some(request) => waiting.push_back(request),
+                None => return,
+            }
+        }
+        // Requests gather here while the batches in flight run.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        while let Ok(request) = queue.try_recv() {
+            waiting.push_back(request);
+        }
+        let batch = take_batch(&mut waiting);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            apply(&pool, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// The next batch from `waiting`: in arrival order, one request per agent,
+/// [`MAX_BATCH`] at most; the others stay, in their order.
+fn take_batch(waiting: &mut VecDeque<Finish>) -> Vec<Finish> {
+    let mut agents = HashSet::new();
+    let mut batch = Vec::new();
+    let mut left = VecDeque::new();
+    while let Some(request) = waiting.pop_front() {
+        if batch.len() < MAX_BATCH && agents.insert(request.agent.id) {
+            batch.push(request);
+        } else {
+            left.push_back(request);
+        }
+    }
+    *waiting = left;
+    batch
+}
+
+/// What the batch call answered for one item.
+struct Outcome {
+    /// The run of the item's part, if its result was applied.
+    applied_in: Option<i64>,
+    /// Whether that run has no waiting part left (it may have ended).
+    refresh: bool,
+    lease: Option<Lease>,
+}
+
+/// Apply `batch` and answer each of its callers.
+async fn apply(pool: &PgPool, batch: Vec<Finish>) {
+    let outcomes = match call(pool, &batch).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::debug!(%error, size = batch.len(), "a batch of results failed; applying each alone");
+            for request in batch {
+                answer_alone(pool, request);
+            }
+            return;
+        }
+    };
+    let now = batch_now(&batch);
+    let ended: BTreeSet<i64> = outcomes
+        .iter()
+        .filter(|o| o.refresh)
+        .filter_map(|o| o.applied_in)
+        .collect();
+    for run_id in ended {
+        // As after a single result: the run may have ended; should this fail
+        // (or the daemon die), the sweep's `settle_runs` does it.
+        if let Err(error) = refresh_run(pool, run_id, now).await {
+            tracing::warn!(%error, run_id, "a run's state could not follow its parts; the sweep will");
+        }
+    }
+    for (request, outcome) in batch.into_iter().zip(outcomes) {
+        if outcome.applied_in.is_some() {
+            let _ = request.reply.send(Ok((ResultAck::Applied, outcome.lease)));
+        } else {
+            // The part is not as the batch assumed: judge it alone.
+            answer_alone(pool, request);
+        }
+    }
+}
+
+async fn refresh_run(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    transition::refresh_run(&mut tx, run_id, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Answer `request` with the one-at-a-time path, on a task of its own (it
+/// must not hold up the batch's other callers).
+fn answer_alone(pool: &PgPool, request: Finish) {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let Finish {
+            agent,
+            submission,
+            now,
+            reply,
+        } = request;
+        let answer = results::submit_and_lease(&pool, &agent, &submission, now).await;
+        let _ = reply.send(answer);
+    });
+}
+
+/// The batch's time: the latest of its requests' (they arrived together).
+fn batch_now(batch: &[Finish]) -> DateTime<Utc> {
+    batch.iter().map(|r| r.now).max().unwrap_or_else(Utc::now)
+}
+
+/// One call of `jobstack_finish_and_lease` for `batch`; its outcomes in the
+/// batch's order.
+async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<Outcome>> {
+    let n = batch.len();
+    let mut parts = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut agents = Vec::with_capacity(n);
+    let mut agent_ids = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut emitted = Vec::with_capacity(n);
+    let mut logs = Vec::with_capacity(n);
+    let mut started_at = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut details = Vec::with_capacity(n);
+    let mut any_plugin = Vec::with_capacity(n);
+    // Each agent's plugins, flattened: the item (from 1) and the name.
+    let mut plugin_of = Vec::new();
+    let mut plugins = Vec::new();
+    for (i, request) in batch.iter().enumerate() {
+        let (agent, s) = (&request.agent, &request.submission);
+        let name = &agent.registration.name;
+        parts.push(s.part_id);
+        attempts.push(i64::from(s.attempt));
+        agents.push(name.as_str());
+        agent_ids.push(agent.id);
+        outputs.push(s.output.as_ref().map(|o| o.to_string()));
+        errors.push(s.error.as_deref());
+        emitted.push(serde_json::Value::from(s.emitted.clone()).to_string());
+        logs.push(serde_json::Value::from(s.logs.clone()).to_string());
+        started_at.push(s.started_at.map(ms));
+        durations.push(i64::try_from(s.duration_ms).unwrap_or(i64::MAX));
+        details.push(results::event_detail(name, s).to_string());
+        any_plugin.push(agent.registration.plugins.is_empty());
+        for plugin in &agent.registration.plugins {
+            plugin_of.push(i32::try_from(i + 1).unwrap_or(i32::MAX));
+            plugins.push(plugin.as_str());
+        }
+    }
+    // Sorted, so that two batches take the agents' locks in the same order.
+    let lock_ids: Vec<i64> = agent_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = sqlx::query(FINISH_AND_LEASE)
+        .bind(ms(batch_now(batch)))
+        .bind(&parts)
+        .bind(&attempts)
+        .bind(&agents)
+        .bind(&agent_ids)
+        .bind(&outputs)
+        .bind(&errors)
+        .bind(&emitted)
+        .bind(&logs)
+        .bind(&started_at)
+        .bind(&durations)
+        .bind(&details)
+        .bind(&any_plugin)
+        .bind(&plugin_of)
+        .bind(&plugins)
+        .bind(&lock_ids)
+        .fetch_all(pool)
+        .await?;
+    let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    for row in &rows {
+        let item = row.try_get::<i32, _>("item")?;
+        let slot = usize::try_from(item)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| outcomes.get_mut(i))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("jobstack_finish_and_lease: item {item}"))
+            })?;
+        *slot = Some(outcome(row)?);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.ok_or_else(|| {
+                StoreError::Corrupt("jobstack_finish_and_lease left an item out".into())
+            })
+        })
+        .collect()
+}
+
+fn outcome(row: &PgRow) -> StoreResult<Outcome> {
+    let outcome: String = row.try_get("outcome")?;
+    let applied_in: Option<i64> = row.try_get("run_id")?;
+    let lease = leasing::lease_from_row(row, LEASE_COLUMNS).unwrap_or_else(|error| {
+        tracing::warn!(%error, "the lease after a result could not be read; it will expire");
+        None
+    });
+    match (outcome.as_str(), applied_in) {
+        ("conflict", None) => Ok(Outcome {
+            applied_in: None,
+            refresh: false,
+            lease: None,
+        }),
+        ("changed" | "refresh", Some(_)) => Ok(Outcome {
+            applied_in,
+            refresh: outcome == "refresh",
+            lease,
+        }),
+        _ => Err(StoreError::Corrupt(format!(
+            "jobstack_finish_and_lease answered {outcome:?} for run {applied_in:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The batch's rules against a real PostgreSQL server (a scratch database
+    //! per test; `JOBSTACK_TEST_POSTGRES` or the local server that
+    //! `scripts/postgres.sh` starts).
+
+    use super::*;
+    use crate::scheduler::{
+        AgentRegistration, Frequency, NewPart, Run, Scheduler, Splitter, State, SystemClock,
+        TaskSpec,
+    };
+    use crate::store::postgres::{PostgresStore, ScratchDatabase};
+    use crate::store::{PluginRecord, Store};
+    use async_trait::async_trait;
+
+    /// Splits a run into `params.parts` parts labelled `p0`, `p1`, ...
+    struct Numbered;
+
+    #[async_trait]
+    impl Splitter for Numbered {
+        async fn split(&self, _: &str, params: &serde_json::Value) -> Result<Vec<NewPart>, String> {
+            let n = params["parts"].as_u64().unwrap_or(0);
+            Ok((0..n)
+                .map(|i| NewPart {
+                    label: format!("p{i}"),
+                    targets: vec![],
+                    payload: String::new(),
+                })
+                .collect())
+        }
+    }
+
+    struct Fixture {
+        store: PostgresStore,
+        sched: Scheduler,
+        db: ScratchDatabase,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let url = std::env::var("JOBSTACK_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+            let db = ScratchDatabase::create(&url, "jobstack_finish_batch")
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
+                });
+            let store = PostgresStore::connect(&db.url()).await.expect("open store");
+            let sched = Scheduler::new(
+                Arc::new(store.clone()),
+                Arc::new(SystemClock),
+                Arc::new(Numbered),
+            );
+            for plugin in ["alpha", "beta"] {
+                store
+                    .put_plugin(&PluginRecord {
+                        sha256: format!("{plugin:0>64}"),
+                        name: plugin.into(),
+                        version: "1".into(),
+                        manifest: serde_json::json!({}),
+                        size: 1,
+                        uploaded_at: sched.now(),
+                    })
+                    .await
+                    .expect("plugin");
+            }
+            Self { store, sched, db }
+        }
+
+        async fn agent(&self, name: &str, plugins: &[&str]) -> Agent {
+            let registration = AgentRegistration {
+                name: name.into(),
+                networks: vec![],
+                plugins: plugins.iter().map(|p| p.to_string()).collect(),
+                pooled_slots: 1,
+                dedicated_slots: 0,
+            };
+            self.store
+                .register_agent(&registration, &format!("token-{name}"), self.sched.now())
+                .await
+                .expect("agent")
+        }
+
+        async fn run(&self, name: &str, plugin: &str, parts: u64) -> Run {
+            let mut spec = TaskSpec::new(name, plugin);
+            spec.params = serde_json::json!({ "parts": parts });
+            spec.frequency = Frequency::Manual;
+            let task = self
+                .sched
+                .create_task(&spec, &serde_json::json!({}))
+                .await
+                .expect("task");
+            self.sched.force_run(&task).await.expect("run")
+        }
+
+        async fn lease(&self, agent: &Agent) -> Lease {
+            self.store
+                .lease(agent, self.sched.now())
+                .await
+                .expect("lease")
+                .expect("a part to lease")
+        }
+
+        /// Apply the finished results of `held` as one batch; each caller's
+        /// answer, in order.
+        async fn finish(&self, held: &[(&Agent, &Lease)]) -> Vec<Answer> {
+            let mut answers = Vec::new();
+            let batch = held
+                .iter()
+                .map(|(agent, lease)| {
+                    let (reply, answer) = oneshot::channel();
+                    answers.push(answer);
+                    Finish {
+                        agent: (*agent).clone(),
+                        submission: finished(lease.part_id, lease.attempt),
+                        now: self.sched.now(),
+                        reply,
+                    }
+                })
+                .collect();
+            apply(self.store.pool(), batch).await;
+            let mut out = Vec::new();
+            for answer in answers {
+                out.push(answer.await.expect("every caller is answered"));
+            }
+            out
+        }
+
+        async fn count(&self, sql: &str) -> i64 {
+            sqlx::query_scalar(sql)
+                .fetch_one(self.store.pool())
+                .await
+                .expect(sql)
+        }
+
+        async fn close(self) {
+            self.store.close().await;
+            self.db.drop_now().await.expect("drop scratch database");
+        }
+    }
+
+    fn finished(part_id: i64, attempt: u32) -> Submission {
+        Submission {
+            part_id,
+            attempt,
+            status: ResultStatus::Finished,
+            output: Some(serde_json::json!({ "part": part_id })),
+            error: None,
+            emitted: vec![],
+            logs: vec![],
+            started_at: None,
+            duration_ms: 3,
+        }
+    }
+
+    fn applied(answer: Answer) -> Option<Lease> {
+        match answer {
+            Ok((ResultAck::Applied, lease)) => lease,
+            other => panic!("expected an applied result, got {other:?}"),
+        }
+    }
+
+    fn request(agent_id: i64, part_id: i64) -> Finish {
+        let (reply, _) = oneshot::channel();
+        Finish {
+            agent: Agent {
+                id: agent_id,
+                registration: AgentRegistration {
+                    name: format!("agent-{agent_id}"),
+                    networks: Vec::new(),
+                    plugins: Vec::new(),
+                    pooled_slots: 1,
+                    dedicated_slots: 0,
+                },
+                last_seen: DateTime::UNIX_EPOCH,
+            },
+            submission: finished(part_id, 1),
+            now: DateTime::UNIX_EPOCH,
+            reply,
+        }
+    }
+
+    fn parts(requests: &[Finish]) -> Vec<i64> {
+        requests.iter().map(|r| r.submission.part_id).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_one_request_per_agent_in_arrival_order() {
+        let mut waiting: VecDeque<Finish> = [(1, 10), (2, 20), (1, 11), (3, 30), (2, 21), (1, 12)]
+            .into_iter()
+            .map(|(agent, part)| request(agent, part))
+            .collect();
+        assert_eq!(parts(&take_batch(&mut waiting)), [10, 20, 30]);
+        assert_eq!(parts(&take_batch(&mut waiting)), [11, 21]);
+        assert_eq!(parts(&take_batch(&mut waiting)), [12]);
+        assert!(waiting.is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_bounded() {
+        let total = MAX_BATCH as i64 + 5;
+        let mut waiting: VecDeque<Finish> = (0..total).map(|agent| request(agent, agent)).collect();
+        assert_eq!(take_batch(&mut waiting).len(), MAX_BATCH);
+        let left: Vec<Finish> = waiting.into();
+        assert_eq!(parts(&left), (MAX_BATCH as i64..total).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_applies_each_result_and_leases_each_agent_its_own_next_part() {
+        let f = Fixture::new().await;
+        let alpha = f.run("alpha-run", "alpha", 6).await;
+        let beta = f.run("beta-run", "beta", 3).await;
+        let any = f.agent("any", &[]).await;
+        let only_beta = f.agent("only-beta", &["beta"]).await;
+        let also_any = f.agent("also-any", &[]).await;
+        let first = [
+            f.lease(&any).await,
+            f.lease(&only_beta).await,
+            f.lease(&also_any).await,
+        ];
+        let runs: Vec<i64> = first.iter().map(|l| l.run_id).collect();
+        assert_eq!(runs, [alpha.id, beta.id, alpha.id]);
+
+        let answers = f
+            .finish(&[
+                (&any, &first[0]),
+                (&only_beta, &first[1]),
+                (&also_any, &first[2]),
+            ])
+            .await;
+        let next: Vec<Lease> = answers
+            .into_iter()
+            .map(|a| applied(a).expect("a next lease"))
+            .collect();
+        // Each takes the next part in split order of a run it may take from.
+        let labels: Vec<&str> = next.iter().map(|l| l.part.label.as_str()).collect();
+        assert_eq!(labels, ["p2", "p1", "p3"]);
+        assert_eq!(next[1].run_id, beta.id);
+        assert_eq!(next[1].plugin, "beta");
+        assert!(next.iter().all(|l| l.attempt == 1));
+
+        let recorded = f
+            .count("SELECT count(*) FROM results WHERE status = 'finished' AND applied")
+            .await;
+        assert_eq!(recorded, 3);
+        let ended = f
+            .count(
+                "SELECT count(*) FROM leases WHERE end_reason = 'result' AND ended_at IS NOT NULL",
+            )
+            .await;
+        assert_eq!(ended, 3);
+        let running = f
+            .count("SELECT count(*) FROM parts WHERE state = 'running'")
+            .await;
+        assert_eq!(running, 3);
+        let moves = f
+            .count(
+                "SELECT count(*) FROM events WHERE entity = 'part' \
+                 AND from_state = 'running' AND to_state = 'finished'",
+            )
+            .await;
+        assert_eq!(moves, 3);
+        for lease in &next {
+            let part = f.store.part(lease.part_id).await.unwrap().unwrap();
+            assert_eq!(part.attempt, 1);
+        }
+        f.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_item_not_held_as_assumed_is_judged_alone_and_its_neighbours_applied() {
+        let f = Fixture::new().await;
+        f.run("alpha-run", "alpha", 5).await;
+        let a = f.agent("a", &[]).await;
+        let b = f.agent("b", &[]).await;
+        let la = f.lease(&a).await;
+        let lb = f.lease(&b).await;
+        // b reports on a's part: the batch's compare-and-set fails for it.
+        let answers = f.finish(&[(&a, &la), (&b, &la)]).await;
+        let mut answers = answers.into_iter();
+        assert!(applied(answers.next().unwrap()).is_some());
+        match answers.next().unwrap() {
+            Err(StoreError::NotLeased { part_id, agent, .. }) => {
+                assert_eq!((part_id, agent.as_str()), (la.part_id, "b"));
+            }
+            other => panic!("expected NotLeased, got {other:?}"),
+        }
+        // b's own lease is untouched.
+        let part = f.store.part(lb.part_id).await.unwrap().unwrap();
+        assert_eq!(part.owner.as_deref(), Some("b"));
+        let recorded = f.count("SELECT count(*) FROM results").await;
+        assert_eq!(recorded, 1);
+        f.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_already_recorded_undoes_the_batch_and_each_item_is_applied_alone() {
+        let f = Fixture::new().await;
+        f.run("alpha-run", "alpha", 5).await;
+        let a = f.agent("a", &[]).await;
+        let b = f.agent("b", &[]).await;
+        let la = f.lease(&a).await;
+        let lb = f.lease(&b).await;
+        // A copy of b's result got in first, leaving the part running (as a
+        // result recorded without a change does): the batch's insert meets it.
+        sqlx::query(
+            "INSERT INTO results (part_id, attempt, run_id, agent, status, emitted, logs, \
+             duration_ms, applied, received_at) \
+             SELECT id, attempt, run_id, owner, 'finished', '[]', '[]', 0, false, 0 \
+             FROM parts WHERE id = $1",
+        )
+        .bind(lb.part_id)
+        .execute(f.store.pool())
+        .await
+        .unwrap();
+        let answers = f.finish(&[(&a, &la), (&b, &lb)]).await;
+        let mut answers = answers.into_iter();
+        assert!(applied(answers.next().unwrap()).is_some());
+        match answers.next().unwrap() {
+            Ok((ResultAck::Duplicate, None)) => {}
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        // a's result once, b's the copy only; a's next lease once.
+        let results = f.count("SELECT count(*) FROM results").await;
+        assert_eq!(results, 2);
+        let leases = f.count("SELECT count(*) FROM leases").await;
+        assert_eq!(leases, 3);
+        let finished = f
+            .count("SELECT count(*) FROM parts WHERE state = 'finished'")
+            .await;
+        assert_eq!(finished, 1);
+        f.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_batch_finishing_a_runs_last_parts_ends_the_run() {
+        let f = Fixture::new().await;
+        let run = f.run("alpha-run", "alpha", 2).await;
+        let a = f.agent("a", &[]).await;
+        let b = f.agent("b", &[]).await;
+        let la = f.lease(&a).await;
+        let lb = f.lease(&b).await;
+        let answers = f.finish(&[(&a, &la), (&b, &lb)]).await;
+        for answer in answers {
+            assert!(applied(answer).is_none(), "nothing is left to lease");
+        }
+        let run = f.store.run(run.id).await.unwrap().unwrap();
+        assert_eq!(run.state, State::Finished);
+        f.close().await;
+    }
+}
