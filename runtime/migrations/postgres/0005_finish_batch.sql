@@ -21,6 +21,12 @@
 -- - an item's lease is made only if its result was applied, and an agent
 --   appears at most once in a batch (the caller defers a second request).
 -- Items are numbered from 1 in the order of the arrays.
+--
+-- Plans: generic plans are made once per connection, from the statistics of
+-- that moment (an empty leases table gave a sequential scan of leases that
+-- grew with it). Joins are nested loops from the batch's arrays into the
+-- tables' indexes, whatever the statistics say: the batch is a few rows, and
+-- `id = ANY (array)` puts each table's key in the index condition.
 
 CREATE FUNCTION jobstack_finish_and_lease(
     p_now BIGINT, p_parts BIGINT[], p_attempts BIGINT[], p_agents TEXT[], p_agent_ids BIGINT[],
@@ -34,6 +40,9 @@ RETURNS TABLE (item INT, outcome TEXT, run_id BIGINT,
 LANGUAGE plpgsql
 SET enable_sort = off
 SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 SET jit = off
 SET plan_cache_mode = force_generic_plan
 AS $$
@@ -51,38 +60,46 @@ DECLARE
     v_taken_items INT[] := '{}';     -- ... the items they are leased to
     v_started_runs BIGINT[] := '{}'; -- waiting runs a lease starts
 BEGIN
-    -- The results' compare-and-set: the update is the check and the row lock.
+    -- The results, in one statement: the compare-and-set (the update is the
+    -- check and the row lock), then for the parts it changed the results'
+    -- rows, the leases' end and the events; and the agents' "last seen".
     WITH changed AS (
         UPDATE parts p SET state = 'finished', lease_expires_at = NULL, available_at = p_now
         FROM unnest(p_parts, p_attempts, p_agents) WITH ORDINALITY AS u(part, attempt, agent, i)
-        WHERE p.id = u.part AND p.state = 'running' AND p.attempt = u.attempt
-          AND p.owner = u.agent
-        RETURNING u.i, p.run_id, p.rank)
-    SELECT array_agg(c.i::INT), array_agg(c.run_id), array_agg(c.rank)
-    INTO v_ok, v_ok_runs, v_ok_ranks
-    FROM changed c;
-
-    UPDATE agents a SET last_seen = p_now
-    WHERE a.id = ANY (p_lock_ids) AND a.last_seen < p_now - 1000;
-
-    IF v_ok IS NOT NULL THEN
+        WHERE p.id = ANY (p_parts) AND p.id = u.part AND p.state = 'running'
+          AND p.attempt = u.attempt AND p.owner = u.agent
+        RETURNING u.i::INT AS i, p.id AS part, p.run_id, p.rank),
+    recorded AS (
         INSERT INTO results (part_id, attempt, run_id, agent, status, output, error, emitted,
                              logs, started_at, duration_ms, applied, received_at)
-        SELECT p_parts[c.i], p_attempts[c.i], c.run_id, p_agents[c.i], 'finished',
-               p_outputs[c.i], p_errors[c.i], p_emitted[c.i], p_logs[c.i], p_started_at[c.i],
-               p_durations[c.i], TRUE, p_now
-        FROM unnest(v_ok, v_ok_runs) AS c(i, run_id)
-        ON CONFLICT (part_id, attempt) DO NOTHING;
-        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        SELECT c.part, p_attempts[c.i], c.run_id, p_agents[c.i], 'finished', p_outputs[c.i],
+               p_errors[c.i], p_emitted[c.i], p_logs[c.i], p_started_at[c.i], p_durations[c.i],
+               TRUE, p_now
+        FROM changed c
+        ON CONFLICT (part_id, attempt) DO NOTHING
+        RETURNING 1),
+    ended AS (
+        UPDATE leases l SET ended_at = p_now, end_reason = 'result'
+        FROM changed c
+        WHERE l.part_id = ANY (p_parts) AND l.part_id = c.part
+          AND l.attempt = p_attempts[c.i] AND l.ended_at IS NULL),
+    moved AS (
+        INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail)
+        SELECT p_now, 'part', c.part, 'state', 'running', 'finished', p_details[c.i]
+        FROM changed c),
+    seen AS (
+        UPDATE agents a SET last_seen = p_now
+        WHERE a.id = ANY (p_lock_ids) AND a.last_seen < p_now - 1000)
+    SELECT array_agg(c.i), array_agg(c.run_id), array_agg(c.rank),
+           (SELECT count(*) FROM recorded)
+    INTO v_ok, v_ok_runs, v_ok_ranks, v_rows
+    FROM changed c;
+
+    IF v_ok IS NOT NULL THEN
+        -- A result already recorded: everything is undone (see above).
         IF v_rows <> cardinality(v_ok) THEN
             RAISE EXCEPTION 'a result of this batch is already recorded' USING ERRCODE = 'JS001';
         END IF;
-        UPDATE leases l SET ended_at = p_now, end_reason = 'result'
-        FROM unnest(v_ok) AS c(i)
-        WHERE l.part_id = p_parts[c.i] AND l.attempt = p_attempts[c.i] AND l.ended_at IS NULL;
-        INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail)
-        SELECT p_now, 'part', p_parts[c.i], 'state', 'running', 'finished', p_details[c.i]
-        FROM unnest(v_ok) AS c(i);
         -- Runs with no part waiting may have ended (the caller refreshes
         -- them). Waiting parts are at the end of the run's range of
         -- parts_to_lease (see jobstack_submit).
@@ -147,7 +164,7 @@ BEGIN
             lease_expires_at = p_now + r.lease_ttl_ms, progress_done = NULL,
             progress_total = NULL
         FROM unnest(v_taken, v_taken_items) AS k(part, i), runs r
-        WHERE p.id = k.part AND r.id = p.run_id
+        WHERE p.id = ANY (v_taken) AND p.id = k.part AND r.id = p.run_id
         RETURNING k.i, p.id, p.run_id, p.attempt, p.lease_expires_at, p.label, p.targets,
                   p.payload, r.task_id, r.spec, r.secrets, r.plugin_sha256),
     lease_rows AS (

@@ -156,8 +156,17 @@ struct Outcome {
 
 /// Apply `batch` and answer each of its callers.
 async fn apply(pool: &PgPool, batch: Vec<Finish>) {
+    let started = std::time::Instant::now();
     let outcomes = match call(pool, &batch).await {
-        Ok(outcomes) => outcomes,
+        Ok(outcomes) => {
+            tracing::trace!(
+                size = batch.len(),
+                applied = outcomes.iter().filter(|o| o.applied_in.is_some()).count(),
+                took_us = started.elapsed().as_micros() as u64,
+                "batch of finished results"
+            );
+            outcomes
+        }
         Err(error) => {
             tracing::debug!(%error, size = batch.len(), "a batch of results failed; applying each alone");
             for request in batch {
