@@ -5,12 +5,12 @@
 -- `perf` on the server showed its CPU spent setting up and running a dozen
 -- single-row statements per result and lease (0004 made them one call;
 -- looping over that call for several agents in one transaction was no
--- faster). Here each step is one statement for the whole batch: the results'
--- compare-and-set, their rows, their leases' end, the agents' "last seen",
--- the events, the check for waiting parts, the advisory locks, the walk over
--- the runs each agent may take from, and the leases' writes. Only the pick
--- of each agent's part is one statement per agent (it must skip the parts
--- picked for the agents before it).
+-- faster). Here each step is one statement for the whole batch: the results
+-- (their compare-and-set, rows, leases' end, events and the agents' "last
+-- seen", one statement), the check for waiting parts, the advisory locks, the
+-- walk over the runs each agent may take from, the leases' writes, the runs
+-- they start. Only the pick of each agent's part is one statement per agent
+-- (it must skip the parts picked for the agents before it).
 --
 -- The rules are jobstack_submit's (0002) for a finished result of the lease
 -- the agent holds, and jobstack_lease_in's (0004) for the lease:
