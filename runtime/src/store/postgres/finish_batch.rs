@@ -19,11 +19,14 @@
 //! - One request per agent in a batch: a second one (another slot of the same
 //!   agent) waits for the next batch, so that it sees the first one's lease
 //!   (one part per run per agent).
-//! - At most [`IN_FLIGHT`] batches run at once, so that both of the server's
-//!   cores work while requests gather for the next; a request that finds
-//!   nothing in flight goes at once, alone.
+//! - At most [`IN_FLIGHT`] batches run at once; while they run, requests
+//!   gather for the next. A request that finds a place free goes at once,
+//!   alone: batching adds no wait of its own.
 //! - Every caller is answered after the commit (which waits for the WAL
-//!   flush, as a result's must).
+//!   flush, as a result's must), and after the runs the batch may have ended
+//!   are refreshed, as after a single result. Should a refresh fail, the
+//!   callers still get their committed answers; the sweep's `settle_runs`
+//!   ends the run.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -36,7 +39,9 @@ use super::{leasing, results, transition};
 use crate::scheduler::{Agent, Lease, ResultAck, ResultStatus, Submission};
 use crate::store::{StoreError, StoreResult, ms};
 
-/// Batches applied at once.
+/// Batches applied at once. In `jobstack bench scheduler` (10 agents) one,
+/// two and three measured the same, four less; with two, a lone request
+/// need not wait for a whole batch to commit.
 const IN_FLIGHT: usize = 2;
 
 /// Most requests in one batch.

@@ -17,7 +17,11 @@
 //! twice), and the next result's commit flushes it anyway. Results do wait
 //! for the flush, and so does a lease made in a result's transaction
 //! (`jobstack_submit_and_lease`, see `results`). The body of the lease is
-//! `jobstack_lease_in` (migration 0004), shared by both.
+//! `jobstack_lease_in` (migration 0004), shared by both. The batches of
+//! finished results (`finish_batch`, `jobstack_finish_and_lease` in
+//! migration 0005) lease with the same rules written for several agents at
+//! once: a change to who may take which part is made in both functions (the
+//! scheduler suite runs both paths: one agent at a time, and many at once).
 //!
 //! Expiry locks the expired parts with `SKIP LOCKED` and rechecks them under
 //! the lock, so two daemons sweeping at once handle each expired lease once.
