@@ -21,6 +21,7 @@ store_tests!(
     heartbeat_extends_a_lease_and_expiry_retries_with_backoff,
     retries_spent_fail_the_part_and_the_run,
     a_failed_attempt_is_retried_after_backoff,
+    the_next_lease_a_result_brings_follows_the_targeting_rules,
 );
 
 async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
@@ -368,4 +369,63 @@ async fn a_failed_attempt_is_retried_after_backoff(backend: Backend) {
     let part = h.store.part(last.part_id).await.unwrap().unwrap();
     assert_eq!(part.state, State::Failed);
     assert!(part.error.unwrap().contains("attempt 3: timeout"));
+}
+
+/// The next lease a result brings follows the rules of a lease alone (on
+/// PostgreSQL it is made by another SQL function, for several agents at once:
+/// `store::postgres::finish_batch`): networks, then copies pinned to their
+/// agent; the two agents' results arrive together.
+async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let office = h.agent("office", &["192.168.0.0/24"]).await;
+    let lab = h.agent("lab", &["10.1.0.0/16"]).await;
+    let parts = serde_json::json!([
+        { "label": "lab-a", "targets": ["10.1.2.0/28"] },
+        { "label": "office-a", "targets": ["192.168.0.0/28"] },
+        { "label": "office-b", "targets": ["192.168.0.16-192.168.0.31"] },
+        { "label": "anywhere", "targets": [] },
+    ]);
+    h.run_of(&h.spec("scan", parts)).await;
+    let mut deploy = h.spec("deploy", Harness::labels(1));
+    deploy.targeting = Targeting {
+        agents: vec!["office".into(), "lab".into()],
+        each_agent: true,
+    };
+    h.run_of(&deploy).await;
+    let l = h.lease(&lab).await;
+    let o = h.lease(&office).await;
+    assert_eq!(
+        (l.part.label.as_str(), o.part.label.as_str()),
+        ("lab-a", "office-a")
+    );
+
+    let (lab_done, office_done) = (finished(&l), finished(&o));
+    let (lab_next, office_next) = tokio::join!(
+        h.sched.submit_and_lease(&lab, &lab_done),
+        h.sched.submit_and_lease(&office, &office_done),
+    );
+    let (lab_ack, lab_next) = lab_next.unwrap();
+    let (office_ack, office_next) = office_next.unwrap();
+    assert_eq!(
+        (lab_ack, office_ack),
+        (ResultAck::Applied, ResultAck::Applied)
+    );
+    let (lab_next, office_next) = (lab_next.expect("a part"), office_next.expect("a part"));
+    // The lab never gets the office's part; it takes the untargeted one.
+    assert_eq!(office_next.part.label, "office-b");
+    assert_eq!(lab_next.part.label, "anywhere");
+
+    // The scan is done; each agent's next result brings its own copy.
+    let (lab_done, office_done) = (finished(&lab_next), finished(&office_next));
+    let (lab_copy, office_copy) = tokio::join!(
+        h.sched.submit_and_lease(&lab, &lab_done),
+        h.sched.submit_and_lease(&office, &office_done),
+    );
+    for (agent, copy) in [("lab", lab_copy), ("office", office_copy)] {
+        let (ack, copy) = copy.unwrap();
+        assert_eq!(ack, ResultAck::Applied);
+        let copy = copy.expect("its copy");
+        let part = h.store.part(copy.part_id).await.unwrap().unwrap();
+        assert_eq!(part.pinned_agent.as_deref(), Some(agent));
+    }
 }
