@@ -59,6 +59,11 @@ DECLARE
     v_taken BIGINT[] := '{}';        -- parts picked, in the order of ...
     v_taken_items INT[] := '{}';     -- ... the items they are leased to
     v_started_runs BIGINT[] := '{}'; -- waiting runs a lease starts
+    -- The state a result's part must be in, as a variable: a parameter of
+    -- the generic plan, so that no partial index on running parts can serve
+    -- the compare-and-set. With the literal, the plan walked the whole of
+    -- parts_by_owner (every running part of the fleet) for each batch.
+    v_running TEXT := 'running';
 BEGIN
     -- The results, in one statement: the compare-and-set (the update is the
     -- check and the row lock), then for the parts it changed the results'
@@ -66,7 +71,7 @@ BEGIN
     WITH changed AS (
         UPDATE parts p SET state = 'finished', lease_expires_at = NULL, available_at = p_now
         FROM unnest(p_parts, p_attempts, p_agents) WITH ORDINALITY AS u(part, attempt, agent, i)
-        WHERE p.id = ANY (p_parts) AND p.id = u.part AND p.state = 'running'
+        WHERE p.id = ANY (p_parts) AND p.id = u.part AND p.state = v_running
           AND p.attempt = u.attempt AND p.owner = u.agent
         RETURNING u.i::INT AS i, p.id AS part, p.run_id, p.rank),
     recorded AS (
