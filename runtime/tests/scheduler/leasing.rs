@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use jobstack::scheduler::{ResultAck, ResultStatus, State, Targeting};
+use jobstack::scheduler::{Agent, ResultAck, ResultStatus, State, Targeting};
 
 use crate::harness::{Backend, Harness, finished, prio, result};
 use crate::store_tests;
@@ -171,8 +171,10 @@ async fn a_new_part_reaches_the_one_waiting_agent_that_may_take_it(backend: Back
     }
 }
 
-async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Backend) {
-    let h = Harness::new(backend).await;
+/// Agents `office` (192.168.0.0/24) and `lab` (10.1.0.0/16), and a run
+/// `scan` of parts `lab-a`, `office-a`, `office-b` (targeted at their
+/// networks) and `anywhere` (untargeted).
+async fn office_and_lab_scan(h: &Harness) -> (Agent, Agent) {
     let office = h.agent("office", &["192.168.0.0/24"]).await;
     let lab = h.agent("lab", &["10.1.0.0/16"]).await;
     let parts = serde_json::json!([
@@ -182,6 +184,12 @@ async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Bac
         { "label": "anywhere", "targets": [] },
     ]);
     h.run_of(&h.spec("scan", parts)).await;
+    (office, lab)
+}
+
+async fn targeting_by_network_gives_parts_to_the_agent_holding_them(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let (office, lab) = office_and_lab_scan(&h).await;
     let l = h.lease(&lab).await;
     assert_eq!(l.part.label, "lab-a");
     let o = h.lease(&office).await;
@@ -377,15 +385,7 @@ async fn a_failed_attempt_is_retried_after_backoff(backend: Backend) {
 /// agent; the two agents' results arrive together.
 async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Backend) {
     let h = Harness::new(backend).await;
-    let office = h.agent("office", &["192.168.0.0/24"]).await;
-    let lab = h.agent("lab", &["10.1.0.0/16"]).await;
-    let parts = serde_json::json!([
-        { "label": "lab-a", "targets": ["10.1.2.0/28"] },
-        { "label": "office-a", "targets": ["192.168.0.0/28"] },
-        { "label": "office-b", "targets": ["192.168.0.16-192.168.0.31"] },
-        { "label": "anywhere", "targets": [] },
-    ]);
-    h.run_of(&h.spec("scan", parts)).await;
+    let (office, lab) = office_and_lab_scan(&h).await;
     let mut deploy = h.spec("deploy", Harness::labels(1));
     deploy.targeting = Targeting {
         agents: vec!["office".into(), "lab".into()],

@@ -189,7 +189,7 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
     for run_id in ended {
         // As after a single result: the run may have ended; should this fail
         // (or the daemon die), the sweep's `settle_runs` does it.
-        if let Err(error) = refresh_run(pool, run_id, now).await {
+        if let Err(error) = transition::refresh_run_alone(pool, run_id, now).await {
             tracing::warn!(%error, run_id, "a run's state could not follow its parts; the sweep will");
         }
     }
@@ -201,13 +201,6 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
             answer_alone(pool, request);
         }
     }
-}
-
-async fn refresh_run(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
-    let mut tx = pool.begin().await?;
-    transition::refresh_run(&mut tx, run_id, now).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Answer `request` with the one-at-a-time path, on a task of its own (it

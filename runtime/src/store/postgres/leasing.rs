@@ -248,9 +248,7 @@ async fn settle_runs(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<()> {
     .fetch_all(pool)
     .await?;
     for run_id in unsettled {
-        let mut tx = pool.begin().await?;
-        transition::refresh_run(&mut tx, run_id, now).await?;
-        tx.commit().await?;
+        transition::refresh_run_alone(pool, run_id, now).await?;
     }
     Ok(())
 }

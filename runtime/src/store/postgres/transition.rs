@@ -12,7 +12,7 @@
 //! (the second waits for the first's commit, then sees both parts finished).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::scheduler::{Entity, PartCounts, State, run_state_from_parts};
 use crate::store::sqlite::ms;
@@ -123,6 +123,15 @@ pub async fn refresh_run(
     if let Some(next) = run_state_from_parts(current, &counts) {
         move_run(conn, run_id, current, next, now, serde_json::json!({})).await?;
     }
+    Ok(())
+}
+
+/// [`refresh_run`] in a transaction of its own: after a result's or a
+/// batch's commit found the run with no waiting part, and in the sweep.
+pub async fn refresh_run_alone(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    refresh_run(&mut tx, run_id, now).await?;
+    tx.commit().await?;
     Ok(())
 }
 
