@@ -4,8 +4,9 @@
 //! clock, so expiry and recurrence happen when the test says, not by sleeping.
 //!
 //! Promises checked: no recurring run created twice, no expired lease
-//! regenerated twice, no part leased twice, every result applied once, and
-//! work created by one daemon wakes the agents waiting on the other.
+//! regenerated twice, no part leased twice, every result applied once,
+//! work created by one daemon wakes the agents waiting on the other, and a
+//! run's lease mark never passes a part made waiting while it advanced.
 
 #[allow(dead_code)]
 #[path = "scheduler/harness.rs"]
@@ -28,6 +29,8 @@ struct TwoDaemons {
     b: Scheduler,
     /// The second daemon's store, to listen for the first one's work.
     store_b: jobstack::store::PostgresStore,
+    /// The first daemon's store, for SQL of the tests' own.
+    store_a: jobstack::store::PostgresStore,
     clock: ManualClock,
     _db: ScratchDatabase,
 }
@@ -43,9 +46,10 @@ impl TwoDaemons {
             Scheduler::new(store, Arc::new(clock.clone()), Arc::new(ParamsSplitter))
         };
         Self {
-            a: daemon(Arc::new(store_a)),
+            a: daemon(Arc::new(store_a.clone())),
             b: daemon(Arc::new(store_b.clone())),
             store_b,
+            store_a,
             clock,
             _db: db,
         }
@@ -248,4 +252,115 @@ async fn work_made_by_one_daemon_wakes_the_other() {
     assert!(lease.is_some());
     look.found(true);
     listener.abort();
+}
+
+/// Migration 0006's lease marks, raced directly in SQL: an advance (in one
+/// daemon's transaction) and a part made waiting below it (in another's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_mark_never_passes_a_part_made_waiting_meanwhile() {
+    let d = TwoDaemons::new().await;
+    d.task("marked", 1_000, Frequency::Once { at: None }).await;
+    d.a.tick().await.unwrap();
+    let held = d.a.lease(&d.agent("holder").await).await.unwrap().unwrap();
+    let (a, b) = (d.store_a.pool(), d.store_b.pool());
+    let (run, rank): (i64, i64) = sqlx::query_as("SELECT id, rank FROM runs WHERE id = $1")
+        .bind(held.run_id)
+        .fetch_one(a)
+        .await
+        .unwrap();
+    // Parts 1 to 499 done (as if leased and finished); part 0 still held.
+    sqlx::query("UPDATE parts SET state = 'finished' WHERE run_id = $1 AND seq BETWEEN 1 AND 499")
+        .bind(run)
+        .execute(a)
+        .await
+        .unwrap();
+    let mark = || async {
+        sqlx::query_scalar::<_, i64>("SELECT seq FROM lease_marks WHERE run_id = $1")
+            .bind(run)
+            .fetch_optional(a)
+            .await
+            .unwrap()
+    };
+    let advance = "SELECT jobstack_advance_lease_mark($1, $2)";
+    let make_waiting = "UPDATE parts SET state = 'waiting' WHERE run_id = $1 AND seq = $2";
+
+    // An advance holds its transaction open; meanwhile part 0 is made
+    // waiting: that waits for the advance, then lowers the advanced mark.
+    let mut advancing = a.begin().await.unwrap();
+    sqlx::query(advance)
+        .bind(run)
+        .bind(rank)
+        .execute(&mut *advancing)
+        .await
+        .unwrap();
+    let lowering = tokio::spawn({
+        let b = b.clone();
+        async move {
+            sqlx::query(make_waiting)
+                .bind(run)
+                .bind(0_i64)
+                .execute(&b)
+                .await
+                .unwrap();
+        }
+    });
+    wait_for_a_blocked_advisory_lock(a).await;
+    advancing.commit().await.unwrap();
+    lowering.await.unwrap();
+    assert_eq!(mark().await, Some(0), "the lowering came after the advance");
+
+    // Parts 0 to 499 done again; an advance moves the mark to 500.
+    sqlx::query("UPDATE parts SET state = 'finished' WHERE run_id = $1 AND seq = 0")
+        .bind(run)
+        .execute(a)
+        .await
+        .unwrap();
+    sqlx::query(advance)
+        .bind(run)
+        .bind(rank)
+        .execute(a)
+        .await
+        .unwrap();
+    assert_eq!(mark().await, Some(500));
+
+    // A lowering holds its transaction open (part 7 made waiting); an
+    // advance meanwhile gives up rather than read past part 7.
+    let mut lowering = b.begin().await.unwrap();
+    sqlx::query(make_waiting)
+        .bind(run)
+        .bind(7_i64)
+        .execute(&mut *lowering)
+        .await
+        .unwrap();
+    sqlx::query(advance)
+        .bind(run)
+        .bind(rank)
+        .execute(a)
+        .await
+        .unwrap();
+    lowering.commit().await.unwrap();
+    assert_eq!(mark().await, Some(7));
+    // And the next lease takes part 7 first.
+    let next = d.b.lease(&d.agent("next").await).await.unwrap().unwrap();
+    assert_eq!(next.part.label, "p7");
+}
+
+/// Wait until a session of this database waits for a lease mark's advisory
+/// lock (a lowering queued behind an advance), polling the lock table.
+async fn wait_for_a_blocked_advisory_lock(pool: &sqlx::PgPool) {
+    for _ in 0..10_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = 27252 AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the lowering never waited for the advance's lock");
 }

@@ -22,6 +22,7 @@ store_tests!(
     retries_spent_fail_the_part_and_the_run,
     a_failed_attempt_is_retried_after_backoff,
     the_next_lease_a_result_brings_follows_the_targeting_rules,
+    parts_back_to_waiting_go_first_however_far_the_run_has_gone,
 );
 
 async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
@@ -428,4 +429,66 @@ async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Bac
         let part = h.store.part(copy.part_id).await.unwrap().unwrap();
         assert_eq!(part.pinned_agent.as_deref(), Some(agent));
     }
+}
+
+/// Split order holds for parts that come back: after a thousand leases (on
+/// PostgreSQL each walk then starts at a mark past the leased parts:
+/// migration 0006), a part that failed and one whose lease expired are
+/// leased before every later part, by a lease alone and by the lease a
+/// result brings, once their backoff is over.
+async fn parts_back_to_waiting_go_first_however_far_the_run_has_gone(backend: Backend) {
+    let h = Harness::new(backend).await;
+    let slow = h.agent("slow", &[]).await;
+    let flaky = h.agent("flaky", &[]).await;
+    let fast = h.agent("fast", &[]).await;
+    let mut spec = h.spec("long", Harness::labels(1_500));
+    spec.retries = 2;
+    h.run_of(&spec).await;
+    let lost = h.lease(&slow).await;
+    let failing = h.lease(&flaky).await;
+    let mut held = h.lease(&fast).await;
+    assert_eq!(
+        [&lost, &failing, &held].map(|l| l.part.label.as_str()),
+        ["p0", "p1", "p2"]
+    );
+    // 1,200 parts finished, each result bringing the next lease.
+    for _ in 0..1_200 {
+        held = h
+            .sched
+            .submit_and_lease(&fast, &finished(&held))
+            .await
+            .unwrap()
+            .1
+            .expect("a part for the fast agent");
+    }
+    assert_eq!(held.part.label, "p1202");
+    // p1 fails (retried after 5 s); p0's lease expires (retried after 5 s).
+    let ack = h
+        .sched
+        .submit(&flaky, &result(&failing, ResultStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!(ack, ResultAck::Applied);
+    h.advance(Duration::from_secs(60));
+    h.sched.heartbeat(&fast, &[held.lease_ref()]).await.unwrap();
+    h.advance(Duration::from_secs(31));
+    assert_eq!(
+        h.sched.tick().await.unwrap().expired,
+        vec![lost.lease_ref()]
+    );
+    h.advance(Duration::from_secs(5));
+    let again = h.lease(&slow).await;
+    assert_eq!((again.part.label.as_str(), again.attempt), ("p0", 2));
+    let mut order = Vec::new();
+    for _ in 0..2 {
+        let (ack, next) = h
+            .sched
+            .submit_and_lease(&fast, &finished(&held))
+            .await
+            .unwrap();
+        assert_eq!(ack, ResultAck::Applied);
+        held = next.expect("a part for the fast agent");
+        order.push((held.part.label.clone(), held.attempt));
+    }
+    assert_eq!(order, [("p1".to_string(), 2), ("p1203".to_string(), 1)]);
 }

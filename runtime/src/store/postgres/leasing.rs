@@ -9,7 +9,10 @@
 //! the `parts_to_lease` index in split order, skipping rows other daemons are
 //! leasing (`FOR UPDATE SKIP LOCKED`); it stops at the first part the agent may
 //! take (the same rule as the SQLite store's), moves it to Running, records the
-//! lease and the events.
+//! lease and the events. The walk of a run's parts starts at the run's lease
+//! mark (migration 0006), below which no part of the run waits: the index
+//! keeps the entries of leased parts until vacuum, and walking them from the
+//! run's first part made each lease slower as the run went on.
 //!
 //! A lease alone commits without waiting for the WAL flush. Losing it in a
 //! database crash is harmless: the part is Waiting again at the attempt
@@ -17,9 +20,9 @@
 //! twice), and the next result's commit flushes it anyway. Results do wait
 //! for the flush, and so does a lease made in a result's transaction
 //! (`jobstack_submit_and_lease`, see `results`). The body of the lease is
-//! `jobstack_lease_in` (migration 0004), shared by both. The batches of
+//! `jobstack_lease_in` (migrations 0004 and 0006), shared by both. The batches of
 //! finished results (`finish_batch`, `jobstack_finish_and_lease` in
-//! migration 0005) lease with the same rules written for several agents at
+//! migrations 0005 and 0006) lease with the same rules written for several agents at
 //! once: a change to who may take which part is made in both functions (the
 //! scheduler suite runs both paths: one agent at a time, and many at once).
 //!
@@ -176,11 +179,15 @@ const EXPIRE_BATCH: i64 = 1000;
 
 pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
     let mut tx = pool.begin().await?;
+    // The earliest expired, handled in the order of their runs: a part made
+    // waiting lowers its run's lease mark under the mark's row lock
+    // (migration 0006), and two sweeps that take those locks in one order
+    // cannot deadlock.
     let rows = sqlx::query(
-        "SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, r.retries \
-         FROM parts p JOIN runs r ON r.id = p.run_id \
+        "SELECT e.* FROM (SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, \
+         r.retries FROM parts p JOIN runs r ON r.id = p.run_id \
          WHERE p.state = 'running' AND p.lease_expires_at < $1 ORDER BY p.lease_expires_at \
-         LIMIT $2 FOR UPDATE OF p SKIP LOCKED",
+         LIMIT $2 FOR UPDATE OF p SKIP LOCKED) e ORDER BY e.run_id, e.id",
     )
     .bind(ms(now))
     .bind(EXPIRE_BATCH)
