@@ -9,6 +9,7 @@ use crate::scheduler::{
 use crate::store::postgres::{PostgresStore, ScratchDatabase};
 use crate::store::{PluginRecord, Store};
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// Splits a run into `params.parts` parts labelled `p0`, `p1`, ...
 struct Numbered;
