@@ -35,7 +35,8 @@ use crate::store::{StoreError, StoreResult};
 const READ_PART: &str = "\
 SELECT p.state, p.attempt, p.owner, r.retries,
   (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = $2) AS lessee,
-  EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = $2) AS recorded
+  EXISTS (SELECT 1 FROM results x
+          WHERE x.run_id = p.run_id AND x.part_id = p.id AND x.attempt = $2) AS recorded
 FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
 
 const SUBMIT: &str = "SELECT outcome, run_id FROM jobstack_submit($1, $2, $3, $4, $5, $6, $7, \
