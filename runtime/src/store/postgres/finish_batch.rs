@@ -1,6 +1,6 @@
 //! Finished results with the agents' next leases, applied for several agents
 //! in one call (`jobstack_finish_and_lease`: migration 0005, restated with
-//! lease marks in 0006 and with the results' new key in 0007).
+//! lease marks and the results' new key in 0006).
 //!
 //! Most requests an agent makes are "here is the result of the part I hold,
 //! it finished; give me my next part". One at a time (`results`), each costs

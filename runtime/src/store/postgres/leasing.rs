@@ -22,7 +22,7 @@
 //! (`jobstack_submit_and_lease`, see `results`). The body of the lease is
 //! `jobstack_lease_in` (migrations 0004 and 0006), shared by both. The batches of
 //! finished results (`finish_batch`, `jobstack_finish_and_lease` in
-//! migrations 0005 to 0007) lease with the same rules written for several agents at
+//! migrations 0005 and 0006) lease with the same rules written for several agents at
 //! once: a change to who may take which part is made in both functions (the
 //! scheduler suite runs both paths: one agent at a time, and many at once).
 //!

@@ -4,7 +4,7 @@
 //!
 //! [`fencing::judge`] decides on the part as read (or, for a success, first on
 //! the part as it is when the agent still holds the lease: the common case in
-//! one round trip); the `jobstack_submit` function (migration 0002, restated in 0007) then, in
+//! one round trip); the `jobstack_submit` function (migration 0002, restated in 0006) then, in
 //! one round trip and one transaction, applies the verdict as a compare-and-set
 //! on the state, attempt and owner judged (else the part is read and the result
 //! judged again on its new state), records the result
