@@ -441,8 +441,11 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    PERFORM jobstack_advance_lease_mark(f.run, f.rank)
-    FROM unnest(v_far_runs, v_far_ranks) AS f(run, rank);
+    -- Most batches find every mark close: no statement for them.
+    IF cardinality(v_far_runs) > 0 THEN
+        PERFORM jobstack_advance_lease_mark(f.run, f.rank)
+        FROM unnest(v_far_runs, v_far_ranks) AS f(run, rank);
+    END IF;
 
     RETURN QUERY
     WITH leased AS (
