@@ -91,7 +91,11 @@ impl From<StoreError> for ApiError {
             StoreError::Transition(_) => ApiError::Conflict(e.to_string()),
             StoreError::NotLeased { .. } => ApiError::Forbidden(e.to_string()),
             StoreError::Invalid(_) => ApiError::Conflict(e.to_string()),
-            StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migration(_) => {
+            StoreError::Database(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Closed
+            | StoreError::WriterFailed
+            | StoreError::Migration(_) => {
                 ApiError::Unavailable(format!("the database is not available: {e}"))
             }
             StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),

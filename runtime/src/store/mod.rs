@@ -122,6 +122,14 @@ pub enum StoreError {
     /// Shared: one failed commit fails every operation of its batch.
     #[error("database error: {0}")]
     Sqlite(#[source] std::sync::Arc<rusqlite::Error>),
+    /// The store's writer (SQLite's writer thread, PostgreSQL's result
+    /// batcher) is closed: the store was closed or the daemon is stopping.
+    #[error("the store is closed")]
+    Closed,
+    /// The store's writer failed while applying this operation (a bug:
+    /// the operation was undone, and the writer goes on with the next).
+    #[error("the store's writer failed while applying this operation")]
+    WriterFailed,
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -134,7 +142,13 @@ impl StoreError {
     /// Whether the database itself failed (so the daemon is not ready), as
     /// opposed to a refused request.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Database(_) | StoreError::Sqlite(_))
+        matches!(
+            self,
+            StoreError::Database(_)
+                | StoreError::Sqlite(_)
+                | StoreError::Closed
+                | StoreError::WriterFailed
+        )
     }
 }
 

@@ -319,7 +319,7 @@ fn in_savepoint<T>(
 
 fn panicked() -> StoreError {
     tracing::error!("an operation of the writer panicked; undone");
-    StoreError::Database(sqlx::Error::WorkerCrashed)
+    StoreError::WriterFailed
 }
 
 #[cfg(test)]

@@ -294,7 +294,7 @@ impl HotPath {
 }
 
 fn closed() -> StoreError {
-    StoreError::Database(sqlx::Error::PoolClosed)
+    StoreError::Closed
 }
 
 /// The writer thread: apply operations as they arrive into an open
