@@ -118,7 +118,7 @@ pub enum StoreError {
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// The SQLite store's hot-path writer failed (see `sqlite::hot_path`).
+    /// The SQLite store's writer failed (see `sqlite::writer`).
     /// Shared: one failed commit fails every operation of its batch.
     #[error("database error: {0}")]
     Sqlite(#[source] std::sync::Arc<rusqlite::Error>),

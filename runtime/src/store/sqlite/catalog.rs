@@ -1,51 +1,12 @@
-//! Plugins, agents, tasks and the event log: the rows that are not part of a
-//! run's life cycle.
+//! Reading plugins, modules, agents, tasks and the event log (written by
+//! the writer: `writer::ops::catalog`, `writer::ops::agents`).
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
-use super::{ms, rows, transition};
-use crate::scheduler::{Agent, AgentRegistration, Event, Task, TaskSpec, targeting::AddressSpan};
+use super::{ms, rows};
+use crate::scheduler::{Agent, Event, Task};
 use crate::store::{PluginRecord, StoreError, StoreResult};
-
-pub async fn put_plugin(pool: &SqlitePool, plugin: &PluginRecord) -> StoreResult<bool> {
-    let mut tx = pool.begin().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO plugins (sha256, name, version, manifest, size, uploaded_at) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(&plugin.sha256)
-    .bind(&plugin.name)
-    .bind(&plugin.version)
-    .bind(plugin.manifest.to_string())
-    .bind(plugin.size as i64)
-    .bind(ms(plugin.uploaded_at))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        let id: i64 = sqlx::query_scalar("SELECT id FROM plugins WHERE sha256 = ?")
-            .bind(&plugin.sha256)
-            .fetch_one(&mut *tx)
-            .await?;
-        let detail = serde_json::json!({
-            "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
-        });
-        transition::event(
-            &mut tx,
-            plugin.uploaded_at,
-            "plugin",
-            id,
-            "uploaded",
-            None,
-            detail,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(inserted)
-}
 
 pub async fn plugins(pool: &SqlitePool) -> StoreResult<Vec<PluginRecord>> {
     let sql = format!(
@@ -88,56 +49,6 @@ pub async fn latest_plugin(pool: &SqlitePool, name: &str) -> StoreResult<Option<
         .transpose()
 }
 
-pub async fn register_agent(
-    pool: &SqlitePool,
-    reg: &AgentRegistration,
-    token_hash: &str,
-    now: DateTime<Utc>,
-) -> StoreResult<Agent> {
-    let mut tx = pool.begin().await?;
-    let networks = serde_json::to_string(&reg.networks).expect("networks serialize");
-    let plugins = serde_json::to_string(&reg.plugins).expect("plugin names serialize");
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO agents (name, token_hash, networks, plugins, pooled_slots, dedicated_slots, \
-         registered_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, \
-         networks = excluded.networks, plugins = excluded.plugins, \
-         pooled_slots = excluded.pooled_slots, dedicated_slots = excluded.dedicated_slots, \
-         last_seen = excluded.last_seen RETURNING id",
-    )
-    .bind(&reg.name)
-    .bind(token_hash)
-    .bind(networks)
-    .bind(plugins)
-    .bind(i64::from(reg.pooled_slots))
-    .bind(i64::from(reg.dedicated_slots))
-    .bind(ms(now))
-    .bind(ms(now))
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM agent_networks WHERE agent_id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    for net in &reg.networks {
-        let span = AddressSpan::of_net(&net.trunc());
-        sqlx::query("INSERT INTO agent_networks (agent_id, lo, hi) VALUES (?, ?, ?)")
-            .bind(id)
-            .bind(span.lo_hex())
-            .bind(span.hi_hex())
-            .execute(&mut *tx)
-            .await?;
-    }
-    let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
-    transition::event(&mut tx, now, "agent", id, "registered", None, detail).await?;
-    tx.commit().await?;
-    Ok(Agent {
-        id,
-        registration: reg.clone(),
-        last_seen: now,
-    })
-}
-
 pub async fn agent_by_token(pool: &SqlitePool, token_hash: &str) -> StoreResult<Option<Agent>> {
     let sql = format!(
         "SELECT {} FROM agents WHERE token_hash = ?",
@@ -160,98 +71,6 @@ pub async fn agents(pool: &SqlitePool) -> StoreResult<Vec<Agent>> {
         .iter()
         .map(rows::agent)
         .collect()
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-pub async fn create_task(
-    pool: &SqlitePool,
-    spec: &TaskSpec,
-    secrets: &serde_json::Value,
-    next_run_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> StoreResult<Task> {
-    let mut tx = pool.begin().await?;
-    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(&spec.name)
-    .bind(spec_json)
-    .bind(secrets.to_string())
-    .bind(next_run_at.map(ms))
-    .bind(ms(now))
-    .bind(ms(now))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "task",
-                name: spec.name.clone(),
-            }
-        } else {
-            e.into()
-        }
-    })?;
-    let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
-    transition::event(&mut tx, now, "task", id, "created", None, detail).await?;
-    tx.commit().await?;
-    task(pool, id).await?.ok_or(StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    })
-}
-
-pub async fn update_task(
-    pool: &SqlitePool,
-    id: i64,
-    spec: &TaskSpec,
-    secrets: Option<&serde_json::Value>,
-    next_run_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> StoreResult<Task> {
-    let mut tx = pool.begin().await?;
-    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
-    let updated = sqlx::query(
-        "UPDATE tasks SET name = ?, spec = ?, secrets = COALESCE(?, secrets), next_run_at = ?, \
-         updated_at = ? WHERE id = ?",
-    )
-    .bind(&spec.name)
-    .bind(spec_json)
-    .bind(secrets.map(|s| s.to_string()))
-    .bind(next_run_at.map(ms))
-    .bind(ms(now))
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "task",
-                name: spec.name.clone(),
-            }
-        } else {
-            e.into()
-        }
-    })?
-    .rows_affected();
-    if updated == 0 {
-        return Err(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        });
-    }
-    let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
-    transition::event(&mut tx, now, "task", id, "updated", None, detail).await?;
-    tx.commit().await?;
-    task(pool, id).await?.ok_or(StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    })
 }
 
 pub async fn task(pool: &SqlitePool, id: i64) -> StoreResult<Option<Task>> {
@@ -313,22 +132,6 @@ pub async fn due_tasks(pool: &SqlitePool, now: DateTime<Utc>) -> StoreResult<Vec
         .collect()
 }
 
-pub async fn set_next_run(
-    pool: &SqlitePool,
-    task_id: i64,
-    expected: Option<DateTime<Utc>>,
-    next: Option<DateTime<Utc>>,
-) -> StoreResult<bool> {
-    let changed = sqlx::query("UPDATE tasks SET next_run_at = ? WHERE id = ? AND next_run_at IS ?")
-        .bind(next.map(ms))
-        .bind(task_id)
-        .bind(expected.map(ms))
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(changed == 1)
-}
-
 pub async fn events(pool: &SqlitePool, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
     let sql = format!(
         "SELECT {} FROM events WHERE id > ? ORDER BY id LIMIT ?",
@@ -342,17 +145,6 @@ pub async fn events(pool: &SqlitePool, after: i64, limit: u32) -> StoreResult<Ve
         .iter()
         .map(rows::event)
         .collect()
-}
-
-pub async fn put_module(pool: &SqlitePool, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO modules (sha256, bytes) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(sha256)
-    .bind(bytes)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 pub async fn module(pool: &SqlitePool, sha256: &str) -> StoreResult<Option<Vec<u8>>> {

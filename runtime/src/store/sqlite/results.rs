@@ -1,5 +1,4 @@
-//! Reading results in SQLite (they are written by the hot path:
-//! `hot_path::submit`).
+//! Reading results (written by the writer: `writer::ops::submit`).
 
 use sqlx::SqlitePool;
 

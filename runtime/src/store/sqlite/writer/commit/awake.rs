@@ -1,6 +1,6 @@
 //! Waiting for the other thread's next hand-off awake, while that pays.
 //!
-//! Under load the hot path's two threads hand work to each other every few
+//! Under load the writer's two threads (the writer and the WAL's flusher) hand work to each other every few
 //! hundred microseconds, and on a small virtual machine waking a sleeping
 //! thread costs tens of microseconds, often more than the wait itself. So a
 //! thread first waits awake (polling, yielding the processor between polls)
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// One thread's way of waiting: its window, and whether the last wait was
 /// shorter than it.
 #[derive(Debug)]
-pub(super) struct AwakeWait {
+pub(in crate::store::sqlite::writer) struct AwakeWait {
     window: Duration,
     worth_it: bool,
 }

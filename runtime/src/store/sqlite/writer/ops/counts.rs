@@ -7,27 +7,24 @@
 //! written once per batch. Until then the stored counters lag: whoever reads
 //! them inside the batch adds [`PendingCounts::of`] (the hot path's reads
 //! do, `transition::RunBefore`), and they are written before anything else
-//! reads them (a write of [`Op::Write`](super::Op::Write), the commit).
+//! reads them (a write that reads the stored counters, the commit:
+//! [`WriterConn::write_counts`](super::statements::WriterConn::write_counts)).
 //! What is undone is forgotten with it: the whole list after a rollback of
 //! the batch, the changes since a savepoint after a rollback to it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use rusqlite::params;
-
-use super::statements::{Hot, WriterConn};
-
 /// Changes to each counter of `runs`, in the order of `transition::COUNTERS`.
-pub(super) type Deltas = [i64; 6];
+pub(in crate::store::sqlite) type Deltas = [i64; 6];
 
 /// The counter changes not yet written, by run.
 #[derive(Debug, Default)]
-pub(super) struct PendingCounts(RefCell<HashMap<i64, Deltas>>);
+pub(in crate::store::sqlite) struct PendingCounts(RefCell<HashMap<i64, Deltas>>);
 
 /// The pending changes at a savepoint, to return to if it is rolled back.
 #[derive(Debug)]
-pub(super) struct SavedCounts(HashMap<i64, Deltas>);
+pub(in crate::store::sqlite) struct SavedCounts(HashMap<i64, Deltas>);
 
 impl PendingCounts {
     /// Count a change of run `run_id`'s counters.
@@ -44,17 +41,16 @@ impl PendingCounts {
         self.0.borrow().get(&run_id).copied().unwrap_or_default()
     }
 
-    /// Write every pending change (`transition::COUNT_MOVE`), inside the
-    /// caller's transaction; none is pending afterwards.
-    pub fn write(&self, conn: &WriterConn<'_>) -> rusqlite::Result<()> {
-        let pending = std::mem::take(&mut *self.0.borrow_mut());
-        for (run_id, [w, r, s, f, x, c]) in pending {
-            if [w, r, s, f, x, c] != [0; 6] {
-                conn.prepared(Hot::CountMove)?
-                    .execute(params![run_id, w, r, s, f, x, c])?;
-            }
-        }
-        Ok(())
+    /// Take every pending change, to be written before the commit (or
+    /// before a write that reads the counters); none is pending afterwards.
+    pub fn take(&self) -> HashMap<i64, Deltas> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+
+    /// Forget the pending changes of run `run_id`: its counters were
+    /// counted anew from its parts.
+    pub fn drop_run(&self, run_id: i64) {
+        self.0.borrow_mut().remove(&run_id);
     }
 
     /// Forget every pending change: the transaction that made them was

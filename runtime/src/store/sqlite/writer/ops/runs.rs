@@ -1,21 +1,14 @@
-//! Runs created on the writer thread: a run from its snapshot, the parts of
-//! its split, a recurring run claimed at its due time.
-//!
-//! Why here and not through sqlx: a forced run is a dozen statements that the
-//! admin waits for, and the idle agents it wakes wait for the admin. Through
-//! sqlx each statement was a hand-off to the connection's thread and back;
-//! here they cost what a lease's statements cost, and share a batch's commit
-//! and flush with the leases around them. The store reads the run it made
+//! New runs on the writer: a run from its snapshot, the parts of its split,
+//! a recurring run claimed at its due time. The store reads the run it made
 //! afterwards, through its readers.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::super::ms;
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::{Entity, NewPart, NewRun, State, TaskSpec, targeting::span_of_targets};
-use crate::store::{Recurrence, StoreError, StoreResult};
+use crate::store::{Recurrence, StoreError, StoreResult, ms};
 
 /// Parts stored per statement when a run's parts are added.
 const INSERT_CHUNK: usize = 10_000;

@@ -1,19 +1,29 @@
-//! State changes made on the writer thread: the synchronous twin of
-//! `sqlite::transition` for the leases, results and new runs applied there.
-//! The rules are not repeated here: the transition table ([`State::check`])
-//! and how a run follows its parts ([`run_state_from_parts`]) are the
-//! scheduler's; this module only writes them with rusqlite, inside the
-//! batch's transaction.
+//! Every change of a part's or a run's state in SQLite goes through here,
+//! inside the writer's transaction: the move is checked against the
+//! scheduler's transition table ([`State::check`]), the run's part counters
+//! follow, the run's own state follows its parts ([`run_state_from_parts`]),
+//! and an event is written. The rules are the scheduler's; this module only
+//! writes them.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{ToSql, params};
+use rusqlite::{OptionalExtension, ToSql, params};
 
-use super::super::ms;
-use super::super::transition::counter;
 use super::counts::Deltas;
 use super::statements::{Hot, WriterConn};
 use crate::scheduler::{Entity, PartCounts, ResultStatus, State, run_state_from_parts};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult, ms};
+
+/// The counter column of `state` in `runs`.
+fn counter(state: State) -> &'static str {
+    match state {
+        State::Created | State::Waiting => "n_waiting",
+        State::Running => "n_running",
+        State::Suspended => "n_suspended",
+        State::Finished => "n_finished",
+        State::Failed => "n_failed",
+        State::Canceled => "n_canceled",
+    }
+}
 
 /// The part counters of `runs`, in the order [`COUNT_MOVE`] adds to them.
 const COUNTERS: [&str; 6] = [
@@ -24,18 +34,6 @@ const COUNTERS: [&str; 6] = [
     "n_failed",
     "n_canceled",
 ];
-
-/// Add to a run's part counters (written once per batch and run,
-/// [`counts`](super::counts): the deltas are parameters, in the order of
-/// [`COUNTERS`]).
-pub(super) const COUNT_MOVE: &str = "UPDATE runs SET n_waiting = n_waiting + ?2, \
-     n_running = n_running + ?3, n_suspended = n_suspended + ?4, \
-     n_finished = n_finished + ?5, n_failed = n_failed + ?6, n_canceled = n_canceled + ?7 \
-     WHERE id = ?1";
-
-/// Move a run from a state (?4) to another (?1); ?2: when it ended, if now.
-pub(super) const MOVE_RUN: &str = "UPDATE runs SET state = ?1, ended_at = COALESCE(?2, ended_at) \
-     WHERE id = ?3 AND state = ?4";
 
 /// The changes [`COUNT_MOVE`] makes when a part moves from `from` to `to`.
 fn counter_deltas(from: State, to: State) -> Deltas {
@@ -143,7 +141,7 @@ pub fn move_part_with(
     part_id: i64,
     (from, to): (State, State),
     now: DateTime<Utc>,
-    detail: &PartDetail<'_>,
+    detail: &impl serde::Serialize,
 ) -> StoreResult<()> {
     from.check(Entity::Part, to)?;
     let moved = conn.prepared(update)?.execute(update_params)?;
@@ -181,13 +179,56 @@ fn follow_parts(
     }
 }
 
-/// Let run `run_id` follow its parts, as they are stored now.
+/// Let run `run_id` follow its parts, as they are counted now (the stored
+/// counters and the batch's changes not yet written).
 pub fn refresh_run(conn: &WriterConn<'_>, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
-    let (current, counts) = conn
+    let run = read_run(conn, run_id)?;
+    follow_parts(conn, run_id, run.state, &run.counts, now)
+}
+
+/// Run `run_id` as it is counted now (see [`RunBefore`]).
+pub fn read_run(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<RunBefore> {
+    let stored = conn
         .prepared(Hot::ReadRunState)?
-        .query_row([run_id], |row| run_state_at(row, 0))?;
-    let current = parse_state(&current)?;
-    follow_parts(conn, run_id, current, &counts, now)
+        .query_row([run_id], |row| run_state_at(row, 0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "run",
+            id: run_id.to_string(),
+        })?;
+    RunBefore::new(conn, run_id, stored)
+}
+
+/// Count run `run_id`'s parts anew from the parts table (after a change of
+/// many parts at once) and store the counters; the batch's pending changes
+/// to them are counted in and dropped.
+pub fn recount(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<()> {
+    let mut counts = PartCounts::default();
+    let mut by_state =
+        conn.prepare_cached("SELECT state, COUNT(*) FROM parts WHERE run_id = ?1 GROUP BY state")?;
+    let mut rows = by_state.query([run_id])?;
+    while let Some(row) = rows.next()? {
+        let state: String = row.get(0)?;
+        let state: State = state
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+        counts.add(state, row.get::<_, i64>(1)? as u64);
+    }
+    conn.counts.drop_run(run_id);
+    conn.prepare_cached(
+        "UPDATE runs SET n_waiting = ?1, n_running = ?2, n_suspended = ?3, n_finished = ?4, \
+         n_failed = ?5, n_canceled = ?6 WHERE id = ?7",
+    )?
+    .execute(params![
+        counts.waiting as i64,
+        counts.running as i64,
+        counts.suspended as i64,
+        counts.finished as i64,
+        counts.failed as i64,
+        counts.canceled as i64,
+        run_id
+    ])?;
+    Ok(())
 }
 
 /// A run's stored state.

@@ -14,10 +14,8 @@
 //! as the last flush answered (those callers are the likeliest to come back
 //! next: agents whose result carried their next lease); otherwise when the
 //! flush ends. Under a steady load the next flush then finds its batch
-//! committed, and starts at once. Without the early commit every flush ended
-//! with a commit before the next one, about a third of the cycle. A caller
-//! that does not come back costs nothing more than before: the batch commits
-//! when the flush ends. At most two batches are ever committed and unflushed,
+//! committed, and starts at once. A caller that does not come back costs
+//! nothing: the batch commits when the flush ends. At most two batches are ever committed and unflushed,
 //! so early commits never split a flush's worth of operations into many
 //! small, dearer commits.
 
@@ -25,7 +23,7 @@ use super::wal_sync::FlushEnded;
 
 /// The writer's view of the flushes, and its rule for committing.
 #[derive(Debug)]
-pub(super) struct CommitPace {
+pub(in crate::store::sqlite::writer) struct CommitPace {
     /// Batches committed whose flush has not ended yet.
     unflushed: usize,
     /// Operations the last flush answered: how many to expect back.

@@ -1,8 +1,8 @@
-//! Durability of the hot path's batches, off the writer thread: the WAL is
+//! Durability of the writer's batches, off the writer thread: the WAL is
 //! flushed to disk (`fdatasync`) by a thread of its own, and a batch's callers
 //! are answered only once a flush that began after its commit has finished.
 //!
-//! The hot path's connection commits with `synchronous = NORMAL`: a commit
+//! The writer's connection commits with `synchronous = NORMAL`: a commit
 //! writes its frames to the WAL (the OS page cache) and returns, so the
 //! writer goes on with the next batch while this thread waits for the disk.
 //! Every batch committed while a flush was under way shares the next one.
@@ -33,12 +33,12 @@ use std::sync::mpsc;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::super::{Answer, Reply};
 use super::awake::AwakeWait;
-use super::{Outcome, Reply};
 use crate::store::{StoreError, StoreResult};
 
 /// A committed batch's answers, waiting for the flush.
-pub(super) type Answers = Vec<(Reply, StoreResult<Outcome>)>;
+pub(in crate::store::sqlite::writer) type Answers = Vec<(Reply, StoreResult<Answer>)>;
 
 /// How long the flushing thread waits awake for the next batch (see
 /// [`awake`](super::awake)).
@@ -48,7 +48,7 @@ const AWAKE_FOR: Duration = Duration::from_micros(200);
 ///
 /// [`CommitPace`]: super::pace::CommitPace
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FlushEnded {
+pub(in crate::store::sqlite::writer) struct FlushEnded {
     /// Committed batches the flush took.
     pub batches: usize,
     /// Callers it answered.
@@ -57,7 +57,7 @@ pub(super) struct FlushEnded {
 
 /// The queue in front of the flushing thread.
 #[derive(Debug)]
-pub(super) struct WalSync {
+pub(in crate::store::sqlite::writer) struct WalSync {
     queue: mpsc::Sender<Answers>,
 }
 
@@ -184,9 +184,9 @@ mod tests {
     use tokio::sync::oneshot;
 
     /// Hand one applied result to `sync` and wait for its answer.
-    fn answer(sync: &WalSync) -> StoreResult<Outcome> {
+    fn answer(sync: &WalSync) -> StoreResult<Answer> {
         let (reply, answer) = oneshot::channel();
-        assert!(sync.after_flush(vec![(reply, Ok(Outcome::Submit(ResultAck::Applied)))]));
+        assert!(sync.after_flush(vec![(reply, Ok(Answer::Submit(ResultAck::Applied)))]));
         answer.blocking_recv().expect("answered")
     }
 
@@ -197,7 +197,7 @@ mod tests {
         let sync = WalSync::start(&dir.path().join("db"), |_| {}).unwrap();
         assert!(matches!(
             answer(&sync),
-            Ok(Outcome::Submit(ResultAck::Applied))
+            Ok(Answer::Submit(ResultAck::Applied))
         ));
     }
 
@@ -211,7 +211,7 @@ mod tests {
             std::thread::sleep(pause);
             assert!(matches!(
                 answer(&sync),
-                Ok(Outcome::Submit(ResultAck::Applied))
+                Ok(Answer::Submit(ResultAck::Applied))
             ));
         }
     }
@@ -232,7 +232,7 @@ mod tests {
             let mut batch = Vec::new();
             for _ in 0..size {
                 let (reply, answer) = oneshot::channel();
-                batch.push((reply, Ok(Outcome::Submit(ResultAck::Applied))));
+                batch.push((reply, Ok(Answer::Submit(ResultAck::Applied))));
                 answers.push(answer);
             }
             assert!(sync.after_flush(batch));

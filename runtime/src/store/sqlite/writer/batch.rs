@@ -11,8 +11,8 @@
 //! transaction is rolled back, begun again, and the batch's earlier
 //! operations applied again, each in a savepoint of its own, as is the failed
 //! one; the rest of the batch then runs with savepoints too. Replaying is
-//! exact: the store's write lock is held from the first application to the
-//! commit, so the operations meet the same data in the same order; their
+//! exact: the writer is the store's only writer, so the operations meet the
+//! same data in the same order; their
 //! callers are answered only after the commit, with what the replay said.
 //!
 //! Other writes ([`Op::Write`]: runs and their parts) cannot be replayed (a
@@ -22,16 +22,16 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use super::statements::{Hot, WriterConn};
-use super::{MAX_BATCH, Op, Outcome, Reply, WriteFn, WriteLock, lease, submit, wal_sync};
+use super::commit::{Answers, WalSync};
+use super::ops::{Hot, WriterConn, lease, submit};
+use super::{Answer, MAX_BATCH, Op, Reply, WriteFn};
 use crate::scheduler::{Agent, Submission};
 use crate::store::{StoreError, StoreResult};
 
-/// The transaction the writer is filling. Holds the store's write lock.
-pub(super) struct Batch<'l> {
-    _writing: tokio::sync::MutexGuard<'l, ()>,
+/// The transaction the writer is filling.
+pub(super) struct Batch {
     /// Each operation's caller and answer, in the order applied.
-    pub answers: wal_sync::Answers,
+    pub answers: Answers,
     /// The operations applied directly, beside their answers, kept for a
     /// replay (`None`: nothing to apply again).
     applied: Vec<Option<Op>>,
@@ -45,15 +45,13 @@ pub(super) struct Batch<'l> {
     broken: Option<rusqlite::Error>,
 }
 
-impl<'l> Batch<'l> {
-    /// Take the write lock and begin a transaction.
-    pub fn begin(conn: &WriterConn<'_>, lock: &'l WriteLock) -> rusqlite::Result<Self> {
-        let writing = lock.blocking_lock();
+impl Batch {
+    /// Begin a transaction.
+    pub fn begin(conn: &WriterConn<'_>) -> rusqlite::Result<Self> {
         // Not rusqlite's `Transaction` and `Savepoint`: they parse their
-        // statements anew each time, a tenth of an operation's cost here.
+        // statements anew each time.
         conn.control(Hot::Begin)?;
         Ok(Self {
-            _writing: writing,
             answers: Vec::with_capacity(MAX_BATCH),
             applied: Vec::with_capacity(MAX_BATCH),
             isolated: false,
@@ -78,10 +76,9 @@ impl<'l> Batch<'l> {
             self.sealed = true;
             // The counters as stored, for the write to read.
             let answer = conn
-                .counts
-                .write(conn)
+                .write_counts()
                 .and_then(|()| in_savepoint(conn, || write(conn)))
-                .map(|a| a.map(Outcome::Write));
+                .map(|a| a.map(Answer::Write));
             (self.unless_broken(answer), None)
         } else if self.isolated {
             let answer = apply_isolated(conn, &op, lease_wanted);
@@ -146,8 +143,8 @@ impl<'l> Batch<'l> {
     /// broken.
     fn unless_broken(
         &mut self,
-        answer: rusqlite::Result<StoreResult<Outcome>>,
-    ) -> StoreResult<Outcome> {
+        answer: rusqlite::Result<StoreResult<Answer>>,
+    ) -> StoreResult<Answer> {
         answer.unwrap_or_else(|error| {
             self.broken = Some(error);
             Err(not_applied())
@@ -157,13 +154,10 @@ impl<'l> Batch<'l> {
     /// Commit, and have every caller answered once the commit is on disk.
     /// Whether a flush will report on it (not when the batch failed: its
     /// callers are answered at once).
-    pub fn commit(self, conn: &WriterConn<'_>, wal_sync: &wal_sync::WalSync) -> bool {
+    pub fn commit(self, conn: &WriterConn<'_>, wal_sync: &WalSync) -> bool {
         let committed = match self.broken {
             Some(error) => Err(error),
-            None => conn
-                .counts
-                .write(conn)
-                .and_then(|()| conn.control(Hot::Commit)),
+            None => conn.write_counts().and_then(|()| conn.control(Hot::Commit)),
         };
         match committed {
             Ok(()) => wal_sync.after_flush(self.answers),
@@ -218,17 +212,17 @@ fn submit_step(
 /// A lease or a result (and the lease after it), without a savepoint; a
 /// panic is an error. Any error: the operation failed (whether it wrote
 /// anything is the caller's to find out).
-fn apply_directly(conn: &WriterConn<'_>, op: &Op, lease_wanted: bool) -> StoreResult<Outcome> {
+fn apply_directly(conn: &WriterConn<'_>, op: &Op, lease_wanted: bool) -> StoreResult<Answer> {
     let run = || match op {
-        Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
+        Op::Lease { .. } if !lease_wanted => Ok(Answer::Lease(None)),
         Op::Lease { agent, now } => {
-            lease_step(conn, agent, *now).map(|l| Outcome::Lease(l.map(Box::new)))
+            lease_step(conn, agent, *now).map(|l| Answer::Lease(l.map(Box::new)))
         }
         Op::Submit {
             agent,
             submission,
             now,
-        } => submit_step(conn, agent, submission, *now).map(Outcome::Submit),
+        } => submit_step(conn, agent, submission, *now).map(Answer::Submit),
         Op::SubmitAndLease {
             agent,
             submission,
@@ -239,7 +233,7 @@ fn apply_directly(conn: &WriterConn<'_>, op: &Op, lease_wanted: bool) -> StoreRe
                 true => lease::lease(conn, agent, *now)?,
                 false => None,
             };
-            Ok(Outcome::SubmitAndLease(ack, Ok(lease.map(Box::new))))
+            Ok(Answer::SubmitAndLease(ack, Ok(lease.map(Box::new))))
         }
         Op::Write(_) => unreachable!("writes run in a savepoint"),
     };
@@ -253,18 +247,16 @@ fn apply_isolated(
     conn: &WriterConn<'_>,
     op: &Op,
     lease_wanted: bool,
-) -> rusqlite::Result<StoreResult<Outcome>> {
+) -> rusqlite::Result<StoreResult<Answer>> {
     Ok(match op {
-        Op::Lease { .. } if !lease_wanted => Ok(Outcome::Lease(None)),
+        Op::Lease { .. } if !lease_wanted => Ok(Answer::Lease(None)),
         Op::Lease { agent, now } => in_savepoint(conn, || lease_step(conn, agent, *now))?
-            .map(|l| Outcome::Lease(l.map(Box::new))),
+            .map(|l| Answer::Lease(l.map(Box::new))),
         Op::Submit {
             agent,
             submission,
             now,
-        } => {
-            in_savepoint(conn, || submit_step(conn, agent, submission, *now))?.map(Outcome::Submit)
-        }
+        } => in_savepoint(conn, || submit_step(conn, agent, submission, *now))?.map(Answer::Submit),
         Op::SubmitAndLease {
             agent,
             submission,
@@ -280,11 +272,11 @@ fn apply_isolated(
                 Ok((ack, lease::lease(conn, agent, *now)?))
             })?;
             match (both, applied.get()) {
-                (Ok((ack, lease)), _) => Ok(Outcome::SubmitAndLease(ack, Ok(lease.map(Box::new)))),
+                (Ok((ack, lease)), _) => Ok(Answer::SubmitAndLease(ack, Ok(lease.map(Box::new)))),
                 (Err(refused), None) => Err(refused),
                 (Err(lease_failed), Some(_)) => {
                     in_savepoint(conn, || submit_step(conn, agent, submission, *now))?
-                        .map(|ack| Outcome::SubmitAndLease(ack, Err(lease_failed)))
+                        .map(|ack| Answer::SubmitAndLease(ack, Err(lease_failed)))
                 }
             }
         }
@@ -293,7 +285,7 @@ fn apply_isolated(
             submission,
             now,
         } => in_savepoint(conn, || submit_step(conn, agent, submission, *now))?
-            .map(|ack| Outcome::SubmitAndLease(ack, Ok(None))),
+            .map(|ack| Answer::SubmitAndLease(ack, Ok(None))),
         Op::Write(_) => unreachable!("a write is applied once, by `Batch::apply`"),
     })
 }
@@ -413,13 +405,12 @@ mod tests {
 
     /// Apply `ops` in one batch on a connection of its own to the database
     /// at `db`, and commit: whether the batch was replayed, and each answer.
-    async fn one_batch(db: std::path::PathBuf, ops: Vec<Op>) -> (bool, Vec<StoreResult<Outcome>>) {
+    async fn one_batch(db: std::path::PathBuf, ops: Vec<Op>) -> (bool, Vec<StoreResult<Answer>>) {
         tokio::task::spawn_blocking(move || {
             let conn = Connection::open(&db).unwrap();
             let writer = WriterConn::new(&conn);
-            let lock = WriteLock::default();
-            let wal_sync = wal_sync::WalSync::start(&db, |_| {}).unwrap();
-            let mut batch = Batch::begin(&writer, &lock).unwrap();
+            let wal_sync = WalSync::start(&db, |_| {}).unwrap();
+            let mut batch = Batch::begin(&writer).unwrap();
             let mut answers = Vec::new();
             for op in ops {
                 let (reply, answer) = oneshot::channel();
@@ -477,8 +468,8 @@ mod tests {
         ];
         let (replayed, answers) = one_batch(path.clone(), ops).await;
         assert!(replayed, "the failure after writing replayed the batch");
-        let leased = |answer: &StoreResult<Outcome>| match answer {
-            Ok(Outcome::Lease(Some(lease))) => (lease.run_id, lease.part_id, lease.attempt),
+        let leased = |answer: &StoreResult<Answer>| match answer {
+            Ok(Answer::Lease(Some(lease))) => (lease.run_id, lease.part_id, lease.attempt),
             other => panic!("expected a lease, got {other:?}"),
         };
         assert_eq!(leased(&answers[0]), (first, 1, 1));
@@ -489,7 +480,7 @@ mod tests {
             answers[2]
         );
         assert!(
-            matches!(answers[3], Ok(Outcome::Submit(ResultAck::Applied))),
+            matches!(answers[3], Ok(Answer::Submit(ResultAck::Applied))),
             "{:?}",
             answers[3]
         );
@@ -527,13 +518,13 @@ mod tests {
         let ops = vec![lease(&agents[0]), submit(&agents[1], 1), lease(&agents[1])];
         let (replayed, answers) = one_batch(path, ops).await;
         assert!(!replayed, "nothing to undo, no replay");
-        assert!(matches!(answers[0], Ok(Outcome::Lease(Some(_)))));
+        assert!(matches!(answers[0], Ok(Answer::Lease(Some(_)))));
         assert!(
             matches!(answers[1], Err(StoreError::NotLeased { .. })),
             "{:?}",
             answers[1]
         );
-        assert!(matches!(answers[2], Ok(Outcome::Lease(Some(_)))));
+        assert!(matches!(answers[2], Ok(Answer::Lease(Some(_)))));
         store.close().await;
     }
 }

@@ -5,41 +5,13 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
-use super::super::ms;
 use super::statements::{Hot, WriterConn};
 use super::transition::{self, RunBefore};
 use crate::scheduler::{
     Agent, PartCounts, ResultAck, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
 };
-use crate::store::{StoreError, StoreResult};
-
-/// The part a result names, its run's retries, who the attempt the result
-/// names was leased to, whether a result of that attempt is stored, and its
-/// run's state and counters (`transition::run_state_at`).
-pub(super) const RESULT_TARGET: &str = "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
-     (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
-     EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1), \
-     r.state, r.n_waiting, r.n_running, r.n_suspended, r.n_finished, r.n_failed, r.n_canceled \
-     FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2";
-
-/// Store a result, applied or not.
-pub(super) const INSERT_RESULT: &str = "INSERT INTO results (part_id, attempt, run_id, agent, \
-     status, output, error, emitted, logs, started_at, duration_ms, applied, received_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
-
-/// End an attempt's lease, if it has not ended.
-pub(super) const END_LEASE: &str = "UPDATE leases SET ended_at = ?1, end_reason = ?2 \
-     WHERE part_id = ?3 AND attempt = ?4 AND ended_at IS NULL";
-
-/// Apply a current result: the part finishes, fails, or waits for its retry.
-pub(super) const APPLY_RESULT: &str = "UPDATE parts SET state = ?1, \
-     owner = CASE WHEN ?2 THEN owner END, lease_expires_at = NULL, available_at = ?3, \
-     error = COALESCE(?4, error) WHERE id = ?5 AND state = 'running'";
-
-/// Apply a late result: the part finishes, owned by the late agent.
-pub(super) const ACCEPT_LATE_RESULT: &str = "UPDATE parts SET state = 'finished', owner = ?1, \
-     lease_expires_at = NULL WHERE id = ?2 AND state = ?3";
+use crate::store::{StoreError, StoreResult, ms};
 
 /// The part as a result finds it.
 struct Target {

@@ -1,59 +1,30 @@
-//! The hot path of the SQLite store: leases and results, applied by one
-//! writer thread with a synchronous connection, in batches that share one
-//! transaction and one commit (group commit).
+//! The SQLite store's one writer: a thread with its own (rusqlite)
+//! connection that applies every write of the store, in batches that share
+//! one transaction and one commit (group commit). Reads go through the
+//! store's reader pool and never wait for it.
 //!
-//! Why a thread of its own: through sqlx every statement is a hand-off to the
-//! connection's worker thread and back (tens of microseconds), and a lease or
-//! a result is about a dozen statements; SQLite itself was a few percent of
-//! the time. Here the statements run where the data is, each prepared once
-//! ([`statements`]), and a run's part counters are written once per batch
-//! ([`counts`]).
+//! Three concepts, one place each:
+//! - [`ops`]: what is applied, with its SQL: leases and results (the hot
+//!   path, its statements prepared once), new runs, admin actions, expiry,
+//!   heartbeats and progress, the catalog; every state change goes through
+//!   [`ops::transition`].
+//! - [`batch`]: the transaction being filled, and how an operation that
+//!   fails is undone without undoing its neighbours.
+//! - [`commit`]: when a batch commits and when its callers are answered
+//!   (after a WAL flush on a thread of its own, paced by the callers).
 //!
-//! Why batches: the leases and results that arrive while the writer is busy
-//! are applied together, in arrival order, and committed once. One that
-//! fails (an agent submitting for a part it never leased, a panic) is undone
-//! alone and its neighbours still commit: without a savepoint when it wrote
-//! nothing, else by replaying the batch ([`batch`]).
-//!
-//! Durability: flushing the WAL to disk takes about 300 µs on this project's
-//! CI machine, more than a batch's statements. The writer does not wait for
-//! it: [`wal_sync`] flushes on a thread of its own and answers a batch's
-//! callers only after a flush that began after the batch's commit. While a
-//! flush is under way the writer applies what arrives into the next batch's
-//! open transaction, and commits it before the flush ends if the callers
-//! the last flush answered are back, else when it ends ([`pace`]): about one
-//! commit per flush, and batches as large as the load (a commit writes the
-//! batch's pages to the WAL; it was a third of the writer's time with a
-//! commit per arrival). The hand-offs between the two threads are on the
-//! path of every answer: the writer hears of the flush's end before its
-//! callers are answered, and each thread waits awake a moment for its next
-//! work before it sleeps, while that pays ([`awake`]).
-//!
-//! Runs are created here too ([`runs`]): a forced run is a dozen statements
-//! the admin waits for, and the agents it wakes wait for the admin. The other
-//! writes of the store (catalog, admin actions on runs, sweeps) stay on sqlx's
-//! writer connection. Both connections take the store's [`WriteLock`] for
-//! the length of a transaction, so they never meet inside SQLite's own lock
-//! (whose busy handler sleeps in milliseconds, and whose deferred
-//! transactions fail outright when another connection committed since they
-//! read).
+//! Why one thread with a synchronous driver: SQLite allows one writer at a
+//! time, and through an async driver every statement was a hand-off to the
+//! connection's thread and back, dearer than the statement itself.
 
-mod awake;
 mod batch;
-mod counts;
-mod lease;
-mod pace;
-pub(super) mod runs;
-mod statements;
-mod submit;
-mod transition;
-mod wal_sync;
+mod commit;
+pub(super) mod ops;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use std::any::Any;
 use std::path::Path;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -61,10 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::BUSY_TIMEOUT;
 use crate::scheduler::{Agent, Lease, ResultAck, Submission};
 use crate::store::{StoreError, StoreResult};
-use awake::AwakeWait;
 use batch::Batch;
-use pace::CommitPace;
-pub(super) use statements::WriterConn;
+use commit::{AwakeWait, CommitPace, WalSync};
+use ops::WriterConn;
 
 /// Most operations in one transaction: a full batch is committed even while a
 /// flush is under way. It bounds what a batch adds to the wait of its first
@@ -74,29 +44,20 @@ pub(super) use statements::WriterConn;
 const MAX_BATCH: usize = 32;
 
 /// How long the writer waits awake for the next operation before it sleeps
-/// (see [`awake`]); under load the next one is usually an agent's answer
+/// (see [`AwakeWait`]); under load the next one is usually an agent's answer
 /// away.
 const WRITER_AWAKE_FOR: Duration = Duration::from_micros(100);
 
 /// Statements kept prepared by rusqlite's cache for the writer connection:
-/// those of run creation ([`runs`]); the hot ones are [`WriterConn`]'s.
-const STATEMENT_CACHE: usize = 16;
+/// those of every operation but the hot ones ([`ops`]); the hot ones are [`WriterConn`]'s.
+const STATEMENT_CACHE: usize = 64;
 
-/// The store's write lock: held by whichever of its two writer connections
-/// is inside a write transaction. Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub(super) struct WriteLock(Arc<tokio::sync::Mutex<()>>);
-
-impl WriteLock {
-    /// Wait for the lock in async code (sqlx's writer).
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.lock().await
-    }
-
-    /// Wait for the lock on the writer thread (not a runtime thread).
-    fn blocking_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.blocking_lock()
-    }
+/// The schema's migrations, in order; a database records how many it has
+/// applied in its `user_version`.
+fn migrations() -> rusqlite_migration::Migrations<'static> {
+    rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
+        "../../../../migrations/sqlite/0001_init.sql"
+    ))])
 }
 
 /// An operation waiting for the writer.
@@ -117,7 +78,7 @@ enum Op {
         submission: Submission,
         now: DateTime<Utc>,
     },
-    /// Any other write ([`HotPath::write`]).
+    /// Any other write ([`Writer::write`]).
     Write(WriteFn),
 }
 
@@ -135,9 +96,9 @@ impl std::fmt::Debug for WriteFn {
     }
 }
 
-/// What an operation returned.
+/// What an operation answered.
 #[derive(Debug)]
-enum Outcome {
+enum Answer {
     // Boxed: a lease is large, an acknowledgement a byte.
     Lease(Option<Box<Lease>>),
     Submit(ResultAck),
@@ -146,24 +107,25 @@ enum Outcome {
     Write(AnyValue),
 }
 
-type Reply = oneshot::Sender<StoreResult<Outcome>>;
+type Reply = oneshot::Sender<StoreResult<Answer>>;
 
-/// What the writer thread receives: operations, and word from [`wal_sync`].
+/// What the writer thread receives: operations, and word from the WAL's
+/// flushing thread ([`commit`]).
 // Not boxed: `Close` is sent once in the store's life.
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Op(Op, Reply),
     /// A flush of the WAL ended: commit the batch filled meanwhile, if it
-    /// was not committed early ([`pace`]).
-    Flushed(wal_sync::FlushEnded),
+    /// was not committed early ([`CommitPace`]).
+    Flushed(commit::FlushEnded),
     /// Close the connection and end the thread; answered once it is closed.
     Close(oneshot::Sender<()>),
 }
 
 /// The queue in front of the writer thread. Cheap to clone; the thread ends
-/// when the last clone is dropped or [`HotPath::close`] is called.
+/// when the last clone is dropped or [`Writer::close`] is called.
 #[derive(Debug, Clone)]
-pub(super) struct HotPath {
+pub(super) struct Writer {
     queue: mpsc::UnboundedSender<Message>,
 }
 
@@ -177,15 +139,20 @@ impl std::fmt::Debug for Message {
     }
 }
 
-impl HotPath {
+impl Writer {
     /// Open a writer connection to the (migrated) database at `path` and
     /// start the writer thread on it.
-    pub fn start(path: &Path, lock: WriteLock) -> StoreResult<Self> {
-        let conn = Connection::open(path)?;
+    pub fn start(path: &Path) -> StoreResult<Self> {
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: readers never block the writer. A setting of the file, kept.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Invalid(format!("migrating {}: {e}", path.display())))?;
         // Per connection: the journal mode is the file's (WAL, set at open).
-        // NORMAL: a commit does not flush the WAL; `wal_sync` does, before
-        // any caller is answered.
+        // NORMAL: a commit does not flush the WAL; the flushing thread does,
+        // before any caller is answered ([`commit`]).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -194,7 +161,7 @@ impl HotPath {
         let (queue, pending) = mpsc::unbounded_channel();
         // Weak: the writer thread ends when the store's last handle is gone.
         let writer = queue.downgrade();
-        let wal_sync = wal_sync::WalSync::start(path, move |ended| {
+        let wal_sync = WalSync::start(path, move |ended| {
             if let Some(writer) = writer.upgrade() {
                 let _ = writer.send(Message::Flushed(ended));
             }
@@ -202,24 +169,24 @@ impl HotPath {
         .map_err(thread_failed)?;
         std::thread::Builder::new()
             .name("jobstack-sqlite-writer".into())
-            .spawn(move || write_batches(conn, pending, lock, wal_sync))
+            .spawn(move || write_batches(conn, pending, wal_sync))
             .map_err(thread_failed)?;
         Ok(Self { queue })
     }
 
-    /// [`lease::lease`] in the next batch.
+    /// [`ops::lease::lease`] in the next batch.
     pub async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
         let op = Op::Lease {
             agent: agent.clone(),
             now,
         };
         match self.call(op).await? {
-            Outcome::Lease(lease) => Ok(lease.map(|l| *l)),
+            Answer::Lease(lease) => Ok(lease.map(|l| *l)),
             _ => unreachable!("a lease answers with a lease"),
         }
     }
 
-    /// [`submit::submit`] in the next batch.
+    /// [`ops::submit::submit`] in the next batch.
     pub async fn submit(
         &self,
         agent: &Agent,
@@ -232,12 +199,12 @@ impl HotPath {
             now,
         };
         match self.call(op).await? {
-            Outcome::Submit(ack) => Ok(ack),
+            Answer::Submit(ack) => Ok(ack),
             _ => unreachable!("a result answers with an acknowledgement"),
         }
     }
 
-    /// [`submit::submit`] then, if it succeeded, [`lease::lease`]: one
+    /// [`ops::submit::submit`] then, if it succeeded, [`ops::lease::lease`]: one
     /// operation, so both share a batch and its flush, and a result that is
     /// refused leases nothing.
     pub async fn submit_and_lease(
@@ -252,7 +219,7 @@ impl HotPath {
             now,
         };
         match self.call(op).await? {
-            Outcome::SubmitAndLease(ack, lease) => Ok((
+            Answer::SubmitAndLease(ack, lease) => Ok((
                 ack,
                 crate::store::lease_after_result(lease.map(|l| l.map(|l| *l))),
             )),
@@ -270,7 +237,7 @@ impl HotPath {
             write(conn).map(|value| Box::new(value) as AnyValue)
         })));
         match self.call(op).await? {
-            Outcome::Write(value) => Ok(*value.downcast().expect("a write answers its own type")),
+            Answer::Write(value) => Ok(*value.downcast().expect("a write answers its own type")),
             _ => unreachable!("a write answers with its value"),
         }
     }
@@ -284,7 +251,7 @@ impl HotPath {
         }
     }
 
-    async fn call(&self, op: Op) -> StoreResult<Outcome> {
+    async fn call(&self, op: Op) -> StoreResult<Answer> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Message::Op(op, reply))
@@ -302,11 +269,10 @@ fn closed() -> StoreError {
 fn write_batches(
     conn: Connection,
     mut pending: mpsc::UnboundedReceiver<Message>,
-    lock: WriteLock,
-    wal_sync: wal_sync::WalSync,
+    wal_sync: WalSync,
 ) {
     let writer = WriterConn::new(&conn);
-    let mut open: Option<Batch<'_>> = None;
+    let mut open: Option<Batch> = None;
     let mut pace = CommitPace::new();
     let mut closing = None;
     let mut awake = AwakeWait::new(WRITER_AWAKE_FOR);
@@ -327,7 +293,7 @@ fn write_batches(
         while let Some(message) = next.take() {
             match message {
                 Message::Op(op, reply) => {
-                    match open.take().map_or_else(|| Batch::begin(&writer, &lock), Ok) {
+                    match open.take().map_or_else(|| Batch::begin(&writer), Ok) {
                         Err(error) => {
                             let _ = reply.send(Err(error.into()));
                         }

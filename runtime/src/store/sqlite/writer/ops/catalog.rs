@@ -1,0 +1,147 @@
+//! The catalog on the writer: plugins, their modules, tasks and their
+//! next-run marks. Each change that an admin would look for is an event.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+
+use super::statements::WriterConn;
+use super::transition;
+use crate::scheduler::TaskSpec;
+use crate::store::{PluginRecord, StoreError, StoreResult, ms};
+
+/// Store a plugin's record; whether it is new (an upload of a known sha256
+/// changes nothing).
+pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<bool> {
+    let id: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO plugins (sha256, name, version, manifest, size, uploaded_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256) DO NOTHING RETURNING id",
+        )?
+        .query_row(
+            params![
+                plugin.sha256,
+                plugin.name,
+                plugin.version,
+                plugin.manifest.to_string(),
+                plugin.size as i64,
+                ms(plugin.uploaded_at)
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else { return Ok(false) };
+    let detail = serde_json::json!({
+        "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
+    });
+    transition::event(
+        conn,
+        plugin.uploaded_at,
+        ("plugin", id),
+        "uploaded",
+        None,
+        &detail,
+    )?;
+    Ok(true)
+}
+
+/// Store a plugin's module (its bytes), once per sha256.
+pub fn put_module(conn: &WriterConn<'_>, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO modules (sha256, bytes) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+    )?
+    .execute(params![sha256, bytes])?;
+    Ok(())
+}
+
+/// A task's name taken by another task, as the store reports it.
+fn name_taken(spec: &TaskSpec) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| match &e {
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Conflict {
+                what: "task",
+                name: spec.name.clone(),
+            }
+        }
+        _ => e.into(),
+    }
+}
+
+/// Create a task; its id.
+pub fn create_task(
+    conn: &WriterConn<'_>,
+    spec: &TaskSpec,
+    secrets: &serde_json::Value,
+    next_run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<i64> {
+    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+        )?
+        .query_row(
+            params![
+                spec.name,
+                spec_json,
+                secrets.to_string(),
+                next_run_at.map(ms),
+                ms(now)
+            ],
+            |row| row.get(0),
+        )
+        .map_err(name_taken(spec))?;
+    let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
+    transition::event(conn, now, ("task", id), "created", None, &detail)?;
+    Ok(id)
+}
+
+/// Change task `id`'s definition (and its secrets, when given).
+pub fn update_task(
+    conn: &WriterConn<'_>,
+    id: i64,
+    spec: &TaskSpec,
+    secrets: Option<&serde_json::Value>,
+    next_run_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let spec_json = serde_json::to_string(spec).expect("task spec serializes");
+    let updated = conn
+        .prepare_cached(
+            "UPDATE tasks SET name = ?1, spec = ?2, secrets = COALESCE(?3, secrets), \
+             next_run_at = ?4, updated_at = ?5 WHERE id = ?6",
+        )?
+        .execute(params![
+            spec.name,
+            spec_json,
+            secrets.map(|s| s.to_string()),
+            next_run_at.map(ms),
+            ms(now),
+            id
+        ])
+        .map_err(name_taken(spec))?;
+    if updated == 0 {
+        return Err(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        });
+    }
+    let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
+    transition::event(conn, now, ("task", id), "updated", None, &detail)
+}
+
+/// Move task `task_id`'s next run from `expected` to `next`; whether it was
+/// still `expected` (else another daemon or sweep moved it first).
+pub fn set_next_run(
+    conn: &WriterConn<'_>,
+    task_id: i64,
+    expected: Option<DateTime<Utc>>,
+    next: Option<DateTime<Utc>>,
+) -> StoreResult<bool> {
+    let changed = conn
+        .prepare_cached("UPDATE tasks SET next_run_at = ?1 WHERE id = ?2 AND next_run_at IS ?3")?
+        .execute(params![next.map(ms), task_id, expected.map(ms)])?;
+    Ok(changed == 1)
+}
