@@ -5,8 +5,10 @@
 //!
 //! Promises checked: no recurring run created twice, no expired lease
 //! regenerated twice, no part leased twice, every result applied once,
-//! work created by one daemon wakes the agents waiting on the other, and a
-//! run's lease mark never passes a part made waiting while it advanced.
+//! work created by one daemon wakes the agents waiting on the other, a
+//! run's lease mark never passes a part made waiting while it advanced, and
+//! daemons opening one database at once all open it, each putting back the
+//! functions of its `migrations/postgres/functions/`.
 
 #[allow(dead_code)]
 #[path = "scheduler/harness.rs"]
@@ -16,12 +18,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{Harness, ParamsSplitter, finished, postgres_store};
+use harness::{Harness, ParamsSplitter, finished, postgres_store, postgres_url};
 use jobstack::scheduler::{
     Agent, AgentRegistration, Frequency, ManualClock, ResultAck, Scheduler, State, TaskSpec,
 };
-use jobstack::store::Store;
-use jobstack::store::postgres::ScratchDatabase;
+use jobstack::store::postgres::{PgSettings, ScratchDatabase};
+use jobstack::store::{PostgresStore, Store};
 
 /// Two schedulers ("daemons") over one fresh database, sharing a clock.
 struct TwoDaemons {
@@ -254,7 +256,8 @@ async fn work_made_by_one_daemon_wakes_the_other() {
     listener.abort();
 }
 
-/// Migration 0006's lease marks, raced directly in SQL: an advance (in one
+/// The lease marks (`jobstack_advance_lease_mark` and the trigger
+/// `parts_lower_lease_mark`), raced directly in SQL: an advance (in one
 /// daemon's transaction) and a part made waiting below it (in another's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_mark_never_passes_a_part_made_waiting_meanwhile() {
@@ -363,4 +366,101 @@ async fn wait_for_a_blocked_advisory_lock(pool: &sqlx::PgPool) {
         tokio::task::yield_now().await;
     }
     panic!("the lowering never waited for the advance's lock");
+}
+
+/// The functions and the trigger the store applies at every open, after the
+/// migrations.
+const FUNCTIONS: [&str; 7] = [
+    "jobstack_advance_lease_mark",
+    "jobstack_finish_and_lease",
+    "jobstack_lease",
+    "jobstack_lease_in",
+    "jobstack_lower_lease_mark",
+    "jobstack_submit",
+    "jobstack_submit_and_lease",
+];
+
+/// Daemons starting together on a fresh database: every open migrates (once,
+/// under sqlx's lock) and replaces every function (under the store's lock of
+/// its own); none fails. A function or trigger changed in the database since
+/// is put back by the next open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_opening_one_database_at_once_all_open_it() {
+    let url = postgres_url();
+    let db = ScratchDatabase::create(&url, "jobstack_test")
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
+        });
+    let settings = PgSettings {
+        max_connections: 2,
+        ..PgSettings::default()
+    };
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (url, settings) = (db.url(), settings.clone());
+        opening.spawn(async move { PostgresStore::connect_with(&url, &settings).await });
+    }
+    let mut stores = Vec::new();
+    while let Some(opened) = opening.join_next().await {
+        stores.push(opened.unwrap().expect("every daemon opens the database"));
+    }
+    let pool = stores[0].pool();
+    let functions = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT proname::TEXT FROM pg_proc \
+             WHERE pronamespace = 'public'::regnamespace ORDER BY proname",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    };
+    let trigger = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger \
+             WHERE tgrelid = 'parts'::regclass AND NOT tgisinternal",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    };
+    let advance_body = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'jobstack_advance_lease_mark'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(functions().await, FUNCTIONS);
+    let live_trigger = trigger().await;
+    assert_eq!(live_trigger.len(), 1, "{live_trigger:?}");
+    assert!(
+        live_trigger[0].contains("parts_lower_lease_mark AFTER UPDATE OF state ON public.parts"),
+        "{live_trigger:?}"
+    );
+    let live_body = advance_body().await;
+    assert!(live_body.contains("pg_try_advisory_xact_lock(27252"));
+
+    // Someone changes a function and drops the trigger; the next open puts
+    // both back as their files have them.
+    sqlx::raw_sql(
+        "CREATE OR REPLACE FUNCTION jobstack_advance_lease_mark(p_run BIGINT, p_rank BIGINT) \
+         RETURNS VOID LANGUAGE plpgsql AS $$ BEGIN END $$; \
+         DROP TRIGGER parts_lower_lease_mark ON parts;",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    assert!(trigger().await.is_empty());
+    let reopened = PostgresStore::connect_with(&db.url(), &settings)
+        .await
+        .expect("open again");
+    assert_eq!(advance_body().await, live_body);
+    assert_eq!(trigger().await, live_trigger);
+    assert_eq!(functions().await, FUNCTIONS);
+    reopened.close().await;
+    for store in stores {
+        store.close().await;
+    }
 }

@@ -1,6 +1,5 @@
 //! Finished results with the agents' next leases, applied for several agents
-//! in one call (`jobstack_finish_and_lease`: migration 0005, restated with
-//! lease marks and the results' new key in 0006).
+//! in one call (the `jobstack_finish_and_lease` function).
 //!
 //! Most requests an agent makes are "here is the result of the part I hold,
 //! it finished; give me my next part". One at a time (`results`), each costs
@@ -22,12 +21,9 @@
 //!   (one part per run per agent).
 //! - One batch runs at a time (per daemon); while it runs, requests gather
 //!   for the next. A request that finds no batch running goes at once,
-//!   alone: batching adds no wait of its own. Each call costs the server
-//!   about half a millisecond of its own whatever its size (statements set
-//!   up, a commit), so few large batches beat many small ones: with two at
-//!   a time, the second mostly carried a single request (`jobstack bench
-//!   scheduler`, 10 agents: 3.4 requests a batch, half of the batches
-//!   single; one at a time: 10, and a third more results a second).
+//!   alone: batching adds no wait of its own. Each call has a fixed cost on
+//!   the server whatever its size (statements set up, a commit), so few large
+//!   batches beat many small ones.
 //! - Every caller is answered after the commit (which waits for the WAL
 //!   flush, as a result's must), and after the runs the batch may have ended
 //!   are refreshed, as after a single result. Should a refresh fail, the

@@ -1,18 +1,19 @@
 //! Leasing, heartbeats, progress and lease expiry in PostgreSQL, safe with
 //! several daemons on one database.
 //!
-//! A lease is one call of the `jobstack_lease` function (migrations 0002 and 0004), one
-//! round trip: it takes the agent's advisory lock (two lease requests of one
-//! agent queue there, so the second sees the first's part: one part per run
-//! per agent), walks the runs the agent may take from in leasing order (rank,
-//! oldest run; a run it already holds a part of is skipped whole), and in each
-//! the `parts_to_lease` index in split order, skipping rows other daemons are
+//! A lease is one call of the `jobstack_lease` function (the functions are in
+//! `runtime/migrations/postgres/functions/`, a file each), one round trip: it
+//! takes the agent's advisory lock (two lease requests of one agent queue
+//! there, so the second sees the first's part: one part per run per agent),
+//! walks the runs the agent may take from in leasing order (rank, oldest run;
+//! a run it already holds a part of is skipped whole), and in each the
+//! `parts_to_lease` index in split order, skipping rows other daemons are
 //! leasing (`FOR UPDATE SKIP LOCKED`); it stops at the first part the agent may
 //! take (the same rule as the SQLite store's), moves it to Running, records the
 //! lease and the events. The walk of a run's parts starts at the run's lease
-//! mark (migration 0006), below which no part of the run waits: the index
-//! keeps the entries of leased parts until vacuum, and walking them from the
-//! run's first part made each lease slower as the run went on.
+//! mark (table `lease_marks`), below which no part of the run waits: the index
+//! keeps the entries of leased parts until vacuum, and each lease would walk
+//! them all from the run's first part.
 //!
 //! A lease alone commits without waiting for the WAL flush. Losing it in a
 //! database crash is harmless: the part is Waiting again at the attempt
@@ -20,11 +21,11 @@
 //! twice), and the next result's commit flushes it anyway. Results do wait
 //! for the flush, and so does a lease made in a result's transaction
 //! (`jobstack_submit_and_lease`, see `results`). The body of the lease is
-//! `jobstack_lease_in` (migrations 0004 and 0006), shared by both. The batches of
-//! finished results (`finish_batch`, `jobstack_finish_and_lease` in
-//! migrations 0005 and 0006) lease with the same rules written for several agents at
-//! once: a change to who may take which part is made in both functions (the
-//! scheduler suite runs both paths: one agent at a time, and many at once).
+//! `jobstack_lease_in`, shared by both. The batches of finished results
+//! (`finish_batch`, `jobstack_finish_and_lease`) lease with the same rules
+//! written for several agents at once: a change to who may take which part is
+//! made in both functions (the scheduler suite runs both paths: one agent at a
+//! time, and many at once).
 //!
 //! Expiry locks the expired parts with `SKIP LOCKED` and rechecks them under
 //! the lock, so two daemons sweeping at once handle each expired lease once.
@@ -39,7 +40,7 @@ use crate::store::{StoreError, StoreResult};
 use crate::store::{from_ms, ms};
 
 pub async fn lease(pool: &PgPool, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
-    // One round trip: see `jobstack_lease` in the migration for the locking.
+    // One round trip: see `jobstack_lease_in.sql` for the locking.
     let row = sqlx::query("SELECT * FROM jobstack_lease($1, $2, $3, $4, $5)")
         .bind(ms(now))
         .bind(agent.id)
@@ -180,9 +181,9 @@ const EXPIRE_BATCH: i64 = 1000;
 pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
     let mut tx = pool.begin().await?;
     // The earliest expired, handled in the order of their runs: a part made
-    // waiting lowers its run's lease mark under the mark's row lock
-    // (migration 0006), and two sweeps that take those locks in one order
-    // cannot deadlock.
+    // waiting lowers its run's lease mark under the mark's row lock (trigger
+    // parts_lower_lease_mark), and two sweeps that take those locks in one
+    // order cannot deadlock.
     let rows = sqlx::query(
         "SELECT e.* FROM (SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, \
          r.retries FROM parts p JOIN runs r ON r.id = p.run_id \

@@ -18,9 +18,12 @@
 //! - A bounded connection pool with an acquire timeout: a database that is gone
 //!   fails requests fast (the API answers 503) instead of queueing them, and the
 //!   pool reconnects by itself when the database is back.
-//! - Versioned migrations from `runtime/migrations/postgres/`, applied at open
-//!   (sqlx takes an advisory lock, so daemons starting together migrate once).
-//! - The run's part counters are not stored (see the migration and
+//! - The tables are versioned migrations from `runtime/migrations/postgres/`,
+//!   applied at open (sqlx takes an advisory lock, so daemons starting together
+//!   migrate once). The functions are in its `functions/`, one file each, so
+//!   that the live body is one file: every open replaces them all after the
+//!   migrations ([`FUNCTIONS`]).
+//! - The run's part counters are not stored (see `runs` in the migration and
 //!   `transition`).
 
 mod catalog;
@@ -37,7 +40,7 @@ pub use scratch::{ScratchDatabase, with_database};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Executor, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -61,6 +64,25 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long the listener waits before reconnecting after losing the database.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// The files of `runtime/migrations/postgres/functions/`, each a `CREATE OR
+/// REPLACE` of one function (and of the trigger that calls it, if any), in the
+/// order every open applies them after the migrations: a function after those
+/// it calls.
+const FUNCTIONS: [&str; 7] = [
+    include_str!("../../../migrations/postgres/functions/jobstack_advance_lease_mark.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_lower_lease_mark.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_lease_in.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_lease.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_submit.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_submit_and_lease.sql"),
+    include_str!("../../../migrations/postgres/functions/jobstack_finish_and_lease.sql"),
+];
+
+/// The advisory lock (two-key form, apart from sqlx's one-key lock) under which
+/// an open applies [`FUNCTIONS`]: two sessions replacing one function at once
+/// would fail ("tuple concurrently updated").
+const FUNCTIONS_LOCK: (i32, i32) = (27253, 0);
 
 /// Settings of the connection pool.
 #[derive(Debug, Clone)]
@@ -106,6 +128,7 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        apply_functions(&pool).await?;
         let finishes = finish_batch::FinishQueue::start(pool.clone());
         Ok(Self { pool, finishes })
     }
@@ -171,6 +194,23 @@ impl PostgresStore {
         listener.listen(WORK_CHANNEL).await?;
         Ok(listener)
     }
+}
+
+/// Replace every function with the body of its file, in one transaction under
+/// [`FUNCTIONS_LOCK`] (several daemons may open the database at once).
+async fn apply_functions(pool: &PgPool) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(FUNCTIONS_LOCK.0)
+        .bind(FUNCTIONS_LOCK.1)
+        .execute(&mut *tx)
+        .await?;
+    // One round trip (each file ends its statements with `;`), through a plain
+    // connection: with `&mut *tx` rustc finds `connect`'s future not `Send`.
+    let conn: &mut PgConnection = &mut tx;
+    conn.execute(sqlx::raw_sql(&FUNCTIONS.concat())).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Announce `parts` new leasable parts to every daemon (delivered when the

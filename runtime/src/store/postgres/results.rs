@@ -4,18 +4,18 @@
 //!
 //! [`fencing::judge`] decides on the part as read (or, for a success, first on
 //! the part as it is when the agent still holds the lease: the common case in
-//! one round trip); the `jobstack_submit` function (migration 0002, restated in 0006) then, in
-//! one round trip and one transaction, applies the verdict as a compare-and-set
-//! on the state, attempt and owner judged (else the part is read and the result
-//! judged again on its new state), records the result
-//! (a second copy of the same attempt's result finds it recorded: duplicate),
-//! ends the lease(s), moves the part and writes the event. The run's own state
-//! follows in a short transaction of its own when no part of it is waiting.
+//! one round trip); the `jobstack_submit` function then, in one round trip and
+//! one transaction, applies the verdict as a compare-and-set on the state,
+//! attempt and owner judged (else the part is read and the result judged again
+//! on its new state), records the result (a second copy of the same attempt's
+//! result finds it recorded: duplicate), ends the lease(s), moves the part and
+//! writes the event. The run's own state follows in a short transaction of its
+//! own when no part of it is waiting.
 //!
 //! An agent's result usually comes with a request for its next part
-//! ([`submit_and_lease`]): `jobstack_submit_and_lease` (migration 0004) is
-//! `jobstack_submit` then the lease, in the same round trip and transaction
-//! (whose commit then waits for the flush, as the result's must). Finished
+//! ([`submit_and_lease`]): `jobstack_submit_and_lease` is `jobstack_submit`
+//! then the lease, in the same round trip and transaction (whose commit then
+//! waits for the flush, as the result's must). Finished
 //! results with the next lease, the common request, go in batches of several
 //! agents (`finish_batch`); this module answers the rest, and the items a
 //! batch could not apply as it assumed.
@@ -125,8 +125,8 @@ pub async fn submit(
 
 /// A result, then the agent's next lease: for the common case (a success for
 /// the lease the agent holds, as in [`submit`]) both in one round trip and
-/// one transaction (`jobstack_submit_and_lease`, migration 0004); otherwise,
-/// or if that call fails, [`submit`] then a lease of its own.
+/// one transaction (`jobstack_submit_and_lease`); otherwise, or if that call
+/// fails, [`submit`] then a lease of its own.
 pub async fn submit_and_lease(
     pool: &PgPool,
     agent: &Agent,

@@ -16,8 +16,8 @@ pub const TASK_COLUMNS: &str =
     "id, spec, secrets <> '{}' AS has_secrets, next_run_at, created_at, updated_at";
 
 /// The query of [`run`] up to its `WHERE` (runs are `r`): the part counters
-/// are counted from `parts`, which keep no counters on the run's row (see the
-/// migration).
+/// are counted from `parts`, which keep no counters on the run's row (see
+/// `runs` in the migration).
 pub const RUN_SELECT: &str = "SELECT r.id, r.task_id, r.spec, r.plugin_sha256, r.state, r.cause, \
      r.rerun_of, r.error, r.created_at, r.ended_at, c.* FROM runs r CROSS JOIN LATERAL (SELECT \
      count(*) FILTER (WHERE p.state IN ('created', 'waiting')) AS n_waiting, \

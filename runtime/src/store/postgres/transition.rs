@@ -3,8 +3,9 @@
 //! follows its parts, and an event is written, all inside the caller's
 //! transaction.
 //!
-//! Runs keep no part counters (see the migration), so a run's state is derived
-//! from "which states do its parts have", read through `parts_by_run_state`.
+//! Runs keep no part counters (see `runs` in the migration), so a run's state
+//! is derived from "which states do its parts have", read through
+//! `parts_by_run_state`.
 //! While a run still has a waiting part, no part change can end it, and the
 //! run's row is not touched: agents of one run never queue on its lock. Once
 //! none is waiting, the run's row is locked before its parts are read, so that

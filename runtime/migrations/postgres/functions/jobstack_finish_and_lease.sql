@@ -1,19 +1,10 @@
--- jobstack schema, version 5 (PostgreSQL): the finished results of several
--- agents, each with the agent's next lease, applied in one call with
--- set-based statements (`store::postgres::finish_batch`).
+-- The finished results of several agents, each with the agent's next lease,
+-- in one call with set-based statements (store/postgres/finish_batch.rs): each
+-- step is one statement for the whole batch, except the pick of each agent's
+-- part (it must skip the parts picked for the agents before it).
 --
--- `perf` on the server showed its CPU spent setting up and running a dozen
--- single-row statements per result and lease (0004 made them one call;
--- looping over that call for several agents in one transaction was no
--- faster). Here each step is one statement for the whole batch: the results
--- (their compare-and-set, rows, leases' end, events and the agents' "last
--- seen", one statement), the check for waiting parts, the advisory locks, the
--- walk over the runs each agent may take from, the leases' writes, the runs
--- they start. Only the pick of each agent's part is one statement per agent
--- (it must skip the parts picked for the agents before it).
---
--- The rules are jobstack_submit's (0002) for a finished result of the lease
--- the agent holds, and jobstack_lease_in's (0004) for the lease:
+-- The rules are jobstack_submit's for a finished result of the lease the
+-- agent holds, and jobstack_lease_in's for the lease:
 -- - an item whose part is not as assumed (running, this attempt, this owner)
 --   is answered 'conflict' and changes nothing; the caller judges it alone;
 -- - a result already recorded (a copy that raced this one) raises JS001 and
@@ -22,13 +13,10 @@
 --   appears at most once in a batch (the caller defers a second request).
 -- Items are numbered from 1 in the order of the arrays.
 --
--- Plans: generic plans are made once per connection, from the statistics of
--- that moment (an empty leases table gave a sequential scan of leases that
--- grew with it). Joins are nested loops from the batch's arrays into the
--- tables' indexes, whatever the statistics say: the batch is a few rows, and
--- `id = ANY (array)` puts each table's key in the index condition.
-
-CREATE FUNCTION jobstack_finish_and_lease(
+-- SET: see jobstack_lease_in; besides, joins are nested loops from the batch's
+-- arrays into the tables' indexes whatever the statistics say (the batch is a
+-- few rows, and `id = ANY (array)` puts each table's key in the index condition).
+CREATE OR REPLACE FUNCTION jobstack_finish_and_lease(
     p_now BIGINT, p_parts BIGINT[], p_attempts BIGINT[], p_agents TEXT[], p_agent_ids BIGINT[],
     p_outputs TEXT[], p_errors TEXT[], p_emitted TEXT[], p_logs TEXT[],
     p_started_at BIGINT[], p_durations BIGINT[], p_details TEXT[],
@@ -55,14 +43,17 @@ DECLARE
     v_rows INT;
     v_cand RECORD;
     v_part BIGINT;
+    v_seq BIGINT;
     v_served INT := 0;
     v_taken BIGINT[] := '{}';        -- parts picked, in the order of ...
     v_taken_items INT[] := '{}';     -- ... the items they are leased to
     v_started_runs BIGINT[] := '{}'; -- waiting runs a lease starts
+    v_far_runs BIGINT[] := '{}';     -- runs whose mark a pick found far behind, ...
+    v_far_ranks BIGINT[] := '{}';    -- ... and their ranks
     -- The state a result's part must be in, as a variable: a parameter of
-    -- the generic plan, so that no partial index on running parts can serve
-    -- the compare-and-set. With the literal, the plan walked the whole of
-    -- parts_by_owner (every running part of the fleet) for each batch.
+    -- the generic plan, so that no partial index on running parts (such as
+    -- parts_by_owner, every running part of the fleet) serves the
+    -- compare-and-set instead of the parts' key.
     v_running TEXT := 'running';
 BEGIN
     -- The results, in one statement: the compare-and-set (the update is the
@@ -81,7 +72,7 @@ BEGIN
                p_errors[c.i], p_emitted[c.i], p_logs[c.i], p_started_at[c.i], p_durations[c.i],
                TRUE, p_now
         FROM changed c
-        ON CONFLICT (part_id, attempt) DO NOTHING
+        ON CONFLICT (run_id, part_id, attempt) DO NOTHING
         RETURNING 1),
     ended AS (
         UPDATE leases l SET ended_at = p_now, end_reason = 'result'
@@ -126,9 +117,10 @@ BEGIN
     -- order; each item takes the first part it may of the first run that
     -- has one, skipping parts picked for the items before it.
     FOR v_cand IN
-        SELECT c.i, r.id AS run, r.rank, r.explicit_agents, r.state
+        SELECT c.i, r.id AS run, r.rank, r.explicit_agents, r.state, coalesce(m.seq, 0) AS mark
         FROM unnest(v_ok) AS c(i)
         JOIN runs r ON r.state IN ('waiting', 'running')
+        LEFT JOIN lease_marks m ON m.run_id = r.id
         WHERE (p_any_plugin[c.i]
                OR r.plugin IN (SELECT x.name FROM unnest(p_plugin_of, p_plugins) AS x(i, name)
                                WHERE x.i = c.i))
@@ -140,9 +132,10 @@ BEGIN
         ORDER BY c.i, r.rank, r.id
     LOOP
         CONTINUE WHEN v_cand.i = v_served;
-        SELECT p.id INTO v_part
+        SELECT p.id, p.seq INTO v_part, v_seq
         FROM parts p
-        WHERE p.rank = v_cand.rank AND p.run_id = v_cand.run AND p.state = 'waiting'
+        WHERE p.rank = v_cand.rank AND p.run_id = v_cand.run AND p.seq >= v_cand.mark
+          AND p.state = 'waiting'
           AND p.available_at <= p_now
           AND (p.pinned_agent IS NULL OR p.pinned_agent = p_agents[v_cand.i])
           AND (p.span_lo IS NULL OR v_cand.explicit_agents
@@ -157,11 +150,20 @@ BEGIN
             v_served := v_cand.i;
             v_taken := v_taken || v_part;
             v_taken_items := v_taken_items || v_cand.i;
+            IF v_seq - v_cand.mark > 512 AND v_cand.run <> ALL (v_far_runs) THEN
+                v_far_runs := v_far_runs || v_cand.run;
+                v_far_ranks := v_far_ranks || v_cand.rank;
+            END IF;
             IF v_cand.state = 'waiting' THEN
                 v_started_runs := v_started_runs || v_cand.run;
             END IF;
         END IF;
     END LOOP;
+    -- Most batches find every mark close: no statement for them.
+    IF cardinality(v_far_runs) > 0 THEN
+        PERFORM jobstack_advance_lease_mark(f.run, f.rank)
+        FROM unnest(v_far_runs, v_far_ranks) AS f(run, rank);
+    END IF;
 
     RETURN QUERY
     WITH leased AS (
