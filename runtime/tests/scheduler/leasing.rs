@@ -433,7 +433,7 @@ async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Bac
 
 /// Split order holds for parts that come back: after a thousand leases (on
 /// PostgreSQL each walk then starts at a mark past the leased parts:
-/// migration 0006), a part that failed and one whose lease expired are
+/// `lease_marks`), a part that failed and one whose lease expired are
 /// leased before every later part, by a lease alone and by the lease a
 /// result brings, once their backoff is over.
 async fn parts_back_to_waiting_go_first_however_far_the_run_has_gone(backend: Backend) {
