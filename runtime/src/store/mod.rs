@@ -18,6 +18,7 @@
 //! SQL that only one database understands stays in that backend's module.
 
 pub mod postgres;
+mod reads;
 mod rows;
 pub mod sqlite;
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::{rows, transition};
-use crate::scheduler::{Agent, AgentRegistration, Event, Task, TaskSpec, targeting::AddressSpan};
+use super::transition;
+use crate::scheduler::{Agent, AgentRegistration, Task, TaskSpec, targeting::AddressSpan};
 use crate::store::ms;
 use crate::store::{PluginRecord, StoreError, StoreResult};
 
@@ -46,47 +46,6 @@ pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<boo
     }
     tx.commit().await?;
     Ok(inserted)
-}
-
-pub async fn plugins(pool: &PgPool) -> StoreResult<Vec<PluginRecord>> {
-    let sql = format!(
-        "SELECT {} FROM plugins ORDER BY id DESC",
-        rows::PLUGIN_COLUMNS
-    );
-    sqlx::query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::plugin)
-        .collect()
-}
-
-pub async fn plugin(pool: &PgPool, sha256: &str) -> StoreResult<Option<PluginRecord>> {
-    let sql = format!(
-        "SELECT {} FROM plugins WHERE sha256 = $1",
-        rows::PLUGIN_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(sha256)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::plugin)
-        .transpose()
-}
-
-pub async fn latest_plugin(pool: &PgPool, name: &str) -> StoreResult<Option<PluginRecord>> {
-    let sql = format!(
-        "SELECT {} FROM plugins WHERE name = $1 ORDER BY id DESC LIMIT 1",
-        rows::PLUGIN_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(name)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::plugin)
-        .transpose()
 }
 
 pub async fn register_agent(
@@ -139,30 +98,6 @@ pub async fn register_agent(
     })
 }
 
-pub async fn agent_by_token(pool: &PgPool, token_hash: &str) -> StoreResult<Option<Agent>> {
-    let sql = format!(
-        "SELECT {} FROM agents WHERE token_hash = $1",
-        rows::AGENT_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(token_hash)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::agent)
-        .transpose()
-}
-
-pub async fn agents(pool: &PgPool) -> StoreResult<Vec<Agent>> {
-    let sql = format!("SELECT {} FROM agents ORDER BY name", rows::AGENT_COLUMNS);
-    sqlx::query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::agent)
-        .collect()
-}
-
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -201,10 +136,12 @@ pub async fn create_task(
     let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
     transition::event(&mut tx, now, "task", id, "created", None, detail).await?;
     tx.commit().await?;
-    task(pool, id).await?.ok_or(StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    })
+    super::reads::task(pool, id)
+        .await?
+        .ok_or(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        })
 }
 
 pub async fn update_task(
@@ -249,69 +186,12 @@ pub async fn update_task(
     let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
     transition::event(&mut tx, now, "task", id, "updated", None, detail).await?;
     tx.commit().await?;
-    task(pool, id).await?.ok_or(StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    })
-}
-
-pub async fn task(pool: &PgPool, id: i64) -> StoreResult<Option<Task>> {
-    let sql = format!("SELECT {} FROM tasks WHERE id = $1", rows::TASK_COLUMNS);
-    sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
+    super::reads::task(pool, id)
         .await?
-        .as_ref()
-        .map(rows::task)
-        .transpose()
-}
-
-pub async fn task_by_name(pool: &PgPool, name: &str) -> StoreResult<Option<Task>> {
-    let sql = format!("SELECT {} FROM tasks WHERE name = $1", rows::TASK_COLUMNS);
-    sqlx::query(&sql)
-        .bind(name)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::task)
-        .transpose()
-}
-
-pub async fn tasks(pool: &PgPool) -> StoreResult<Vec<Task>> {
-    let sql = format!("SELECT {} FROM tasks ORDER BY id", rows::TASK_COLUMNS);
-    sqlx::query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::task)
-        .collect()
-}
-
-pub async fn task_secrets(pool: &PgPool, id: i64) -> StoreResult<serde_json::Value> {
-    let text: Option<String> = sqlx::query_scalar("SELECT secrets FROM tasks WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    let text = text.ok_or(StoreError::NotFound {
-        what: "task",
-        id: id.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("tasks.secrets: {e}")))
-}
-
-pub async fn due_tasks(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
-    let sql = format!(
-        "SELECT {} FROM tasks WHERE next_run_at IS NOT NULL AND next_run_at <= $1 \
-         ORDER BY next_run_at, id",
-        rows::TASK_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(ms(now))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::task)
-        .collect()
+        .ok_or(StoreError::NotFound {
+            what: "task",
+            id: id.to_string(),
+        })
 }
 
 pub async fn set_next_run(
@@ -332,21 +212,6 @@ pub async fn set_next_run(
     Ok(changed == 1)
 }
 
-pub async fn events(pool: &PgPool, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-    let sql = format!(
-        "SELECT {} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-        rows::EVENT_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::event)
-        .collect()
-}
-
 pub async fn put_module(pool: &PgPool, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO modules (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
@@ -356,22 +221,4 @@ pub async fn put_module(pool: &PgPool, sha256: &str, bytes: &[u8]) -> StoreResul
     .execute(pool)
     .await?;
     Ok(())
-}
-
-pub async fn module(pool: &PgPool, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
-    Ok(
-        sqlx::query_scalar("SELECT bytes FROM modules WHERE sha256 = $1")
-            .bind(sha256)
-            .fetch_optional(pool)
-            .await?,
-    )
-}
-
-pub async fn has_module(pool: &PgPool, sha256: &str) -> StoreResult<bool> {
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM modules WHERE sha256 = $1)")
-            .bind(sha256)
-            .fetch_one(pool)
-            .await?,
-    )
 }

@@ -29,6 +29,7 @@
 mod catalog;
 mod finish_batch;
 mod leasing;
+mod reads;
 mod results;
 mod rows;
 mod runs;
@@ -231,22 +232,22 @@ impl Store for PostgresStore {
         catalog::put_plugin(&self.pool, plugin).await
     }
     async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
-        catalog::plugins(&self.pool).await
+        reads::plugins(&self.pool).await
     }
     async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
-        catalog::plugin(&self.pool, sha256).await
+        reads::plugin(&self.pool, sha256).await
     }
     async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
-        catalog::latest_plugin(&self.pool, name).await
+        reads::latest_plugin(&self.pool, name).await
     }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
         catalog::put_module(&self.pool, sha256, bytes).await
     }
     async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
-        catalog::module(&self.pool, sha256).await
+        reads::module(&self.pool, sha256).await
     }
     async fn has_module(&self, sha256: &str) -> StoreResult<bool> {
-        catalog::has_module(&self.pool, sha256).await
+        reads::has_module(&self.pool, sha256).await
     }
 
     async fn register_agent(
@@ -258,10 +259,10 @@ impl Store for PostgresStore {
         catalog::register_agent(&self.pool, registration, token_hash, now).await
     }
     async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
-        catalog::agent_by_token(&self.pool, token_hash).await
+        reads::agent_by_token(&self.pool, token_hash).await
     }
     async fn agents(&self) -> StoreResult<Vec<Agent>> {
-        catalog::agents(&self.pool).await
+        reads::agents(&self.pool).await
     }
 
     async fn create_task(
@@ -284,19 +285,19 @@ impl Store for PostgresStore {
         catalog::update_task(&self.pool, id, spec, secrets, next_run_at, now).await
     }
     async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
-        catalog::task(&self.pool, id).await
+        reads::task(&self.pool, id).await
     }
     async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
-        catalog::task_by_name(&self.pool, name).await
+        reads::task_by_name(&self.pool, name).await
     }
     async fn tasks(&self) -> StoreResult<Vec<Task>> {
-        catalog::tasks(&self.pool).await
+        reads::tasks(&self.pool).await
     }
     async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
-        catalog::task_secrets(&self.pool, id).await
+        reads::task_secrets(&self.pool, id).await
     }
     async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
-        catalog::due_tasks(&self.pool, now).await
+        reads::due_tasks(&self.pool, now).await
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
@@ -342,28 +343,28 @@ impl Store for PostgresStore {
         runs::fail_run(&self.pool, run_id, error, now).await
     }
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
-        runs::run(&self.pool, id).await
+        reads::run(&self.pool, id).await
     }
     async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
-        runs::runs(&self.pool, task_id).await
+        reads::runs(&self.pool, task_id).await
     }
     async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
-        runs::active_runs(&self.pool, task_id).await
+        reads::active_runs(&self.pool, task_id).await
     }
     async fn created_runs(&self) -> StoreResult<Vec<Run>> {
-        runs::created_runs(&self.pool).await
+        reads::created_runs(&self.pool).await
     }
     async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
-        runs::run_secrets(&self.pool, run_id).await
+        reads::run_secrets(&self.pool, run_id).await
     }
     async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
-        runs::parts(&self.pool, run_id).await
+        reads::parts(&self.pool, run_id).await
     }
     async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
-        runs::part(&self.pool, part_id).await
+        reads::part(&self.pool, part_id).await
     }
     async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
-        results::results(&self.pool, run_id).await
+        reads::results(&self.pool, run_id).await
     }
 
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
@@ -422,6 +423,6 @@ impl Store for PostgresStore {
     }
 
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        catalog::events(&self.pool, after, limit).await
+        reads::events(&self.pool, after, limit).await
     }
 }

@@ -23,9 +23,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgConnection, PgPool, Row};
 
-use super::{leasing, rows, transition};
+use super::{leasing, transition};
 use crate::scheduler::{
-    Agent, Entity, Lease, ResultAck, ResultStatus, State, StoredResult, Submission,
+    Agent, Entity, Lease, ResultAck, ResultStatus, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
 };
 use crate::store::ms;
@@ -357,18 +357,4 @@ async fn judge_and_write(
 /// The detail of the event a result's part move writes.
 pub(super) fn event_detail(agent: &str, s: &Submission) -> serde_json::Value {
     serde_json::json!({ "agent": agent, "attempt": s.attempt, "status": s.status })
-}
-
-pub async fn results(pool: &PgPool, run_id: i64) -> StoreResult<Vec<StoredResult>> {
-    let sql = format!(
-        "SELECT {} FROM results WHERE run_id = $1 ORDER BY part_id, attempt",
-        rows::RESULT_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(run_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::result)
-        .collect()
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use super::{rows, transition};
-use crate::scheduler::{Entity, NewPart, NewRun, Part, Run, State, targeting::span_of_targets};
+use crate::scheduler::{Entity, NewPart, NewRun, Run, State, targeting::span_of_targets};
 use crate::store::sqlite::ms;
 use crate::store::{Recurrence, StoreError, StoreResult};
 
@@ -212,93 +212,6 @@ pub async fn fail_run(
     let stored = load_run(&mut tx, run_id).await?;
     tx.commit().await?;
     Ok(stored)
-}
-
-pub async fn run(pool: &PgPool, id: i64) -> StoreResult<Option<Run>> {
-    let sql = format!("{} WHERE r.id = $1", rows::RUN_SELECT);
-    sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::run)
-        .transpose()
-}
-
-pub async fn runs(pool: &PgPool, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
-    let sql = format!(
-        "{} WHERE $1::BIGINT IS NULL OR r.task_id = $1 ORDER BY r.id DESC",
-        rows::RUN_SELECT
-    );
-    sqlx::query(&sql)
-        .bind(task_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::run)
-        .collect()
-}
-
-pub async fn active_runs(pool: &PgPool, task_id: i64) -> StoreResult<Vec<Run>> {
-    let sql = format!(
-        "{} WHERE r.task_id = $1 \
-         AND r.state NOT IN ('finished', 'failed', 'canceled') ORDER BY r.id",
-        rows::RUN_SELECT
-    );
-    sqlx::query(&sql)
-        .bind(task_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::run)
-        .collect()
-}
-
-pub async fn created_runs(pool: &PgPool) -> StoreResult<Vec<Run>> {
-    let sql = format!(
-        "{} WHERE r.state = 'created' ORDER BY r.id",
-        rows::RUN_SELECT
-    );
-    sqlx::query(&sql)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::run)
-        .collect()
-}
-
-pub async fn run_secrets(pool: &PgPool, run_id: i64) -> StoreResult<serde_json::Value> {
-    let text: Option<String> = sqlx::query_scalar("SELECT secrets FROM runs WHERE id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?;
-    let text = text.ok_or_else(|| not_found(run_id))?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("runs.secrets: {e}")))
-}
-
-pub async fn parts(pool: &PgPool, run_id: i64) -> StoreResult<Vec<Part>> {
-    let sql = format!(
-        "SELECT {} FROM parts WHERE run_id = $1 ORDER BY seq",
-        rows::PART_COLUMNS
-    );
-    sqlx::query(&sql)
-        .bind(run_id)
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::part)
-        .collect()
-}
-
-pub async fn part(pool: &PgPool, part_id: i64) -> StoreResult<Option<Part>> {
-    let sql = format!("SELECT {} FROM parts WHERE id = $1", rows::PART_COLUMNS);
-    sqlx::query(&sql)
-        .bind(part_id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(rows::part)
-        .transpose()
 }
 
 /// Move every part of `run_id` that may go to `to` (per the transition table)

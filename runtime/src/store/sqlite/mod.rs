@@ -7,14 +7,12 @@
 //!   batches that share a transaction and a flush. SQLite allows one writer
 //!   at a time anyway; one connection turns contention into a queue instead
 //!   of `SQLITE_BUSY` retries. Reads use a small read-only sqlx pool
-//!   ([`catalog`], [`runs`], [`results`]).
+//!   ([`reads`]).
 //! - One migration, `runtime/migrations/sqlite/0001_init.sql`, applied by the
 //!   writer at open (the schema version is SQLite's `user_version`).
 
-mod catalog;
-mod results;
+mod reads;
 mod rows;
-mod runs;
 mod writer;
 
 use async_trait::async_trait;
@@ -74,7 +72,7 @@ impl SqliteStore {
 
     /// A run the writer has just written (and flushed), read back.
     async fn written_run(&self, id: i64) -> StoreResult<Run> {
-        runs::run(&self.reader, id)
+        reads::run(&self.reader, id)
             .await?
             .ok_or_else(|| super::StoreError::NotFound {
                 what: "run",
@@ -84,7 +82,7 @@ impl SqliteStore {
 
     /// A task the writer has just written, read back.
     async fn written_task(&self, id: i64) -> StoreResult<Task> {
-        catalog::task(&self.reader, id)
+        reads::task(&self.reader, id)
             .await?
             .ok_or_else(|| super::StoreError::NotFound {
                 what: "task",
@@ -138,13 +136,13 @@ impl Store for SqliteStore {
             .await
     }
     async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
-        catalog::plugins(&self.reader).await
+        reads::plugins(&self.reader).await
     }
     async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
-        catalog::plugin(&self.reader, sha256).await
+        reads::plugin(&self.reader, sha256).await
     }
     async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
-        catalog::latest_plugin(&self.reader, name).await
+        reads::latest_plugin(&self.reader, name).await
     }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
         let (sha256, bytes) = (sha256.to_owned(), bytes.to_vec());
@@ -153,10 +151,10 @@ impl Store for SqliteStore {
             .await
     }
     async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
-        catalog::module(&self.reader, sha256).await
+        reads::module(&self.reader, sha256).await
     }
     async fn has_module(&self, sha256: &str) -> StoreResult<bool> {
-        catalog::has_module(&self.reader, sha256).await
+        reads::has_module(&self.reader, sha256).await
     }
 
     async fn register_agent(
@@ -171,10 +169,10 @@ impl Store for SqliteStore {
             .await
     }
     async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
-        catalog::agent_by_token(&self.reader, token_hash).await
+        reads::agent_by_token(&self.reader, token_hash).await
     }
     async fn agents(&self) -> StoreResult<Vec<Agent>> {
-        catalog::agents(&self.reader).await
+        reads::agents(&self.reader).await
     }
 
     async fn create_task(
@@ -208,19 +206,19 @@ impl Store for SqliteStore {
         self.written_task(id).await
     }
     async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
-        catalog::task(&self.reader, id).await
+        reads::task(&self.reader, id).await
     }
     async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
-        catalog::task_by_name(&self.reader, name).await
+        reads::task_by_name(&self.reader, name).await
     }
     async fn tasks(&self) -> StoreResult<Vec<Task>> {
-        catalog::tasks(&self.reader).await
+        reads::tasks(&self.reader).await
     }
     async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
-        catalog::task_secrets(&self.reader, id).await
+        reads::task_secrets(&self.reader, id).await
     }
     async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
-        catalog::due_tasks(&self.reader, now).await
+        reads::due_tasks(&self.reader, now).await
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
@@ -290,28 +288,28 @@ impl Store for SqliteStore {
         self.written_run(run_id).await
     }
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
-        runs::run(&self.reader, id).await
+        reads::run(&self.reader, id).await
     }
     async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
-        runs::runs(&self.reader, task_id).await
+        reads::runs(&self.reader, task_id).await
     }
     async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
-        runs::active_runs(&self.reader, task_id).await
+        reads::active_runs(&self.reader, task_id).await
     }
     async fn created_runs(&self) -> StoreResult<Vec<Run>> {
-        runs::created_runs(&self.reader).await
+        reads::created_runs(&self.reader).await
     }
     async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
-        runs::run_secrets(&self.reader, run_id).await
+        reads::run_secrets(&self.reader, run_id).await
     }
     async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
-        runs::parts(&self.reader, run_id).await
+        reads::parts(&self.reader, run_id).await
     }
     async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
-        runs::part(&self.reader, part_id).await
+        reads::part(&self.reader, part_id).await
     }
     async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
-        results::results(&self.reader, run_id).await
+        reads::results(&self.reader, run_id).await
     }
 
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
@@ -383,6 +381,6 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        catalog::events(&self.reader, after, limit).await
+        reads::events(&self.reader, after, limit).await
     }
 }

@@ -15,9 +15,11 @@ pub const AGENT_COLUMNS: &str =
 pub const TASK_COLUMNS: &str =
     "id, spec, secrets <> '{}' AS has_secrets, next_run_at, created_at, updated_at";
 
-/// Columns of [`run`].
-pub const RUN_COLUMNS: &str = "id, task_id, spec, plugin_sha256, state, cause, rerun_of, error, \
-     created_at, ended_at, n_waiting, n_running, n_suspended, n_finished, n_failed, n_canceled";
+/// The query of [`run`] up to its `WHERE` (runs are `r`): the part counters
+/// are the run's own columns.
+pub const RUN_SELECT: &str = "SELECT r.id, r.task_id, r.spec, r.plugin_sha256, r.state, r.cause, \
+     r.rerun_of, r.error, r.created_at, r.ended_at, r.n_waiting, r.n_running, r.n_suspended, \
+     r.n_finished, r.n_failed, r.n_canceled FROM runs r";
 
 /// Columns of [`part`].
 pub const PART_COLUMNS: &str = "id, run_id, seq, label, targets, payload, state, attempt, owner, \
