@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The measurements behind the figures in docs/performance.md, in one run: the
 # engine (trivial plugin per mode, naive embedding, native call, 10,000 parked
-# executions) and the scheduler on SQLite and, when PostgreSQL answers, on PostgreSQL; then the whole system from outside
-# (`bench e2e`: daemons as processes, agents over HTTP), one daemon on SQLite
-# and two daemons on PostgreSQL. Built with the `measure` profile (the dev
-# profile with jobstack's own crate optimised too). Prints JSON lines.
+# executions) and the scheduler on SQLite and, when PostgreSQL answers, on
+# PostgreSQL; then the whole system from outside (`bench e2e`: daemons as
+# processes, agents over HTTP), one daemon on SQLite and two daemons on
+# PostgreSQL. Built with the `measure` profile (the dev profile with
+# jobstack's own crate optimised too). Prints JSON lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
