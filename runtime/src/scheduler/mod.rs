@@ -29,6 +29,12 @@
 //! that was cut off is accepted once if the part is not finished and revokes the
 //! newer lease; nothing is ever applied twice or overwrites a newer result.
 //!
+//! # Durable state
+//!
+//! Every operation is one atomic call of the [`Store`](store::Store) trait, the
+//! port this module owns ([`store`]); the backends that implement it, SQLite
+//! and PostgreSQL, are in [`crate::store`].
+//!
 //! # Time
 //!
 //! Every timestamp comes from the injected [`Clock`], so expiry, backoff and
@@ -45,6 +51,7 @@ pub mod retry;
 mod run;
 mod service;
 mod state;
+pub mod store;
 pub mod targeting;
 mod task;
 mod wake;
