@@ -12,6 +12,8 @@
 //! - [`agent`]: the pull loop of an agent: lease, execute, heartbeat, spool.
 //! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
 //! - [`artifacts`]: content-addressed files (software to deploy) on disk.
+//! - [`module_catalog`]: the uploaded plugin modules, kept in the store and
+//!   cached on disk, which the API serves and the daemon splits runs with.
 //! - [`client`]: the HTTP client of that API, for agents and the admin CLI.
 //! - [`daemon`]: `jobstack serve`, the process that hosts them all.
 //! - [`web`]: the management UI the daemon serves at `/`.
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod client;
 pub mod daemon;
 pub mod engine;
+pub mod module_catalog;
 pub mod scheduler;
 pub mod store;
 pub mod web;

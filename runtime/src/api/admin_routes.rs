@@ -17,7 +17,7 @@ use super::wire::{
     Agent, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task, TaskInput,
     TaskView,
 };
-use crate::daemon::ModuleError;
+use crate::module_catalog::CatalogError;
 
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
 /// manifest read; the same bytes twice answer 200 with `created: false`.
@@ -34,7 +34,7 @@ pub async fn upload_plugin(
         ));
     }
     let plugin = state.modules.add(&bytes).await.map_err(|e| match e {
-        ModuleError::Load(e) => ApiError::bad_request("invalid_plugin", e.to_string()),
+        CatalogError::Load(e) => ApiError::bad_request("invalid_plugin", e.to_string()),
         other => ApiError::Internal(format!("keeping the module: {other}")),
     })?;
     let manifest = plugin.manifest();

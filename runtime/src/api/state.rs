@@ -9,7 +9,7 @@ use super::agent_cache::AgentCache;
 use super::auth::Credentials;
 use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
-use crate::daemon::DaemonModules;
+use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::Scheduler;
 
 /// The largest plugin upload: real plugins are well under a few MiB; 64 MiB
@@ -39,7 +39,7 @@ pub struct ApiState {
     pub scheduler: Scheduler,
     /// The uploaded plugin modules (store and local cache) and the daemon's
     /// engine that validates uploads and runs `split`.
-    pub modules: DaemonModules,
+    pub modules: ModuleCatalog,
     /// Accepted token hashes.
     pub credentials: Arc<Credentials>,
     /// The agents behind recent agent tokens.

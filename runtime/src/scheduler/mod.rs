@@ -56,7 +56,7 @@ pub mod targeting;
 mod task;
 mod wake;
 
-pub use agent::{Agent, AgentRegistration};
+pub use agent::{Agent, AgentRegistration, LOCAL_AGENT_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::Event;
 pub use lease::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultStatus, StoredResult, Submission};
