@@ -11,6 +11,8 @@
 //!   PostgreSQL for several daemons).
 //! - [`agent`]: the pull loop of an agent: lease, execute, heartbeat, spool.
 //! - [`api`]: the REST/JSON API (agent protocol, admin, operations).
+//! - [`protocol`]: the routes and JSON bodies of that API, shared by the
+//!   daemon, the agent, the client and the CLI.
 //! - [`artifacts`]: content-addressed files (software to deploy) on disk.
 //! - [`module_catalog`]: the uploaded plugin modules, kept in the store and
 //!   cached on disk, which the API serves and the daemon splits runs with.
@@ -27,6 +29,7 @@ pub mod client;
 pub mod daemon;
 pub mod engine;
 pub mod module_catalog;
+pub mod protocol;
 pub mod scheduler;
 pub mod store;
 pub mod web;

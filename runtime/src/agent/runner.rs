@@ -30,11 +30,11 @@ use super::link::{AgentLink, LinkError};
 use super::modules::{ModuleCache, ModuleError};
 use super::settings::AgentSettings;
 use super::spool::{Spool, SpoolError};
-use crate::api::wire::{Lease, LeaseRef, Submission};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{
     Engine, ExecutionControl, ExecutionLimits, ExecutionRequest, Mode, Outcome, Part, Status,
 };
+use crate::protocol::{Lease, LeaseRef, Submission};
 use crate::scheduler::{ExecMode, ResultStatus};
 
 /// Why an agent loop ended other than by shutdown.

@@ -13,11 +13,11 @@ use super::artifacts::check_task_artifacts;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::params::check_params;
-use super::wire::{
+use crate::module_catalog::CatalogError;
+use crate::protocol::{
     Agent, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task, TaskInput,
     TaskView,
 };
-use crate::module_catalog::CatalogError;
 
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
 /// manifest read; the same bytes twice answer 200 with `created: false`.

@@ -10,12 +10,10 @@ use std::time::Duration;
 
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
 use crate::api::state::LEASE_RECHECK;
-use crate::api::wire::{
-    AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission,
-};
 use crate::artifacts::ArtifactStore;
 use crate::engine::Sha256;
 use crate::module_catalog::{CatalogError, ModuleCatalog};
+use crate::protocol::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
 use crate::scheduler::{Agent, LOCAL_AGENT_NAME, Scheduler, SchedulerError};
 use crate::store::StoreError;
 

@@ -4,8 +4,8 @@
 
 use std::process::ExitCode;
 
-use jobstack::api::wire::{RunResults, StoredResult};
 use jobstack::client::segment;
+use jobstack::protocol::{RunResults, StoredResult};
 
 use super::table::{Table, millis, or_dash};
 use super::task::{run_summary, state_name};

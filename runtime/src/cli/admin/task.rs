@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use jobstack::api::wire::{Part, RerunRequest, Run, Task, TaskView};
 use jobstack::client::segment;
+use jobstack::protocol::{Part, RerunRequest, Run, Task, TaskView};
 use jobstack::scheduler::{Frequency, PartCounts, TaskSpec};
 
 use super::table::{Table, millis, or_dash, time};

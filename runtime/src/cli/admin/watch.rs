@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobstack::api::wire::{Event, Run};
 use jobstack::client::ClientError;
+use jobstack::protocol::{Event, Run};
 use jobstack::scheduler::State;
 
 use super::task::{counts_text, run_summary, task_view};
