@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use super::host::{LogLine, Progress};
+use super::control::Progress;
+use super::host::LogLine;
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
