@@ -142,8 +142,8 @@ impl ExecutionHandle {
 impl Engine {
     /// Start `init` + `execute` of one part; returns at once with a handle.
     pub fn start(&self, plugin: &Plugin, request: ExecutionRequest) -> ExecutionHandle {
-        let run = self.execute_run(plugin, request);
-        self.launch(run, false)
+        let execution = self.prepare_execute(plugin, request);
+        self.launch(execution, false)
     }
 
     /// Run `init` + `execute` of one part to its end.
@@ -153,11 +153,11 @@ impl Engine {
     /// no hand-off between threads, which halves the latency of short parts.
     pub async fn execute(&self, plugin: &Plugin, request: ExecutionRequest) -> Outcome {
         if request.mode == Mode::Pooled && self.on_pooled_threads() {
-            let run = self.execute_run(plugin, request);
+            let execution = self.prepare_execute(plugin, request);
             let Ok(_slot) = self.inner.pooled_slots.acquire().await else {
                 return Outcome::not_run(Status::Failed, "the engine is shutting down".into());
             };
-            return run.execute().await.0;
+            return execution.execute().await.0;
         }
         self.start(plugin, request).wait().await
     }
@@ -185,7 +185,8 @@ impl Engine {
             .expect("the engine's runtime lives as long as the engine")
     }
 
-    fn execute_run(&self, plugin: &Plugin, request: ExecutionRequest) -> Run {
+    /// Prepare `init` + `execute` of one part.
+    fn prepare_execute(&self, plugin: &Plugin, request: ExecutionRequest) -> PreparedExecution {
         let job = wit::Job {
             params: request.params.clone(),
             secrets: request.secrets,
@@ -197,7 +198,7 @@ impl Engine {
             params: request.params,
             job,
         };
-        self.run(
+        self.prepare(
             plugin.pre.clone(),
             call,
             request.mode,
@@ -227,26 +228,26 @@ impl Engine {
         let call = Call::Split {
             params: params.to_string(),
         };
-        let run = self.run(
+        let execution = self.prepare(
             plugin.pre.clone(),
             call,
             Mode::Pooled,
             ExecutionLimits::with_timeout(SPLIT_TIMEOUT),
             Grants::new(),
         );
-        self.launch(run, true).wait().await
+        self.launch(execution, true).wait().await
     }
 
     /// Prepare `call` for a fresh instance.
-    pub(crate) fn run(
+    pub(crate) fn prepare(
         &self,
         pre: TaskPre<HostState>,
         call: Call,
         mode: Mode,
         limits: ExecutionLimits,
         grants: Grants,
-    ) -> Run {
-        Run {
+    ) -> PreparedExecution {
+        PreparedExecution {
             engine: self.inner.wasmtime.clone(),
             pre,
             call,
@@ -258,20 +259,20 @@ impl Engine {
         }
     }
 
-    /// Take a slot of the run's kind (or of the engine's own, for `internal`
-    /// calls) and run it on the mode's threads.
-    pub(crate) fn launch(&self, run: Run, internal: bool) -> ExecutionHandle {
-        let control = run.control.clone();
+    /// Take a slot of the execution's mode (or of the engine's own, for
+    /// `internal` calls) and run it on the mode's threads.
+    pub(crate) fn launch(&self, execution: PreparedExecution, internal: bool) -> ExecutionHandle {
+        let control = execution.control.clone();
         let (tx, done) = oneshot::channel();
-        let slots = match (internal, run.mode) {
+        let slots = match (internal, execution.mode) {
             (true, _) => self.inner.internal_slots.clone(),
             (false, Mode::Pooled) => self.inner.pooled_slots.clone(),
             (false, Mode::Dedicated) => self.inner.dedicated_slots.clone(),
         };
         let runtime = self.pooled_runtime();
-        match run.mode {
+        match execution.mode {
             Mode::Pooled => {
-                runtime.spawn(run.in_slot(slots, tx));
+                runtime.spawn(execution.in_slot(slots, tx));
             }
             Mode::Dedicated => {
                 // Wait for the slot on the shared runtime, then move to a thread
@@ -287,7 +288,7 @@ impl Engine {
                                 .enable_all()
                                 .build();
                             let result = match rt {
-                                Ok(rt) => rt.block_on(run.execute()),
+                                Ok(rt) => rt.block_on(execution.execute()),
                                 Err(e) => (
                                     Outcome::not_run(
                                         Status::Failed,
@@ -330,8 +331,9 @@ enum Ended {
     Canceled,
 }
 
-/// One call, ready to run.
-pub(crate) struct Run {
+/// One execution of a call into a plugin (`manifest`, `split`, or `init` +
+/// `execute`), prepared: it only waits for a slot. Not a scheduler run.
+pub(crate) struct PreparedExecution {
     engine: wasmtime::Engine,
     pre: TaskPre<HostState>,
     call: Call,
@@ -358,7 +360,7 @@ impl Drop for RunningGuard {
     }
 }
 
-impl Run {
+impl PreparedExecution {
     async fn in_slot(
         self,
         slots: Arc<Semaphore>,
