@@ -4,7 +4,7 @@
 //! Every call goes through [`Engine::launch`]: take a slot of the mode's kind,
 //! build the store (fuel, limits, epoch deadline, WASI context from the grants),
 //! instantiate from the plugin's `InstancePre`, call, and turn whatever happened
-//! into an [`Outcome`]. The call races the execution's cancel signal and its
+//! into an [`ExecutionOutcome`]. The call races the execution's cancel signal and its
 //! wall-clock deadline, so a plugin waiting in the host is dropped at once; a
 //! plugin running code is interrupted by fuel or by the epoch callback.
 
@@ -18,7 +18,7 @@ use super::bindings::{Task, TaskPre, wit};
 use super::config::{FUEL_YIELD_INTERVAL, MAX_OUTPUT_BYTES, SPLIT_TIMEOUT};
 use super::control::ExecutionControl;
 use super::host::{HostState, LimitHit, LogLevel, LogSource};
-use super::outcome::{Outcome, Status};
+use super::outcome::{ExecutionOutcome, Status};
 use super::plugin::{Part, Plugin};
 use super::{Engine, ExecutionLimits, Grants};
 
@@ -95,7 +95,7 @@ impl ExecutionRequest {
 /// `split` did not produce parts.
 #[derive(Debug, thiserror::Error)]
 #[error("split {}: {}", .0.status.as_str(), .0.error.as_deref().unwrap_or("no reason given"))]
-pub struct SplitError(pub Box<Outcome>);
+pub struct SplitError(pub Box<ExecutionOutcome>);
 
 /// The call made into a fresh instance.
 pub(crate) enum Call {
@@ -111,10 +111,10 @@ pub(crate) enum CallResult {
     Execute(String),
 }
 
-/// A running execution: control it, then wait for its [`Outcome`].
+/// A running execution: control it, then wait for its [`ExecutionOutcome`].
 pub struct ExecutionHandle {
     control: Arc<ExecutionControl>,
-    done: oneshot::Receiver<(Outcome, Option<CallResult>)>,
+    done: oneshot::Receiver<(ExecutionOutcome, Option<CallResult>)>,
 }
 
 impl ExecutionHandle {
@@ -124,13 +124,13 @@ impl ExecutionHandle {
     }
 
     /// Wait for the end.
-    pub async fn wait(self) -> Outcome {
+    pub async fn wait(self) -> ExecutionOutcome {
         self.finish().await.0
     }
 
-    pub(crate) async fn finish(self) -> (Outcome, Option<CallResult>) {
+    pub(crate) async fn finish(self) -> (ExecutionOutcome, Option<CallResult>) {
         self.done.await.unwrap_or_else(|_| {
-            let outcome = Outcome::not_run(
+            let outcome = ExecutionOutcome::not_run(
                 Status::Failed,
                 "the engine shut down during the execution".into(),
             );
@@ -151,11 +151,14 @@ impl Engine {
     /// Called from a task on the engine's own pooled threads (see
     /// [`Engine::spawn`]), a pooled execution runs inline in the caller's task:
     /// no hand-off between threads, which halves the latency of short parts.
-    pub async fn execute(&self, plugin: &Plugin, request: ExecutionRequest) -> Outcome {
+    pub async fn execute(&self, plugin: &Plugin, request: ExecutionRequest) -> ExecutionOutcome {
         if request.mode == Mode::Pooled && self.on_pooled_threads() {
             let execution = self.prepare_execute(plugin, request);
             let Ok(_slot) = self.inner.pooled_slots.acquire().await else {
-                return Outcome::not_run(Status::Failed, "the engine is shutting down".into());
+                return ExecutionOutcome::not_run(
+                    Status::Failed,
+                    "the engine is shutting down".into(),
+                );
             };
             return execution.execute().await.0;
         }
@@ -224,7 +227,7 @@ impl Engine {
     }
 
     /// Run `split` and return its outcome; on success the output is the parts.
-    pub async fn split_outcome(&self, plugin: &Plugin, params: &str) -> Outcome {
+    pub async fn split_outcome(&self, plugin: &Plugin, params: &str) -> ExecutionOutcome {
         let call = Call::Split {
             params: params.to_string(),
         };
@@ -290,7 +293,7 @@ impl Engine {
                             let result = match rt {
                                 Ok(rt) => rt.block_on(execution.execute()),
                                 Err(e) => (
-                                    Outcome::not_run(
+                                    ExecutionOutcome::not_run(
                                         Status::Failed,
                                         format!("cannot start a runtime: {e}"),
                                     ),
@@ -364,7 +367,7 @@ impl PreparedExecution {
     async fn in_slot(
         self,
         slots: Arc<Semaphore>,
-        tx: oneshot::Sender<(Outcome, Option<CallResult>)>,
+        tx: oneshot::Sender<(ExecutionOutcome, Option<CallResult>)>,
     ) {
         let Ok(_permit) = slots.acquire_owned().await else {
             return;
@@ -372,19 +375,27 @@ impl PreparedExecution {
         let _ = tx.send(self.execute().await);
     }
 
-    async fn execute(self) -> (Outcome, Option<CallResult>) {
+    async fn execute(self) -> (ExecutionOutcome, Option<CallResult>) {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
         let state = match HostState::new(&self.grants, &self.limits, self.control.clone(), deadline)
         {
             Ok(state) => state,
-            Err(e) => return (Outcome::not_run(Status::Failed, e.to_string()), None),
+            Err(e) => {
+                return (
+                    ExecutionOutcome::not_run(Status::Failed, e.to_string()),
+                    None,
+                );
+            }
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel = self.limits.fuel_budget();
         if let Err(e) = store.set_fuel(fuel) {
-            return (Outcome::not_run(Status::Failed, format!("{e:#}")), None);
+            return (
+                ExecutionOutcome::not_run(Status::Failed, format!("{e:#}")),
+                None,
+            );
         }
         if self.mode == Mode::Pooled {
             let _ = store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL));
@@ -436,7 +447,7 @@ impl PreparedExecution {
                 message: format!("{n} more log lines were dropped"),
             });
         }
-        let outcome = Outcome {
+        let outcome = ExecutionOutcome {
             status,
             output,
             error,
