@@ -13,14 +13,14 @@ use super::ApiState;
 use super::auth::{AgentCaller, Enrollment, hash_token, new_token};
 use super::error::{ApiError, ApiResult};
 use super::metrics::AckLabel;
-use super::state::{HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_LEASE_WAIT};
+use super::state::{LEASE_RECHECK, MAX_LEASE_WAIT};
 use crate::engine::Sha256;
 use crate::module_catalog::CatalogError;
 use crate::protocol::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
     Registered, ResultAnswer, ResultQuery, Submission,
 };
-use crate::scheduler::LOCAL_AGENT_NAME;
+use crate::scheduler::{HEARTBEAT_INTERVAL, LOCAL_AGENT_NAME};
 
 /// The longest agent name: a host name is at most 253 characters.
 const MAX_AGENT_NAME: usize = 253;

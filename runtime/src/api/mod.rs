@@ -15,9 +15,7 @@ mod params;
 pub mod state;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{
-    ApiState, HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES,
-};
+pub use state::{ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -28,10 +28,6 @@ pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(25);
 /// retry backoff ends become leasable without anyone signalling.
 pub const LEASE_RECHECK: Duration = Duration::from_millis(500);
 
-/// How often agents heartbeat: a third of the lease grace, so two lost
-/// heartbeats still keep a lease alive.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {

@@ -74,3 +74,7 @@ use std::time::Duration;
 /// start-up of the execution and the trip of its result back to the server, so
 /// a part that finishes just in time is not regenerated.
 pub const LEASE_GRACE: Duration = Duration::from_secs(30);
+
+/// How often agents heartbeat (the daemon tells each agent at registration):
+/// a third of the lease grace, so two lost heartbeats still keep a lease alive.
+pub const HEARTBEAT_INTERVAL: Duration = LEASE_GRACE.checked_div(3).expect("3 is not zero");
