@@ -1,4 +1,4 @@
-//! `jobstack task create|edit|list|show|run|suspend|resume|cancel|rerun|watch`.
+//! `jobstack task create|edit|list|show|runs|run|suspend|resume|cancel|rerun|watch`.
 //!
 //! Suspend, resume, cancel and rerun act on runs in the API; here they take a
 //! task name meaning its latest run, or `--run ID` for another one.
