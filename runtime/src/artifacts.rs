@@ -181,9 +181,11 @@ impl ArtifactStore {
         B: AsRef<[u8]>,
         E: std::fmt::Display,
     {
-        let temp = self
-            .dir
-            .join(format!("{TEMP_PREFIX}{}", crate::api::auth::new_token()));
+        // 128 random bits: concurrent uploads never share a temporary file.
+        let temp = self.dir.join(format!(
+            "{TEMP_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 16]>())
+        ));
         let result = async {
             let mut file = tokio::fs::File::create(&temp).await?;
             let mut hasher = sha2::Sha256::new();

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jobstack::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
-use jobstack::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultAnswer, Submission};
 use jobstack::artifacts::ArtifactStore;
 use jobstack::engine::{Engine, EngineConfig, Sha256};
+use jobstack::protocol::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultAnswer, Submission};
 use jobstack::scheduler::{NewPart, ResultStatus};
 
 fn steps_wasm() -> Vec<u8> {

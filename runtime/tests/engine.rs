@@ -176,7 +176,7 @@ async fn a_spinner_does_not_starve_200_trivial_pooled_executions_on_2_threads() 
 
 async fn futures_join(
     handles: Vec<jobstack::engine::ExecutionHandle>,
-) -> Vec<jobstack::engine::Outcome> {
+) -> Vec<jobstack::engine::ExecutionOutcome> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.wait().await);

@@ -7,8 +7,8 @@ use ipnet::{IpNet, Ipv4Subnets, Ipv6Subnets};
 use std::net::IpAddr;
 
 use super::settings::OperatorPolicy;
-use crate::api::wire::Lease;
 use crate::engine::Grants;
+use crate::protocol::Lease;
 
 /// A capability the task asks for that this agent cannot give: the part fails
 /// with this message (the operator must configure it, or the task target

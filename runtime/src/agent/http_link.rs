@@ -5,11 +5,11 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use super::link::{AgentLink, LinkError};
-use crate::api::wire::{
+use crate::client::{ApiClient, ClientError};
+use crate::protocol::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, Lease, LeaseRef, LeaseRequest,
     ProgressReport, Registered, ResultAnswer, Submission,
 };
-use crate::client::{ApiClient, ClientError};
 
 /// Slack on top of a long-poll's wait before the request itself times out.
 const LONG_POLL_SLACK: Duration = Duration::from_secs(15);

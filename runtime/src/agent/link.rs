@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use std::time::Duration;
 
-use crate::api::wire::{HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
+use crate::protocol::{HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
 
 /// Why a call to the scheduler did not succeed.
 #[derive(Debug, Clone, thiserror::Error)]

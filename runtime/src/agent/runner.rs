@@ -30,11 +30,12 @@ use super::link::{AgentLink, LinkError};
 use super::modules::{ModuleCache, ModuleError};
 use super::settings::AgentSettings;
 use super::spool::{Spool, SpoolError};
-use crate::api::wire::{Lease, LeaseRef, Submission};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{
-    Engine, ExecutionControl, ExecutionLimits, ExecutionRequest, Mode, Outcome, Part, Status,
+    Engine, ExecutionControl, ExecutionLimits, ExecutionOutcome, ExecutionRequest, Mode, Part,
+    Status,
 };
+use crate::protocol::{Lease, LeaseRef, Submission};
 use crate::scheduler::{ExecMode, ResultStatus};
 
 /// Why an agent loop ended other than by shutdown.
@@ -244,7 +245,7 @@ impl AgentLoop {
     }
 
     /// Ready the module and the grants, execute, report progress meanwhile.
-    async fn run_plugin(&self, lease: &Lease) -> Outcome {
+    async fn run_plugin(&self, lease: &Lease) -> ExecutionOutcome {
         // The scheduler being away for a moment is no fault of the part: keep
         // trying to fetch what it needs, for as long as the part may run.
         let patience = Duration::from_millis(lease.timeout_ms);
@@ -255,11 +256,11 @@ impl AgentLoop {
             .await
         {
             Ok(p) => p,
-            Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
+            Err(e) => return ExecutionOutcome::not_run(Status::Failed, e.to_string()),
         };
         let mut grants = match grants_for(lease, &self.settings.policy) {
             Ok(g) => g,
-            Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
+            Err(e) => return ExecutionOutcome::not_run(Status::Failed, e.to_string()),
         };
         // Staged for this execution only; removed when it ends.
         let _staged = if lease.grants.artifacts.is_empty() {
@@ -275,7 +276,7 @@ impl AgentLoop {
                     grants = grants.preopen(staged.path(), ARTIFACTS_GUEST_PATH, false);
                     Some(staged)
                 }
-                Err(e) => return Outcome::not_run(Status::Failed, e.to_string()),
+                Err(e) => return ExecutionOutcome::not_run(Status::Failed, e.to_string()),
             }
         };
         let request = ExecutionRequest {
@@ -484,7 +485,11 @@ impl AgentLoop {
 }
 
 /// The result to send for an execution.
-fn submission(lease: &Lease, started_at: chrono::DateTime<Utc>, outcome: Outcome) -> Submission {
+fn submission(
+    lease: &Lease,
+    started_at: chrono::DateTime<Utc>,
+    outcome: ExecutionOutcome,
+) -> Submission {
     Submission {
         part_id: lease.part_id,
         attempt: lease.attempt,

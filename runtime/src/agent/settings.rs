@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::scheduler::HEARTBEAT_INTERVAL;
+
 /// A directory the operator offers to tasks under a name (`--dir NAME=PATH[:rw]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorDir {
@@ -68,7 +70,8 @@ pub struct AgentSettings {
     pub slots: usize,
     /// How long one lease request may wait for work.
     pub lease_wait: Duration,
-    /// How often leases in progress are extended.
+    /// How often leases in progress are extended: what the daemon asked for
+    /// at registration ([`HEARTBEAT_INTERVAL`] by default).
     pub heartbeat_interval: Duration,
     /// How often progress is reported while it changes.
     pub progress_interval: Duration,
@@ -89,7 +92,7 @@ impl Default for AgentSettings {
         AgentSettings {
             slots: 4,
             lease_wait: Duration::from_secs(20),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
             progress_interval: Duration::from_secs(1),
             stop_grace: Duration::from_secs(5),
             retry_delay: Duration::from_millis(500),

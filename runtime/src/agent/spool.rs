@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::api::wire::Submission;
+use crate::protocol::Submission;
 
 /// Where undelivered results wait.
 #[derive(Debug)]

@@ -13,11 +13,11 @@ use super::artifacts::check_task_artifacts;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::params::check_params;
-use super::wire::{
+use crate::module_catalog::CatalogError;
+use crate::protocol::{
     Agent, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task, TaskInput,
     TaskView,
 };
-use crate::daemon::ModuleError;
 
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
 /// manifest read; the same bytes twice answer 200 with `created: false`.
@@ -34,7 +34,7 @@ pub async fn upload_plugin(
         ));
     }
     let plugin = state.modules.add(&bytes).await.map_err(|e| match e {
-        ModuleError::Load(e) => ApiError::bad_request("invalid_plugin", e.to_string()),
+        CatalogError::Load(e) => ApiError::bad_request("invalid_plugin", e.to_string()),
         other => ApiError::Internal(format!("keeping the module: {other}")),
     })?;
     let manifest = plugin.manifest();

@@ -13,13 +13,14 @@ use super::ApiState;
 use super::auth::{AgentCaller, Enrollment, hash_token, new_token};
 use super::error::{ApiError, ApiResult};
 use super::metrics::AckLabel;
-use super::state::{HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_LEASE_WAIT};
-use super::wire::{
+use super::state::{LEASE_RECHECK, MAX_LEASE_WAIT};
+use crate::engine::Sha256;
+use crate::module_catalog::CatalogError;
+use crate::protocol::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
     Registered, ResultAnswer, ResultQuery, Submission,
 };
-use crate::daemon::ModuleError;
-use crate::engine::Sha256;
+use crate::scheduler::{HEARTBEAT_INTERVAL, LOCAL_AGENT_NAME};
 
 /// The longest agent name: a host name is at most 253 characters.
 const MAX_AGENT_NAME: usize = 253;
@@ -38,10 +39,10 @@ pub async fn register(
             "agent name must be 1 to 253 printable characters",
         ));
     }
-    if name == crate::daemon::LOCAL_AGENT_NAME {
+    if name == LOCAL_AGENT_NAME {
         return Err(ApiError::bad_request(
             "invalid_agent",
-            "the agent name \"local\" is reserved for the daemon's own agent",
+            format!("the agent name {LOCAL_AGENT_NAME:?} is reserved for the daemon's own agent"),
         ));
     }
     let token = new_token();
@@ -177,7 +178,7 @@ pub async fn module(
         return Err(ApiError::NotFound(format!("module {sha} not found")));
     }
     let bytes = state.modules.bytes(&sha).await.map_err(|e| match e {
-        ModuleError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        CatalogError::NotFound(_) => ApiError::NotFound(e.to_string()),
         other => ApiError::Internal(format!("reading module {sha}: {other}")),
     })?;
     Ok((

@@ -6,7 +6,7 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::wire::{ErrorBody, ErrorDetail};
+use crate::protocol::{ErrorBody, ErrorDetail};
 use crate::scheduler::SchedulerError;
 use crate::store::StoreError;
 

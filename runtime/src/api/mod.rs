@@ -1,6 +1,6 @@
 //! The REST/JSON API: the agent protocol, the admin API and the operations
-//! endpoints, served by axum on one port. [`wire`] holds every route and body;
-//! [`app`] builds the router so tests can drive it in-process.
+//! endpoints, served by axum on one port. [`crate::protocol`] holds every route
+//! and body; [`app`] builds the router so tests can drive it in-process.
 
 mod admin_routes;
 pub mod agent_cache;
@@ -13,12 +13,9 @@ pub mod metrics;
 mod ops;
 mod params;
 pub mod state;
-pub mod wire;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{
-    ApiState, HEARTBEAT_INTERVAL, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES,
-};
+pub use state::{ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -66,7 +63,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/events", get(events::stream_events))
         .route("/openapi.json", get(ops::openapi));
     Router::new()
-        .nest(wire::API_PREFIX, api)
+        .nest(crate::protocol::API_PREFIX, api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

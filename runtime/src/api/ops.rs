@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
-use super::wire::API_PREFIX;
+use crate::protocol::API_PREFIX;
 
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> &'static str {

@@ -9,7 +9,7 @@ use super::agent_cache::AgentCache;
 use super::auth::Credentials;
 use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
-use crate::daemon::DaemonModules;
+use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::Scheduler;
 
 /// The largest plugin upload: real plugins are well under a few MiB; 64 MiB
@@ -28,10 +28,6 @@ pub const MAX_LEASE_WAIT: Duration = Duration::from_secs(25);
 /// retry backoff ends become leasable without anyone signalling.
 pub const LEASE_RECHECK: Duration = Duration::from_millis(500);
 
-/// How often agents heartbeat: a third of the lease grace, so two lost
-/// heartbeats still keep a lease alive.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -39,7 +35,7 @@ pub struct ApiState {
     pub scheduler: Scheduler,
     /// The uploaded plugin modules (store and local cache) and the daemon's
     /// engine that validates uploads and runs `split`.
-    pub modules: DaemonModules,
+    pub modules: ModuleCatalog,
     /// Accepted token hashes.
     pub credentials: Arc<Credentials>,
     /// The agents behind recent agent tokens.

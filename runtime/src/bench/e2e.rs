@@ -35,10 +35,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, HttpLink, Spool};
-use crate::api::wire::{RunResults, TaskInput};
 use crate::artifacts::ArtifactStore;
 use crate::client::{ApiClient, ClientTls};
 use crate::engine::{Engine, EngineConfig};
+use crate::protocol::{RunResults, TaskInput};
 use crate::scheduler::{AgentRegistration, Frequency, Run, State, TaskSpec};
 use crate::store::postgres::ScratchDatabase;
 

@@ -170,7 +170,7 @@ fn trivial_part() -> Part {
 async fn latencies<F, Fut>(n: usize, mut one: F) -> anyhow::Result<Vec<f64>>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = crate::engine::Outcome>,
+    Fut: std::future::Future<Output = crate::engine::ExecutionOutcome>,
 {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -190,7 +190,7 @@ where
 async fn throughput<F, Fut>(n: usize, in_flight: usize, mut one: F) -> anyhow::Result<f64>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = crate::engine::Outcome> + Send + 'static,
+    Fut: std::future::Future<Output = crate::engine::ExecutionOutcome> + Send + 'static,
 {
     let started = Instant::now();
     let mut pending = tokio::task::JoinSet::new();

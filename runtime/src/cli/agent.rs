@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobstack::agent::{AgentLoop, AgentSettings, HttpLink, OperatorPolicy, Spool};
-use jobstack::api::wire::AgentRegistration;
 use jobstack::artifacts::ArtifactStore;
 use jobstack::client::{ApiClient, ClientTls};
 use jobstack::daemon::wait_for_signal;
 use jobstack::engine::{Engine, EngineConfig};
+use jobstack::protocol::AgentRegistration;
 
 /// Arguments of `jobstack agent`.
 #[derive(Debug, clap::Args)]

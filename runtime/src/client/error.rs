@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 
-use crate::api::wire::ErrorBody;
+use crate::protocol::ErrorBody;
 
 /// The longest part of a non-JSON error body kept in a message: enough for a
 /// proxy's one-line explanation, not a whole HTML page.

@@ -1,7 +1,7 @@
 //! [`ApiClient`]: the one HTTP client of the daemon's REST API, used by the
 //! agent and by the admin CLI.
 //!
-//! Paths are relative to `/api/v1` (routes and bodies in [`crate::api::wire`]).
+//! Paths are relative to `/api/v1` (routes and bodies in [`crate::protocol`]).
 //! Every failure is a [`ClientError`]: the daemon's own `{"error": {...}}`
 //! answers become [`ClientError::Api`] with its code and message; an unreachable
 //! daemon, a timeout or a TLS failure becomes [`ClientError::Transport`] with a
@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), jobstack::client::ClientError> {
-//! use jobstack::api::wire::TaskView;
+//! use jobstack::protocol::TaskView;
 //! use jobstack::client::{ApiClient, ClientTls};
 //! let client = ApiClient::new("http://127.0.0.1:8080", ClientTls::default())?.with_token("...");
 //! let tasks: Vec<TaskView> = client.get_json("/tasks").await?;
@@ -36,7 +36,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::wire::API_PREFIX;
+use crate::protocol::API_PREFIX;
 
 /// How long a request may take, answer included, unless changed with
 /// [`ApiClient::with_timeout`]: generous for an upload of a large plugin on a

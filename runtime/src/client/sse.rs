@@ -8,7 +8,7 @@
 use futures_util::{Stream, StreamExt};
 
 use super::{ApiClient, ClientError};
-use crate::api::wire::Event;
+use crate::protocol::Event;
 
 /// One message of an event stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 
 use std::path::Path;
 
-use super::DaemonModules;
+use crate::module_catalog::ModuleCatalog;
 use crate::store::{PluginRecord, Store};
 
 /// Deploy the plugins in `dir`; returns the names deployed for the first time.
 pub async fn deploy(
-    modules: &DaemonModules,
+    modules: &ModuleCatalog,
     store: &dyn Store,
     dir: &Path,
     now: chrono::DateTime<chrono::Utc>,

@@ -8,24 +8,19 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{DaemonModules, ModuleError};
 use crate::agent::{AgentLink, AgentLoop, AgentSettings, LinkError, Spool};
 use crate::api::state::LEASE_RECHECK;
-use crate::api::wire::{
-    AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission,
-};
 use crate::artifacts::ArtifactStore;
 use crate::engine::Sha256;
-use crate::scheduler::{Agent, Scheduler, SchedulerError};
+use crate::module_catalog::{CatalogError, ModuleCatalog};
+use crate::protocol::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
+use crate::scheduler::{Agent, LOCAL_AGENT_NAME, Scheduler, SchedulerError};
 use crate::store::StoreError;
-
-/// The name the daemon's own agent registers under.
-pub const LOCAL_AGENT_NAME: &str = "local";
 
 /// Calls the scheduler directly.
 pub struct LocalLink {
     scheduler: Scheduler,
-    modules: DaemonModules,
+    modules: ModuleCatalog,
     artifacts: ArtifactStore,
     agent: Agent,
 }
@@ -34,7 +29,7 @@ impl LocalLink {
     /// Register the local agent and link it to `scheduler`.
     pub async fn register(
         scheduler: Scheduler,
-        modules: DaemonModules,
+        modules: ModuleCatalog,
         artifacts: ArtifactStore,
         settings: &AgentSettings,
     ) -> Result<Self, SchedulerError> {
@@ -149,7 +144,7 @@ impl AgentLink for LocalLink {
             message: format!("module {sha256} not found"),
         })?;
         self.modules.bytes(&sha).await.map_err(|e| match e {
-            ModuleError::NotFound(_) => LinkError::Refused {
+            CatalogError::NotFound(_) => LinkError::Refused {
                 status: 404,
                 message: e.to_string(),
             },

@@ -16,13 +16,11 @@ mod bundled;
 pub mod config;
 mod credentials;
 mod local_agent;
-mod modules;
 mod splitter;
 pub mod tls;
 
 pub use config::{ServeConfig, ServeSettings, TlsFiles};
-pub use local_agent::{LOCAL_AGENT_NAME, LocalLink};
-pub use modules::{DaemonModules, ModuleError};
+pub use local_agent::LocalLink;
 pub use splitter::EngineSplitter;
 
 use anyhow::Context;
@@ -34,6 +32,7 @@ use crate::agent::AgentSettings;
 use crate::api::{self, ApiState, metrics::Metrics};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
+use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store;
 
@@ -66,7 +65,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.admin_token.as_deref(),
         config.enroll_secret.as_deref(),
     )?;
-    let modules = DaemonModules::new(engine.clone(), store.clone());
+    let modules = ModuleCatalog::new(engine.clone(), store.clone());
     let shared = modules
         .share_cached()
         .await

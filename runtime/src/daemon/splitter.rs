@@ -3,19 +3,19 @@
 
 use async_trait::async_trait;
 
-use super::DaemonModules;
 use crate::engine::Sha256;
+use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::{NewPart, Splitter};
 
 /// Splits runs with the daemon's engine.
 #[derive(Clone)]
 pub struct EngineSplitter {
-    modules: DaemonModules,
+    modules: ModuleCatalog,
 }
 
 impl EngineSplitter {
     /// A splitter with the uploaded plugins of `modules`, in their engine.
-    pub fn new(modules: DaemonModules) -> Self {
+    pub fn new(modules: ModuleCatalog) -> Self {
         Self { modules }
     }
 }

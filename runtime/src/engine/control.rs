@@ -10,7 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use super::host::Progress;
+/// Progress of a part as last reported by the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
 
 /// Shared between the execution and whoever controls it.
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@
 //! author can act on.
 //!
 //! Failures of an *execution* are not errors of the engine: they are reported in
-//! its [`Outcome`](super::Outcome) (failed, timeout, canceled).
+//! its [`ExecutionOutcome`](super::ExecutionOutcome) (failed, timeout, canceled).
 
 use super::plugin::Sha256;
 

@@ -4,7 +4,7 @@
 //! Every call goes through [`Engine::launch`]: take a slot of the mode's kind,
 //! build the store (fuel, limits, epoch deadline, WASI context from the grants),
 //! instantiate from the plugin's `InstancePre`, call, and turn whatever happened
-//! into an [`Outcome`]. The call races the execution's cancel signal and its
+//! into an [`ExecutionOutcome`]. The call races the execution's cancel signal and its
 //! wall-clock deadline, so a plugin waiting in the host is dropped at once; a
 //! plugin running code is interrupted by fuel or by the epoch callback.
 
@@ -18,7 +18,7 @@ use super::bindings::{Task, TaskPre, wit};
 use super::config::{FUEL_YIELD_INTERVAL, MAX_OUTPUT_BYTES, SPLIT_TIMEOUT};
 use super::control::ExecutionControl;
 use super::host::{HostState, LimitHit, LogLevel, LogSource};
-use super::outcome::{Outcome, Status};
+use super::outcome::{ExecutionOutcome, Status};
 use super::plugin::{Part, Plugin};
 use super::{Engine, ExecutionLimits, Grants};
 
@@ -95,7 +95,7 @@ impl ExecutionRequest {
 /// `split` did not produce parts.
 #[derive(Debug, thiserror::Error)]
 #[error("split {}: {}", .0.status.as_str(), .0.error.as_deref().unwrap_or("no reason given"))]
-pub struct SplitError(pub Box<Outcome>);
+pub struct SplitError(pub Box<ExecutionOutcome>);
 
 /// The call made into a fresh instance.
 pub(crate) enum Call {
@@ -111,10 +111,10 @@ pub(crate) enum CallResult {
     Execute(String),
 }
 
-/// A running execution: control it, then wait for its [`Outcome`].
+/// A running execution: control it, then wait for its [`ExecutionOutcome`].
 pub struct ExecutionHandle {
     control: Arc<ExecutionControl>,
-    done: oneshot::Receiver<(Outcome, Option<CallResult>)>,
+    done: oneshot::Receiver<(ExecutionOutcome, Option<CallResult>)>,
 }
 
 impl ExecutionHandle {
@@ -124,13 +124,13 @@ impl ExecutionHandle {
     }
 
     /// Wait for the end.
-    pub async fn wait(self) -> Outcome {
+    pub async fn wait(self) -> ExecutionOutcome {
         self.finish().await.0
     }
 
-    pub(crate) async fn finish(self) -> (Outcome, Option<CallResult>) {
+    pub(crate) async fn finish(self) -> (ExecutionOutcome, Option<CallResult>) {
         self.done.await.unwrap_or_else(|_| {
-            let outcome = Outcome::not_run(
+            let outcome = ExecutionOutcome::not_run(
                 Status::Failed,
                 "the engine shut down during the execution".into(),
             );
@@ -142,8 +142,8 @@ impl ExecutionHandle {
 impl Engine {
     /// Start `init` + `execute` of one part; returns at once with a handle.
     pub fn start(&self, plugin: &Plugin, request: ExecutionRequest) -> ExecutionHandle {
-        let run = self.execute_run(plugin, request);
-        self.launch(run, false)
+        let execution = self.prepare_execute(plugin, request);
+        self.launch(execution, false)
     }
 
     /// Run `init` + `execute` of one part to its end.
@@ -151,13 +151,16 @@ impl Engine {
     /// Called from a task on the engine's own pooled threads (see
     /// [`Engine::spawn`]), a pooled execution runs inline in the caller's task:
     /// no hand-off between threads, which halves the latency of short parts.
-    pub async fn execute(&self, plugin: &Plugin, request: ExecutionRequest) -> Outcome {
+    pub async fn execute(&self, plugin: &Plugin, request: ExecutionRequest) -> ExecutionOutcome {
         if request.mode == Mode::Pooled && self.on_pooled_threads() {
-            let run = self.execute_run(plugin, request);
+            let execution = self.prepare_execute(plugin, request);
             let Ok(_slot) = self.inner.pooled_slots.acquire().await else {
-                return Outcome::not_run(Status::Failed, "the engine is shutting down".into());
+                return ExecutionOutcome::not_run(
+                    Status::Failed,
+                    "the engine is shutting down".into(),
+                );
             };
-            return run.execute().await.0;
+            return execution.execute().await.0;
         }
         self.start(plugin, request).wait().await
     }
@@ -185,7 +188,8 @@ impl Engine {
             .expect("the engine's runtime lives as long as the engine")
     }
 
-    fn execute_run(&self, plugin: &Plugin, request: ExecutionRequest) -> Run {
+    /// Prepare `init` + `execute` of one part.
+    fn prepare_execute(&self, plugin: &Plugin, request: ExecutionRequest) -> PreparedExecution {
         let job = wit::Job {
             params: request.params.clone(),
             secrets: request.secrets,
@@ -197,7 +201,7 @@ impl Engine {
             params: request.params,
             job,
         };
-        self.run(
+        self.prepare(
             plugin.pre.clone(),
             call,
             request.mode,
@@ -223,30 +227,30 @@ impl Engine {
     }
 
     /// Run `split` and return its outcome; on success the output is the parts.
-    pub async fn split_outcome(&self, plugin: &Plugin, params: &str) -> Outcome {
+    pub async fn split_outcome(&self, plugin: &Plugin, params: &str) -> ExecutionOutcome {
         let call = Call::Split {
             params: params.to_string(),
         };
-        let run = self.run(
+        let execution = self.prepare(
             plugin.pre.clone(),
             call,
             Mode::Pooled,
             ExecutionLimits::with_timeout(SPLIT_TIMEOUT),
             Grants::new(),
         );
-        self.launch(run, true).wait().await
+        self.launch(execution, true).wait().await
     }
 
     /// Prepare `call` for a fresh instance.
-    pub(crate) fn run(
+    pub(crate) fn prepare(
         &self,
         pre: TaskPre<HostState>,
         call: Call,
         mode: Mode,
         limits: ExecutionLimits,
         grants: Grants,
-    ) -> Run {
-        Run {
+    ) -> PreparedExecution {
+        PreparedExecution {
             engine: self.inner.wasmtime.clone(),
             pre,
             call,
@@ -258,20 +262,20 @@ impl Engine {
         }
     }
 
-    /// Take a slot of the run's kind (or of the engine's own, for `internal`
-    /// calls) and run it on the mode's threads.
-    pub(crate) fn launch(&self, run: Run, internal: bool) -> ExecutionHandle {
-        let control = run.control.clone();
+    /// Take a slot of the execution's mode (or of the engine's own, for
+    /// `internal` calls) and run it on the mode's threads.
+    pub(crate) fn launch(&self, execution: PreparedExecution, internal: bool) -> ExecutionHandle {
+        let control = execution.control.clone();
         let (tx, done) = oneshot::channel();
-        let slots = match (internal, run.mode) {
+        let slots = match (internal, execution.mode) {
             (true, _) => self.inner.internal_slots.clone(),
             (false, Mode::Pooled) => self.inner.pooled_slots.clone(),
             (false, Mode::Dedicated) => self.inner.dedicated_slots.clone(),
         };
         let runtime = self.pooled_runtime();
-        match run.mode {
+        match execution.mode {
             Mode::Pooled => {
-                runtime.spawn(run.in_slot(slots, tx));
+                runtime.spawn(execution.in_slot(slots, tx));
             }
             Mode::Dedicated => {
                 // Wait for the slot on the shared runtime, then move to a thread
@@ -287,9 +291,9 @@ impl Engine {
                                 .enable_all()
                                 .build();
                             let result = match rt {
-                                Ok(rt) => rt.block_on(run.execute()),
+                                Ok(rt) => rt.block_on(execution.execute()),
                                 Err(e) => (
-                                    Outcome::not_run(
+                                    ExecutionOutcome::not_run(
                                         Status::Failed,
                                         format!("cannot start a runtime: {e}"),
                                     ),
@@ -330,8 +334,9 @@ enum Ended {
     Canceled,
 }
 
-/// One call, ready to run.
-pub(crate) struct Run {
+/// One execution of a call into a plugin (`manifest`, `split`, or `init` +
+/// `execute`), prepared: it only waits for a slot. Not a scheduler run.
+pub(crate) struct PreparedExecution {
     engine: wasmtime::Engine,
     pre: TaskPre<HostState>,
     call: Call,
@@ -358,11 +363,11 @@ impl Drop for RunningGuard {
     }
 }
 
-impl Run {
+impl PreparedExecution {
     async fn in_slot(
         self,
         slots: Arc<Semaphore>,
-        tx: oneshot::Sender<(Outcome, Option<CallResult>)>,
+        tx: oneshot::Sender<(ExecutionOutcome, Option<CallResult>)>,
     ) {
         let Ok(_permit) = slots.acquire_owned().await else {
             return;
@@ -370,19 +375,27 @@ impl Run {
         let _ = tx.send(self.execute().await);
     }
 
-    async fn execute(self) -> (Outcome, Option<CallResult>) {
+    async fn execute(self) -> (ExecutionOutcome, Option<CallResult>) {
         let started = Instant::now();
         let deadline = started + self.limits.timeout;
         let state = match HostState::new(&self.grants, &self.limits, self.control.clone(), deadline)
         {
             Ok(state) => state,
-            Err(e) => return (Outcome::not_run(Status::Failed, e.to_string()), None),
+            Err(e) => {
+                return (
+                    ExecutionOutcome::not_run(Status::Failed, e.to_string()),
+                    None,
+                );
+            }
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel = self.limits.fuel_budget();
         if let Err(e) = store.set_fuel(fuel) {
-            return (Outcome::not_run(Status::Failed, format!("{e:#}")), None);
+            return (
+                ExecutionOutcome::not_run(Status::Failed, format!("{e:#}")),
+                None,
+            );
         }
         if self.mode == Mode::Pooled {
             let _ = store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL));
@@ -434,7 +447,7 @@ impl Run {
                 message: format!("{n} more log lines were dropped"),
             });
         }
-        let outcome = Outcome {
+        let outcome = ExecutionOutcome {
             status,
             output,
             error,

@@ -21,7 +21,7 @@ use super::{ExecutionLimits, Grants};
 
 use super::bindings::{Level, jobstack::plugin};
 use super::config::{MAX_EMITTED_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_STDIO_BYTES};
-use super::control::ExecutionControl;
+use super::control::{ExecutionControl, Progress};
 use super::http::HttpPolicy;
 
 /// Severity of a log line.
@@ -75,15 +75,6 @@ pub struct LogLine {
     pub source: LogSource,
     /// The text, cut at [`MAX_LOG_LINE_BYTES`].
     pub message: String,
-}
-
-/// Progress of a part as last reported by the plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Progress {
-    /// Units done.
-    pub done: u64,
-    /// Units in all.
-    pub total: u64,
 }
 
 /// What an execution produced besides its return value.

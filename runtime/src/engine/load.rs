@@ -134,14 +134,14 @@ impl Engine {
         &self,
         pre: &TaskPre<super::host::HostState>,
     ) -> Result<super::Manifest, LoadError> {
-        let run = self.run(
+        let execution = self.prepare(
             pre.clone(),
             Call::Manifest,
             Mode::Pooled,
             ExecutionLimits::with_timeout(MANIFEST_TIMEOUT),
             Grants::new(),
         );
-        let (outcome, result) = self.launch(run, true).finish().await;
+        let (outcome, result) = self.launch(execution, true).finish().await;
         match result {
             Some(CallResult::Manifest(m)) => check_manifest(m).map_err(LoadError::BadManifest),
             _ => Err(LoadError::BadManifest(format!(

@@ -54,12 +54,12 @@ mod plugin;
 
 pub use capabilities::{Grants, Preopen};
 pub use config::{EngineConfig, ExecutionLimits};
-pub use control::ExecutionControl;
+pub use control::{ExecutionControl, Progress};
 pub use error::LoadError;
 pub use execute::{ExecutionHandle, ExecutionRequest, Mode, SplitError};
-pub use host::{LogLevel, LogLine, LogSource, Progress};
+pub use host::{LogLevel, LogLine, LogSource};
 pub use module_store::ModuleStore;
-pub use outcome::{Outcome, Status};
+pub use outcome::{ExecutionOutcome, Status};
 pub use plugin::{Capability, Manifest, Part, Plugin, Sha256};
 
 use std::collections::HashMap;

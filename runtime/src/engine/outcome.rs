@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use super::host::{LogLine, Progress};
+use super::control::Progress;
+use super::host::LogLine;
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,7 +39,7 @@ impl Status {
 
 /// The result of one execution of `split` or `init` + `execute`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct ExecutionOutcome {
     /// How it ended.
     pub status: Status,
     /// The plugin's output (JSON) when finished; for `split`, the parts.
@@ -58,10 +59,10 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
-impl Outcome {
+impl ExecutionOutcome {
     /// An outcome that never ran: it ended before a store existed.
     pub(crate) fn not_run(status: Status, error: String) -> Self {
-        Outcome {
+        ExecutionOutcome {
             status,
             output: None,
             error: Some(error),

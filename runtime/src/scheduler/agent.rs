@@ -4,6 +4,10 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+/// The name the daemon's own agent registers under; the API refuses it to
+/// every other agent.
+pub const LOCAL_AGENT_NAME: &str = "local";
+
 /// What an agent says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRegistration {

@@ -29,6 +29,12 @@
 //! that was cut off is accepted once if the part is not finished and revokes the
 //! newer lease; nothing is ever applied twice or overwrites a newer result.
 //!
+//! # Durable state
+//!
+//! Every operation is one atomic call of the [`Store`](store::Store) trait, the
+//! port this module owns ([`store`]); the backends that implement it, SQLite
+//! and PostgreSQL, are in [`crate::store`].
+//!
 //! # Time
 //!
 //! Every timestamp comes from the injected [`Clock`], so expiry, backoff and
@@ -45,11 +51,12 @@ pub mod retry;
 mod run;
 mod service;
 mod state;
+pub mod store;
 pub mod targeting;
 mod task;
 mod wake;
 
-pub use agent::{Agent, AgentRegistration};
+pub use agent::{Agent, AgentRegistration, LOCAL_AGENT_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::Event;
 pub use lease::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultStatus, StoredResult, Submission};
@@ -67,3 +74,7 @@ use std::time::Duration;
 /// start-up of the execution and the trip of its result back to the server, so
 /// a part that finishes just in time is not regenerated.
 pub const LEASE_GRACE: Duration = Duration::from_secs(30);
+
+/// How often agents heartbeat (the daemon tells each agent at registration):
+/// a third of the lease grace, so two lost heartbeats still keep a lease alive.
+pub const HEARTBEAT_INTERVAL: Duration = LEASE_GRACE.checked_div(3).expect("3 is not zero");

@@ -6,11 +6,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::store::{Recurrence, Store, StoreError};
 use super::{
     Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ResultAck, Run, RunCause,
     State, Submission, Task, TaskSpec, WorkSignal, targeting,
 };
-use crate::store::{Recurrence, Store, StoreError};
 
 /// Cuts a run into parts: the plugin's `split`, run by the daemon's engine. The
 /// scheduler only takes the parts as data.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use jobstack::api::wire::ArtifactInfo;
+use jobstack::protocol::ArtifactInfo;
 
 use super::table::time;
 use super::{ServerArgs, print_json};

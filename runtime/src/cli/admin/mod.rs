@@ -14,6 +14,7 @@ pub mod results;
 pub mod table;
 pub mod task;
 pub mod task_flags;
+pub mod view;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use jobstack::api::wire::{PluginRecord, PluginUploaded};
+use jobstack::protocol::{PluginRecord, PluginUploaded};
 
 use super::table::{Table, time};
 use super::{ServerArgs, print_json};

@@ -4,11 +4,11 @@
 
 use std::process::ExitCode;
 
-use jobstack::api::wire::{RunResults, StoredResult};
 use jobstack::client::segment;
+use jobstack::protocol::{RunResults, StoredResult};
 
 use super::table::{Table, millis, or_dash};
-use super::task::{run_summary, state_name};
+use super::view::{run_summary, state_name, task_view};
 use super::{ServerArgs, print_json};
 
 /// Arguments of `jobstack results`.
@@ -40,7 +40,7 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| admin.explain(e))?;
     if args.run.is_some() {
         // A run id from another task is a mistake worth saying.
-        let view = super::task::task_view(&admin, &args.task).await?;
+        let view = task_view(&admin, &args.task).await?;
         if view.task.id != results.run.task_id {
             anyhow::bail!(
                 "run {} belongs to another task than {:?}",

@@ -1,4 +1,4 @@
-//! `jobstack task create|edit|list|show|run|suspend|resume|cancel|rerun|watch`.
+//! `jobstack task create|edit|list|show|runs|run|suspend|resume|cancel|rerun|watch`.
 //!
 //! Suspend, resume, cancel and rerun act on runs in the API; here they take a
 //! task name meaning its latest run, or `--run ID` for another one.
@@ -6,12 +6,13 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use jobstack::api::wire::{Part, RerunRequest, Run, Task, TaskView};
 use jobstack::client::segment;
-use jobstack::scheduler::{Frequency, PartCounts, TaskSpec};
+use jobstack::protocol::{Part, RerunRequest, Run, Task, TaskView};
+use jobstack::scheduler::{Frequency, TaskSpec};
 
 use super::table::{Table, millis, or_dash, time};
 use super::task_flags::TaskFlags;
+use super::view::{counts_text, run_summary, state_name, task_view};
 use super::{Admin, ServerArgs, print_json};
 
 /// `jobstack task ...`.
@@ -266,15 +267,6 @@ async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `GET /tasks/{name or id}`.
-pub async fn task_view(admin: &Admin, task: &str) -> anyhow::Result<TaskView> {
-    admin
-        .client
-        .get_json(&format!("/tasks/{}", segment(task)))
-        .await
-        .map_err(|e| admin.explain(e))
-}
-
 /// The run named by `--run`, or the latest run of `task`.
 pub async fn run_id(admin: &Admin, task: Option<&str>, run: Option<i64>) -> anyhow::Result<i64> {
     if let Some(id) = run {
@@ -288,54 +280,6 @@ pub async fn run_id(admin: &Admin, task: Option<&str>, run: Option<i64>) -> anyh
         Some(run) => Ok(run.id),
         None => bail!("task {task:?} has no run yet; start one with `jobstack task run {task}`"),
     }
-}
-
-/// `run 12 of scan (forced): running, 3/10 parts done`.
-pub fn run_summary(run: &Run) -> String {
-    let cause = serde_json::to_value(run.cause)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let mut text = format!(
-        "run {} of {} ({cause}): {}, {}",
-        run.id,
-        run.spec.name,
-        state_name(run.state),
-        counts_text(&run.parts)
-    );
-    if let Some(error) = &run.error {
-        text.push_str(&format!(", error: {error}"));
-    }
-    text
-}
-
-/// `3/10 parts done (1 failed, 2 running)`: the non-zero counts only.
-pub fn counts_text(parts: &PartCounts) -> String {
-    let done = parts.finished + parts.failed + parts.canceled;
-    let mut text = format!("{done}/{} parts done", parts.total());
-    let details: Vec<String> = [
-        ("running", parts.running),
-        ("waiting", parts.waiting),
-        ("suspended", parts.suspended),
-        ("failed", parts.failed),
-        ("canceled", parts.canceled),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(what, n)| format!("{n} {what}"))
-    .collect();
-    if !details.is_empty() {
-        text.push_str(&format!(" ({})", details.join(", ")));
-    }
-    text
-}
-
-/// A state's lower-case name.
-pub fn state_name<T: serde::Serialize>(state: T) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 /// `every 1h`, `cron 0 3 * * *`, `once`, `manual`.
@@ -479,7 +423,7 @@ fn parts_table(parts: &[Part]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jobstack::scheduler::{RunCause, State};
+    use jobstack::scheduler::{PartCounts, RunCause, State};
 
     fn run() -> Run {
         Run {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use jobstack::api::wire::TaskInput;
+use jobstack::protocol::TaskInput;
 use jobstack::scheduler::{ExecMode, Frequency, Priority, TaskSpec};
 
 /// Execution mode as a flag value.

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobstack::api::wire::{Event, Run};
 use jobstack::client::ClientError;
+use jobstack::protocol::{Event, Run};
 use jobstack::scheduler::State;
 
-use super::task::{counts_text, run_summary, task_view};
+use super::view::{counts_text, run_summary, task_view};
 use super::{Admin, ServerArgs, print_json};
 
 /// How often the run is read while the event stream is up (in case an event

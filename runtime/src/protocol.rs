@@ -1,5 +1,7 @@
-//! The JSON bodies of the REST API (`/api/v1`), shared by the daemon, the agent
-//! and the admin CLI so the three cannot disagree.
+//! The protocol of the REST API (`/api/v1`): its routes and JSON bodies,
+//! shared by the daemon's API ([`crate::api`]), the agent, the HTTP client and
+//! the admin CLI so that they cannot disagree. Plain data only: it depends on
+//! none of them.
 //!
 //! # Routes
 //!
@@ -48,11 +50,11 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::artifacts::ArtifactInfo;
+pub use crate::scheduler::store::PluginRecord;
 pub use crate::scheduler::{
     Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ResultAck, Run,
     StoredResult, Submission, Task, TaskSpec,
 };
-pub use crate::store::PluginRecord;
 
 /// The API's version prefix.
 pub const API_PREFIX: &str = "/api/v1";

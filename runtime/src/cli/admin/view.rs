@@ -1,0 +1,65 @@
+//! Views of tasks and runs shared by the task commands, `task watch` and
+//! `results`: the task as the daemon shows it, and one-line summaries of runs.
+
+use jobstack::client::segment;
+use jobstack::protocol::{Run, TaskView};
+use jobstack::scheduler::PartCounts;
+
+use super::Admin;
+
+/// `GET /tasks/{name or id}`.
+pub async fn task_view(admin: &Admin, task: &str) -> anyhow::Result<TaskView> {
+    admin
+        .client
+        .get_json(&format!("/tasks/{}", segment(task)))
+        .await
+        .map_err(|e| admin.explain(e))
+}
+
+/// `run 12 of scan (forced): running, 3/10 parts done`.
+pub fn run_summary(run: &Run) -> String {
+    let cause = serde_json::to_value(run.cause)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut text = format!(
+        "run {} of {} ({cause}): {}, {}",
+        run.id,
+        run.spec.name,
+        state_name(run.state),
+        counts_text(&run.parts)
+    );
+    if let Some(error) = &run.error {
+        text.push_str(&format!(", error: {error}"));
+    }
+    text
+}
+
+/// `3/10 parts done (1 failed, 2 running)`: the non-zero counts only.
+pub fn counts_text(parts: &PartCounts) -> String {
+    let done = parts.finished + parts.failed + parts.canceled;
+    let mut text = format!("{done}/{} parts done", parts.total());
+    let details: Vec<String> = [
+        ("running", parts.running),
+        ("waiting", parts.waiting),
+        ("suspended", parts.suspended),
+        ("failed", parts.failed),
+        ("canceled", parts.canceled),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(what, n)| format!("{n} {what}"))
+    .collect();
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    text
+}
+
+/// A state's lower-case name.
+pub fn state_name<T: serde::Serialize>(state: T) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
