@@ -147,7 +147,7 @@ fn take_batch(waiting: &mut VecDeque<Finish>) -> Vec<Finish> {
 }
 
 /// What the batch call answered for one item.
-struct Outcome {
+struct ItemAnswer {
     /// The run of the item's part, if its result was applied.
     applied_in: Option<i64>,
     /// Whether that run has no waiting part left (it may have ended).
@@ -158,15 +158,15 @@ struct Outcome {
 /// Apply `batch` and answer each of its callers.
 async fn apply(pool: &PgPool, batch: Vec<Finish>) {
     let started = std::time::Instant::now();
-    let outcomes = match call(pool, &batch).await {
-        Ok(outcomes) => {
+    let answers = match call(pool, &batch).await {
+        Ok(answers) => {
             tracing::trace!(
                 size = batch.len(),
-                applied = outcomes.iter().filter(|o| o.applied_in.is_some()).count(),
+                applied = answers.iter().filter(|o| o.applied_in.is_some()).count(),
                 took_us = started.elapsed().as_micros() as u64,
                 "batch of finished results"
             );
-            outcomes
+            answers
         }
         Err(error) => {
             tracing::debug!(%error, size = batch.len(), "a batch of results failed; applying each alone");
@@ -177,7 +177,7 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
         }
     };
     let now = batch_now(&batch);
-    let ended: BTreeSet<i64> = outcomes
+    let ended: BTreeSet<i64> = answers
         .iter()
         .filter(|o| o.refresh)
         .filter_map(|o| o.applied_in)
@@ -189,9 +189,9 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
             tracing::warn!(%error, run_id, "a run's state could not follow its parts; the sweep will");
         }
     }
-    for (request, outcome) in batch.into_iter().zip(outcomes) {
-        if outcome.applied_in.is_some() {
-            let _ = request.reply.send(Ok((ResultAck::Applied, outcome.lease)));
+    for (request, answer) in batch.into_iter().zip(answers) {
+        if answer.applied_in.is_some() {
+            let _ = request.reply.send(Ok((ResultAck::Applied, answer.lease)));
         } else {
             // The part is not as the batch assumed: judge it alone.
             answer_alone(pool, request);
@@ -220,9 +220,9 @@ fn batch_now(batch: &[Finish]) -> DateTime<Utc> {
     batch.iter().map(|r| r.now).max().unwrap_or_else(Utc::now)
 }
 
-/// One call of `jobstack_finish_and_lease` for `batch`; its outcomes in the
+/// One call of `jobstack_finish_and_lease` for `batch`; its answers in the
 /// batch's order.
-async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<Outcome>> {
+async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<ItemAnswer>> {
     let n = batch.len();
     let mut parts = Vec::with_capacity(n);
     let mut attempts = Vec::with_capacity(n);
@@ -285,19 +285,19 @@ async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<Outcome>> {
         .bind(&lock_ids)
         .fetch_all(pool)
         .await?;
-    let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    let mut answers: Vec<Option<ItemAnswer>> = (0..n).map(|_| None).collect();
     for row in &rows {
         let item = row.try_get::<i32, _>("item")?;
         let slot = usize::try_from(item)
             .ok()
             .and_then(|i| i.checked_sub(1))
-            .and_then(|i| outcomes.get_mut(i))
+            .and_then(|i| answers.get_mut(i))
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("jobstack_finish_and_lease: item {item}"))
             })?;
-        *slot = Some(outcome(row)?);
+        *slot = Some(item_answer(row)?);
     }
-    outcomes
+    answers
         .into_iter()
         .map(|o| {
             o.ok_or_else(|| {
@@ -307,7 +307,7 @@ async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<Outcome>> {
         .collect()
 }
 
-fn outcome(row: &PgRow) -> StoreResult<Outcome> {
+fn item_answer(row: &PgRow) -> StoreResult<ItemAnswer> {
     let outcome: String = row.try_get("outcome")?;
     let applied_in: Option<i64> = row.try_get("run_id")?;
     let lease = leasing::lease_from_row(row, LEASE_COLUMNS).unwrap_or_else(|error| {
@@ -315,12 +315,12 @@ fn outcome(row: &PgRow) -> StoreResult<Outcome> {
         None
     });
     match (outcome.as_str(), applied_in) {
-        ("conflict", None) => Ok(Outcome {
+        ("conflict", None) => Ok(ItemAnswer {
             applied_in: None,
             refresh: false,
             lease: None,
         }),
-        ("changed" | "refresh", Some(_)) => Ok(Outcome {
+        ("changed" | "refresh", Some(_)) => Ok(ItemAnswer {
             applied_in,
             refresh: outcome == "refresh",
             lease,
