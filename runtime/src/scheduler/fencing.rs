@@ -19,6 +19,31 @@
 //!    canceled) is recorded for the record and changes nothing (`RecordOnly`).
 //!
 //! No result is applied twice (2), and none overwrites a newer one (4, 5).
+//!
+//! # Where this rule is restated
+//!
+//! Every store judges a result with this module and restates, in SQL, the
+//! check that the part is still as judged and what each verdict writes:
+//!
+//! - SQLite: `submit` in `runtime/src/store/sqlite/writer/ops/submit.rs` reads
+//!   the part with `RESULT_TARGET`, judges it here, and writes the verdict
+//!   with `APPLY_RESULT` (rule 3, only on a running part) and
+//!   `ACCEPT_LATE_RESULT` (rule 4, only on the state judged), statements of
+//!   `runtime/src/store/sqlite/writer/ops/statements.rs`.
+//! - PostgreSQL: `runtime/src/store/postgres/results.rs` judges the result
+//!   here, first on the part as it is while the submitter holds the lease,
+//!   then on the part as read, and writes the verdict as a compare-and-set on
+//!   the state, attempt and owner judged: the SQL function `jobstack_submit`
+//!   (`runtime/migrations/postgres/functions/jobstack_submit.sql`; also the
+//!   first half of `jobstack_submit_and_lease`). A success with the next lease
+//!   goes to `runtime/src/store/postgres/finish_batch.rs`, whose SQL function
+//!   `jobstack_finish_and_lease`
+//!   (`runtime/migrations/postgres/functions/jobstack_finish_and_lease.sql`)
+//!   restates rule 3 for successes without this module: it applies the result
+//!   when the part is running, at the attempt named, owned by the submitter,
+//!   and hands every other result back to `results.rs`.
+//!
+//! tests/scheduler/policy.rs runs one table of cases through each copy.
 
 use chrono::{DateTime, Utc};
 

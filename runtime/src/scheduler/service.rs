@@ -1,5 +1,8 @@
 //! [`Scheduler`]: the operations the API and the in-process agent call, on top
 //! of a [`Store`], a [`Clock`] and a [`Splitter`].
+//!
+//! `agent_may_take`, at the end, is the Rust copy of the leasing rule; the
+//! module documentation of [`targeting`] names the stores' copies.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};

@@ -10,6 +10,35 @@
 //! Addresses are compared as 128-bit numbers, IPv4 as IPv4-mapped IPv6, and
 //! stored as fixed-width hex text, so `lo <= x AND x <= hi` works as plain text
 //! comparison in every SQL dialect and can use an index.
+//!
+//! # Where this rule is restated
+//!
+//! The whole rule in Rust is `agent_may_take` (`runtime/src/scheduler/service.rs`):
+//! the agent accepts the run's plugin; a part pinned to an agent (`each_agent`)
+//! goes to that agent only; a run targeting agents by name goes to those;
+//! otherwise [`networks_cover`] of [`span_of_targets`]. The scheduler asks it
+//! which parts no agent may take
+//! ([`Scheduler::unassignable_parts`](super::Scheduler::unassignable_parts)).
+//! Leasing does not call it: each store restates it in SQL, beside what only a
+//! lease checks (the part waits and its backoff is over, its run waits or
+//! runs, the agent holds no other part of the run):
+//!
+//! - SQLite: `RUNS_TO_LEASE` (the agents named, one part per run per agent)
+//!   and `PART_TO_LEASE` (the pin, the networks over the part's stored span)
+//!   in `runtime/src/store/sqlite/writer/ops/statements.rs`, and `lease` in
+//!   `runtime/src/store/sqlite/writer/ops/lease.rs` (the plugin, in Rust).
+//! - PostgreSQL: the SQL functions `jobstack_lease_in` (a lease alone, and the
+//!   lease after a single result) and `jobstack_finish_and_lease` (the leases
+//!   after a batch of finished results, for several agents at once), whose
+//!   definitions are `runtime/migrations/postgres/functions/<name>.sql`,
+//!   called from `runtime/src/store/postgres/leasing.rs` (and `results.rs`,
+//!   `finish_batch.rs`).
+//!
+//! Both stores keep the spans this module computes: [`span_of_targets`] of a
+//! part when it is stored, [`AddressSpan::of_net`] of an agent's networks when
+//! it registers.
+//!
+//! tests/scheduler/policy.rs runs one table of cases through each copy.
 
 use ipnet::IpNet;
 use std::net::IpAddr;

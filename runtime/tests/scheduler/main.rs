@@ -5,6 +5,7 @@ mod harness;
 
 mod admin;
 mod leasing;
+mod policy;
 mod recurrence;
 mod results;
 mod scenario;
