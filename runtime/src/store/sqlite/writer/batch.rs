@@ -3,21 +3,25 @@
 //! without undoing its neighbours.
 //!
 //! Leases and results are applied directly, without a savepoint: a savepoint
-//! costs two statements and, in SQLite, a copy of every page written inside
-//! it (its sub-journal), about a tenth of the writer's work per operation.
-//! An operation that fails having written nothing (a result for a part its
-//! sender does not hold: refused before any write) leaves nothing to undo.
-//! One that fails after writing (or panics) is undone by replay: the
-//! transaction is rolled back, begun again, and the batch's earlier
-//! operations applied again, each in a savepoint of its own, as is the failed
-//! one; the rest of the batch then runs with savepoints too. Replaying is
-//! exact: the writer is the store's only writer, so the operations meet the
-//! same data in the same order; their
-//! callers are answered only after the commit, with what the replay said.
+//! is two more statements and a copy of every page written inside it (its
+//! sub-journal), a cost every operation would pay for the rare one that
+//! fails. Instead:
+//! - an operation that fails having written nothing (a result for a part its
+//!   sender does not hold: refused before any write) leaves nothing to undo;
+//! - one that fails after writing (or panics) is undone by replay: the
+//!   transaction is rolled back, begun again, and the batch's earlier
+//!   operations applied again, each in a savepoint of its own, as is the
+//!   failed one; the rest of the batch then runs with savepoints too.
 //!
-//! Other writes ([`Op::Write`]: runs and their parts) cannot be replayed (a
-//! closure runs once): each runs in a savepoint and the batch is committed
-//! right after it, so no later failure needs to undo it.
+//! Why a replay is exact: the writer is the store's only writer and no
+//! caller of the batch has been answered (answers wait for the commit's
+//! flush), so the operations applied again meet the same data in the same
+//! order, and their callers get what the replay said.
+//!
+//! Other writes ([`Op::Write`]: runs, the catalog, admin actions, expiry,
+//! heartbeats) are closures that run once and cannot be replayed: each runs
+//! in a savepoint and the batch is committed right after it, so no later
+//! failure needs to undo it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
