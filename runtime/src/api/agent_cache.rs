@@ -1,7 +1,6 @@
 //! The agents behind the tokens of recent requests, so that an agent's
 //! leases and results do not each read its row from the store first (on
-//! SQLite a hand-off to a reader thread and back: a tenth of the daemon's
-//! CPU in `bench e2e`).
+//! SQLite a hand-off to a reader thread and back, on every request).
 //!
 //! An entry lives [`AGENT_CACHE_TTL`]. A registration through this daemon
 //! forgets the agent's entries at once (a re-registered agent's old token

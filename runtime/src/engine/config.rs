@@ -19,9 +19,8 @@ pub const FUEL_PER_MS: u64 = 15_000_000;
 
 /// How much fuel a pooled execution may burn before it yields to the executor.
 ///
-/// Small enough that a spinning plugin gives the thread back about every 50 µs
-/// (at [`FUEL_PER_MS`]),
-/// so hundreds of other executions keep running beside it; large enough that the
+/// Small enough that a spinning plugin gives the thread back about every 33 µs
+/// (500,000 fuel at [`FUEL_PER_MS`]), so hundreds of other executions keep running beside it; large enough that the
 /// yield costs under 1% of the plugin's time.
 pub const FUEL_YIELD_INTERVAL: u64 = 500_000;
 
