@@ -60,6 +60,28 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
     ))])
 }
 
+/// Bring the database at `path` to the latest schema. A database made by a
+/// development version that kept sqlx's migration table is refused with what
+/// to do: its schema history is not this one's.
+fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let sqlx_made: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
+        [],
+        |row| row.get(0),
+    )?;
+    if sqlx_made {
+        return Err(StoreError::Invalid(format!(
+            "{} was made by an earlier development version of jobstack whose schema \
+             history this version does not continue: move it away (or use another data \
+             directory) and start again",
+            path.display()
+        )));
+    }
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| StoreError::Invalid(format!("migrating {}: {e}", path.display())))
+}
+
 /// An operation waiting for the writer.
 #[derive(Debug)]
 enum Op {
@@ -147,9 +169,7 @@ impl Writer {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer. A setting of the file, kept.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        migrations()
-            .to_latest(&mut conn)
-            .map_err(|e| StoreError::Invalid(format!("migrating {}: {e}", path.display())))?;
+        migrate(&mut conn, path)?;
         // Per connection: the journal mode is the file's (WAL, set at open).
         // NORMAL: a commit does not flush the WAL; the flushing thread does,
         // before any caller is answered ([`commit`]).
@@ -332,5 +352,39 @@ fn write_batches(
     }
     if let Some(done) = closing {
         let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_is_migrated_once_and_an_old_development_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        // Applied again: nothing to do.
+        migrate(&mut conn, &path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+
+        let old = dir.path().join("old.db");
+        let mut conn = Connection::open(&old).unwrap();
+        conn.execute_batch("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY)")
+            .unwrap();
+        let error = migrate(&mut conn, &old).unwrap_err().to_string();
+        assert!(error.contains("move it away"), "{error}");
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the refused database is left as it was");
     }
 }
