@@ -47,12 +47,6 @@ impl PendingCounts {
         std::mem::take(&mut *self.0.borrow_mut())
     }
 
-    /// Forget the pending changes of run `run_id`: its counters were
-    /// counted anew from its parts.
-    pub fn drop_run(&self, run_id: i64) {
-        self.0.borrow_mut().remove(&run_id);
-    }
-
     /// Forget every pending change: the transaction that made them was
     /// rolled back.
     pub fn forget(&self) {

@@ -200,8 +200,9 @@ pub fn read_run(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<RunBefore> {
 }
 
 /// Count run `run_id`'s parts anew from the parts table (after a change of
-/// many parts at once) and store the counters; the batch's pending changes
-/// to them are counted in and dropped.
+/// many parts at once) and store the counters. Only inside a write
+/// ([`Op::Write`](super::super::Op::Write)): the batch's pending changes were
+/// written before it, so none is pending to add on top.
 pub fn recount(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<()> {
     let mut counts = PartCounts::default();
     let mut by_state =
@@ -214,7 +215,6 @@ pub fn recount(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<()> {
             .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
         counts.add(state, row.get::<_, i64>(1)? as u64);
     }
-    conn.counts.drop_run(run_id);
     conn.prepare_cached(
         "UPDATE runs SET n_waiting = ?1, n_running = ?2, n_suspended = ?3, n_finished = ?4, \
          n_failed = ?5, n_canceled = ?6 WHERE id = ?7",
