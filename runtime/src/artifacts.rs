@@ -182,10 +182,8 @@ impl ArtifactStore {
         E: std::fmt::Display,
     {
         // 128 random bits: concurrent uploads never share a temporary file.
-        let temp = self.dir.join(format!(
-            "{TEMP_PREFIX}{}",
-            hex::encode(rand::random::<[u8; 16]>())
-        ));
+        let temp =
+            self.dir.join(format!("{TEMP_PREFIX}{}", hex::encode(rand::random::<[u8; 16]>())));
         let result = async {
             let mut file = tokio::fs::File::create(&temp).await?;
             let mut hasher = sha2::Sha256::new();
@@ -206,10 +204,9 @@ impl ArtifactStore {
             file.sync_all().await?;
             let actual = hex::encode(hasher.finalize());
             match expected {
-                Some(e) if e.as_str() != actual => Err(ArtifactError::Mismatch {
-                    expected: e.to_string(),
-                    actual,
-                }),
+                Some(e) if e.as_str() != actual => {
+                    Err(ArtifactError::Mismatch { expected: e.to_string(), actual })
+                }
                 _ => Ok(actual),
             }
         }
@@ -238,15 +235,8 @@ impl ArtifactStore {
 }
 
 fn info_of(sha: &str, meta: &std::fs::Metadata) -> ArtifactInfo {
-    let created = meta
-        .modified()
-        .map(DateTime::<Utc>::from)
-        .unwrap_or_else(|_| Utc::now());
-    ArtifactInfo {
-        sha256: sha.to_string(),
-        size: meta.len(),
-        created,
-    }
+    let created = meta.modified().map(DateTime::<Utc>::from).unwrap_or_else(|_| Utc::now());
+    ArtifactInfo { sha256: sha.to_string(), size: meta.len(), created }
 }
 
 #[cfg(test)]
@@ -263,10 +253,7 @@ mod tests {
     async fn put_names_the_file_by_its_sha256_and_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
-        let a = store
-            .put(chunks(&[b"hello ", b"world"]), 1024)
-            .await
-            .unwrap();
+        let a = store.put(chunks(&[b"hello ", b"world"]), 1024).await.unwrap();
         assert_eq!(a.sha256, Sha256::of(b"hello world").as_str());
         assert_eq!(a.size, 11);
         let path = store.path(&Sha256::parse(&a.sha256).unwrap());
@@ -281,16 +268,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path().join("store")).unwrap();
         let expected = Sha256::of(b"the package");
-        let err = store
-            .put_verified(chunks(&[b"tampered"]), &expected, 1024)
-            .await
-            .unwrap_err();
+        let err = store.put_verified(chunks(&[b"tampered"]), &expected, 1024).await.unwrap_err();
         assert!(matches!(err, ArtifactError::Mismatch { .. }), "{err}");
         assert!(store.list().await.unwrap().is_empty());
-        let ok = store
-            .put_verified(chunks(&[b"the ", b"package"]), &expected, 1024)
-            .await
-            .unwrap();
+        let ok = store.put_verified(chunks(&[b"the ", b"package"]), &expected, 1024).await.unwrap();
         assert_eq!(ok.sha256, expected.as_str());
         store.put(chunks(&[b"another"]), 1024).await.unwrap();
 
@@ -302,10 +283,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec![expected.to_string()]);
-        assert_eq!(
-            std::fs::read(view.join(expected.as_str())).unwrap(),
-            b"the package"
-        );
+        assert_eq!(std::fs::read(view.join(expected.as_str())).unwrap(), b"the package");
         let missing = Sha256::of(b"never stored");
         assert!(store.stage(&[missing], &view).is_err());
     }
@@ -314,14 +292,8 @@ mod tests {
     async fn oversize_and_empty_uploads_leave_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
-        let err = store
-            .put(chunks(&[b"0123456789", b"x"]), 10)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ArtifactError::TooLarge { limit: 10 }),
-            "{err}"
-        );
+        let err = store.put(chunks(&[b"0123456789", b"x"]), 10).await.unwrap_err();
+        assert!(matches!(err, ArtifactError::TooLarge { limit: 10 }), "{err}");
         let err = store.put(chunks(&[]), 10).await.unwrap_err();
         assert!(matches!(err, ArtifactError::Empty), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);

@@ -55,9 +55,7 @@ impl ModuleCatalog {
     /// to write, after this (a record never names bytes nobody has).
     pub async fn add(&self, bytes: &[u8]) -> Result<Arc<Plugin>, CatalogError> {
         let plugin = self.engine.load(bytes).await?;
-        self.store
-            .put_module(plugin.sha256().as_str(), bytes)
-            .await?;
+        self.store.put_module(plugin.sha256().as_str(), bytes).await?;
         Ok(plugin)
     }
 

@@ -52,8 +52,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::artifacts::ArtifactInfo;
 pub use crate::scheduler::store::PluginRecord;
 pub use crate::scheduler::{
-    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ResultAck, Run,
-    StoredResult, Submission, Task, TaskSpec,
+    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ProgressReport,
+    ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
 };
 
 /// The API's version prefix.
@@ -88,19 +88,6 @@ pub struct HeartbeatRequest {
     /// Leases in progress.
     #[serde(default)]
     pub leases: Vec<LeaseRef>,
-}
-
-/// Progress of a leased part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProgressReport {
-    /// The part.
-    pub part_id: i64,
-    /// The attempt (lease) it belongs to.
-    pub attempt: u32,
-    /// Units done.
-    pub done: u64,
-    /// Units in all.
-    pub total: u64,
 }
 
 /// The query of `POST /api/v1/agent/results`.

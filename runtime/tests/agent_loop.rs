@@ -6,8 +6,9 @@
 //!
 //! Uses the `fixture-steps` plugin built in `plugins/` (scripts/build-plugins.sh).
 
+mod common;
+
 use async_trait::async_trait;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,14 +19,7 @@ use jobstack::protocol::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultAnswer,
 use jobstack::scheduler::{NewPart, ResultStatus};
 
 fn steps_wasm() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release/fixture_steps.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the plugins with scripts/build-plugins.sh",
-            path.display()
-        )
-    })
+    common::plugin_bytes("fixture-steps")
 }
 
 /// A link that hands out one lease, fails the first calls of each kind as a
@@ -43,6 +37,22 @@ struct ScriptedLink {
     asked_for_next: Mutex<Vec<bool>>,
 }
 
+impl ScriptedLink {
+    /// A link serving `wasm` that hands out `lease`, failing no call.
+    fn new(wasm: Vec<u8>, lease: Lease) -> Self {
+        Self {
+            wasm,
+            lease: Mutex::new(Some(lease)),
+            module_failures: Mutex::new(0),
+            submit_failures: Mutex::new(0),
+            refuse_results: false,
+            submitted: Mutex::new(Vec::new()),
+            chained: Mutex::new(Vec::new()),
+            asked_for_next: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 #[async_trait]
 impl AgentLink for ScriptedLink {
     async fn lease(&self, wait: Duration) -> Result<Option<Lease>, LinkError> {
@@ -54,10 +64,7 @@ impl AgentLink for ScriptedLink {
     }
 
     async fn heartbeat(&self, leases: &[LeaseRef]) -> Result<HeartbeatAck, LinkError> {
-        Ok(HeartbeatAck {
-            extended: leases.to_vec(),
-            ..HeartbeatAck::default()
-        })
+        Ok(HeartbeatAck { extended: leases.to_vec(), ..HeartbeatAck::default() })
     }
 
     async fn progress(&self, _: LeaseRef, _: u64, _: u64) -> Result<(), LinkError> {
@@ -77,20 +84,10 @@ impl AgentLink for ScriptedLink {
         self.submitted.lock().unwrap().push(result.clone());
         self.asked_for_next.lock().unwrap().push(lease_next);
         if self.refuse_results {
-            return Err(LinkError::Refused {
-                status: 403,
-                message: "not leased".into(),
-            });
+            return Err(LinkError::Refused { status: 403, message: "not leased".into() });
         }
-        let lease = if lease_next {
-            self.chained.lock().unwrap().pop()
-        } else {
-            None
-        };
-        Ok(ResultAnswer {
-            ack: ResultAck::Applied,
-            lease,
-        })
+        let lease = if lease_next { self.chained.lock().unwrap().pop() } else { None };
+        Ok(ResultAnswer { ack: ResultAck::Applied, lease })
     }
 
     async fn module(&self, _: &str) -> Result<Vec<u8>, LinkError> {
@@ -103,10 +100,7 @@ impl AgentLink for ScriptedLink {
     }
 
     async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        Err(LinkError::Refused {
-            status: 404,
-            message: format!("artifact {sha256} not found"),
-        })
+        Err(LinkError::Refused { status: 404, message: format!("artifact {sha256} not found") })
     }
 }
 
@@ -160,10 +154,7 @@ async fn run_until(
     }));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !done(&link) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the agent did not get there in 60 s"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the agent did not get there in 60 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(());
@@ -175,14 +166,9 @@ async fn run_until(
 async fn a_daemon_away_during_download_and_delivery_costs_the_part_nothing() {
     let wasm = steps_wasm();
     let link = Arc::new(ScriptedLink {
-        lease: Mutex::new(Some(lease_of(&wasm))),
-        wasm,
         module_failures: Mutex::new(3),
         submit_failures: Mutex::new(3),
-        refuse_results: false,
-        submitted: Mutex::new(Vec::new()),
-        chained: Mutex::new(Vec::new()),
-        asked_for_next: Mutex::new(Vec::new()),
+        ..ScriptedLink::new(wasm.clone(), lease_of(&wasm))
     });
     let dir = run_until(link.clone(), |l| !l.submitted.lock().unwrap().is_empty()).await;
 
@@ -193,39 +179,22 @@ async fn a_daemon_away_during_download_and_delivery_costs_the_part_nothing() {
     assert_eq!(result.status, ResultStatus::Finished, "{result:#?}");
     assert_eq!(result.output.as_ref().unwrap()["tag"], "in-process");
     assert_eq!(result.emitted.len(), 1);
-    assert_eq!(
-        *link.module_failures.lock().unwrap(),
-        0,
-        "the download was retried"
-    );
+    assert_eq!(*link.module_failures.lock().unwrap(), 0, "the download was retried");
     let spool = Spool::open(&dir.path().join("spool")).unwrap();
-    assert!(
-        spool.pending().unwrap().is_empty(),
-        "the spool is empty once delivered"
-    );
+    assert!(spool.pending().unwrap().is_empty(), "the spool is empty once delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_result_is_dropped_not_retried_forever() {
     let wasm = steps_wasm();
     let link = Arc::new(ScriptedLink {
-        lease: Mutex::new(Some(lease_of(&wasm))),
-        wasm,
-        module_failures: Mutex::new(0),
-        submit_failures: Mutex::new(0),
         refuse_results: true,
-        submitted: Mutex::new(Vec::new()),
-        chained: Mutex::new(Vec::new()),
-        asked_for_next: Mutex::new(Vec::new()),
+        ..ScriptedLink::new(wasm.clone(), lease_of(&wasm))
     });
     let dir = run_until(link.clone(), |l| !l.submitted.lock().unwrap().is_empty()).await;
     // Shutting down ends with a last delivery pass over the spool: a result
     // still spooled would have been sent a second time.
-    assert_eq!(
-        link.submitted.lock().unwrap().len(),
-        1,
-        "sent once, then dropped"
-    );
+    assert_eq!(link.submitted.lock().unwrap().len(), 1, "sent once, then dropped");
     let spool = Spool::open(&dir.path().join("spool")).unwrap();
     assert!(spool.pending().unwrap().is_empty());
 }
@@ -233,20 +202,11 @@ async fn a_refused_result_is_dropped_not_retried_forever() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_part_that_comes_with_a_results_answer_runs_next_on_the_same_slot() {
     let wasm = steps_wasm();
-    let with_id = |part_id: i64| Lease {
-        part_id,
-        ..lease_of(&wasm)
-    };
+    let with_id = |part_id: i64| Lease { part_id, ..lease_of(&wasm) };
     let link = Arc::new(ScriptedLink {
-        lease: Mutex::new(Some(with_id(7))),
-        wasm: wasm.clone(),
-        module_failures: Mutex::new(0),
-        submit_failures: Mutex::new(0),
-        refuse_results: false,
-        submitted: Mutex::new(Vec::new()),
         // Popped from the end: part 8 comes with part 7's result, 9 with 8's.
         chained: Mutex::new(vec![with_id(9), with_id(8)]),
-        asked_for_next: Mutex::new(Vec::new()),
+        ..ScriptedLink::new(wasm.clone(), with_id(7))
     });
     run_until(link.clone(), |l| l.submitted.lock().unwrap().len() >= 3).await;
 

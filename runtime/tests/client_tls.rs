@@ -68,27 +68,15 @@ async fn own_certificate_needs_the_ca_file() {
     let (url, pem) = tls_server(r#"[{"ok": true}]"#).await;
 
     let without = ApiClient::new(&url, ClientTls::default()).unwrap();
-    let error = without
-        .get_json::<serde_json::Value>("/tasks")
-        .await
-        .unwrap_err();
+    let error = without.get_json::<serde_json::Value>("/tasks").await.unwrap_err();
     assert!(matches!(error, ClientError::Transport(_)), "{error:?}");
     let text = error.to_string();
-    assert!(
-        text.contains("TLS") && text.contains("--ca-file") && text.contains(&url),
-        "{text}"
-    );
+    assert!(text.contains("TLS") && text.contains("--ca-file") && text.contains(&url), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, pem).unwrap();
-    let with = ApiClient::new(
-        &url,
-        ClientTls {
-            ca_file: Some(ca_file),
-        },
-    )
-    .unwrap();
+    let with = ApiClient::new(&url, ClientTls { ca_file: Some(ca_file) }).unwrap();
     let answer: serde_json::Value = with.get_json("/tasks").await.unwrap();
     assert_eq!(answer, serde_json::json!([{"ok": true}]));
 }

@@ -3,6 +3,8 @@
 //!
 //! Uses the fixtures built in `plugins/` (scripts/build-plugins.sh).
 
+mod common;
+
 use jobstack::engine::{
     Engine, EngineConfig, ExecutionLimits, ExecutionRequest, LoadError, Mode, Part, Status,
 };
@@ -11,15 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the plugins with scripts/build-plugins.sh",
-            path.display()
-        )
-    })
+    common::plugin_bytes(name)
 }
 
 fn small_engine(data_dir: Option<PathBuf>) -> Engine {
@@ -34,11 +28,7 @@ fn small_engine(data_dir: Option<PathBuf>) -> Engine {
 }
 
 fn part() -> Part {
-    Part {
-        label: "only".into(),
-        targets: vec![],
-        payload: "{}".into(),
-    }
+    Part { label: "only".into(), targets: vec![], payload: "{}".into() }
 }
 
 fn request(params: &str, timeout: Duration) -> ExecutionRequest {
@@ -53,10 +43,7 @@ async fn a_second_load_of_the_same_module_does_not_recompile() {
     let first = small_engine(Some(dir.path().to_path_buf()));
     let a = first.load(&bytes).await.unwrap();
     let again = first.load(&bytes).await.unwrap();
-    assert!(
-        Arc::ptr_eq(&a, &again),
-        "the same engine hands back the loaded plugin"
-    );
+    assert!(Arc::ptr_eq(&a, &again), "the same engine hands back the loaded plugin");
     assert_eq!(first.compilations(), 1);
     drop(first);
 
@@ -65,9 +52,7 @@ async fn a_second_load_of_the_same_module_does_not_recompile() {
     let b = second.load_stored(a.sha256()).await.unwrap();
     assert_eq!(second.compilations(), 0, "the cached artifact was reused");
     assert_eq!(b.manifest(), a.manifest());
-    let outcome = second
-        .execute(&b, request(r#"{"records":1}"#, Duration::from_secs(5)))
-        .await;
+    let outcome = second.execute(&b, request(r#"{"records":1}"#, Duration::from_secs(5))).await;
     assert_eq!(outcome.status, Status::Finished, "{outcome:?}");
 }
 
@@ -136,10 +121,7 @@ async fn truncated_and_core_and_random_files_are_refused_clearly() {
     let bytes = fixture("fixture-trivial");
     let truncated = engine.load(&bytes[..bytes.len() / 2]).await.unwrap_err();
     assert!(matches!(truncated, LoadError::Invalid(_)), "{truncated}");
-    let core = engine
-        .load(&wat::parse_str("(module)").unwrap())
-        .await
-        .unwrap_err();
+    let core = engine.load(&wat::parse_str("(module)").unwrap()).await.unwrap_err();
     assert!(matches!(core, LoadError::CoreModule), "{core}");
     let random = engine.load(&[7u8; 64]).await.unwrap_err();
     assert!(matches!(random, LoadError::NotWasm), "{random}");
@@ -151,16 +133,12 @@ async fn a_spinner_does_not_starve_200_trivial_pooled_executions_on_2_threads() 
     let spin = engine.load(&fixture("fixture-spin")).await.unwrap();
     let trivial = engine.load(&fixture("fixture-trivial")).await.unwrap();
 
-    let spinner = engine.start(
-        &spin,
-        request("{}", Duration::from_secs(60)).mode(Mode::Pooled),
-    );
+    let spinner = engine.start(&spin, request("{}", Duration::from_secs(60)).mode(Mode::Pooled));
     let spinner_control = spinner.control().clone();
     let spinner_done = tokio::spawn(spinner.wait());
 
-    let handles: Vec<_> = (0..200)
-        .map(|_| engine.start(&trivial, request("{}", Duration::from_secs(60))))
-        .collect();
+    let handles: Vec<_> =
+        (0..200).map(|_| engine.start(&trivial, request("{}", Duration::from_secs(60)))).collect();
     let all = futures_join(handles);
     let outcomes = tokio::time::timeout(Duration::from_secs(30), all)
         .await
@@ -209,18 +187,12 @@ async fn stop_lets_a_cooperative_plugin_finish_within_the_grace_period() {
     let sleeper = engine.load(&fixture("fixture-sleeper")).await.unwrap();
     for mode in [Mode::Pooled, Mode::Dedicated] {
         let params = r#"{"secs": 3600, "poll_stop": true}"#;
-        let handle = engine.start(
-            &sleeper,
-            request(params, Duration::from_secs(60)).mode(mode),
-        );
+        let handle = engine.start(&sleeper, request(params, Duration::from_secs(60)).mode(mode));
         tokio::time::sleep(Duration::from_millis(100)).await;
         handle.control().stop(Duration::from_secs(10));
         let outcome = handle.wait().await;
         assert_eq!(outcome.status, Status::Finished, "{mode:?}: {outcome:?}");
-        assert_eq!(
-            outcome.output,
-            Some(serde_json::json!({"slept": "stopped"}))
-        );
+        assert_eq!(outcome.output, Some(serde_json::json!({"slept": "stopped"})));
     }
 }
 
@@ -228,20 +200,14 @@ async fn stop_lets_a_cooperative_plugin_finish_within_the_grace_period() {
 async fn stop_cancels_a_plugin_that_ignores_it_after_the_grace_period() {
     let engine = small_engine(None);
     let sleeper = engine.load(&fixture("fixture-sleeper")).await.unwrap();
-    let handle = engine.start(
-        &sleeper,
-        request(r#"{"secs": 3600}"#, Duration::from_secs(60)),
-    );
+    let handle = engine.start(&sleeper, request(r#"{"secs": 3600}"#, Duration::from_secs(60)));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = std::time::Instant::now();
     handle.control().stop(Duration::from_millis(300));
     let outcome = handle.wait().await;
     assert_eq!(outcome.status, Status::Canceled, "{outcome:?}");
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3), "{waited:?}");
 }
 
 #[tokio::test]
@@ -262,22 +228,12 @@ async fn the_engine_survives_every_failing_fixture_and_runs_the_next_execution()
                 ..ExecutionLimits::with_timeout(Duration::from_millis(300))
             };
             let outcome = engine
-                .execute(
-                    &plugin,
-                    ExecutionRequest::new("{}", part())
-                        .limits(limits)
-                        .mode(mode),
-                )
+                .execute(&plugin, ExecutionRequest::new("{}", part()).limits(limits).mode(mode))
                 .await;
             assert_eq!(outcome.status, expected, "{name} {mode:?}: {outcome:?}");
-            let next = engine
-                .execute(&trivial, request("{}", Duration::from_secs(5)).mode(mode))
-                .await;
-            assert_eq!(
-                next.status,
-                Status::Finished,
-                "after {name} {mode:?}: {next:?}"
-            );
+            let next =
+                engine.execute(&trivial, request("{}", Duration::from_secs(5)).mode(mode)).await;
+            assert_eq!(next.status, Status::Finished, "after {name} {mode:?}: {next:?}");
         }
     }
 }
@@ -286,16 +242,7 @@ async fn the_engine_survives_every_failing_fixture_and_runs_the_next_execution()
 async fn a_plugin_error_from_init_or_execute_is_a_failure_with_its_message() {
     let engine = small_engine(None);
     let sleeper = engine.load(&fixture("fixture-sleeper")).await.unwrap();
-    let outcome = engine
-        .execute(&sleeper, request("not json", Duration::from_secs(5)))
-        .await;
+    let outcome = engine.execute(&sleeper, request("not json", Duration::from_secs(5))).await;
     assert_eq!(outcome.status, Status::Failed);
-    assert!(
-        outcome
-            .error
-            .as_deref()
-            .unwrap()
-            .starts_with("init: invalid params"),
-        "{outcome:?}"
-    );
+    assert!(outcome.error.as_deref().unwrap().starts_with("init: invalid params"), "{outcome:?}");
 }

@@ -2,28 +2,17 @@
 //! granted. Uses the esx plugin and a POSTing fixture (built in `plugins/` by
 //! scripts/build-plugins.sh) and a one-shot HTTP responder on loopback.
 
+mod common;
+
 use jobstack::engine::{
     Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, LoadError, Part, Status,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
 fn esx() -> Vec<u8> {
-    plugin("esx")
-}
-
-fn plugin(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the plugins with scripts/build-plugins.sh",
-            path.display()
-        )
-    })
+    common::plugin_bytes("esx")
 }
 
 fn engine() -> Engine {
@@ -60,27 +49,19 @@ async fn a_request_to_a_host_that_is_not_granted_is_refused_before_connecting() 
     let other_port = listener.local_addr().unwrap().port().wrapping_add(1);
     let granted = format!("127.0.0.1:{other_port}");
 
-    for grants in [
-        Grants::new(),
-        Grants::new().allow_http_host(granted.clone()),
-    ] {
+    for grants in [Grants::new(), Grants::new().allow_http_host(granted.clone())] {
         let outcome = engine.execute(&plugin, request(&address, grants)).await;
         assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
         let error = outcome.error.unwrap_or_default();
         assert!(error.contains("request denied by the host"), "{error}");
         let engine_log: Vec<&str> = outcome.logs.iter().map(|l| l.message.as_str()).collect();
         assert!(
-            engine_log
-                .iter()
-                .any(|m| m.contains(&format!("outgoing HTTP to {address} refused"))),
+            engine_log.iter().any(|m| m.contains(&format!("outgoing HTTP to {address} refused"))),
             "{engine_log:?}"
         );
     }
     // Refused before any connection was made.
-    assert_eq!(
-        listener.accept().unwrap_err().kind(),
-        std::io::ErrorKind::WouldBlock
-    );
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
 }
 
 /// A refused request whose body is too large to be written before the host
@@ -89,7 +70,7 @@ async fn a_request_to_a_host_that_is_not_granted_is_refused_before_connecting() 
 #[tokio::test]
 async fn a_refused_request_says_so_even_when_its_body_was_cut_off() {
     let engine = engine();
-    let plugin = engine.load(&plugin("fixture-http-post")).await.unwrap();
+    let plugin = engine.load(&common::plugin_bytes("fixture-http-post")).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -145,15 +126,9 @@ async fn a_request_to_a_granted_host_reaches_it() {
 #[tokio::test]
 async fn a_plugin_importing_wasi_http_without_declaring_http_is_refused_at_load() {
     let engine = engine();
-    let err = engine
-        .load(&plugin("fixture-http-undeclared"))
-        .await
-        .unwrap_err();
+    let err = engine.load(&common::plugin_bytes("fixture-http-undeclared")).await.unwrap_err();
     assert!(matches!(err, LoadError::UnsupportedImport(_)), "{err}");
     let message = err.to_string();
     assert!(message.contains("wasi:http"), "{message}");
-    assert!(
-        message.contains("does not declare the `http` capability"),
-        "{message}"
-    );
+    assert!(message.contains("does not declare the `http` capability"), "{message}");
 }

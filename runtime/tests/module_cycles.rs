@@ -75,11 +75,7 @@ fn the_scan_sees_every_kind_of_path() {
         ]
     );
     // `jobstack::x` counts only where asked for (the binary's modules).
-    let names = root_references(
-        "use jobstack::protocol::Lease;",
-        &["cli".into()],
-        &["jobstack"],
-    );
+    let names = root_references("use jobstack::protocol::Lease;", &["cli".into()], &["jobstack"]);
     assert_eq!(names, ["protocol"]);
 }
 
@@ -153,10 +149,7 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// The top-level modules `code` names through the crate root (see the module
 /// documentation), in order of appearance.
 fn root_references(code: &str, module: &[String], library_names: &[&str]) -> Vec<String> {
-    root_references_at(code, module, library_names)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect()
+    root_references_at(code, module, library_names).into_iter().map(|(name, _)| name).collect()
 }
 
 /// [`root_references`] with the line of each.
@@ -247,10 +240,7 @@ fn root_references_at(
 }
 
 fn is_identifier(token: &str) -> bool {
-    token
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    token.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
 }
 
 /// Identifiers, `::` and single punctuation characters of `code`, with their
@@ -260,11 +250,7 @@ fn tokens(code: &str) -> Vec<(String, usize)> {
     let mut tokens = Vec::new();
     let mut line = 1;
     let mut i = 0;
-    let at = |i: usize, s: &str| {
-        s.chars()
-            .enumerate()
-            .all(|(k, c)| chars.get(i + k) == Some(&c))
-    };
+    let at = |i: usize, s: &str| s.chars().enumerate().all(|(k, c)| chars.get(i + k) == Some(&c));
     while i < chars.len() {
         let c = chars[i];
         if c == '\n' {
@@ -295,11 +281,8 @@ fn tokens(code: &str) -> Vec<(String, usize)> {
             }
         } else if c == '"' || ((c == 'r' || c == 'b') && raw_string_start(&chars, i).is_some()) {
             // A string: plain (with escapes), raw (`r#"…"#`) or byte.
-            let (hashes, quote) = if c == '"' {
-                (None, i)
-            } else {
-                raw_string_start(&chars, i).unwrap()
-            };
+            let (hashes, quote) =
+                if c == '"' { (None, i) } else { raw_string_start(&chars, i).unwrap() };
             i = quote + 1;
             while i < chars.len() {
                 if chars[i] == '\n' {

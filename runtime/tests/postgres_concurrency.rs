@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{Harness, ParamsSplitter, finished, postgres_store, postgres_url};
+use harness::{Harness, ParamsSplitter, finished, postgres_store, scratch_database};
 use jobstack::scheduler::{
     Agent, AgentRegistration, Frequency, ManualClock, ResultAck, Scheduler, State, TaskSpec,
 };
@@ -40,9 +40,8 @@ struct TwoDaemons {
 impl TwoDaemons {
     async fn new() -> Self {
         let (store_a, db) = postgres_store().await;
-        let store_b = jobstack::store::PostgresStore::connect(&db.url())
-            .await
-            .expect("second daemon's pool");
+        let store_b =
+            jobstack::store::PostgresStore::connect(&db.url()).await.expect("second daemon's pool");
         let clock = ManualClock::fixed();
         let daemon = |store: Arc<dyn Store>| {
             Scheduler::new(store, Arc::new(clock.clone()), Arc::new(ParamsSplitter))
@@ -61,14 +60,7 @@ impl TwoDaemons {
     async fn task(&self, name: &str, n: usize, frequency: Frequency) -> i64 {
         let store = self.a.store();
         if store.latest_plugin("test").await.unwrap().is_none() {
-            let record = jobstack::store::PluginRecord {
-                sha256: "cd".repeat(32),
-                name: "test".into(),
-                version: "1".into(),
-                manifest: serde_json::json!({}),
-                size: 1,
-                uploaded_at: self.a.now(),
-            };
+            let record = harness::plugin_record("test", "1", self.a.now());
             store.put_plugin(&record).await.unwrap();
         }
         let mut spec = TaskSpec::new(name, "test");
@@ -76,11 +68,7 @@ impl TwoDaemons {
         spec.timeout_ms = 60_000;
         spec.retries = 3;
         spec.frequency = frequency;
-        self.a
-            .create_task(&spec, &serde_json::json!({}))
-            .await
-            .unwrap()
-            .id
+        self.a.create_task(&spec, &serde_json::json!({})).await.unwrap().id
     }
 
     async fn agent(&self, name: &str) -> Agent {
@@ -104,9 +92,7 @@ async fn each_recurring_run_is_created_by_one_daemon() {
     let d = TwoDaemons::new().await;
     // No parts: each run finishes as soon as it is split, so the next
     // occurrence is never held back by an active run.
-    let task = d
-        .task("every-minute", 0, Frequency::Every { seconds: 60 })
-        .await;
+    let task = d.task("every-minute", 0, Frequency::Every { seconds: 60 }).await;
     let rounds = 30;
     let mut scheduled = Vec::new();
     for _ in 0..rounds {
@@ -117,11 +103,7 @@ async fn each_recurring_run_is_created_by_one_daemon() {
     }
     let runs = d.a.store().runs(Some(task)).await.unwrap();
     assert_eq!(runs.len(), rounds, "one run per occurrence");
-    assert_eq!(
-        scheduled.len(),
-        rounds,
-        "each created by exactly one daemon"
-    );
+    assert_eq!(scheduled.len(), rounds, "each created by exactly one daemon");
     let distinct: HashSet<i64> = scheduled.iter().copied().collect();
     assert_eq!(distinct.len(), rounds);
     assert!(runs.iter().all(|r| r.state == State::Finished));
@@ -131,8 +113,7 @@ async fn each_recurring_run_is_created_by_one_daemon() {
 async fn each_expired_lease_is_regenerated_by_one_daemon() {
     let d = TwoDaemons::new().await;
     let parts = 300;
-    d.task("expiring", parts, Frequency::Once { at: None })
-        .await;
+    d.task("expiring", parts, Frequency::Once { at: None }).await;
     d.a.tick().await.unwrap();
     // One agent per part (one part per run per agent), leasing through both.
     let mut leased = Vec::new();
@@ -178,11 +159,8 @@ async fn no_part_is_leased_twice_and_every_result_applies_once() {
             let mut done = Vec::new();
             loop {
                 // Alternate daemons; sweeps run meanwhile on both.
-                let (mine, other) = if done.len() % 2 == i % 2 {
-                    (&d.a, &d.b)
-                } else {
-                    (&d.b, &d.a)
-                };
+                let (mine, other) =
+                    if done.len() % 2 == i % 2 { (&d.a, &d.b) } else { (&d.b, &d.a) };
                 let Some(lease) = mine.lease(&agent).await.unwrap() else {
                     break;
                 };
@@ -214,11 +192,7 @@ async fn no_part_is_leased_twice_and_every_result_applies_once() {
     assert_eq!(run.parts.finished, parts as u64);
     let results = d.a.store().results(run.id).await.unwrap();
     assert_eq!(results.len(), parts, "one result per part");
-    assert!(
-        results
-            .iter()
-            .all(|r| r.applied && r.submission.attempt == 1)
-    );
+    assert!(results.iter().all(|r| r.applied && r.submission.attempt == 1));
     assert!(
         d.a.store()
             .parts(run.id)
@@ -290,21 +264,11 @@ async fn a_lease_mark_never_passes_a_part_made_waiting_meanwhile() {
     // An advance holds its transaction open; meanwhile part 0 is made
     // waiting: that waits for the advance, then lowers the advanced mark.
     let mut advancing = a.begin().await.unwrap();
-    sqlx::query(advance)
-        .bind(run)
-        .bind(rank)
-        .execute(&mut *advancing)
-        .await
-        .unwrap();
+    sqlx::query(advance).bind(run).bind(rank).execute(&mut *advancing).await.unwrap();
     let lowering = tokio::spawn({
         let b = b.clone();
         async move {
-            sqlx::query(make_waiting)
-                .bind(run)
-                .bind(0_i64)
-                .execute(&b)
-                .await
-                .unwrap();
+            sqlx::query(make_waiting).bind(run).bind(0_i64).execute(&b).await.unwrap();
         }
     });
     wait_for_a_blocked_advisory_lock(a).await;
@@ -318,29 +282,14 @@ async fn a_lease_mark_never_passes_a_part_made_waiting_meanwhile() {
         .execute(a)
         .await
         .unwrap();
-    sqlx::query(advance)
-        .bind(run)
-        .bind(rank)
-        .execute(a)
-        .await
-        .unwrap();
+    sqlx::query(advance).bind(run).bind(rank).execute(a).await.unwrap();
     assert_eq!(mark().await, Some(500));
 
     // A lowering holds its transaction open (part 7 made waiting); an
     // advance meanwhile gives up rather than read past part 7.
     let mut lowering = b.begin().await.unwrap();
-    sqlx::query(make_waiting)
-        .bind(run)
-        .bind(7_i64)
-        .execute(&mut *lowering)
-        .await
-        .unwrap();
-    sqlx::query(advance)
-        .bind(run)
-        .bind(rank)
-        .execute(a)
-        .await
-        .unwrap();
+    sqlx::query(make_waiting).bind(run).bind(7_i64).execute(&mut *lowering).await.unwrap();
+    sqlx::query(advance).bind(run).bind(rank).execute(a).await.unwrap();
     lowering.commit().await.unwrap();
     assert_eq!(mark().await, Some(7));
     // And the next lease takes part 7 first.
@@ -386,16 +335,8 @@ const FUNCTIONS: [&str; 7] = [
 /// is put back by the next open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemons_opening_one_database_at_once_all_open_it() {
-    let url = postgres_url();
-    let db = ScratchDatabase::create(&url, "jobstack_test")
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
-        });
-    let settings = PgSettings {
-        max_connections: 2,
-        ..PgSettings::default()
-    };
+    let db = scratch_database().await;
+    let settings = PgSettings { max_connections: 2, ..PgSettings::default() };
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let (url, settings) = (db.url(), settings.clone());
@@ -406,32 +347,23 @@ async fn daemons_opening_one_database_at_once_all_open_it() {
         stores.push(opened.unwrap().expect("every daemon opens the database"));
     }
     let pool = stores[0].pool();
-    let functions = || async {
-        sqlx::query_scalar::<_, String>(
+    let texts = |sql: &'static str| async move {
+        sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await.unwrap()
+    };
+    let functions = || {
+        texts(
             "SELECT proname::TEXT FROM pg_proc \
              WHERE pronamespace = 'public'::regnamespace ORDER BY proname",
         )
-        .fetch_all(pool)
-        .await
-        .unwrap()
     };
-    let trigger = || async {
-        sqlx::query_scalar::<_, String>(
+    let trigger = || {
+        texts(
             "SELECT pg_get_triggerdef(oid) FROM pg_trigger \
              WHERE tgrelid = 'parts'::regclass AND NOT tgisinternal",
         )
-        .fetch_all(pool)
-        .await
-        .unwrap()
     };
-    let advance_body = || async {
-        sqlx::query_scalar::<_, String>(
-            "SELECT prosrc FROM pg_proc WHERE proname = 'jobstack_advance_lease_mark'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap()
-    };
+    let advance_body =
+        || texts("SELECT prosrc FROM pg_proc WHERE proname = 'jobstack_advance_lease_mark'");
     assert_eq!(functions().await, FUNCTIONS);
     let live_trigger = trigger().await;
     assert_eq!(live_trigger.len(), 1, "{live_trigger:?}");
@@ -440,7 +372,8 @@ async fn daemons_opening_one_database_at_once_all_open_it() {
         "{live_trigger:?}"
     );
     let live_body = advance_body().await;
-    assert!(live_body.contains("pg_try_advisory_xact_lock(27252"));
+    assert_eq!(live_body.len(), 1, "one jobstack_advance_lease_mark: {live_body:?}");
+    assert!(live_body[0].contains("pg_try_advisory_xact_lock(27252"));
 
     // Someone changes a function and drops the trigger; the next open puts
     // both back as their files have them.
@@ -453,9 +386,7 @@ async fn daemons_opening_one_database_at_once_all_open_it() {
     .await
     .unwrap();
     assert!(trigger().await.is_empty());
-    let reopened = PostgresStore::connect_with(&db.url(), &settings)
-        .await
-        .expect("open again");
+    let reopened = PostgresStore::connect_with(&db.url(), &settings).await.expect("open again");
     assert_eq!(advance_body().await, live_body);
     assert_eq!(trigger().await, live_trigger);
     assert_eq!(functions().await, FUNCTIONS);

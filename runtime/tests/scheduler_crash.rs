@@ -61,10 +61,8 @@ fn main() -> ExitCode {
         worker(&args[i + 1..]);
         return ExitCode::SUCCESS;
     }
-    let tests = [
-        "sqlite_leasing_process_killed_repeatedly",
-        "postgres_leasing_process_killed_repeatedly",
-    ];
+    let tests =
+        ["sqlite_leasing_process_killed_repeatedly", "postgres_leasing_process_killed_repeatedly"];
     if args.iter().any(|a| a == "--list") {
         for t in tests {
             println!("{t}: test");
@@ -100,25 +98,15 @@ fn main() -> ExitCode {
         selected.len() - failed,
         tests.len() - selected.len()
     );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 /// The name filters and `--skip` patterns among libtest's arguments (`cargo
 /// test -- --test-threads 2 NAME` must neither take `2` for a name nor run
 /// nothing).
 fn name_filters(args: &[String]) -> (Vec<String>, Vec<String>) {
-    const TAKES_VALUE: [&str; 6] = [
-        "--test-threads",
-        "--format",
-        "--color",
-        "--logfile",
-        "--shuffle-seed",
-        "-Z",
-    ];
+    const TAKES_VALUE: [&str; 6] =
+        ["--test-threads", "--format", "--color", "--logfile", "--shuffle-seed", "-Z"];
     let (mut filters, mut skips) = (Vec::new(), Vec::new());
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -151,21 +139,12 @@ impl Backend {
 /// Open the store at `location` (a file for SQLite, a URL for PostgreSQL).
 async fn open(backend: Backend, location: &str) -> Arc<dyn Store> {
     match backend {
-        Backend::Sqlite => Arc::new(
-            SqliteStore::open(Path::new(location))
-                .await
-                .expect("open sqlite"),
-        ),
+        Backend::Sqlite => {
+            Arc::new(SqliteStore::open(Path::new(location)).await.expect("open sqlite"))
+        }
         Backend::Postgres => {
-            let settings = PgSettings {
-                max_connections: 4,
-                ..PgSettings::default()
-            };
-            Arc::new(
-                PostgresStore::connect_with(location, &settings)
-                    .await
-                    .expect("open postgres"),
-            )
+            let settings = PgSettings { max_connections: 4, ..PgSettings::default() };
+            Arc::new(PostgresStore::connect_with(location, &settings).await.expect("open postgres"))
         }
     }
 }
@@ -257,9 +236,7 @@ async fn crash_loop(backend: Backend) {
 /// that could see a part finished by a commit that landed between two reads.
 async fn backends_gone(url: &str) {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .expect("connect to the scratch database");
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to the scratch database");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let others: i64 = sqlx::query_scalar(
@@ -304,10 +281,7 @@ async fn create_run(backend: Backend, location: &str, start: DateTime<Utc>) -> i
     spec.timeout_ms = 60_000;
     // Every kill can cost a part an attempt: never run out of them.
     spec.retries = 1_000_000;
-    let task = sched
-        .create_task(&spec, &serde_json::json!({}))
-        .await
-        .expect("create task");
+    let task = sched.create_task(&spec, &serde_json::json!({})).await.expect("create task");
     sched.tick().await.expect("first run");
     let runs = store.runs(Some(task.id)).await.expect("runs");
     assert_eq!(runs.len(), 1);
@@ -326,12 +300,7 @@ fn spawn_worker(
     let clock = start + TimeDelta::days(365) * (incarnation as i32 + 1);
     Command::new(std::env::current_exe().expect("test binary"))
         .arg("--crash-worker")
-        .args([
-            backend.name(),
-            location,
-            &run_id.to_string(),
-            &clock.to_rfc3339(),
-        ])
+        .args([backend.name(), location, &run_id.to_string(), &clock.to_rfc3339()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -410,10 +379,9 @@ async fn check(store: &dyn Store, run_id: i64, acks: &[Ack], last: bool) {
     for ack in acks {
         let key = (ack.part_id, ack.attempt);
         match ack.kind.as_str() {
-            "Applied" | "AcceptedLate" => assert!(
-                applied_attempts.contains(&key),
-                "acknowledged result lost: {ack:?}"
-            ),
+            "Applied" | "AcceptedLate" => {
+                assert!(applied_attempts.contains(&key), "acknowledged result lost: {ack:?}")
+            }
             "Duplicate" | "Recorded" => {
                 assert!(recorded.contains(&key), "acknowledged result lost: {ack:?}")
             }
@@ -438,11 +406,7 @@ async fn check(store: &dyn Store, run_id: i64, acks: &[Ack], last: bool) {
     let running = parts.iter().filter(|p| p.state == State::Running).count();
     assert_eq!(run.parts.finished, finished as u64, "finished counter");
     assert_eq!(run.parts.running, running as u64, "running counter");
-    assert_eq!(
-        run.parts.waiting,
-        (PARTS - finished - running) as u64,
-        "waiting counter"
-    );
+    assert_eq!(run.parts.waiting, (PARTS - finished - running) as u64, "waiting counter");
 
     if !last {
         return;
@@ -482,19 +446,13 @@ fn worker(args: &[String]) {
         _ => Backend::Postgres,
     };
     let run_id: i64 = run_id.parse().expect("run id");
-    let clock = ManualClock::new(
-        DateTime::parse_from_rfc3339(clock)
-            .expect("clock")
-            .with_timezone(&Utc),
-    );
+    let clock =
+        ManualClock::new(DateTime::parse_from_rfc3339(clock).expect("clock").with_timezone(&Utc));
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(async {
         let store = open(backend, location).await;
-        let sched = Scheduler::new(
-            store.clone(),
-            Arc::new(clock.clone()),
-            Arc::new(ParamsSplitter),
-        );
+        let sched =
+            Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
         // The previous incarnation's leases are past their expiry on this clock.
         sched.tick().await.expect("sweep");
         let mut agents = Vec::new();
@@ -511,9 +469,7 @@ fn worker(args: &[String]) {
                 .await
                 .expect("register");
             let (sched, clock) = (sched.clone(), clock.clone());
-            agents.push(tokio::spawn(async move {
-                work(&sched, &clock, &agent, run_id).await
-            }));
+            agents.push(tokio::spawn(async move { work(&sched, &clock, &agent, run_id).await }));
         }
         for a in agents {
             a.await.expect("agent task");
@@ -531,10 +487,7 @@ async fn work(
     loop {
         if let Some(lease) = sched.lease(agent).await.expect("lease") {
             idle = 0;
-            let ack = sched
-                .submit(agent, &finished(&lease))
-                .await
-                .expect("submit");
+            let ack = sched.submit(agent, &finished(&lease)).await.expect("submit");
             let kind = match ack {
                 ResultAck::Applied => "Applied",
                 ResultAck::AcceptedLate => "AcceptedLate",

@@ -27,34 +27,19 @@ impl AgentProcess {
     pub fn start(server: &str, name: &str, state_dir: &Path, args: &[&str]) -> AgentProcess {
         let mut child = Command::new(jobstack_bin())
             .arg("agent")
-            .args([
-                "--server",
-                server,
-                "--enroll",
-                ENROLL_SECRET,
-                "--name",
-                name,
-            ])
+            .args(["--server", server, "--enroll", ENROLL_SECRET, "--name", name])
             .args(["--network", "127.0.0.0/8", "--slots", "1"])
             .arg("--state-dir")
             .arg(state_dir)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start jobstack agent");
         let stdout = child.stdout.take().expect("piped stdout");
-        wait_for_line(
-            stdout,
-            &mut child,
-            "jobstack agent: registered as ",
-            REGISTER_TIMEOUT,
-        );
+        wait_for_line(stdout, &mut child, "jobstack agent: registered as ", REGISTER_TIMEOUT);
         AgentProcess {
             child: Some(child),
             name: name.to_string(),
@@ -101,9 +86,8 @@ impl AgentProcess {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some((part, attempt)) = name
-                .strip_suffix(".json")
-                .and_then(|stem| stem.split_once('-'))
+            if let Some((part, attempt)) =
+                name.strip_suffix(".json").and_then(|stem| stem.split_once('-'))
                 && let (Ok(p), Ok(a)) = (part.parse(), attempt.parse())
             {
                 found.push((p, a));

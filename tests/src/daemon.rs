@@ -83,10 +83,7 @@ impl DaemonBuilder {
             .args(["--admin-token", ADMIN_TOKEN])
             .args(["--enroll-secret", ENROLL_SECRET])
             .args(&self.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or("warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -99,12 +96,7 @@ impl DaemonBuilder {
         let mut child = command.spawn().expect("start jobstack serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let url = wait_for_listening(stdout, &mut child);
-        Daemon {
-            child: Some(child),
-            url,
-            data_dir,
-            _tmp: tmp,
-        }
+        Daemon { child: Some(child), url, data_dir, _tmp: tmp }
     }
 }
 
@@ -199,12 +191,8 @@ impl Daemon {
         let result = match body {
             Body::None => request.call(),
             Body::Json(v) => request.send_json(v.clone()),
-            Body::Raw(s) => request
-                .set("Content-Type", "application/json")
-                .send_string(s),
-            Body::Bytes(b) => request
-                .set("Content-Type", "application/wasm")
-                .send_bytes(b),
+            Body::Raw(s) => request.set("Content-Type", "application/json").send_string(s),
+            Body::Bytes(b) => request.set("Content-Type", "application/wasm").send_bytes(b),
         };
         let response = match result {
             Ok(r) => r,
@@ -253,20 +241,12 @@ impl Answer {
 
     /// The error code of an error answer.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
     }
 
     /// The JSON body of a 2xx answer; panics with the body otherwise.
     pub fn expect_ok(&self, what: &str) -> serde_json::Value {
-        assert!(
-            (200..300).contains(&self.status),
-            "{what}: HTTP {} {}",
-            self.status,
-            self.text
-        );
+        assert!((200..300).contains(&self.status), "{what}: HTTP {} {}", self.status, self.text);
         self.json()
     }
 }

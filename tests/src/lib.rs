@@ -49,9 +49,7 @@ pub fn jobstack_bin() -> PathBuf {
 /// A plugin built in `plugins/`, by crate name (`fixture-spin`, `netscan`).
 pub fn plugin_wasm(name: &str) -> PathBuf {
     let file = format!("{}.wasm", name.replace('-', "_"));
-    let path = repo_root()
-        .join("plugins/target/wasm32-wasip2/release")
-        .join(file);
+    let path = repo_root().join("plugins/target/wasm32-wasip2/release").join(file);
     assert!(
         path.exists(),
         "{} is missing: build the plugins with scripts/build-plugins.sh",
@@ -108,10 +106,7 @@ impl Run {
 
 /// Run `jobstack ARGS...` and parse its stdout as one JSON value.
 pub fn jobstack(args: &[&str]) -> Run {
-    let output = Command::new(jobstack_bin())
-        .args(args)
-        .output()
-        .expect("start jobstack");
+    let output = Command::new(jobstack_bin()).args(args).output().expect("start jobstack");
     parse(output, args)
 }
 
@@ -129,11 +124,7 @@ fn parse(output: Output, args: &[&str]) -> Run {
     let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!("jobstack {args:?} printed no JSON ({e}).\nstdout: {stdout}\nstderr: {stderr}")
     });
-    Run {
-        code: output.status.code(),
-        json,
-        stderr,
-    }
+    Run { code: output.status.code(), json, stderr }
 }
 
 /// Send `SIG{name}` (`STOP`, `CONT`, `KILL`, `TERM`) to a process.
@@ -184,10 +175,7 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         if let Some(v) = check() {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

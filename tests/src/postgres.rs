@@ -15,9 +15,7 @@ pub fn server_url() -> String {
 
 /// `url` with its database name replaced by `name`.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let start = base.find("://").map_or(0, |i| i + 3);
     let end = base[start..].find('/').map_or(base.len(), |i| start + i);
     match query {
@@ -32,11 +30,7 @@ fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .subsec_nanos();
-    format!(
-        "{prefix}_{}_{}_{nanos:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}_{}_{}_{nanos:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Run SQL on the server's `postgres` database with psql; panics on failure.
@@ -66,10 +60,7 @@ impl TestDatabase {
     pub fn create(server: &str) -> TestDatabase {
         let name = unique("jobstack_e2e");
         psql(server, &format!("CREATE DATABASE \"{name}\""));
-        TestDatabase {
-            server: server.to_string(),
-            name,
-        }
+        TestDatabase { server: server.to_string(), name }
     }
 
     /// Its URL.
@@ -97,10 +88,7 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let _ = Command::new("psql")
             .arg(with_database(&self.server, "postgres"))
-            .args([
-                "-Atqc",
-                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
-            ])
+            .args(["-Atqc", &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)])
             .output();
     }
 }

@@ -29,10 +29,7 @@ fn binary() -> &'static str {
             "{} failed (scripts/install-deps.sh installs golang-go and govmomi)",
             script.display()
         );
-        String::from_utf8(out.stdout)
-            .expect("a path")
-            .trim()
-            .to_string()
+        String::from_utf8(out.stdout).expect("a path").trim().to_string()
     })
 }
 
@@ -92,10 +89,8 @@ pub fn project(records: &[Value], kind: Option<&str>, fields: &[&str]) -> Vec<Va
         .iter()
         .filter(|r| kind.is_none_or(|k| r["kind"] == k))
         .map(|r| {
-            let obj: serde_json::Map<String, Value> = fields
-                .iter()
-                .map(|f| (f.to_string(), r[*f].clone()))
-                .collect();
+            let obj: serde_json::Map<String, Value> =
+                fields.iter().map(|f| (f.to_string(), r[*f].clone())).collect();
             Value::Object(obj)
         })
         .collect();
@@ -120,12 +115,5 @@ pub const HOST_FIELDS: [&str; 12] = [
 ];
 
 /// The VM fields the esx plugin reports and the simulator dumps.
-pub const VM_FIELDS: [&str; 7] = [
-    "name",
-    "host",
-    "power_state",
-    "cpus",
-    "memory_mb",
-    "guest_os",
-    "uuid",
-];
+pub const VM_FIELDS: [&str; 7] =
+    ["name", "host", "power_state", "cpus", "memory_mb", "guest_os", "uuid"];

@@ -67,11 +67,7 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {driver_bin}: {e}"));
         let base = format!("http://127.0.0.1:{port}");
-        let mut browser = Browser {
-            driver,
-            base,
-            session: String::new(),
-        };
+        let mut browser = Browser { driver, base, session: String::new() };
         let start = Instant::now();
         loop {
             let ready = ureq::get(&format!("{}/status", browser.base))
@@ -127,10 +123,7 @@ impl Browser {
             Ok(r) => r.into_json::<Value>().map_err(|e| e.to_string()),
             Err(ureq::Error::Status(code, r)) => {
                 let v: Value = r.into_json().unwrap_or(Value::Null);
-                Err(format!(
-                    "{code}: {} {}",
-                    v["value"]["error"], v["value"]["message"]
-                ))
+                Err(format!("{code}: {} {}", v["value"]["error"], v["value"]["message"]))
             }
             Err(e) => Err(e.to_string()),
         }
@@ -143,11 +136,7 @@ impl Browser {
 
     /// Load `url`.
     pub fn goto(&self, url: &str) {
-        self.call(
-            "POST",
-            &self.session_path("/url"),
-            Some(json!({"url": url})),
-        );
+        self.call("POST", &self.session_path("/url"), Some(json!({"url": url})));
     }
 
     /// The first element matching `css`, if any.
@@ -160,8 +149,7 @@ impl Browser {
 
     /// The first element matching `css`; panics if there is none.
     pub fn find(&self, css: &str) -> Element {
-        self.try_find(css)
-            .unwrap_or_else(|| panic!("no element matches {css:?}"))
+        self.try_find(css).unwrap_or_else(|| panic!("no element matches {css:?}"))
     }
 
     /// Click `element`, or say why not. A page that re-renders (live
@@ -169,12 +157,8 @@ impl Browser {
     /// "stale"; the click then did not happen and the caller may look the
     /// element up again.
     pub fn try_click(&self, element: &Element) -> Result<(), String> {
-        self.try_call(
-            "POST",
-            &self.session_path(&format!("/element/{}/click", element.0)),
-            None,
-        )
-        .map(drop)
+        self.try_call("POST", &self.session_path(&format!("/element/{}/click", element.0)), None)
+            .map(drop)
     }
 
     /// Clear `element` (an input or textarea) and type `text` into it. For a
@@ -194,21 +178,15 @@ impl Browser {
 
     /// The rendered text of `element` (`""` if it went away meanwhile).
     pub fn text(&self, element: &Element) -> String {
-        self.try_call(
-            "GET",
-            &self.session_path(&format!("/element/{}/text", element.0)),
-            None,
-        )
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+        self.try_call("GET", &self.session_path(&format!("/element/{}/text", element.0)), None)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// The text of the first element matching `css` (`""` if none).
     pub fn text_of(&self, css: &str) -> String {
-        self.try_find(css)
-            .map(|e| self.text(&e))
-            .unwrap_or_default()
+        self.try_find(css).map(|e| self.text(&e)).unwrap_or_default()
     }
 
     /// Run `script` (a function body; `arguments` holds `args`) and return its value.

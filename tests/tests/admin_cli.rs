@@ -109,10 +109,7 @@ fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
     let sha256 = inspected.json["sha256"].as_str().unwrap().to_string();
 
     let first = cli(&daemon, &["plugin", "push", wasm]);
-    assert_eq!(
-        first.ok().trim(),
-        format!("created: hello 0.1.0 sha256 {sha256}")
-    );
+    assert_eq!(first.ok().trim(), format!("created: hello 0.1.0 sha256 {sha256}"));
     let again = cli(&daemon, &["plugin", "push", wasm, "--json"]);
     let again = again.json();
     assert_eq!(again["created"], false, "{again}");
@@ -122,10 +119,7 @@ fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
     let lines: Vec<&str> = list.ok().lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with("NAME"), "{lines:?}");
-    assert!(
-        lines[1].starts_with("hello") && lines[1].contains(&sha256[..16]),
-        "{lines:?}"
-    );
+    assert!(lines[1].starts_with("hello") && lines[1].contains(&sha256[..16]), "{lines:?}");
     let list = cli(&daemon, &["plugin", "list", "--json"]).json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["sha256"], sha256.as_str());
@@ -147,26 +141,12 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     create_greet(&daemon, "greet", 3, 2);
 
     // Edit changes only what is given.
-    let edited = cli(
-        &daemon,
-        &[
-            "task",
-            "edit",
-            "greet",
-            "--retries",
-            "0",
-            "--priority",
-            "high",
-            "--json",
-        ],
-    );
+    let edited =
+        cli(&daemon, &["task", "edit", "greet", "--retries", "0", "--priority", "high", "--json"]);
     let edited = edited.json();
     assert_eq!(edited["spec"]["retries"], 0);
     assert_eq!(edited["spec"]["priority"], "high");
-    assert_eq!(
-        edited["spec"]["params"],
-        json!({"name": "world", "count": 3})
-    );
+    assert_eq!(edited["spec"]["params"], json!({"name": "world", "count": 3}));
     assert_eq!(edited["spec"]["frequency"], json!({"kind": "manual"}));
 
     // A second task from a file, with secrets (write-only).
@@ -180,18 +160,13 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
         .to_string(),
     )
     .unwrap();
-    cli(
-        &daemon,
-        &["task", "create", "--file", file.to_str().unwrap()],
-    )
-    .ok();
+    cli(&daemon, &["task", "create", "--file", file.to_str().unwrap()]).ok();
 
     let list = cli(&daemon, &["task", "list"]);
     let list = list.ok();
     assert!(list.starts_with("NAME"), "{list}");
     assert!(
-        list.lines()
-            .any(|l| l.starts_with("greet ") && l.contains("manual") && l.contains("high")),
+        list.lines().any(|l| l.starts_with("greet ") && l.contains("manual") && l.contains("high")),
         "{list}"
     );
     assert!(list.lines().any(|l| l.starts_with("from-file ")), "{list}");
@@ -211,10 +186,7 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     let show = cli(&daemon, &["task", "show", "greet"]);
     let show = show.ok();
     assert!(show.contains("latest run  run "), "{show}");
-    let parts: Vec<&str> = show
-        .lines()
-        .skip_while(|l| !l.starts_with("PART"))
-        .collect();
+    let parts: Vec<&str> = show.lines().skip_while(|l| !l.starts_with("PART")).collect();
     assert_eq!(parts.len(), 4, "{show}");
     assert!(parts[1..].iter().all(|l| l.contains("waiting")), "{show}");
     let shown = cli(&daemon, &["task", "show", "greet", "--json"]).json();
@@ -226,36 +198,21 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     assert_eq!(suspended["id"], run_id);
     assert_eq!(suspended["state"], "suspended");
     let resumed = cli(&daemon, &["task", "resume", "greet"]);
-    assert!(
-        resumed.ok().starts_with(&format!("resumed run {run_id} ")),
-        "{resumed:?}"
-    );
-    let canceled = cli(
-        &daemon,
-        &["task", "cancel", "--run", &run_id.to_string(), "--json"],
-    )
-    .json();
+    assert!(resumed.ok().starts_with(&format!("resumed run {run_id} ")), "{resumed:?}");
+    let canceled = cli(&daemon, &["task", "cancel", "--run", &run_id.to_string(), "--json"]).json();
     assert_eq!(canceled["state"], "canceled");
     assert_eq!(canceled["parts"]["canceled"], 3);
 
     // Re-run the canceled parts: a new run of three parts.
-    let rerun = cli(
-        &daemon,
-        &["task", "rerun", "greet", "--failed-only", "--json"],
-    )
-    .json();
+    let rerun = cli(&daemon, &["task", "rerun", "greet", "--failed-only", "--json"]).json();
     assert_eq!(rerun["cause"], "rerun");
     assert_eq!(rerun["rerun_of"], run_id);
     assert_eq!(rerun["parts"]["waiting"], 3);
 
     // Both runs, newest first.
     let runs = cli(&daemon, &["task", "runs", "greet", "--json"]).json();
-    let ids: Vec<i64> = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_i64().unwrap())
-        .collect();
+    let ids: Vec<i64> =
+        runs.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [rerun["id"].as_i64().unwrap(), run_id]);
     let runs = cli(&daemon, &["task", "runs", "greet"]);
     assert_eq!(runs.ok().lines().count(), 3, "{runs:?}");
@@ -263,11 +220,8 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     // Results of the latest run: none yet; of the canceled run by id.
     let results = cli(&daemon, &["results", "greet"]);
     assert!(results.ok().contains("no results yet"), "{results:?}");
-    let results = cli(
-        &daemon,
-        &["results", "greet", "--run", &run_id.to_string(), "--json"],
-    )
-    .json();
+    let results =
+        cli(&daemon, &["results", "greet", "--run", &run_id.to_string(), "--json"]).json();
     assert_eq!(results["run"]["id"], run_id);
     assert_eq!(results["results"], json!([]));
 }
@@ -277,29 +231,12 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
     let daemon = start_daemon();
     push_hello(&daemon);
 
-    let unknown = cli(
-        &daemon,
-        &[
-            "task", "create", "--name", "t", "--plugin", "nope", "--manual",
-        ],
-    );
-    assert!(
-        unknown.failed().contains("unknown plugin \"nope\""),
-        "{unknown:?}"
-    );
+    let unknown = cli(&daemon, &["task", "create", "--name", "t", "--plugin", "nope", "--manual"]);
+    assert!(unknown.failed().contains("unknown plugin \"nope\""), "{unknown:?}");
 
     let schema = cli(
         &daemon,
-        &[
-            "task",
-            "create",
-            "--name",
-            "t",
-            "--plugin",
-            "hello",
-            "--params",
-            r#"{"count": 2}"#,
-        ],
+        &["task", "create", "--name", "t", "--plugin", "hello", "--params", r#"{"count": 2}"#],
     );
     let schema = schema.failed();
     assert!(
@@ -307,22 +244,12 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
         "{schema}"
     );
 
-    let malformed = cli(
-        &daemon,
-        &[
-            "task", "create", "--name", "t", "--plugin", "hello", "--params", "{oops",
-        ],
-    );
-    assert!(
-        malformed.failed().contains("--params: invalid JSON"),
-        "{malformed:?}"
-    );
+    let malformed =
+        cli(&daemon, &["task", "create", "--name", "t", "--plugin", "hello", "--params", "{oops"]);
+    assert!(malformed.failed().contains("--params: invalid JSON"), "{malformed:?}");
 
     let missing = cli(&daemon, &["task", "show", "ghost"]);
-    assert!(
-        missing.failed().contains("task \"ghost\" not found"),
-        "{missing:?}"
-    );
+    assert!(missing.failed().contains("task \"ghost\" not found"), "{missing:?}");
     let no_run = cli(&daemon, &["task", "cancel", "ghost"]);
     assert!(no_run.failed().contains("not found"), "{no_run:?}");
 
@@ -335,12 +262,8 @@ fn bad_input_is_reported_clearly_and_changes_nothing() {
     let wrong = wrong.failed();
     assert!(wrong.contains("refused the admin token"), "{wrong}");
 
-    let none = output(
-        command(&daemon, &["task", "list"])
-            .env_remove("JOBSTACK_TOKEN")
-            .output()
-            .unwrap(),
-    );
+    let none =
+        output(command(&daemon, &["task", "list"]).env_remove("JOBSTACK_TOKEN").output().unwrap());
     let none = none.failed();
     assert!(
         none.contains("--token") && none.contains("JOBSTACK_TOKEN") && none.contains("first start"),
@@ -383,10 +306,7 @@ impl<'a> FakeAgent<'a> {
             Some(ENROLL_SECRET),
             Body::Json(&json!({"name": name})),
         );
-        let token = answer.expect_ok("register")["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = answer.expect_ok("register")["token"].as_str().unwrap().to_string();
         FakeAgent { daemon, token }
     }
 
@@ -417,12 +337,7 @@ impl<'a> FakeAgent<'a> {
             submission["error"] = json!("device unreachable");
         }
         self.daemon
-            .request(
-                "POST",
-                "/agent/results",
-                Some(&self.token),
-                Body::Json(&submission),
-            )
+            .request("POST", "/agent/results", Some(&self.token), Body::Json(&submission))
             .expect_ok("result");
     }
 }
@@ -454,21 +369,11 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
     // It followed the event stream (no fallback to polling).
     assert!(!done.stderr.contains("polling"), "{done:?}");
     // Without a terminal, each change is a line on stderr, ending finished.
-    assert!(
-        done.stderr
-            .lines()
-            .last()
-            .unwrap()
-            .ends_with("finished, 3/3 parts done"),
-        "{done:?}"
-    );
+    assert!(done.stderr.lines().last().unwrap().ends_with("finished, 3/3 parts done"), "{done:?}");
     let results = cli(&daemon, &["results", "greet"]);
     let results = results.ok();
     assert_eq!(
-        results
-            .lines()
-            .filter(|l| l.contains("agent-a") && l.contains("finished"))
-            .count(),
+        results.lines().filter(|l| l.contains("agent-a") && l.contains("finished")).count(),
         3,
         "{results}"
     );
@@ -515,18 +420,13 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
     agent.do_one("finished");
     let soon = output(watch.wait_with_output().unwrap());
     assert_eq!(soon.code, 0, "{soon:?}");
-    assert!(
-        soon.stdout
-            .contains("(scheduled): finished, 1/1 parts done"),
-        "{soon:?}"
-    );
+    assert!(soon.stdout.contains("(scheduled): finished, 1/1 parts done"), "{soon:?}");
 
     // A manual task never run: nothing to wait for.
     create_greet(&daemon, "idle", 1, 0);
     let idle = cli(&daemon, &["task", "watch", "idle"]);
     assert!(
-        idle.failed()
-            .contains("has no run yet; start one with `jobstack task run idle`"),
+        idle.failed().contains("has no run yet; start one with `jobstack task run idle`"),
         "{idle:?}"
     );
 
@@ -536,10 +436,7 @@ fn watch_follows_a_run_until_it_ends_exit_code_says_how() {
     agent.do_one("finished");
     let rerun = output(watch.wait_with_output().unwrap());
     assert_eq!(rerun.code, 0, "{rerun:?}");
-    assert!(
-        rerun.stdout.contains("(rerun): finished, 1/1 parts done"),
-        "{rerun:?}"
-    );
+    assert!(rerun.stdout.contains("(rerun): finished, 1/1 parts done"), "{rerun:?}");
 }
 
 #[test]
@@ -564,12 +461,7 @@ fn watch_follows_real_agents_to_the_end() {
     .ok();
     let local = cli(&daemon, &["task", "watch", "local"]);
     assert_eq!(local.code, 0, "{local:?}");
-    assert!(
-        local
-            .stdout
-            .contains("(scheduled): finished, 4/4 parts done"),
-        "{local:?}"
-    );
+    assert!(local.stdout.contains("(scheduled): finished, 4/4 parts done"), "{local:?}");
     drop(daemon);
 
     // A remote `jobstack agent` process, started while watch already runs.
@@ -582,10 +474,7 @@ fn watch_follows_real_agents_to_the_end() {
     let _agent = AgentProcess::start(&daemon.url, "remote-agent", state.path(), &[]);
     let remote = output(watch.wait_with_output().unwrap());
     assert_eq!(remote.code, 0, "{remote:?}");
-    assert!(
-        remote.stdout.contains("(forced): finished, 5/5 parts done"),
-        "{remote:?}"
-    );
+    assert!(remote.stdout.contains("(forced): finished, 5/5 parts done"), "{remote:?}");
     let results = cli(&daemon, &["results", "remote", "--json"]).json();
     let results = results["results"].as_array().unwrap();
     assert_eq!(results.len(), 5, "{results:?}");
@@ -593,13 +482,7 @@ fn watch_follows_real_agents_to_the_end() {
         assert_eq!(r["agent"], "remote-agent", "{r}");
         assert_eq!(r["status"], "finished", "{r}");
         assert_eq!(r["applied"], true, "{r}");
-        assert!(
-            r["output"]["greeting"]
-                .as_str()
-                .unwrap()
-                .starts_with("hello, world #"),
-            "{r}"
-        );
+        assert!(r["output"]["greeting"].as_str().unwrap().starts_with("hello, world #"), "{r}");
     }
 }
 
@@ -608,9 +491,7 @@ fn watch_opens_the_event_stream_again_after_the_daemon_restarts() {
     const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
     let data = tempfile::tempdir().unwrap();
     let start = |listen: Option<&str>| {
-        let builder = Daemon::builder()
-            .data_dir(data.path())
-            .arg("--no-local-agent");
+        let builder = Daemon::builder().data_dir(data.path()).arg("--no-local-agent");
         match listen {
             Some(addr) => builder.listen(addr),
             None => builder,
@@ -629,23 +510,16 @@ fn watch_opens_the_event_stream_again_after_the_daemon_restarts() {
         let (stderr, lines) = (watch.stderr.take().unwrap(), lines.clone());
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
         })
     };
     let said = |words: &str| lines.lock().unwrap().iter().any(|l| l.contains(words));
-    wait_until("the watch to show the run", PATIENCE, || {
-        said("0/2 parts done").then_some(())
-    });
+    wait_until("the watch to show the run", PATIENCE, || said("0/2 parts done").then_some(()));
 
     daemon.kill();
-    wait_until("the watch to see its stream drop", PATIENCE, || {
-        said("polling").then_some(())
-    });
+    wait_until("the watch to see its stream drop", PATIENCE, || said("polling").then_some(()));
     let daemon = start(Some(&addr));
     wait_until("the watch to open its stream again", PATIENCE, || {
         said("event stream open again").then_some(())
@@ -658,8 +532,5 @@ fn watch_opens_the_event_stream_again_after_the_daemon_restarts() {
     reader.join().unwrap();
     let lines = lines.lock().unwrap().clone();
     assert!(status.success(), "{lines:#?}");
-    assert!(
-        lines.last().unwrap().ends_with("finished, 2/2 parts done"),
-        "{lines:#?}"
-    );
+    assert!(lines.last().unwrap().ends_with("finished, 2/2 parts done"), "{lines:#?}");
 }

@@ -44,9 +44,7 @@ fn start_run(
         }
     });
     daemon.post("/tasks", &task).expect_ok("create task");
-    daemon
-        .post(&format!("/tasks/{name}/run"), &json!({}))
-        .expect_ok("force-run")
+    daemon.post(&format!("/tasks/{name}/run"), &json!({})).expect_ok("force-run")
 }
 
 fn parts(daemon: &Daemon, run_id: i64) -> Vec<Value> {
@@ -66,9 +64,7 @@ fn run_state(daemon: &Daemon, run_id: i64) -> String {
 }
 
 fn results(daemon: &Daemon, run_id: i64) -> Vec<Value> {
-    daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results")["results"]
+    daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results")["results"]
         .as_array()
         .expect("results array")
         .clone()
@@ -118,10 +114,7 @@ fn assert_finished_exactly_once(
 }
 
 fn part_by_id(daemon: &Daemon, run_id: i64, id: i64) -> Value {
-    parts(daemon, run_id)
-        .into_iter()
-        .find(|p| p["id"].as_i64() == Some(id))
-        .expect("part exists")
+    parts(daemon, run_id).into_iter().find(|p| p["id"].as_i64() == Some(id)).expect("part exists")
 }
 
 #[test]
@@ -159,13 +152,7 @@ fn fusioninventory_scenario_with_real_agents() {
         let p = part_by_id(&daemon, run_id, b_part_id);
         (p["owner"] == "A" && p["attempt"] == 2 && p["state"] == "running").then_some(p)
     });
-    assert!(
-        regenerated["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("expired"),
-        "{regenerated}"
-    );
+    assert!(regenerated["error"].as_str().unwrap_or("").contains("expired"), "{regenerated}");
     // Hold A while B comes back, so B's result arrives while A works on it.
     a.freeze();
     let leased_before: i64 = parts(&daemon, run_id)
@@ -202,10 +189,7 @@ fn fusioninventory_scenario_with_real_agents() {
     // A's own result for the superseded attempt 2, if it sent one, changed nothing.
     for r in results(&daemon, run_id) {
         if r["part_id"].as_i64() == Some(b_part_id) && r["attempt"] == 2 {
-            assert_eq!(
-                (r["agent"].as_str(), r["applied"].as_bool()),
-                (Some("A"), Some(false))
-            );
+            assert_eq!((r["agent"].as_str(), r["applied"].as_bool()), (Some("A"), Some(false)));
         }
     }
     let later_owners: Vec<String> = parts(&daemon, run_id)
@@ -243,31 +227,19 @@ fn an_agent_killed_with_spooled_results_delivers_them_after_restart() {
         a.spooled().contains(&(held_id, 1)).then_some(())
     });
     a.kill();
-    assert_eq!(
-        part_by_id(&daemon, run_id, held_id)["state"],
-        "running",
-        "nothing delivered yet"
-    );
+    assert_eq!(part_by_id(&daemon, run_id, held_id)["state"], "running", "nothing delivered yet");
 
     // Restarted on the same state directory, straight to the daemon.
     let _a = AgentProcess::start(&daemon.url, "A", &dir, &["--max-retry-delay", "500ms"]);
     let applied = assert_finished_exactly_once(&daemon, run_id, 3);
-    assert_eq!(
-        applied[&held_id]["attempt"], 1,
-        "the spooled attempt was delivered"
-    );
-    wait_until("the spool to empty", PATIENCE, || {
-        _a.spooled().is_empty().then_some(())
-    });
+    assert_eq!(applied[&held_id]["attempt"], 1, "the spooled attempt was delivered");
+    wait_until("the spool to empty", PATIENCE, || _a.spooled().is_empty().then_some(()));
 }
 
 #[test]
 fn a_daemon_killed_and_restarted_loses_no_acknowledged_result() {
     let data = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::builder()
-        .data_dir(data.path())
-        .arg("--no-local-agent")
-        .start();
+    let mut daemon = Daemon::builder().data_dir(data.path()).arg("--no-local-agent").start();
     let addr = daemon.addr().to_string();
     daemon.upload_plugin(&plugin_wasm("fixture-steps"));
     let state = tempfile::tempdir().unwrap();
@@ -282,11 +254,8 @@ fn a_daemon_killed_and_restarted_loses_no_acknowledged_result() {
     });
     daemon.kill();
 
-    let daemon = Daemon::builder()
-        .data_dir(data.path())
-        .listen(&addr)
-        .arg("--no-local-agent")
-        .start();
+    let daemon =
+        Daemon::builder().data_dir(data.path()).listen(&addr).arg("--no-local-agent").start();
     let after = results(&daemon, run_id);
     for r in &acknowledged {
         assert!(
@@ -331,10 +300,7 @@ fn a_plugin_uploaded_during_a_run_is_used_by_the_next_run_only() {
     let run1 = start_run(&daemon, "deploy", 8, 400, 60_000, &["A"]);
     let run1_id = run1["id"].as_i64().unwrap();
     wait_until("the first run to start", PATIENCE, || {
-        parts(&daemon, run1_id)
-            .iter()
-            .any(|p| p["state"] == "running")
-            .then_some(())
+        parts(&daemon, run1_id).iter().any(|p| p["state"] == "running").then_some(())
     });
 
     let bytes = std::fs::read(plugin_wasm("fixture-steps")).unwrap();
@@ -347,21 +313,13 @@ fn a_plugin_uploaded_during_a_run_is_used_by_the_next_run_only() {
     );
     let new = uploaded.expect_ok("upload the new version");
     assert_ne!(old["sha256"], new["sha256"]);
-    let run2 = daemon
-        .post("/tasks/deploy/run", &json!({}))
-        .expect_ok("second run");
+    let run2 = daemon.post("/tasks/deploy/run", &json!({})).expect_ok("second run");
 
     assert_finished_exactly_once(&daemon, run1_id, 8);
     assert_finished_exactly_once(&daemon, run2["id"].as_i64().unwrap(), 8);
     let run1 = daemon.get(&format!("/runs/{run1_id}")).expect_ok("run 1");
-    assert_eq!(
-        run1["plugin_sha256"], old["sha256"],
-        "the run in flight kept its module"
-    );
-    assert_eq!(
-        run2["plugin_sha256"], new["sha256"],
-        "the next run uses the new module"
-    );
+    assert_eq!(run1["plugin_sha256"], old["sha256"], "the run in flight kept its module");
+    assert_eq!(run2["plugin_sha256"], new["sha256"], "the next run uses the new module");
     // The agent fetched and ran both modules.
     let modules = a.state_dir.join("engine/modules");
     for sha in [&old["sha256"], &new["sha256"]] {
@@ -370,10 +328,6 @@ fn a_plugin_uploaded_during_a_run_is_used_by_the_next_run_only() {
             .unwrap()
             .flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with(sha));
-        assert!(
-            present,
-            "module {sha} not in the agent's cache {}",
-            modules.display()
-        );
+        assert!(present, "module {sha} not in the agent's cache {}", modules.display());
     }
 }

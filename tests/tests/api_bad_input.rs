@@ -21,28 +21,14 @@ fn snapshot(daemon: &Daemon) -> Value {
 fn assert_refused(answer: &Answer, status: u16, code: &str, words: &str) {
     assert_eq!(answer.status, status, "{answer:?}");
     assert_eq!(answer.error_code(), code, "{answer:?}");
-    let message = answer.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_lowercase();
-    assert!(
-        message.contains(words),
-        "message {message:?} lacks {words:?}"
-    );
+    let message = answer.json()["error"]["message"].as_str().unwrap_or_default().to_lowercase();
+    assert!(message.contains(words), "message {message:?} lacks {words:?}");
 }
 
 fn register(daemon: &Daemon, name: &str) -> String {
     let body = json!({"name": name, "networks": ["127.0.0.0/8"]});
-    let answer = daemon.request(
-        "POST",
-        "/agent/register",
-        Some(ENROLL_SECRET),
-        Body::Json(&body),
-    );
-    answer.expect_ok("register")["token"]
-        .as_str()
-        .expect("token")
-        .to_string()
+    let answer = daemon.request("POST", "/agent/register", Some(ENROLL_SECRET), Body::Json(&body));
+    answer.expect_ok("register")["token"].as_str().expect("token").to_string()
 }
 
 #[test]
@@ -51,12 +37,7 @@ fn uploads_that_are_not_plugins_are_refused() {
     let before = snapshot(&daemon);
 
     let core_module = b"\0asm\x01\0\0\0";
-    let answer = daemon.request(
-        "POST",
-        "/plugins",
-        Some(ADMIN_TOKEN),
-        Body::Bytes(core_module),
-    );
+    let answer = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(core_module));
     assert_refused(&answer, 400, "invalid_plugin", "core webassembly module");
 
     let random = b"this is not webassembly at all";
@@ -64,12 +45,7 @@ fn uploads_that_are_not_plugins_are_refused() {
     assert_refused(&answer, 400, "invalid_plugin", "not a webassembly");
 
     let oversize = vec![0u8; (64 << 20) + 1];
-    let answer = daemon.request(
-        "POST",
-        "/plugins",
-        Some(ADMIN_TOKEN),
-        Body::Bytes(&oversize),
-    );
+    let answer = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&oversize));
     assert_eq!(answer.status, 413, "{answer:?}");
     assert_eq!(answer.error_code(), "too_large", "{answer:?}");
 
@@ -83,27 +59,12 @@ fn task_definitions_that_cannot_run_are_refused() {
     let before = snapshot(&daemon);
 
     let unknown = json!({"task": {"name": "t", "plugin": "nope"}});
-    assert_refused(
-        &daemon.post("/tasks", &unknown),
-        400,
-        "unknown_plugin",
-        "nope",
-    );
+    assert_refused(&daemon.post("/tasks", &unknown), 400, "unknown_plugin", "nope");
 
     let schema = json!({"task": {"name": "t", "plugin": "hello", "params": {"count": 2}}});
-    assert_refused(
-        &daemon.post("/tasks", &schema),
-        400,
-        "invalid_params",
-        "name",
-    );
+    assert_refused(&daemon.post("/tasks", &schema), 400, "invalid_params", "name");
 
-    let malformed = daemon.request(
-        "POST",
-        "/tasks",
-        Some(ADMIN_TOKEN),
-        Body::Raw("{\"task\": "),
-    );
+    let malformed = daemon.request("POST", "/tasks", Some(ADMIN_TOKEN), Body::Raw("{\"task\": "));
     assert_eq!(malformed.status, 400, "{malformed:?}");
     assert!(!malformed.error_code().is_empty(), "{malformed:?}");
 
@@ -129,28 +90,13 @@ fn wrong_or_missing_tokens_are_refused() {
     }
     // Nobody may register as the daemon's own agent.
     let local = json!({"name": "local"});
-    let answer = daemon.request(
-        "POST",
-        "/agent/register",
-        Some(ENROLL_SECRET),
-        Body::Json(&local),
-    );
+    let answer = daemon.request("POST", "/agent/register", Some(ENROLL_SECRET), Body::Json(&local));
     assert_refused(&answer, 400, "invalid_agent", "reserved");
     // An admin token is not an enrollment secret, nor an agent token.
     let body = json!({"name": "x"});
-    let answer = daemon.request(
-        "POST",
-        "/agent/register",
-        Some(ADMIN_TOKEN),
-        Body::Json(&body),
-    );
+    let answer = daemon.request("POST", "/agent/register", Some(ADMIN_TOKEN), Body::Json(&body));
     assert_eq!(answer.status, 401, "{answer:?}");
-    let answer = daemon.request(
-        "POST",
-        "/agent/lease",
-        Some(ADMIN_TOKEN),
-        Body::Json(&json!({})),
-    );
+    let answer = daemon.request("POST", "/agent/lease", Some(ADMIN_TOKEN), Body::Json(&json!({})));
     assert_eq!(answer.status, 401, "{answer:?}");
     assert_eq!(snapshot(&daemon), before);
 }
@@ -161,33 +107,20 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
     daemon.upload_plugin(&hello_wasm());
     let task = json!({"task": {"name": "greet", "plugin": "hello", "params": {"name": "x", "count": 2}, "frequency": {"kind": "manual"}}});
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post("/tasks/greet/run", &json!({}))
-        .expect_ok("force-run");
+    let run = daemon.post("/tasks/greet/run", &json!({})).expect_ok("force-run");
     let run_id = run["id"].as_i64().unwrap();
     let holder = register(&daemon, "holder");
     let other = register(&daemon, "other");
     let lease = daemon
-        .request(
-            "POST",
-            "/agent/lease",
-            Some(&holder),
-            Body::Json(&json!({"wait_ms": 5000})),
-        )
+        .request("POST", "/agent/lease", Some(&holder), Body::Json(&json!({"wait_ms": 5000})))
         .expect_ok("lease");
     let part_id = lease["part_id"].as_i64().unwrap();
-    let before = daemon
-        .get(&format!("/runs/{run_id}/parts"))
-        .expect_ok("parts");
+    let before = daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts");
 
     let result = |part_id: i64, attempt: u32| json!({"part_id": part_id, "attempt": attempt, "status": "finished", "output": {"forged": true}});
     // Another agent reports the holder's part.
-    let answer = daemon.request(
-        "POST",
-        "/agent/results",
-        Some(&other),
-        Body::Json(&result(part_id, 1)),
-    );
+    let answer =
+        daemon.request("POST", "/agent/results", Some(&other), Body::Json(&result(part_id, 1)));
     assert_refused(&answer, 403, "forbidden", "not leased");
     // The same, asking for the next part: refused, and nothing leased to it.
     let answer = daemon.request(
@@ -207,12 +140,8 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
     );
     assert_refused(&answer, 400, "invalid_query", "lease_next");
     // The holder reports an attempt it was never given, and a part it never leased.
-    let answer = daemon.request(
-        "POST",
-        "/agent/results",
-        Some(&holder),
-        Body::Json(&result(part_id, 2)),
-    );
+    let answer =
+        daemon.request("POST", "/agent/results", Some(&holder), Body::Json(&result(part_id, 2)));
     assert_refused(&answer, 403, "forbidden", "not leased");
     let waiting = before
         .as_array()
@@ -222,40 +151,20 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
-    let answer = daemon.request(
-        "POST",
-        "/agent/results",
-        Some(&holder),
-        Body::Json(&result(waiting, 1)),
-    );
+    let answer =
+        daemon.request("POST", "/agent/results", Some(&holder), Body::Json(&result(waiting, 1)));
     assert_refused(&answer, 403, "forbidden", "not leased");
     // Progress and heartbeats on someone else's part change nothing either.
     let progress = json!({"part_id": part_id, "attempt": 1, "done": 1, "total": 1});
-    let answer = daemon.request(
-        "POST",
-        "/agent/progress",
-        Some(&other),
-        Body::Json(&progress),
-    );
+    let answer = daemon.request("POST", "/agent/progress", Some(&other), Body::Json(&progress));
     assert_eq!(answer.status, 403, "{answer:?}");
     // A malformed result body.
-    let answer = daemon.request(
-        "POST",
-        "/agent/results",
-        Some(&holder),
-        Body::Raw("{\"part_id\": 1,"),
-    );
+    let answer =
+        daemon.request("POST", "/agent/results", Some(&holder), Body::Raw("{\"part_id\": 1,"));
     assert_eq!(answer.status, 400, "{answer:?}");
 
-    assert_eq!(
-        daemon
-            .get(&format!("/runs/{run_id}/parts"))
-            .expect_ok("parts"),
-        before
-    );
-    let results = daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results");
+    assert_eq!(daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts"), before);
+    let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results");
     assert_eq!(results["results"], json!([]), "nothing recorded");
 
     // The holder's own result, asking for its next part: applied, and the
@@ -269,31 +178,18 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
         )
         .expect_ok("result with the next lease");
     assert_eq!(answer["ack"], "applied", "{answer}");
-    assert_eq!(
-        answer["lease"]["part_id"].as_i64(),
-        Some(waiting),
-        "{answer}"
-    );
-    let parts = daemon
-        .get(&format!("/runs/{run_id}/parts"))
-        .expect_ok("parts");
+    assert_eq!(answer["lease"]["part_id"].as_i64(), Some(waiting), "{answer}");
+    let parts = daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts");
     let states: Vec<(i64, &str, &str)> = parts
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
             let id = p["id"].as_i64().unwrap();
-            (
-                id,
-                p["state"].as_str().unwrap(),
-                p["owner"].as_str().unwrap(),
-            )
+            (id, p["state"].as_str().unwrap(), p["owner"].as_str().unwrap())
         })
         .collect();
-    let mut expected = vec![
-        (part_id, "finished", "holder"),
-        (waiting, "running", "holder"),
-    ];
+    let mut expected = vec![(part_id, "finished", "holder"), (waiting, "running", "holder")];
     expected.sort();
     let mut states = states;
     states.sort();

@@ -16,10 +16,7 @@ fn artifact() -> (Vec<u8>, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a");
     std::fs::write(&file, &bytes).unwrap();
-    let out = std::process::Command::new("sha256sum")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("sha256sum").arg(&file).output().unwrap();
     let sha = String::from_utf8(out.stdout).unwrap()[..64].to_string();
     (bytes, sha)
 }
@@ -31,10 +28,7 @@ fn agent_token(daemon: &Daemon, name: &str) -> String {
         Some(ENROLL_SECRET),
         Body::Json(&json!({"name": name})),
     );
-    answer.expect_ok("register")["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    answer.expect_ok("register")["token"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -58,55 +52,27 @@ fn an_uploaded_artifact_is_stored_by_sha256_listed_and_downloadable_by_agents() 
     assert_eq!(listed, json!([info]));
 
     let token = agent_token(&daemon, "agent-a");
-    let download = daemon.request(
-        "GET",
-        &format!("/agent/artifacts/{sha}"),
-        Some(&token),
-        Body::None,
-    );
+    let download =
+        daemon.request("GET", &format!("/agent/artifacts/{sha}"), Some(&token), Body::None);
     assert_eq!(download.status, 200);
     assert_eq!(download.text.as_bytes(), bytes.as_slice());
 
     // Who may do what, and what is not there.
     let path = format!("/agent/artifacts/{sha}");
-    assert_eq!(
-        daemon
-            .request("GET", &path, Some(ADMIN_TOKEN), Body::None)
-            .status,
-        401
-    );
+    assert_eq!(daemon.request("GET", &path, Some(ADMIN_TOKEN), Body::None).status, 401);
     assert_eq!(daemon.request("GET", &path, None, Body::None).status, 401);
-    assert_eq!(
-        daemon
-            .request("GET", "/artifacts", Some(&token), Body::None)
-            .status,
-        401
-    );
+    assert_eq!(daemon.request("GET", "/artifacts", Some(&token), Body::None).status, 401);
     let missing = daemon.request(
         "GET",
         &format!("/agent/artifacts/{}", "0".repeat(64)),
         Some(&token),
         Body::None,
     );
-    assert_eq!(
-        (missing.status, missing.error_code().as_str()),
-        (404, "not_found")
-    );
-    let bad = daemon.request(
-        "GET",
-        "/agent/artifacts/not-a-sha",
-        Some(&token),
-        Body::None,
-    );
-    assert_eq!(
-        (bad.status, bad.error_code().as_str()),
-        (400, "invalid_sha256")
-    );
+    assert_eq!((missing.status, missing.error_code().as_str()), (404, "not_found"));
+    let bad = daemon.request("GET", "/agent/artifacts/not-a-sha", Some(&token), Body::None);
+    assert_eq!((bad.status, bad.error_code().as_str()), (400, "invalid_sha256"));
     let empty = daemon.request("POST", "/artifacts", Some(ADMIN_TOKEN), Body::Bytes(&[]));
-    assert_eq!(
-        (empty.status, empty.error_code().as_str()),
-        (400, "invalid_artifact")
-    );
+    assert_eq!((empty.status, empty.error_code().as_str()), (400, "invalid_artifact"));
 
     let openapi = daemon.get("/openapi.json").expect_ok("openapi");
     assert!(openapi["paths"]["/api/v1/artifacts"]["post"].is_object());
@@ -128,17 +94,8 @@ fn an_upload_announcing_more_than_the_limit_is_refused_at_once() {
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("\"too_large\""), "{answer}");
-    assert!(
-        daemon
-            .get("/artifacts")
-            .expect_ok("list")
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(daemon.data_dir.join("artifacts"))
-        .unwrap()
-        .collect();
+    assert!(daemon.get("/artifacts").expect_ok("list").as_array().unwrap().is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(daemon.data_dir.join("artifacts")).unwrap().collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -169,14 +126,7 @@ fn a_task_may_grant_only_stored_artifacts() {
         refused.text
     );
     assert!(refused.text.contains(&unknown), "{}", refused.text);
-    assert!(
-        daemon
-            .get("/tasks")
-            .expect_ok("list")
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(daemon.get("/tasks").expect_ok("list").as_array().unwrap().is_empty());
 
     let created = daemon.post("/tasks", &task("deploy-app", &sha));
     assert_eq!(created.status, 201, "{}", created.text);
@@ -190,11 +140,7 @@ fn a_task_may_grant_only_stored_artifacts() {
         edit.text
     );
     let shown = daemon.get("/tasks/deploy-app").expect_ok("show");
-    assert_eq!(
-        shown["spec"]["grants"]["artifacts"],
-        json!([sha]),
-        "{shown}"
-    );
+    assert_eq!(shown["spec"]["grants"]["artifacts"], json!([sha]), "{shown}");
 }
 
 #[test]

@@ -6,10 +6,7 @@ use jobstack_e2e::postgres::server_url;
 use jobstack_e2e::{jobstack, repo_root};
 
 fn plugin_dir() -> String {
-    repo_root()
-        .join("plugins/target/wasm32-wasip2/release")
-        .display()
-        .to_string()
+    repo_root().join("plugins/target/wasm32-wasip2/release").display().to_string()
 }
 
 /// Every figure is there and positive, and every part was applied once.
@@ -80,8 +77,5 @@ fn several_daemons_without_a_shared_store_are_refused() {
         .expect("start jobstack");
     assert_eq!(run_output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run_output.stderr);
-    assert!(
-        stderr.contains("give --database postgres://"),
-        "unclear refusal: {stderr}"
-    );
+    assert!(stderr.contains("give --database postgres://"), "unclear refusal: {stderr}");
 }

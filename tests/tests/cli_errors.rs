@@ -5,10 +5,7 @@ use std::process::Command;
 
 fn run_err(args: &[&str]) -> (i32, String) {
     let out = Command::new(jobstack_bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 #[test]
@@ -18,26 +15,15 @@ fn inspect_prints_manifest_sha256_and_size() {
     assert_eq!(run.code, Some(0));
     assert_eq!(run.json["manifest"]["name"], "fixture-emitter");
     assert_eq!(run.json["sha256"].as_str().unwrap().len(), 64);
-    assert_eq!(
-        run.json["size"].as_u64().unwrap(),
-        std::fs::metadata(&wasm).unwrap().len()
-    );
+    assert_eq!(run.json["size"].as_u64().unwrap(), std::fs::metadata(&wasm).unwrap().len());
 }
 
 #[test]
 fn inspect_names_what_is_wrong_with_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        (
-            "random.wasm",
-            b"this is not wasm at all".to_vec(),
-            "not a WebAssembly file",
-        ),
-        (
-            "core.wasm",
-            b"\0asm\x01\0\0\0".to_vec(),
-            "core WebAssembly module, not a component",
-        ),
+        ("random.wasm", b"this is not wasm at all".to_vec(), "not a WebAssembly file"),
+        ("core.wasm", b"\0asm\x01\0\0\0".to_vec(), "core WebAssembly module, not a component"),
         ("empty.wasm", Vec::new(), "the file is empty"),
         (
             "truncated.wasm",

@@ -22,36 +22,24 @@ fn steps_task(name: &str, parts: u64, ms: u64, agents: &[&str]) -> Value {
 #[test]
 fn sigterm_lets_the_local_agents_running_part_finish() {
     let data = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::builder()
-        .data_dir(data.path())
-        .arg("--shutdown-grace")
-        .arg("20s")
-        .start();
+    let mut daemon =
+        Daemon::builder().data_dir(data.path()).arg("--shutdown-grace").arg("20s").start();
     daemon.upload_plugin(&plugin_wasm("fixture-steps"));
-    daemon
-        .post("/tasks", &steps_task("slow", 1, 3000, &["local"]))
-        .expect_ok("create task");
+    daemon.post("/tasks", &steps_task("slow", 1, 3000, &["local"])).expect_ok("create task");
     let run = daemon.post("/tasks/slow/run", &json!({})).expect_ok("run");
     let run_id = run["id"].as_i64().unwrap();
     wait_until("the local agent to start the part", PATIENCE, || {
-        let parts = daemon
-            .get(&format!("/runs/{run_id}/parts"))
-            .expect_ok("parts");
+        let parts = daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts");
         (parts[0]["state"] == "running" && parts[0]["owner"] == "local").then_some(())
     });
     let status = daemon.terminate();
     assert!(status.success(), "graceful shutdown exit: {status:?}");
 
     // What was acknowledged before the exit is there after a restart.
-    let daemon = Daemon::builder()
-        .data_dir(data.path())
-        .arg("--no-local-agent")
-        .start();
+    let daemon = Daemon::builder().data_dir(data.path()).arg("--no-local-agent").start();
     let shown = daemon.get(&format!("/runs/{run_id}")).expect_ok("run");
     assert_eq!(shown["state"], "finished", "{shown}");
-    let results = daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results");
+    let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results");
     assert_eq!(results["results"][0]["status"], "finished", "{results}");
     assert_eq!(results["results"][0]["agent"], "local");
 }
@@ -60,11 +48,8 @@ fn sigterm_lets_the_local_agents_running_part_finish() {
 fn secrets_reach_only_the_owning_agent() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("daemon.log");
-    let daemon = Daemon::builder()
-        .arg("--no-local-agent")
-        .env("RUST_LOG", "debug")
-        .log_to(&log)
-        .start();
+    let daemon =
+        Daemon::builder().arg("--no-local-agent").env("RUST_LOG", "debug").log_to(&log).start();
     daemon.upload_plugin(&plugin_wasm("fixture-steps"));
     let secret = "s3cr3t-community-4711";
     let mut task = steps_task("secret", 1, 10, &["owner"]);
@@ -72,9 +57,7 @@ fn secrets_reach_only_the_owning_agent() {
     let created = daemon.post("/tasks", &task).expect_ok("create task");
     assert!(!created.to_string().contains(secret), "{created}");
     assert_eq!(created["has_secrets"], true);
-    daemon
-        .post("/tasks/secret/run", &json!({}))
-        .expect_ok("run");
+    daemon.post("/tasks/secret/run", &json!({})).expect_ok("run");
 
     let register = |name: &str| {
         let answer = daemon.request(
@@ -83,27 +66,16 @@ fn secrets_reach_only_the_owning_agent() {
             Some(ENROLL_SECRET),
             Body::Json(&json!({"name": name, "networks": ["127.0.0.0/8"]})),
         );
-        answer.expect_ok("register")["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        answer.expect_ok("register")["token"].as_str().unwrap().to_string()
     };
     let owner = register("owner");
     let stranger = register("stranger");
     let lease = |token: &str| {
-        daemon.request(
-            "POST",
-            "/agent/lease",
-            Some(token),
-            Body::Json(&json!({"wait_ms": 0})),
-        )
+        daemon.request("POST", "/agent/lease", Some(token), Body::Json(&json!({"wait_ms": 0})))
     };
     assert_eq!(lease(&stranger).status, 204, "the stranger is not targeted");
     let leased = lease(&owner).expect_ok("lease");
-    assert_eq!(
-        leased["secrets"]["community"], secret,
-        "the owning agent gets the secret"
-    );
+    assert_eq!(leased["secrets"]["community"], secret, "the owning agent gets the secret");
 
     let mut seen = String::new();
     for path in ["/tasks", "/tasks/secret", "/runs", "/agents", "/plugins"] {
@@ -116,19 +88,10 @@ fn secrets_reach_only_the_owning_agent() {
     let events = read_events_for(&daemon, Duration::from_secs(2));
     assert!(events.contains("data:"), "events were read: {events}");
     seen.push_str(&events);
-    assert!(
-        !seen.contains(secret),
-        "a secret leaked into a listing or event"
-    );
+    assert!(!seen.contains(secret), "a secret leaked into a listing or event");
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        logged.contains("lease") || logged.contains("agent"),
-        "the log was written: {logged}"
-    );
-    assert!(
-        !logged.contains(secret),
-        "a secret leaked into the daemon's log"
-    );
+    assert!(logged.contains("lease") || logged.contains("agent"), "the log was written: {logged}");
+    assert!(!logged.contains(secret), "a secret leaked into the daemon's log");
 }
 
 /// What the event stream sends from the first event, for `time` (it never ends
@@ -151,22 +114,12 @@ fn read_events_for(daemon: &Daemon, time: Duration) -> String {
 fn health_readiness_metrics_and_openapi_answer() {
     let daemon = Daemon::builder().arg("--no-local-agent").start();
     let none = None;
-    assert_eq!(
-        daemon.request("GET", "//healthz", none, Body::None).status,
-        200
-    );
-    assert_eq!(
-        daemon.request("GET", "//readyz", none, Body::None).status,
-        200
-    );
+    assert_eq!(daemon.request("GET", "//healthz", none, Body::None).status, 200);
+    assert_eq!(daemon.request("GET", "//readyz", none, Body::None).status, 200);
     let metrics = daemon.request("GET", "//metrics", none, Body::None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.text.contains("# TYPE"), "{}", metrics.text);
-    assert!(
-        metrics.text.contains("jobstack_long_polls_waiting 0"),
-        "{}",
-        metrics.text
-    );
+    assert!(metrics.text.contains("jobstack_long_polls_waiting 0"), "{}", metrics.text);
     // An agent waiting for work shows as a waiting long-poll.
     let token = daemon
         .request(
@@ -194,21 +147,11 @@ fn health_readiness_metrics_and_openapi_answer() {
         });
         assert_eq!(poll.join().unwrap().status, 204, "no work came");
     });
-    let openapi = daemon
-        .request("GET", "/openapi.json", none, Body::None)
-        .json();
-    assert!(
-        openapi["openapi"].as_str().unwrap_or("").starts_with("3."),
-        "{openapi}"
-    );
-    for path in [
-        "/agent/lease",
-        "/agent/results",
-        "/plugins",
-        "/tasks",
-        "/runs/{run}/parts",
-        "/artifacts",
-    ] {
+    let openapi = daemon.request("GET", "/openapi.json", none, Body::None).json();
+    assert!(openapi["openapi"].as_str().unwrap_or("").starts_with("3."), "{openapi}");
+    for path in
+        ["/agent/lease", "/agent/results", "/plugins", "/tasks", "/runs/{run}/parts", "/artifacts"]
+    {
         let full = format!("/api/v1{path}");
         assert!(openapi["paths"][&full].is_object(), "OpenAPI lacks {full}");
     }

@@ -22,15 +22,8 @@ fn spinner_times_out_near_its_deadline() {
         let took = started.elapsed().as_secs_f64();
         assert_eq!(run.status(), "timeout", "{mode}: {:?}", run.json);
         assert_eq!(run.code, Some(1), "{mode}");
-        assert!(
-            run.error().starts_with("timed out"),
-            "{mode}: {}",
-            run.error()
-        );
-        assert!(
-            (1.0..4.0).contains(&took),
-            "{mode}: took {took:.2}s for a 2s deadline"
-        );
+        assert!(run.error().starts_with("timed out"), "{mode}: {}", run.error());
+        assert!((1.0..4.0).contains(&took), "{mode}: took {took:.2}s for a 2s deadline");
     }
 }
 
@@ -42,16 +35,9 @@ fn sleeper_times_out_at_its_wall_clock_deadline() {
             &["--part", &any_part(), "--timeout", "1500ms", "--mode", mode],
         );
         assert_eq!(run.status(), "timeout", "{mode}: {:?}", run.json);
-        assert!(
-            run.error().contains("wall-clock deadline of 1s 500ms"),
-            "{mode}: {}",
-            run.error()
-        );
+        assert!(run.error().contains("wall-clock deadline of 1s 500ms"), "{mode}: {}", run.error());
         let ms = run.json["duration_ms"].as_f64().unwrap();
-        assert!(
-            (1500.0..2500.0).contains(&ms),
-            "{mode}: ended after {ms} ms"
-        );
+        assert!((1500.0..2500.0).contains(&ms), "{mode}: ended after {ms} ms");
     }
 }
 
@@ -64,48 +50,26 @@ fn memory_hog_fails_naming_the_memory_limit() {
         );
         assert_eq!(run.status(), "failed", "{mode}: {:?}", run.json);
         assert_eq!(run.code, Some(1));
-        assert!(
-            run.error().contains("memory limit exceeded"),
-            "{mode}: {}",
-            run.error()
-        );
-        assert!(
-            run.error().contains("the limit is 64 MiB"),
-            "{mode}: {}",
-            run.error()
-        );
+        assert!(run.error().contains("memory limit exceeded"), "{mode}: {}", run.error());
+        assert!(run.error().contains("the limit is 64 MiB"), "{mode}: {}", run.error());
     }
 }
 
 #[test]
 fn deep_recursion_fails_naming_the_stack() {
     for mode in MODES {
-        let run = exec(
-            &plugin_wasm("fixture-recursion"),
-            &["--part", &any_part(), "--mode", mode],
-        );
+        let run = exec(&plugin_wasm("fixture-recursion"), &["--part", &any_part(), "--mode", mode]);
         assert_eq!(run.status(), "failed", "{mode}: {:?}", run.json);
-        assert!(
-            run.error().contains("wasm stack exhausted"),
-            "{mode}: {}",
-            run.error()
-        );
+        assert!(run.error().contains("wasm stack exhausted"), "{mode}: {}", run.error());
     }
 }
 
 #[test]
 fn trap_fails_as_a_trap() {
     for mode in MODES {
-        let run = exec(
-            &plugin_wasm("fixture-trap"),
-            &["--part", &any_part(), "--mode", mode],
-        );
+        let run = exec(&plugin_wasm("fixture-trap"), &["--part", &any_part(), "--mode", mode]);
         assert_eq!(run.status(), "failed", "{mode}: {:?}", run.json);
-        assert!(
-            run.error().starts_with("plugin trapped"),
-            "{mode}: {}",
-            run.error()
-        );
+        assert!(run.error().starts_with("plugin trapped"), "{mode}: {}", run.error());
     }
 }
 
@@ -124,26 +88,13 @@ fn filesystem_escape_is_denied_while_the_grant_works() {
     for mode in MODES {
         let run = exec(
             &plugin_wasm("fixture-fs-escape"),
-            &[
-                "--part",
-                &any_part(),
-                "--params",
-                &params,
-                "--dir",
-                &dir_arg,
-                "--mode",
-                mode,
-            ],
+            &["--part", &any_part(), "--params", &params, "--dir", &dir_arg, "--mode", mode],
         );
         assert_eq!(run.status(), "finished", "{mode}: {:?}", run.json);
         let out = &run.json["output"];
         assert_eq!(out["write"], "ok", "{mode}: {out}");
         assert_eq!(out["read"]["/data/ok.txt"], "ok", "{mode}: {out}");
-        for escape in [
-            secret.to_str().unwrap(),
-            "/data/../etc/passwd",
-            "/etc/passwd",
-        ] {
+        for escape in [secret.to_str().unwrap(), "/data/../etc/passwd", "/etc/passwd"] {
             let got = out["read"][escape].as_str().unwrap();
             assert!(got.starts_with("denied"), "{mode}: {escape} -> {got}");
         }
@@ -185,15 +136,10 @@ fn network_escape_is_denied_while_the_granted_address_connects() {
         assert!(got.starts_with("denied"), "{mode}: {got}");
     }
     // With no grant at all, nothing connects.
-    let run = exec(
-        &plugin_wasm("fixture-net-escape"),
-        &["--part", &any_part(), "--params", &params],
-    );
+    let run =
+        exec(&plugin_wasm("fixture-net-escape"), &["--part", &any_part(), "--params", &params]);
     assert!(
-        run.json["output"][&allowed_addr]
-            .as_str()
-            .unwrap()
-            .starts_with("denied"),
+        run.json["output"][&allowed_addr].as_str().unwrap().starts_with("denied"),
         "{}",
         run.json
     );
@@ -204,27 +150,14 @@ fn emitter_reports_progress_logs_stdio_and_records() {
     for mode in MODES {
         let run = exec(
             &plugin_wasm("fixture-emitter"),
-            &[
-                "--part",
-                &any_part(),
-                "--params",
-                r#"{"records":4}"#,
-                "--mode",
-                mode,
-            ],
+            &["--part", &any_part(), "--params", r#"{"records":4}"#, "--mode", mode],
         );
         assert_eq!(run.status(), "finished", "{mode}: {:?}", run.json);
         assert_eq!(run.code, Some(0));
         assert_eq!(run.json["output"], serde_json::json!({"emitted": 4}));
-        assert_eq!(
-            run.json["progress"],
-            serde_json::json!({"done": 4, "total": 4})
-        );
+        assert_eq!(run.json["progress"], serde_json::json!({"done": 4, "total": 4}));
         let emitted = run.json["emitted"].as_array().unwrap();
-        let indexes: Vec<u64> = emitted
-            .iter()
-            .map(|r| r["index"].as_u64().unwrap())
-            .collect();
+        let indexes: Vec<u64> = emitted.iter().map(|r| r["index"].as_u64().unwrap()).collect();
         assert_eq!(indexes, [0, 1, 2, 3]);
         let logs = run.json["logs"].as_array().unwrap();
         let has = |source: &str, text: &str| {
@@ -239,10 +172,7 @@ fn emitter_reports_progress_logs_stdio_and_records() {
 
 #[test]
 fn split_without_part_prints_the_parts() {
-    let run = exec(
-        &plugin_wasm("fixture-emitter"),
-        &["--params", r#"{"records":3}"#],
-    );
+    let run = exec(&plugin_wasm("fixture-emitter"), &["--params", r#"{"records":3}"#]);
     assert_eq!(run.status(), "finished", "{:?}", run.json);
     let labels: Vec<&str> = run.json["output"]
         .as_array()

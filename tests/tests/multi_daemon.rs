@@ -43,10 +43,7 @@ fn call(base: &str, path: &str, token: &str, body: &Value) -> Result<(u16, Value
 }
 
 fn readyz(base: &str) -> Option<u16> {
-    match ureq::get(&format!("{base}/readyz"))
-        .timeout(Duration::from_secs(30))
-        .call()
-    {
+    match ureq::get(&format!("{base}/readyz")).timeout(Duration::from_secs(30)).call() {
         Ok(r) | Err(ureq::Error::Status(_, r)) => Some(r.status()),
         Err(_) => None,
     }
@@ -77,35 +74,24 @@ fn agent(name: String, daemons: Vec<String>, fleet: Arc<Fleet>) {
     };
     let registration = json!({ "name": name, "pooled_slots": 1 });
     let token = loop {
-        match call(
-            &daemons[current],
-            "/agent/register",
-            ENROLL_SECRET,
-            &registration,
-        ) {
+        match call(&daemons[current], "/agent/register", ENROLL_SECRET, &registration) {
             Ok((200, body)) => break body["token"].as_str().expect("token").to_string(),
             _ => fail_over(&mut current),
         }
     };
     while !fleet.done.load(Ordering::Relaxed) {
-        let lease = match call(
-            &daemons[current],
-            "/agent/lease",
-            &token,
-            &json!({ "wait_ms": 500 }),
-        ) {
-            Ok((200, lease)) => lease,
-            Ok((204, _)) => continue,
-            Ok((503, _)) | Err(_) => {
-                fail_over(&mut current);
-                continue;
-            }
-            Ok((status, body)) => panic!("agent {name}: lease answered {status} {body}"),
-        };
-        let (part, attempt) = (
-            lease["part_id"].as_i64().unwrap(),
-            lease["attempt"].as_u64().unwrap(),
-        );
+        let lease =
+            match call(&daemons[current], "/agent/lease", &token, &json!({ "wait_ms": 500 })) {
+                Ok((200, lease)) => lease,
+                Ok((204, _)) => continue,
+                Ok((503, _)) | Err(_) => {
+                    fail_over(&mut current);
+                    continue;
+                }
+                Ok((status, body)) => panic!("agent {name}: lease answered {status} {body}"),
+            };
+        let (part, attempt) =
+            (lease["part_id"].as_i64().unwrap(), lease["attempt"].as_u64().unwrap());
         let result = json!({
             "part_id": part,
             "attempt": attempt,
@@ -139,11 +125,7 @@ fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn daemon_on(database: &str) -> Daemon {
-    let daemon = Daemon::builder()
-        .arg("--database")
-        .arg(database)
-        .arg("--no-local-agent")
-        .start();
+    let daemon = Daemon::builder().arg("--database").arg(database).arg("--no-local-agent").start();
     daemon.upload_plugin(&plugin_wasm("fixture-emitter"));
     daemon
 }
@@ -160,9 +142,7 @@ fn start_run(daemon: &Daemon, parts: u64) -> i64 {
         "retries": 5,
     }});
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post("/tasks/sweep/run", &json!({}))
-        .expect_ok("force run");
+    let run = daemon.post("/tasks/sweep/run", &json!({})).expect_ok("force run");
     run["id"].as_i64().expect("run id")
 }
 
@@ -179,29 +159,23 @@ fn spawn_fleet(
             let mut order = urls.clone();
             order.rotate_left(i);
             let fleet = fleet.clone();
-            agents.push(std::thread::spawn(move || {
-                agent(format!("agent-{i}-{n}"), order, fleet)
-            }));
+            agents.push(std::thread::spawn(move || agent(format!("agent-{i}-{n}"), order, fleet)));
         }
     }
     agents
 }
 
 fn run_state(daemon: &Daemon, run: i64) -> String {
-    daemon.get(&format!("/runs/{run}")).json()["state"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    daemon.get(&format!("/runs/{run}")).json()["state"].as_str().unwrap_or("").to_string()
 }
 
 /// Every part finished by exactly one applied result, and every acknowledged
 /// result stored.
 fn check_nothing_lost(db: &impl Fn(&str) -> String, run: i64, parts: usize, fleet: &Fleet) {
-    let finished: usize = db(&format!(
-        "SELECT count(*) FROM parts WHERE run_id = {run} AND state = 'finished'"
-    ))
-    .parse()
-    .unwrap();
+    let finished: usize =
+        db(&format!("SELECT count(*) FROM parts WHERE run_id = {run} AND state = 'finished'"))
+            .parse()
+            .unwrap();
     assert_eq!(finished, parts, "every part finished");
     let applied_twice = db(&format!(
         "SELECT count(*) FROM (SELECT part_id FROM results WHERE run_id = {run} AND applied \
@@ -213,25 +187,17 @@ fn check_nothing_lost(db: &impl Fn(&str) -> String, run: i64, parts: usize, flee
     ))
     .parse()
     .unwrap();
-    assert_eq!(
-        applied_parts, parts,
-        "every part finished by an applied result"
-    );
-    let stored: HashSet<(i64, u64)> = db(&format!(
-        "SELECT part_id || ' ' || attempt FROM results WHERE run_id = {run}"
-    ))
-    .lines()
-    .map(|l| {
-        let (p, a) = l.split_once(' ').unwrap();
-        (p.parse().unwrap(), a.parse().unwrap())
-    })
-    .collect();
+    assert_eq!(applied_parts, parts, "every part finished by an applied result");
+    let stored: HashSet<(i64, u64)> =
+        db(&format!("SELECT part_id || ' ' || attempt FROM results WHERE run_id = {run}"))
+            .lines()
+            .map(|l| {
+                let (p, a) = l.split_once(' ').unwrap();
+                (p.parse().unwrap(), a.parse().unwrap())
+            })
+            .collect();
     let acks = fleet.acks.lock().unwrap();
-    assert!(
-        acks.len() >= parts,
-        "{} acknowledgements for {parts} parts",
-        acks.len()
-    );
+    assert!(acks.len() >= parts, "{} acknowledgements for {parts} parts", acks.len());
     for (part, attempt, ack) in acks.iter() {
         assert!(
             stored.contains(&(*part, *attempt)),
@@ -250,15 +216,11 @@ fn a_run_completes_when_one_of_two_daemons_is_killed() {
     let fleet = Arc::new(Fleet::default());
     let agents = spawn_fleet(&[&a, &b], 4, &fleet);
 
-    wait_for("a third of the run", RUN_DEADLINE, || {
-        fleet.acknowledged() >= parts / 3
-    });
+    wait_for("a third of the run", RUN_DEADLINE, || fleet.acknowledged() >= parts / 3);
     a.kill();
-    wait_for(
-        "the run to finish on the surviving daemon",
-        RUN_DEADLINE,
-        || run_state(&b, run) == "finished",
-    );
+    wait_for("the run to finish on the surviving daemon", RUN_DEADLINE, || {
+        run_state(&b, run) == "finished"
+    });
     fleet.done.store(true, Ordering::Relaxed);
     for agent in agents {
         agent.join().expect("agent thread");
@@ -277,33 +239,20 @@ fn a_database_restart_during_a_run_loses_nothing() {
     let fleet = Arc::new(Fleet::default());
     let agents = spawn_fleet(&[&a, &b], 3, &fleet);
 
-    wait_for("a third of the run", RUN_DEADLINE, || {
-        fleet.acknowledged() >= parts / 3
-    });
+    wait_for("a third of the run", RUN_DEADLINE, || fleet.acknowledged() >= parts / 3);
     server.stop();
     for daemon in [&a, &b] {
-        assert_eq!(
-            readyz(&daemon.url),
-            Some(503),
-            "not ready without the database"
-        );
+        assert_eq!(readyz(&daemon.url), Some(503), "not ready without the database");
     }
     let during = fleet.acknowledged();
     server.start_again();
     for daemon in [&a, &b] {
-        wait_for(
-            "the daemon to be ready again",
-            Duration::from_secs(60),
-            || readyz(&daemon.url) == Some(200),
-        );
+        wait_for("the daemon to be ready again", Duration::from_secs(60), || {
+            readyz(&daemon.url) == Some(200)
+        });
     }
-    wait_for("the run to finish", RUN_DEADLINE, || {
-        run_state(&a, run) == "finished"
-    });
-    assert!(
-        fleet.acknowledged() > during,
-        "work went on after the restart"
-    );
+    wait_for("the run to finish", RUN_DEADLINE, || run_state(&a, run) == "finished");
+    assert!(fleet.acknowledged() > during, "work went on after the restart");
     fleet.done.store(true, Ordering::Relaxed);
     for agent in agents {
         agent.join().expect("agent thread");
@@ -329,11 +278,7 @@ fn real_agents_finish_a_run_when_one_of_two_daemons_is_killed() {
         "timeout_ms": 5000,
     }});
     a.post("/tasks", &task).expect_ok("create task");
-    let run = a
-        .post("/tasks/steps/run", &json!({}))
-        .expect_ok("force run")["id"]
-        .as_i64()
-        .unwrap();
+    let run = a.post("/tasks/steps/run", &json!({})).expect_ok("force run")["id"].as_i64().unwrap();
     let state = tempfile::tempdir().unwrap();
     // Real `jobstack agent` processes, two per daemon (each talks to one).
     let _agents: Vec<AgentProcess> = [(&a, "a"), (&a, "b"), (&b, "c"), (&b, "d")]
@@ -344,21 +289,15 @@ fn real_agents_finish_a_run_when_one_of_two_daemons_is_killed() {
         })
         .collect();
     let finished = |daemon: &Daemon| -> u64 {
-        daemon.get(&format!("/runs/{run}")).json()["parts"]["finished"]
-            .as_u64()
-            .unwrap_or(0)
+        daemon.get(&format!("/runs/{run}")).json()["parts"]["finished"].as_u64().unwrap_or(0)
     };
-    wait_for("a third of the run", RUN_DEADLINE, || {
-        finished(&b) >= parts / 3
-    });
+    wait_for("a third of the run", RUN_DEADLINE, || finished(&b) >= parts / 3);
     a.kill();
     // The dead daemon's agents cannot deliver any more; their leases expire
     // and daemon B's agents take the parts over.
-    wait_for(
-        "the run to finish on the surviving daemon",
-        RUN_DEADLINE,
-        || run_state(&b, run) == "finished",
-    );
+    wait_for("the run to finish on the surviving daemon", RUN_DEADLINE, || {
+        run_state(&b, run) == "finished"
+    });
     assert_eq!(
         pg.query(&format!(
             "SELECT count(*) FROM parts WHERE run_id = {run} AND state = 'finished'"

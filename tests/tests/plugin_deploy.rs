@@ -12,21 +12,14 @@ use jobstack_e2e::{exec, part_json, plugin_wasm};
 use serde_json::{Value, json};
 
 fn sha256_hex(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("run sha256sum");
+    let out = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
 /// `tar ARGS` in `dir`; panics unless it succeeds.
 fn tar(dir: &Path, args: &[&str]) {
-    let status = Command::new("tar")
-        .current_dir(dir)
-        .args(args)
-        .status()
-        .expect("run tar");
+    let status = Command::new("tar").current_dir(dir).args(args).status().expect("run tar");
     assert!(status.success(), "tar {args:?} failed");
 }
 
@@ -67,18 +60,13 @@ impl Setup {
         assert_eq!(split.status(), "finished", "{}", split.json);
         let parts = split.json["output"].as_array().unwrap();
         assert_eq!(parts.len(), 1, "one part: the task targets agents");
-        let targets: Vec<&str> = parts[0]["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
+        let targets: Vec<&str> =
+            parts[0]["targets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         let part = part_json("deploy", &targets, &json!({}));
         let artifacts = format!("{}::/artifacts", self.path("artifacts").display());
         let target = format!("{}::/target", self.path("target").display());
-        let mut args = vec![
-            "--params", &params, "--part", &part, "--dir", &artifacts, "--dir", &target,
-        ];
+        let mut args =
+            vec!["--params", &params, "--part", &part, "--dir", &artifacts, "--dir", &target];
         args.extend_from_slice(extra);
         exec(&plugin_wasm("deploy"), &args)
     }
@@ -158,10 +146,7 @@ fn an_artifact_is_unpacked_written_and_cleaned_up_on_disk() {
         }
     }
     assert_eq!(files, 3);
-    assert_eq!(
-        std::fs::read_to_string(setup.path("target/app.conf")).unwrap(),
-        "port = 8080\n"
-    );
+    assert_eq!(std::fs::read_to_string(setup.path("target/app.conf")).unwrap(), "port = 8080\n");
     assert_eq!(
         std::fs::read(setup.path("target/packages/app.tar.gz")).unwrap(),
         std::fs::read(setup.path("app.tar.gz")).unwrap()
@@ -177,10 +162,7 @@ fn an_artifact_is_unpacked_written_and_cleaned_up_on_disk() {
 
     let emitted = run.json["emitted"].as_array().unwrap();
     assert_eq!(emitted.len(), 5);
-    assert_eq!(
-        emitted[1],
-        json!({"action": "unpack", "path": "opt", "files": 3, "dirs": 4})
-    );
+    assert_eq!(emitted[1], json!({"action": "unpack", "path": "opt", "files": 3, "dirs": 4}));
     assert_eq!(emitted[4]["removed"], true);
 }
 
@@ -222,11 +204,7 @@ fn a_url_source_is_fetched_from_the_granted_host_and_verified() {
     // Without the HTTP grant the fetch is refused and nothing is written.
     let refused = setup.run(&params, &[]);
     assert_eq!(refused.status(), "failed", "{}", refused.json);
-    assert!(
-        refused.error().contains("request denied by the host"),
-        "{}",
-        refused.error()
-    );
+    assert!(refused.error().contains("request denied by the host"), "{}", refused.error());
     assert!(setup.target_listing().is_empty());
 
     let run = setup.run(&params, &["--allow-http", &host]);
@@ -287,17 +265,9 @@ fn an_archive_entry_escaping_the_directory_is_refused_before_anything_is_written
     });
     let run = setup.run(&params, &[]);
     assert_eq!(run.status(), "failed", "{}", run.json);
-    assert!(
-        run.error().contains("nothing was changed"),
-        "{}",
-        run.error()
-    );
+    assert!(run.error().contains("nothing was changed"), "{}", run.error());
     assert!(run.error().contains("../outside.txt"), "{}", run.error());
-    assert!(
-        setup.target_listing().is_empty(),
-        "{:?}",
-        setup.target_listing()
-    );
+    assert!(setup.target_listing().is_empty(), "{:?}", setup.target_listing());
     assert!(!setup.path("target/outside.txt").exists());
 }
 
@@ -307,10 +277,8 @@ fn links_in_archives_and_escaping_action_paths_are_refused_with_nothing_written(
     std::os::unix::fs::symlink("/etc", setup.path("src/etc-link")).unwrap();
     std::fs::write(setup.path("src/file"), "x").unwrap();
     let sha = setup.archive("links.tar.gz", &["file", "etc-link"]);
-    let run = setup.run(
-        &json!({"source": {"artifact": sha}, "actions": [{"action": "unpack"}]}),
-        &[],
-    );
+    let run =
+        setup.run(&json!({"source": {"artifact": sha}, "actions": [{"action": "unpack"}]}), &[]);
     assert_eq!(run.status(), "failed", "{}", run.json);
     assert!(run.error().contains("symbolic link"), "{}", run.error());
 
@@ -331,11 +299,7 @@ fn links_in_archives_and_escaping_action_paths_are_refused_with_nothing_written(
         assert_eq!(run.status(), "failed", "{path}: {}", run.json);
         assert!(run.error().contains(why), "{path}: {}", run.error());
         assert_eq!(setup.target_listing(), vec!["escape".to_string()], "{path}");
-        assert_eq!(
-            std::fs::read_dir(outside.path()).unwrap().count(),
-            0,
-            "{path}"
-        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "{path}");
     }
 }
 
@@ -345,9 +309,5 @@ fn a_directory_that_is_not_granted_fails_clearly() {
     let params = json!({"dir": "/elsewhere", "actions": [{"action": "mkdir", "path": "a"}]});
     let run = setup.run(&params, &[]);
     assert_eq!(run.status(), "failed", "{}", run.json);
-    assert!(
-        run.error().contains("/elsewhere is not granted"),
-        "{}",
-        run.error()
-    );
+    assert!(run.error().contains("/elsewhere is not granted"), "{}", run.error());
 }

@@ -33,16 +33,8 @@ impl Esx for Vcsim {
         let secrets = json!({"password": password}).to_string();
         let params = self.params();
         let part = self.part();
-        let mut args = vec![
-            "--params",
-            &params,
-            "--part",
-            &part,
-            "--secrets",
-            &secrets,
-            "--timeout",
-            "60s",
-        ];
+        let mut args =
+            vec!["--params", &params, "--part", &part, "--secrets", &secrets, "--timeout", "60s"];
         args.extend_from_slice(extra);
         exec(&plugin_wasm("esx"), &args)
     }
@@ -69,12 +61,7 @@ fn inventory_lists_exactly_the_simulators_hosts_and_vms_over_https() {
     let output = &run.json["output"];
     assert_eq!(output["hosts"], hosts.len());
     assert_eq!(output["vms"], vms.len());
-    assert!(
-        output["about"]["fullName"]
-            .as_str()
-            .unwrap()
-            .contains("VMware")
-    );
+    assert!(output["about"]["fullName"].as_str().unwrap().contains("VMware"));
     assert_eq!(run.json["progress"], json!({"done": 4, "total": 4}));
 }
 
@@ -83,11 +70,7 @@ fn a_self_signed_certificate_is_refused_unless_the_task_accepts_it() {
     let sim = Vcsim::start(&[]);
     let run = sim.execute(PASSWORD, &["--allow-http", &sim.host_port()]);
     assert_eq!(run.status(), "failed", "{}", run.json);
-    assert!(
-        run.error().contains("TLS certificate was rejected"),
-        "{}",
-        run.error()
-    );
+    assert!(run.error().contains("TLS certificate was rejected"), "{}", run.error());
     let logs = run.json["logs"].to_string();
     assert!(logs.contains("UnknownIssuer"), "{logs}");
     assert!(run.json["emitted"].as_array().unwrap().is_empty());
@@ -101,11 +84,7 @@ fn a_wrong_password_fails_with_the_servers_login_fault() {
         &["--allow-http", &sim.host_port(), "--tls-accept-self-signed"],
     );
     assert_eq!(run.status(), "failed", "{}", run.json);
-    assert!(
-        run.error().contains("login as \"jobstack\" failed"),
-        "{}",
-        run.error()
-    );
+    assert!(run.error().contains("login as \"jobstack\" failed"), "{}", run.error());
     assert!(run.error().contains("InvalidLogin"), "{}", run.error());
     assert!(run.json["emitted"].as_array().unwrap().is_empty());
 }
@@ -116,25 +95,14 @@ fn http_to_a_host_that_is_not_granted_is_refused() {
     // Granted: another port of the same address; not the simulator's.
     let other = format!(
         "127.0.0.1:{}",
-        1 + sim
-            .host_port()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse::<u16>()
-            .unwrap()
+        1 + sim.host_port().rsplit(':').next().unwrap().parse::<u16>().unwrap()
     );
-    for extra in [
-        vec!["--tls-accept-self-signed"],
-        vec!["--allow-http", &other, "--tls-accept-self-signed"],
-    ] {
+    for extra in
+        [vec!["--tls-accept-self-signed"], vec!["--allow-http", &other, "--tls-accept-self-signed"]]
+    {
         let run = sim.execute(PASSWORD, &extra);
         assert_eq!(run.status(), "failed", "{}", run.json);
-        assert!(
-            run.error().contains("request denied by the host"),
-            "{}",
-            run.error()
-        );
+        assert!(run.error().contains("request denied by the host"), "{}", run.error());
         let logs = run.json["logs"].to_string();
         assert!(logs.contains("is not granted to this execution"), "{logs}");
     }
@@ -142,15 +110,7 @@ fn http_to_a_host_that_is_not_granted_is_refused() {
 
 #[test]
 fn plain_http_endpoints_work_too() {
-    let sim = Vcsim::start(&[
-        "-tls=false",
-        "-hosts",
-        "1",
-        "-cluster-hosts",
-        "1",
-        "-vms",
-        "1",
-    ]);
+    let sim = Vcsim::start(&["-tls=false", "-hosts", "1", "-cluster-hosts", "1", "-vms", "1"]);
     assert!(sim.url.starts_with("http://"), "{}", sim.url);
     let run = sim.execute(PASSWORD, &["--allow-http", &sim.host_port()]);
     assert_eq!(run.status(), "finished", "{}", run.json);
@@ -159,8 +119,5 @@ fn plain_http_endpoints_work_too() {
         project(emitted, Some("host"), &HOST_FIELDS),
         project(&sim.hosts, None, &HOST_FIELDS)
     );
-    assert_eq!(
-        project(emitted, Some("vm"), &VM_FIELDS),
-        project(&sim.vms, None, &VM_FIELDS)
-    );
+    assert_eq!(project(emitted, Some("vm"), &VM_FIELDS), project(&sim.vms, None, &VM_FIELDS));
 }

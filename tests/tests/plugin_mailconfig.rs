@@ -61,11 +61,7 @@ fn dovecot_verifies(hash: &str, password: &str) -> bool {
         .output()
         .expect("run doveadm: install Debian's dovecot-core (scripts/install-deps.sh)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.success(),
-        stdout.contains("(verified)"),
-        "doveadm: {out:?}"
-    );
+    assert_eq!(out.status.success(), stdout.contains("(verified)"), "doveadm: {out:?}");
     out.status.success()
 }
 
@@ -89,11 +85,7 @@ fn postmap_lookup(dir: &Path, key: &str) -> Option<String> {
 }
 
 fn postmap() -> &'static str {
-    if Path::new("/usr/sbin/postmap").exists() {
-        "/usr/sbin/postmap"
-    } else {
-        "postmap"
-    }
+    if Path::new("/usr/sbin/postmap").exists() { "/usr/sbin/postmap" } else { "postmap" }
 }
 
 #[test]
@@ -110,10 +102,7 @@ fn added_accounts_verify_with_doveadm_and_postmap() {
         serde_json::json!({"alice@example.org": alice_pw, "bob@example.org": bob_pw}),
     );
     assert_eq!(r.status(), "finished", "{:?}", r.json);
-    assert_eq!(
-        r.json["output"]["written"],
-        serde_json::json!(["passwd", "vmailbox"])
-    );
+    assert_eq!(r.json["output"]["written"], serde_json::json!(["passwd", "vmailbox"]));
     assert_eq!(r.json["emitted"].as_array().unwrap().len(), 2);
 
     for (address, password) in [("alice@example.org", alice_pw), ("bob@example.org", bob_pw)] {
@@ -165,19 +154,13 @@ fn change_password_then_remove() {
         serde_json::json!({"alice@example.org": "new-pw", "postmaster@example.org": "pm-new"}),
     );
     assert_eq!(change.status(), "finished", "{:?}", change.json);
-    assert_eq!(
-        change.json["output"]["written"],
-        serde_json::json!(["passwd"])
-    );
+    assert_eq!(change.json["output"]["written"], serde_json::json!(["passwd"]));
     let alice = stored_hash(dir.path(), "alice@example.org").unwrap();
     assert!(dovecot_verifies(&alice, "new-pw"));
     assert!(!dovecot_verifies(&alice, "old-pw"));
     // The postmaster line keeps its other fields.
     let passwd = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
-    let pm = passwd
-        .lines()
-        .find(|l| l.starts_with("postmaster@"))
-        .unwrap();
+    let pm = passwd.lines().find(|l| l.starts_with("postmaster@")).unwrap();
     assert!(pm.ends_with(":8:8::/var/mail/postmaster::"), "{pm}");
     assert!(dovecot_verifies(
         &stored_hash(dir.path(), "postmaster@example.org").unwrap(),
@@ -193,15 +176,9 @@ fn change_password_then_remove() {
     assert_eq!(stored_hash(dir.path(), "alice@example.org"), None);
     assert_eq!(postmap_lookup(dir.path(), "alice@example.org"), None);
     // Bob is untouched.
-    assert_eq!(
-        stored_hash(dir.path(), "bob@example.org").unwrap(),
-        bob_hash
-    );
+    assert_eq!(stored_hash(dir.path(), "bob@example.org").unwrap(), bob_hash);
     assert!(dovecot_verifies(&bob_hash, "bob-pw"));
-    assert_eq!(
-        postmap_lookup(dir.path(), "bob@example.org").as_deref(),
-        Some("example.org/bob/")
-    );
+    assert_eq!(postmap_lookup(dir.path(), "bob@example.org").as_deref(), Some("example.org/bob/"));
 }
 
 #[test]
@@ -237,10 +214,7 @@ fn bad_input_is_refused_before_anything_is_written() {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
+                (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
             })
             .collect();
         entries.sort();
@@ -275,38 +249,23 @@ fn bad_input_is_refused_before_anything_is_written() {
             "is not a mail address",
         ),
     ] {
-        let r = run(
-            Some(dir.path()),
-            serde_json::json!({ "actions": actions }),
-            passwords,
-        );
+        let r = run(Some(dir.path()), serde_json::json!({ "actions": actions }), passwords);
         assert_eq!(r.status(), "failed", "{actions}: {:?}", r.json);
         assert!(r.error().contains(needle), "{actions}: {}", r.error());
         assert_eq!(snapshot(), before, "{actions}: the directory changed");
     }
     // A file name leaving the directory is refused by split already.
     let params = serde_json::json!({"passwd_file": "../passwd", "actions": [{"op": "list"}]});
-    let split = exec(
-        &plugin_wasm("mailconfig"),
-        &["--params", &params.to_string()],
-    );
+    let split = exec(&plugin_wasm("mailconfig"), &["--params", &params.to_string()]);
     assert_eq!(split.status(), "failed", "{:?}", split.json);
     assert!(split.error().contains("passwd_file"), "{}", split.error());
 }
 
 #[test]
 fn without_the_directory_granted_it_fails_naming_it() {
-    let r = run(
-        None,
-        serde_json::json!({"actions": [{"op": "list"}]}),
-        serde_json::json!({}),
-    );
+    let r = run(None, serde_json::json!({"actions": [{"op": "list"}]}), serde_json::json!({}));
     assert_eq!(r.status(), "failed", "{:?}", r.json);
-    assert!(
-        r.error().contains("directory /mail is not available"),
-        "{}",
-        r.error()
-    );
+    assert!(r.error().contains("directory /mail is not available"), "{}", r.error());
 }
 
 #[test]
@@ -332,24 +291,17 @@ fn accounts_through_daemon_and_agent_with_a_granted_directory() {
         "secrets": {"passwords": {"gina@example.org": "g1na", "postmaster@example.org": "pm2"}},
     });
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post("/tasks/accounts/run", &serde_json::json!({}))
-        .expect_ok("force-run");
+    let run = daemon.post("/tasks/accounts/run", &serde_json::json!({})).expect_ok("force-run");
     let run_id = run["id"].as_i64().unwrap();
     wait_until("the run to finish", Duration::from_secs(120), || {
         let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        assert!(
-            state != "failed" && state != "canceled",
-            "run ended {state}"
-        );
+        assert!(state != "failed" && state != "canceled", "run ended {state}");
         (state == "finished").then_some(())
     });
-    let results = daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results");
+    let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results");
     let applied: Vec<&serde_json::Value> = results["results"]
         .as_array()
         .unwrap()
@@ -358,10 +310,7 @@ fn accounts_through_daemon_and_agent_with_a_granted_directory() {
         .collect();
     assert_eq!(applied.len(), 1);
     assert_eq!(applied[0]["agent"], "mailhost");
-    assert_eq!(
-        applied[0]["output"]["written"],
-        serde_json::json!(["passwd", "vmailbox"])
-    );
+    assert_eq!(applied[0]["output"]["written"], serde_json::json!(["passwd", "vmailbox"]));
     let gina = stored_hash(dir.path(), "gina@example.org").unwrap();
     assert!(dovecot_verifies(&gina, "g1na"));
     let pm = stored_hash(dir.path(), "postmaster@example.org").unwrap();

@@ -47,45 +47,30 @@ fn scene() -> Scene {
     assert!(n < 32, "at most 32 scenes per test process");
     let pid = std::process::id();
     let (b, c) = (100 + (pid % 100) as u8, ((pid / 100) % 250) as u8);
-    let addresses: Vec<Ipv4Addr> = (1..=5)
-        .map(|d| Ipv4Addr::new(127, b, c, n * 8 + d))
-        .collect();
+    let addresses: Vec<Ipv4Addr> = (1..=5).map(|d| Ipv4Addr::new(127, b, c, n * 8 + d)).collect();
     let mut listeners = Vec::new();
     for (addr, count) in addresses.iter().zip([2, 1, 3]) {
         for _ in 0..count {
             listeners.push(TcpListener::bind((*addr, 0)).expect("bind a loopback listener"));
         }
     }
-    let mut ports: BTreeSet<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    let mut ports: BTreeSet<u16> =
+        listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
     // Ports that were free a moment ago and that nothing listens on now.
     for _ in 0..2 {
         let l = TcpListener::bind((addresses[4], 0)).unwrap();
         ports.insert(l.local_addr().unwrap().port());
     }
-    Scene {
-        addresses,
-        ports: ports.into_iter().collect(),
-        _listeners: listeners,
-    }
+    Scene { addresses, ports: ports.into_iter().collect(), _listeners: listeners }
 }
 
 fn port_list(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// Run `nmap -sT -Pn -n -p PORTS ADDRS -oX -` and read each host from its XML.
 fn nmap(addresses: &[Ipv4Addr], ports: &[u16]) -> BTreeMap<String, HostView> {
-    let which = Command::new("sh")
-        .args(["-c", "command -v nmap"])
-        .output()
-        .expect("run sh");
+    let which = Command::new("sh").args(["-c", "command -v nmap"]).output().expect("run sh");
     assert!(
         which.status.success(),
         "nmap is missing: run scripts/install-deps.sh (Debian package nmap)"
@@ -95,17 +80,10 @@ fn nmap(addresses: &[Ipv4Addr], ports: &[u16]) -> BTreeMap<String, HostView> {
         .args(addresses.iter().map(Ipv4Addr::to_string))
         .output()
         .expect("run nmap");
-    assert!(
-        output.status.success(),
-        "nmap failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "nmap failed: {}", String::from_utf8_lossy(&output.stderr));
     let xml = String::from_utf8(output.stdout).expect("nmap XML is UTF-8");
     // nmap's report starts with `<!DOCTYPE nmaprun>` (no entities).
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        ..Default::default()
-    };
+    let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
     let doc = roxmltree::Document::parse_with_options(&xml, options).expect("nmap XML parses");
     let mut hosts = BTreeMap::new();
     for host in doc.descendants().filter(|n| n.has_tag_name("host")) {
@@ -115,16 +93,10 @@ fn nmap(addresses: &[Ipv4Addr], ports: &[u16]) -> BTreeMap<String, HostView> {
             .and_then(|n| n.attribute("addr"))
             .expect("host has an address")
             .to_string();
-        let mut view = HostView {
-            answered: false,
-            open: BTreeSet::new(),
-            closed: 0,
-            filtered: 0,
-        };
+        let mut view = HostView { answered: false, open: BTreeSet::new(), closed: 0, filtered: 0 };
         let mut count = |state: &str, n: u64, port: Option<u16>| match state {
             "open" => {
-                view.open
-                    .insert(port.expect("open ports are listed one by one"));
+                view.open.insert(port.expect("open ports are listed one by one"));
             }
             "closed" => view.closed += n,
             "filtered" => view.filtered += n,
@@ -178,12 +150,8 @@ fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
     let parts = split.json["output"].as_array().expect("parts").clone();
     let mut hosts = BTreeMap::new();
     for part in parts {
-        let mut args = vec![
-            "--params".to_string(),
-            params.clone(),
-            "--part".into(),
-            part.to_string(),
-        ];
+        let mut args =
+            vec!["--params".to_string(), params.clone(), "--part".into(), part.to_string()];
         for target in part["targets"].as_array().unwrap() {
             let target = target.as_str().unwrap();
             args.push("--allow-net".into());
@@ -204,10 +172,7 @@ fn netscan(params: &serde_json::Value) -> BTreeMap<String, HostView> {
         assert_eq!(run.json["progress"]["done"].as_u64(), Some(total));
         for record in emitted {
             let (address, view) = host_view(record);
-            assert!(
-                hosts.insert(address.clone(), view).is_none(),
-                "{address} reported twice"
-            );
+            assert!(hosts.insert(address.clone(), view).is_none(), "{address} reported twice");
         }
     }
     hosts
@@ -233,11 +198,7 @@ fn saturate(addr: Ipv4Addr) -> Saturated {
         match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
             Ok(c) => clients.push(c),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Saturated {
-                    port: target.port(),
-                    _listener: listener,
-                    _clients: clients,
-                };
+                return Saturated { port: target.port(), _listener: listener, _clients: clients };
             }
             Err(e) => panic!("filling the accept queue of {target}: {e}"),
         }
@@ -255,17 +216,11 @@ fn scan_equals_nmap_connect_scan() {
     let expected = nmap(&scene.addresses, &scene.ports);
     assert_eq!(expected.len(), scene.addresses.len(), "nmap: {expected:?}");
     // The scene itself, so a wrong nmap reading cannot pass unnoticed.
-    let open: Vec<usize> = scene
-        .addresses
-        .iter()
-        .map(|a| expected[&a.to_string()].open.len())
-        .collect();
+    let open: Vec<usize> =
+        scene.addresses.iter().map(|a| expected[&a.to_string()].open.len()).collect();
     assert_eq!(open, [2, 1, 3, 0, 0]);
-    let filtered: Vec<u64> = scene
-        .addresses
-        .iter()
-        .map(|a| expected[&a.to_string()].filtered)
-        .collect();
+    let filtered: Vec<u64> =
+        scene.addresses.iter().map(|a| expected[&a.to_string()].filtered).collect();
     assert_eq!(filtered, [0, 0, 0, 1, 0], "nmap: {expected:?}");
 
     let first = scene.addresses[0];
@@ -327,29 +282,15 @@ fn a_part_outside_the_granted_network_fails_naming_the_address() {
         ],
     );
     assert_eq!(run.status(), "failed", "{:?}", run.json);
-    assert!(
-        run.error()
-            .contains(&format!("does not allow connecting to {b}")),
-        "{}",
-        run.error()
-    );
+    assert!(run.error().contains(&format!("does not allow connecting to {b}")), "{}", run.error());
 }
 
 #[test]
 fn bad_params_are_refused_by_split() {
     for (params, needle) in [
-        (
-            serde_json::json!({"targets": ["10.0.0.0/8"], "ports": "22"}),
-            "at most 65536",
-        ),
-        (
-            serde_json::json!({"targets": ["127.0.0.1"], "ports": "0-10"}),
-            "outside 1-65535",
-        ),
-        (
-            serde_json::json!({"targets": ["localhost"], "ports": "22"}),
-            "\"localhost\"",
-        ),
+        (serde_json::json!({"targets": ["10.0.0.0/8"], "ports": "22"}), "at most 65536"),
+        (serde_json::json!({"targets": ["127.0.0.1"], "ports": "0-10"}), "outside 1-65535"),
+        (serde_json::json!({"targets": ["localhost"], "ports": "22"}), "\"localhost\""),
     ] {
         let run = exec(&plugin_wasm("netscan"), &["--params", &params.to_string()]);
         assert_eq!(run.status(), "failed", "{params}: {:?}", run.json);
@@ -379,38 +320,21 @@ fn scan_through_daemon_and_agent_equals_nmap() {
         "timeout_ms": 60000,
     }});
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post("/tasks/scan/run", &serde_json::json!({}))
-        .expect_ok("force-run");
+    let run = daemon.post("/tasks/scan/run", &serde_json::json!({})).expect_ok("force-run");
     let run_id = run["id"].as_i64().unwrap();
     wait_until("the scan to finish", Duration::from_secs(120), || {
         let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        assert!(
-            state != "failed" && state != "canceled",
-            "run ended {state}"
-        );
+        assert!(state != "failed" && state != "canceled", "run ended {state}");
         (state == "finished").then_some(())
     });
-    let parts = daemon
-        .get(&format!("/runs/{run_id}/parts"))
-        .expect_ok("parts");
-    let targets: Vec<&serde_json::Value> = parts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| &p["targets"])
-        .collect();
-    assert_eq!(
-        targets.len(),
-        3,
-        "five addresses in blocks of two: {targets:?}"
-    );
-    let results = daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results");
+    let parts = daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts");
+    let targets: Vec<&serde_json::Value> =
+        parts.as_array().unwrap().iter().map(|p| &p["targets"]).collect();
+    assert_eq!(targets.len(), 3, "five addresses in blocks of two: {targets:?}");
+    let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results");
     let mut found = BTreeMap::new();
     for r in results["results"].as_array().unwrap() {
         if r["applied"] != serde_json::json!(true) {
@@ -420,10 +344,7 @@ fn scan_through_daemon_and_agent_equals_nmap() {
         assert_eq!(r["agent"], "scanner");
         for record in r["emitted"].as_array().unwrap() {
             let (address, view) = host_view(record);
-            assert!(
-                found.insert(address.clone(), view).is_none(),
-                "{address} twice"
-            );
+            assert!(found.insert(address.clone(), view).is_none(), "{address} twice");
         }
     }
     assert_eq!(found, expected);

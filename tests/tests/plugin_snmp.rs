@@ -61,11 +61,7 @@ struct Agent {
 impl Agent {
     fn start() -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let community = format!("jobstack-test-{}", std::process::id());
         let log = std::fs::File::create(dir.path().join("snmpd.log")).unwrap();
         let child = Command::new(repo_root().join("scripts/peers/snmpd.sh"))
@@ -78,12 +74,7 @@ impl Agent {
             .stderr(log)
             .spawn()
             .expect("run scripts/peers/snmpd.sh");
-        let mut agent = Agent {
-            child,
-            port,
-            community,
-            _dir: dir,
-        };
+        let mut agent = Agent { child, port, community, _dir: dir };
         // Ready when it answers; up to 20 s for a cold start on a busy machine.
         for _ in 0..40 {
             if let Some(status) = agent.child.try_wait().unwrap() {
@@ -167,9 +158,7 @@ fn parse_output(text: &str) -> BTreeMap<String, Reading> {
             let value = value.trim();
             let reading = if let Some(hex) = value.strip_prefix("Hex-STRING:") {
                 Reading::Bytes(
-                    hex.split_whitespace()
-                        .map(|b| u8::from_str_radix(b, 16).unwrap())
-                        .collect(),
+                    hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect(),
                 )
             } else if let Some(s) = value.strip_prefix("STRING:") {
                 Reading::Bytes(s.trim().trim_matches('"').as_bytes().to_vec())
@@ -209,9 +198,7 @@ fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
         let out = snmp_tool("snmpwalk", &agent.address(), &v2c, &[&oid], &[]);
         assert!(out.status.success(), "snmpwalk {oid}: {out:?}");
         for (full, reading) in parse_output(&String::from_utf8_lossy(&out.stdout)) {
-            let index = full
-                .strip_prefix(&format!("{oid}."))
-                .expect("walk stays in its column");
+            let index = full.strip_prefix(&format!("{oid}.")).expect("walk stays in its column");
             all.insert(format!("{name}.{index}"), reading);
         }
     }
@@ -242,10 +229,7 @@ fn plugin_view(output: &serde_json::Value) -> BTreeMap<String, Reading> {
     };
     let mut all = BTreeMap::new();
     for (name, _) in SYSTEM {
-        all.insert(
-            format!("system.{name}"),
-            as_reading(name, &output["system"][name]),
-        );
+        all.insert(format!("system.{name}"), as_reading(name, &output["system"][name]));
     }
     for row in output["interfaces"].as_array().unwrap() {
         let index = row["ifIndex"].as_u64().unwrap();
@@ -341,10 +325,7 @@ fn inventory_equals_snmpget_and_snmpwalk() {
         let interfaces = run.json["output"]["interfaces"].as_array().unwrap();
         assert_eq!(emitted.len(), 1 + interfaces.len());
         assert_eq!(emitted[0]["kind"], "system");
-        assert_eq!(
-            emitted[0]["sysName"],
-            run.json["output"]["system"]["sysName"]
-        );
+        assert_eq!(emitted[0]["sysName"], run.json["output"]["system"]["sysName"]);
         assert_eq!(emitted[1]["kind"], "interface");
         assert_eq!(emitted[1]["ifDescr"], interfaces[0]["ifDescr"]);
         assert_eq!(run.json["progress"]["done"], 2);
@@ -367,17 +348,11 @@ fn a_wrong_community_fails_clearly_after_the_retries() {
     assert_eq!(run.status(), "failed", "{:?}", run.json);
     let error = run.error();
     assert!(
-        error.contains(&format!(
-            "no answer from {} after 3 attempts of 200 ms",
-            agent.address()
-        )),
+        error.contains(&format!("no answer from {} after 3 attempts of 200 ms", agent.address())),
         "{error}"
     );
     assert!(error.contains("community is probably wrong"), "{error}");
-    assert!(
-        !error.contains("not-the-community"),
-        "the secret leaked: {error}"
-    );
+    assert!(!error.contains("not-the-community"), "the secret leaked: {error}");
     assert!(run.json["duration_ms"].as_f64().unwrap() >= 600.0);
     assert!(run.json["emitted"].as_array().unwrap().is_empty());
 }
@@ -385,10 +360,7 @@ fn a_wrong_community_fails_clearly_after_the_retries() {
 #[test]
 fn a_port_without_agent_and_an_ungranted_device_fail_naming_the_cause() {
     let agent = Agent::start();
-    let closed = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let wasm = plugin_wasm("snmp");
     let secrets = serde_json::json!({"community": agent.community}).to_string();
     for (device, allow, needle) in [
@@ -404,16 +376,7 @@ fn a_port_without_agent_and_an_ungranted_device_fail_naming_the_cause() {
         .to_string();
         let run = exec(
             &wasm,
-            &[
-                "--params",
-                &params,
-                "--part",
-                &part,
-                "--secrets",
-                &secrets,
-                "--allow-net",
-                allow,
-            ],
+            &["--params", &params, "--part", &part, "--secrets", &secrets, "--allow-net", allow],
         );
         assert_eq!(run.status(), "failed", "{device}: {:?}", run.json);
         assert!(run.error().contains(needle), "{device}: {}", run.error());
@@ -429,17 +392,7 @@ fn missing_secrets_are_refused_before_any_request() {
         "payload": serde_json::json!({"device": "127.0.0.1:9"}).to_string(),
     })
     .to_string();
-    let run = exec(
-        &wasm,
-        &[
-            "--params",
-            &params,
-            "--part",
-            &part,
-            "--allow-net",
-            "127.0.0.1/32",
-        ],
-    );
+    let run = exec(&wasm, &["--params", &params, "--part", &part, "--allow-net", "127.0.0.1/32"]);
     assert_eq!(run.status(), "failed", "{:?}", run.json);
     assert!(run.error().contains("invalid secrets"), "{}", run.error());
 }
@@ -464,22 +417,17 @@ fn daemon_run(
         "secrets": {"community": community},
     });
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post(&format!("/tasks/{name}/run"), &serde_json::json!({}))
-        .expect_ok("force-run");
+    let run =
+        daemon.post(&format!("/tasks/{name}/run"), &serde_json::json!({})).expect_ok("force-run");
     let run_id = run["id"].as_i64().unwrap();
     let state = wait_until("the run to end", Duration::from_secs(120), || {
         let state = daemon.get(&format!("/runs/{run_id}")).expect_ok("show run")["state"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        ["finished", "failed", "canceled"]
-            .contains(&state.as_str())
-            .then_some(state)
+        ["finished", "failed", "canceled"].contains(&state.as_str()).then_some(state)
     });
-    let results = daemon
-        .get(&format!("/runs/{run_id}/results"))
-        .expect_ok("results")["results"]
+    let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results")["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -572,10 +520,8 @@ fn v3_auth_priv_inventory_equals_snmpget_and_snmpwalk() {
         &[],
     );
     assert!(v3.status.success(), "snmpget -v3: {v3:?}");
-    for (user, protocol) in [
-        (V3_USER.to_string(), "SHA"),
-        (format!("{V3_USER}-sha256"), "SHA-256"),
-    ] {
+    for (user, protocol) in [(V3_USER.to_string(), "SHA"), (format!("{V3_USER}-sha256"), "SHA-256")]
+    {
         let before = reference(&agent);
         let run = run_v3(
             &agent,

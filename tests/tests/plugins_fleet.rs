@@ -21,9 +21,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 fn run_task(daemon: &Daemon, task: Value) -> (String, Vec<Value>) {
     let name = task["task"]["name"].as_str().unwrap().to_string();
     daemon.post("/tasks", &task).expect_ok("create task");
-    let run = daemon
-        .post(&format!("/tasks/{name}/run"), &json!({}))
-        .expect_ok("force-run");
+    let run = daemon.post(&format!("/tasks/{name}/run"), &json!({})).expect_ok("force-run");
     let id = run["id"].as_i64().unwrap();
     let state = wait_until("the run to end", PATIENCE, || {
         let state = daemon.get(&format!("/runs/{id}")).expect_ok("show run")["state"]
@@ -32,9 +30,7 @@ fn run_task(daemon: &Daemon, task: Value) -> (String, Vec<Value>) {
             .to_string();
         matches!(state.as_str(), "finished" | "failed" | "canceled").then_some(state)
     });
-    let results = daemon
-        .get(&format!("/runs/{id}/results"))
-        .expect_ok("results")["results"]
+    let results = daemon.get(&format!("/runs/{id}/results")).expect_ok("results")["results"]
         .as_array()
         .unwrap()
         .iter()
@@ -80,15 +76,9 @@ fn an_esx_inventory_runs_on_an_agent_and_lists_the_simulators_inventory() {
         project(emitted, Some("host"), &HOST_FIELDS),
         project(&sim.hosts, None, &HOST_FIELDS)
     );
-    assert_eq!(
-        project(emitted, Some("vm"), &VM_FIELDS),
-        project(&sim.vms, None, &VM_FIELDS)
-    );
+    assert_eq!(project(emitted, Some("vm"), &VM_FIELDS), project(&sim.vms, None, &VM_FIELDS));
     // The password went to the agent only: never into the task as listed.
-    let listed = daemon
-        .get("/tasks/esx-lab")
-        .expect_ok("show task")
-        .to_string();
+    let listed = daemon.get("/tasks/esx-lab").expect_ok("show task").to_string();
     assert!(!listed.contains(PASSWORD), "{listed}");
 
     // The task did not accept self-signed certificates: the part fails, saying why.
@@ -131,12 +121,8 @@ fn a_deploy_fetches_a_granted_artifact_and_unpacks_it_on_the_agents_machine() {
     std::fs::create_dir(&target).unwrap();
     let dir_flag = format!("target={}:rw", target.display());
     let state = tempfile::tempdir().unwrap();
-    let _agent = AgentProcess::start(
-        &daemon.url,
-        "agent-deploy",
-        state.path(),
-        &["--dir", &dir_flag],
-    );
+    let _agent =
+        AgentProcess::start(&daemon.url, "agent-deploy", state.path(), &["--dir", &dir_flag]);
 
     let task = json!({
         "task": {
@@ -163,12 +149,6 @@ fn a_deploy_fetches_a_granted_artifact_and_unpacks_it_on_the_agents_machine() {
         std::fs::read(target.join("opt/app/bin/run.sh")).unwrap(),
         std::fs::read(src.join("app/bin/run.sh")).unwrap()
     );
-    assert_eq!(
-        std::fs::read_to_string(target.join("opt/app/VERSION")).unwrap(),
-        "3.0.1\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(target.join("etc/app.conf")).unwrap(),
-        "port = 8080\n"
-    );
+    assert_eq!(std::fs::read_to_string(target.join("opt/app/VERSION")).unwrap(), "3.0.1\n");
+    assert_eq!(std::fs::read_to_string(target.join("etc/app.conf")).unwrap(), "port = 8080\n");
 }

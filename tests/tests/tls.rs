@@ -11,9 +11,7 @@ use jobstack_e2e::{jobstack_bin, plugin_wasm, wait_until};
 
 fn cli(url: &str, ca: Option<&std::path::Path>, args: &[&str]) -> std::process::Output {
     let mut command = Command::new(jobstack_bin());
-    command
-        .args(args)
-        .args(["--server", url, "--token", ADMIN_TOKEN]);
+    command.args(args).args(["--server", url, "--token", ADMIN_TOKEN]);
     if let Some(ca) = ca {
         command.arg("--ca-file").arg(ca);
     }
@@ -40,17 +38,10 @@ fn daemon_over_tls_with_a_private_ca() {
     let refused = cli(&daemon.url, None, &["plugin", "list"]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&refused.stderr).to_lowercase();
-    assert!(
-        stderr.contains("certificate") || stderr.contains("ca-file"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("certificate") || stderr.contains("ca-file"), "{stderr}");
 
     let steps = plugin_wasm("fixture-steps");
-    let pushed = cli(
-        &daemon.url,
-        Some(&cert),
-        &["plugin", "push", steps.to_str().unwrap()],
-    );
+    let pushed = cli(&daemon.url, Some(&cert), &["plugin", "push", steps.to_str().unwrap()]);
     assert!(pushed.status.success(), "{pushed:?}");
     let created = cli(
         &daemon.url,
@@ -81,17 +72,13 @@ fn daemon_over_tls_with_a_private_ca() {
     assert!(run.status.success(), "{run:?}");
     let run: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let run_id = run["id"].as_i64().unwrap();
-    wait_until(
-        "the run to finish over TLS",
-        Duration::from_secs(120),
-        || {
-            let shown = cli(
-                &daemon.url,
-                Some(&cert),
-                &["results", "tls", "--run", &run_id.to_string(), "--json"],
-            );
-            let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).ok()?;
-            (shown["run"]["state"] == "finished").then_some(())
-        },
-    );
+    wait_until("the run to finish over TLS", Duration::from_secs(120), || {
+        let shown = cli(
+            &daemon.url,
+            Some(&cert),
+            &["results", "tls", "--run", &run_id.to_string(), "--json"],
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).ok()?;
+        (shown["run"]["state"] == "finished").then_some(())
+    });
 }

@@ -59,24 +59,18 @@ fn wait_text(browser: &Browser, css: &str, expected: &str) -> String {
 /// replace it between the lookup and the click (a stale element, not
 /// clicked); it is then looked up again.
 fn click(browser: &Browser, css: &str) {
-    wait_until(
-        &format!("{css} to appear and take a click"),
-        PATIENCE,
-        || {
-            let element = browser.try_find(css)?;
-            match browser.try_click(&element) {
-                Ok(()) => Some(()),
-                Err(e) if e.contains("stale element") => None,
-                Err(e) => panic!("WebDriver click on {css}: {e}"),
-            }
-        },
-    );
+    wait_until(&format!("{css} to appear and take a click"), PATIENCE, || {
+        let element = browser.try_find(css)?;
+        match browser.try_click(&element) {
+            Ok(()) => Some(()),
+            Err(e) if e.contains("stale element") => None,
+            Err(e) => panic!("WebDriver click on {css}: {e}"),
+        }
+    });
 }
 
 fn fill(browser: &Browser, css: &str, text: &str) {
-    let element = wait_until(&format!("{css} to appear"), PATIENCE, || {
-        browser.try_find(css)
-    });
+    let element = wait_until(&format!("{css} to appear"), PATIENCE, || browser.try_find(css));
     browser.type_into(&element, text);
 }
 
@@ -117,10 +111,7 @@ fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
     click(&browser, "#nav a[href='#/plugins']");
     let row = wait_text(&browser, "tr[data-plugin='hello']", "hello");
     assert!(row.contains("0.1.0"), "{row}");
-    let junk = tempfile::Builder::new()
-        .suffix(".wasm")
-        .tempfile()
-        .expect("temporary file");
+    let junk = tempfile::Builder::new().suffix(".wasm").tempfile().expect("temporary file");
     std::fs::write(junk.path(), b"this is not a WebAssembly component").unwrap();
     let api = daemon.request(
         "POST",
@@ -129,17 +120,11 @@ fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
         Body::Bytes(b"this is not a WebAssembly component"),
     );
     assert_eq!(api.status, 400, "{}", api.text);
-    let api_message = api.json()["error"]["message"]
-        .as_str()
-        .expect("error message")
-        .to_string();
+    let api_message = api.json()["error"]["message"].as_str().expect("error message").to_string();
     fill(&browser, "#plugin-file", junk.path().to_str().unwrap());
     click(&browser, "#upload-form button[type=submit]");
     let shown = wait_text(&browser, "#upload-status", "Upload refused");
-    assert!(
-        shown.contains(&api_message),
-        "shown {shown:?}, API said {api_message:?}"
-    );
+    assert!(shown.contains(&api_message), "shown {shown:?}, API said {api_message:?}");
     shots.take("plugins");
 
     // The form: parameters the schema refuses show the API's message, then a
@@ -151,15 +136,10 @@ fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
     fill(&browser, "#task-agents", "local");
     click(&browser, "#task-submit");
     let schema_error = wait_text(&browser, "#form-error", "name");
-    let refused = daemon.post(
-        "/tasks",
-        &json!({"task": {"name": "ui-greet", "plugin": "hello", "params": {}}}),
-    );
+    let refused = daemon
+        .post("/tasks", &json!({"task": {"name": "ui-greet", "plugin": "hello", "params": {}}}));
     assert_eq!(refused.status, 400, "{}", refused.text);
-    let refused_message = refused.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let refused_message = refused.json()["error"]["message"].as_str().unwrap().to_string();
     assert_eq!(schema_error, refused_message);
     shots.take("form");
     fill(&browser, "#task-params", r#"{"name": "browser"}"#);
@@ -175,19 +155,13 @@ fn operator_signs_in_creates_a_task_and_watches_its_run_finish_live() {
     click(&browser, "#nav a[href='#/tasks']");
     wait_text(&browser, "tr[data-task='ui-greet']", "never run");
     wait_text(&browser, "#live", "live");
-    click(
-        &browser,
-        "tr[data-task='ui-greet'] button[data-action='force-run']",
-    );
+    click(&browser, "tr[data-task='ui-greet'] button[data-action='force-run']");
     let row = wait_text(&browser, "tr[data-task='ui-greet']", "finished");
     let runs = daemon.get("/runs?task=ui-greet").expect_ok("runs");
     let run = &runs[0];
     assert_eq!(run["state"], "finished", "{run}");
     let done = run["parts"]["finished"].as_u64().unwrap();
-    assert!(
-        row.contains(&format!("{done}/{done}")),
-        "progress {done}/{done} not in {row:?}"
-    );
+    assert!(row.contains(&format!("{done}/{done}")), "progress {done}/{done} not in {row:?}");
     shots.take("tasks");
 
     // The run: parts with owner and state, results applied.
@@ -221,9 +195,7 @@ fn run_actions_edit_and_hostile_names_in_the_tasks_view() {
         "secrets": {"password": "kept"},
     });
     daemon.post("/tasks", &held).expect_ok("create held");
-    let run = daemon
-        .post("/tasks/held/run", &json!({}))
-        .expect_ok("force-run");
+    let run = daemon.post("/tasks/held/run", &json!({})).expect_ok("force-run");
     let hostile = r#"<img src=x onerror="window.pwned=1">"#;
     let task = json!({"task": {"name": hostile, "plugin": "fixture-steps",
         "frequency": {"kind": "manual"}, "targeting": {"agents": ["nobody"]}}});
@@ -237,32 +209,22 @@ fn run_actions_edit_and_hostile_names_in_the_tasks_view() {
     sign_in(&browser, &daemon);
     let row = "tr[data-task='held']";
     wait_text(&browser, row, "waiting");
-    assert!(
-        browser.text_of(row).contains("0/3"),
-        "{}",
-        browser.text_of(row)
-    );
+    assert!(browser.text_of(row).contains("0/3"), "{}", browser.text_of(row));
 
     // The hostile name is text: no image element, no script ran.
     let names = browser.script(
         "return [...document.querySelectorAll('tbody tr')].map((tr) => tr.dataset.task)",
         json!([]),
     );
-    assert!(
-        names.as_array().unwrap().contains(&json!(hostile)),
-        "{names}"
-    );
+    assert!(names.as_array().unwrap().contains(&json!(hostile)), "{names}");
     let injected = browser.script(
         "return [document.querySelectorAll('#view img').length, window.pwned === undefined]",
         json!([]),
     );
     assert_eq!(injected, json!([0, true]));
 
-    for (action, state) in [
-        ("suspend", "suspended"),
-        ("resume", "waiting"),
-        ("cancel", "canceled"),
-    ] {
+    for (action, state) in [("suspend", "suspended"), ("resume", "waiting"), ("cancel", "canceled")]
+    {
         click(&browser, &format!("{row} button[data-action='{action}']"));
         wait_text(&browser, &format!("{row} .badge"), state);
         let now = daemon.get(&format!("/runs/{}", run["id"])).expect_ok("run");
@@ -281,10 +243,8 @@ fn run_actions_edit_and_hostile_names_in_the_tasks_view() {
     // Edit: priority to high; the empty secrets field keeps the stored ones.
     click(&browser, &format!("{row} a[href$='/edit']"));
     wait_until("the edit form", PATIENCE, || {
-        (browser.script(
-            "return document.querySelector('#task-name')?.value ?? ''",
-            json!([]),
-        ) == json!("held"))
+        (browser.script("return document.querySelector('#task-name')?.value ?? ''", json!([]))
+            == json!("held"))
         .then_some(())
     });
     click(&browser, "#task-priority option[value=high]");
@@ -308,10 +268,7 @@ fn live_updates_resume_after_the_daemon_restarts() {
         "targeting": {"agents": ["local"]}}});
     first.post("/tasks", &task).expect_ok("create task");
     let browser = Browser::start();
-    let _shots = Shots {
-        browser: &browser,
-        dir: None,
-    };
+    let _shots = Shots { browser: &browser, dir: None };
     sign_in(&browser, &first);
     wait_text(&browser, "tr[data-task='after-restart']", "never run");
     wait_text(&browser, "#live", "live");
@@ -319,15 +276,10 @@ fn live_updates_resume_after_the_daemon_restarts() {
     // The stream drops with the daemon; the page says so and keeps trying.
     first.kill();
     wait_text(&browser, "#live", "offline");
-    let second = Daemon::builder()
-        .data_dir(&first.data_dir)
-        .listen(first.addr())
-        .start();
+    let second = Daemon::builder().data_dir(&first.data_dir).listen(first.addr()).start();
     wait_text(&browser, "#live", "live");
 
     // A run made after the reconnect shows up without reloading the page.
-    second
-        .post("/tasks/after-restart/run", &json!({}))
-        .expect_ok("force-run");
+    second.post("/tasks/after-restart/run", &json!({})).expect_ok("force-run");
     wait_text(&browser, "tr[data-task='after-restart']", "finished");
 }

@@ -91,11 +91,7 @@ impl Params {
         }
         let origin = match &params.source {
             None => None,
-            Some(Source {
-                artifact: Some(sha),
-                url: None,
-                sha256: None,
-            }) => {
+            Some(Source { artifact: Some(sha), url: None, sha256: None }) => {
                 if !is_sha256(sha) {
                     return Err(format!(
                         "source.artifact {sha:?} is not a sha256 (64 lowercase hex digits)"
@@ -103,11 +99,7 @@ impl Params {
                 }
                 Some(Origin::Artifact(sha.clone()))
             }
-            Some(Source {
-                artifact: None,
-                url: Some(url),
-                sha256: Some(sha),
-            }) => {
+            Some(Source { artifact: None, url: Some(url), sha256: Some(sha) }) => {
                 if !is_sha256(sha) {
                     return Err(format!(
                         "source.sha256 {sha:?} is not a sha256 (64 lowercase hex digits)"
@@ -116,10 +108,8 @@ impl Params {
                 Some(Origin::Url(Url::parse(url)?, sha.clone()))
             }
             Some(_) => {
-                return Err(
-                    "source is {\"artifact\": sha256} or {\"url\": ..., \"sha256\": ...}"
-                        .to_string(),
-                );
+                return Err("source is {\"artifact\": sha256} or {\"url\": ..., \"sha256\": ...}"
+                    .to_string());
             }
         };
         if origin.is_none() && params.actions.iter().any(Action::uses_artifact) {
@@ -225,11 +215,7 @@ impl Guest for Deploy {
             Some(Origin::Url(url, _)) => vec![url.host_port()],
             _ => Vec::new(),
         };
-        Ok(vec![Part {
-            label: "deploy".to_string(),
-            targets,
-            payload: "{}".to_string(),
-        }])
+        Ok(vec![Part { label: "deploy".to_string(), targets, payload: "{}".to_string() }])
     }
 
     fn init(params: String) -> Result<(), String> {

@@ -15,9 +15,7 @@ pub fn relative(text: &str) -> Result<PathBuf, String> {
         return Err("empty path".to_string());
     }
     if text.contains('\0') || text.contains('\\') {
-        return Err(format!(
-            "{text:?}: NUL and backslash are not allowed in paths"
-        ));
+        return Err(format!("{text:?}: NUL and backslash are not allowed in paths"));
     }
     let mut out = PathBuf::new();
     for c in Path::new(text).components() {
@@ -81,16 +79,7 @@ mod tests {
 
     #[test]
     fn escaping_paths_are_refused() {
-        for bad in [
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a/..",
-            "",
-            ".",
-            "a\\b",
-            "a\0b",
-        ] {
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", "", ".", "a\\b", "a\0b"] {
             assert!(relative(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -49,29 +49,17 @@ pub enum Action {
 impl Action {
     /// Whether the action needs the artifact's bytes.
     pub fn uses_artifact(&self) -> bool {
-        matches!(
-            self,
-            Action::Write { content: None, .. } | Action::Unpack { .. }
-        )
+        matches!(self, Action::Write { content: None, .. } | Action::Unpack { .. })
     }
 }
 
 /// A checked action.
 #[derive(Debug)]
 enum Step {
-    Write {
-        rel: PathBuf,
-        content: Option<Vec<u8>>,
-    },
-    Unpack {
-        prefix: PathBuf,
-    },
-    Mkdir {
-        rel: PathBuf,
-    },
-    Remove {
-        rel: PathBuf,
-    },
+    Write { rel: PathBuf, content: Option<Vec<u8>> },
+    Unpack { prefix: PathBuf },
+    Mkdir { rel: PathBuf },
+    Remove { rel: PathBuf },
 }
 
 /// What applying one step did, for the record the plugin emits.
@@ -98,10 +86,7 @@ impl Plan {
                     if content.is_none() && artifact.is_none() {
                         return Err(at("no content and no artifact to write".into()));
                     }
-                    Step::Write {
-                        rel,
-                        content: content.as_ref().map(|c| c.as_bytes().to_vec()),
-                    }
+                    Step::Write { rel, content: content.as_ref().map(|c| c.as_bytes().to_vec()) }
                 }
                 Action::Unpack { path } => {
                     let prefix = match path.as_deref() {
@@ -134,10 +119,7 @@ impl Plan {
             };
             steps.push(step);
         }
-        Ok(Plan {
-            base: base.to_path_buf(),
-            steps,
-        })
+        Ok(Plan { base: base.to_path_buf(), steps })
     }
 
     /// How many steps there are.
@@ -156,10 +138,8 @@ impl Plan {
             let at = |e: String| format!("step {}: {e}", i + 1);
             let record = match step {
                 Step::Write { rel, content } => {
-                    let bytes = content
-                        .as_deref()
-                        .or(artifact)
-                        .ok_or_else(|| at("no content".into()))?;
+                    let bytes =
+                        content.as_deref().or(artifact).ok_or_else(|| at("no content".into()))?;
                     let n = write_atomic(&self.base, rel, &mut &bytes[..]).map_err(at)?;
                     serde_json::json!({"action": "write", "path": rel, "bytes": n})
                 }
@@ -198,10 +178,9 @@ fn name(action: &Action) -> &'static str {
 fn check_file_destination(base: &Path, rel: &Path) -> Result<(), String> {
     paths::no_symlink_parents(base, rel)?;
     match std::fs::symlink_metadata(base.join(rel)) {
-        Ok(m) if m.is_dir() => Err(format!(
-            "{} is a directory; a file cannot replace it",
-            rel.display()
-        )),
+        Ok(m) if m.is_dir() => {
+            Err(format!("{} is a directory; a file cannot replace it", rel.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -211,9 +190,7 @@ fn check_file_destination(base: &Path, rel: &Path) -> Result<(), String> {
 fn archive_entries(bytes: &[u8]) -> Result<Vec<(PathBuf, bool)>, String> {
     let mut archive = tar::Archive::new(GzDecoder::new(bytes));
     let mut out = Vec::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("not a tar.gz archive: {e}"))?;
+    let entries = archive.entries().map_err(|e| format!("not a tar.gz archive: {e}"))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("unreadable archive entry: {e}"))?;
         let raw = entry
@@ -257,11 +234,7 @@ fn unpack(base: &Path, prefix: &Path, bytes: &[u8]) -> Result<(usize, usize), St
     let (mut files, mut dirs) = (0, 0);
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
-        let raw = entry
-            .path()
-            .map_err(|e| e.to_string())?
-            .to_string_lossy()
-            .into_owned();
+        let raw = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
         let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
         if is_dir && matches!(raw.as_str(), "." | "./") {
             continue;
@@ -387,14 +360,8 @@ mod tests {
         let mut records = Vec::new();
         plan.apply(Some(&archive), |r| records.push(r)).unwrap();
         assert!(dir.join("var/log").is_dir());
-        assert_eq!(
-            std::fs::read_to_string(dir.join("etc/app.conf")).unwrap(),
-            "x=1\n"
-        );
-        assert_eq!(
-            std::fs::read(dir.join("opt/app/bin.sh")).unwrap(),
-            b"#!/bin/sh\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("etc/app.conf")).unwrap(), "x=1\n");
+        assert_eq!(std::fs::read(dir.join("opt/app/bin.sh")).unwrap(), b"#!/bin/sh\n");
         assert_eq!(std::fs::read(dir.join("opt/README")).unwrap(), b"hi");
         assert!(!dir.join("old.txt").exists());
         assert_eq!(records[2]["files"], 2);

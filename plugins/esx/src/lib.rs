@@ -28,12 +28,8 @@ use std::collections::BTreeMap;
 use soap::{MoRef, ObjectContent};
 
 /// Properties read from each host system.
-const HOST_PROPERTIES: [&str; 4] = [
-    "name",
-    "summary.hardware",
-    "hardware.biosInfo",
-    "summary.config.product",
-];
+const HOST_PROPERTIES: [&str; 4] =
+    ["name", "summary.hardware", "hardware.biosInfo", "summary.config.product"];
 
 /// Properties read from each virtual machine.
 const VM_PROPERTIES: [&str; 7] = [
@@ -124,9 +120,7 @@ impl Guest for Esx {
             .map(|h| {
                 let url = endpoint(h)?;
                 let scheme = if url.https { "https" } else { "http" };
-                let payload = Payload {
-                    url: format!("{scheme}://{}{}", url.authority, url.path),
-                };
+                let payload = Payload { url: format!("{scheme}://{}{}", url.authority, url.path) };
                 Ok(Part {
                     label: url.authority.clone(),
                     targets: vec![url.host_port()],
@@ -144,9 +138,8 @@ impl Guest for Esx {
     fn execute(job: Job) -> Result<String, String> {
         let params: Params = jobstack_plugin::from_json("parameters", &job.params)?;
         let secrets: Secrets = jobstack_plugin::from_json("secrets", &job.secrets)?;
-        let password = secrets
-            .password
-            .ok_or("the task has no `password` secret for the ESX user")?;
+        let password =
+            secrets.password.ok_or("the task has no `password` secret for the ESX user")?;
         let payload: Payload = jobstack_plugin::from_json("part payload", &job.part.payload)?;
         let url = Url::parse(&payload.url)?;
         let mut client = Client { url, cookie: None };
@@ -156,9 +149,7 @@ impl Guest for Esx {
             soap::parse_service_content(&client.call(&soap::retrieve_service_content())?)
                 .map_err(|e| format!("RetrieveServiceContent: {e}"))?;
         let get = |name: &str| {
-            refs.get(name)
-                .cloned()
-                .ok_or_else(|| format!("the service content has no {name}"))
+            refs.get(name).cloned().ok_or_else(|| format!("the service content has no {name}"))
         };
         let session_manager = get("sessionManager")?;
         client
@@ -187,10 +178,8 @@ impl Guest for Esx {
         jobstack_plugin::host::progress(4, 4);
 
         let endpoint = client.url.authority.clone();
-        let names: BTreeMap<String, String> = hosts
-            .iter()
-            .map(|h| (h.obj.value.clone(), text(&h.props, "name", &[])))
-            .collect();
+        let names: BTreeMap<String, String> =
+            hosts.iter().map(|h| (h.obj.value.clone(), text(&h.props, "name", &[]))).collect();
         for h in &hosts {
             jobstack_plugin::emit(&host_record(&endpoint, h));
         }
@@ -217,10 +206,8 @@ impl Client {
     /// POST an envelope; the answer's text (faults included: vSphere sends
     /// them with status 500, and the parser turns them into errors).
     fn call(&mut self, envelope: &str) -> Result<String, String> {
-        let mut headers = vec![
-            ("content-type", "text/xml; charset=utf-8"),
-            ("soapaction", SOAP_ACTION),
-        ];
+        let mut headers =
+            vec![("content-type", "text/xml; charset=utf-8"), ("soapaction", SOAP_ACTION)];
         if let Some(c) = &self.cookie {
             headers.push(("cookie", c.as_str()));
         }
@@ -267,9 +254,8 @@ impl Client {
             objects.append(&mut page.objects);
             pages += 1;
         }
-        if let Err(e) = self
-            .call(&soap::destroy_view(&view))
-            .and_then(|x| soap::parse_returnval(&x))
+        if let Err(e) =
+            self.call(&soap::destroy_view(&view)).and_then(|x| soap::parse_returnval(&x))
         {
             jobstack_plugin::warn(&format!("DestroyView failed: {e}"));
         }
@@ -289,9 +275,7 @@ fn text(props: &BTreeMap<String, Value>, prop: &str, keys: &[&str]) -> String {
 
 /// The number at `path`, or null when absent or not a number.
 fn number(props: &BTreeMap<String, Value>, prop: &str, keys: &[&str]) -> Value {
-    text(props, prop, keys)
-        .parse::<i64>()
-        .map_or(Value::Null, Value::from)
+    text(props, prop, keys).parse::<i64>().map_or(Value::Null, Value::from)
 }
 
 fn host_record(endpoint: &str, h: &ObjectContent) -> Value {
@@ -351,10 +335,7 @@ mod tests {
             (u.https, u.authority.as_str(), u.path.as_str()),
             (true, "esx01.example.com", "/sdk")
         );
-        assert_eq!(
-            endpoint("10.0.0.5:8443").unwrap().host_port(),
-            "10.0.0.5:8443"
-        );
+        assert_eq!(endpoint("10.0.0.5:8443").unwrap().host_port(), "10.0.0.5:8443");
         let u = endpoint("http://127.0.0.1:8989").unwrap();
         assert_eq!((u.https, u.path.as_str()), (false, "/sdk"));
         assert!(endpoint("a b").is_err());
@@ -376,10 +357,7 @@ mod tests {
     #[test]
     fn records_read_the_properties_and_name_the_vm_host() {
         let host = ObjectContent {
-            obj: MoRef {
-                kind: "HostSystem".into(),
-                value: "host-9".into(),
-            },
+            obj: MoRef { kind: "HostSystem".into(), value: "host-9".into() },
             props: BTreeMap::from([
                 ("name".to_string(), json!("esx9")),
                 (
@@ -389,18 +367,12 @@ mod tests {
             ]),
         };
         let r = host_record("e", &host);
-        assert_eq!(
-            (r["name"].as_str(), r["vendor"].as_str()),
-            (Some("esx9"), Some("Dell"))
-        );
+        assert_eq!((r["name"].as_str(), r["vendor"].as_str()), (Some("esx9"), Some("Dell")));
         assert_eq!(r["cpu_cores"], 16);
         assert_eq!(r["memory_bytes"], 68719476736_i64);
         assert_eq!(r["cpu_threads"], Value::Null);
         let vm = ObjectContent {
-            obj: MoRef {
-                kind: "VirtualMachine".into(),
-                value: "vm-1".into(),
-            },
+            obj: MoRef { kind: "VirtualMachine".into(), value: "vm-1".into() },
             props: BTreeMap::from([(
                 "runtime.host".to_string(),
                 json!({"type": "HostSystem", "value": "host-9"}),

@@ -21,11 +21,7 @@ pub struct MoRef {
 impl MoRef {
     /// `<tag type="kind">value</tag>`.
     pub fn xml(&self, tag: &str) -> String {
-        format!(
-            "<{tag} type=\"{}\">{}</{tag}>",
-            escape(&self.kind),
-            escape(&self.value)
-        )
+        format!("<{tag} type=\"{}\">{}</{tag}>", escape(&self.kind), escape(&self.value))
     }
 }
 
@@ -95,10 +91,7 @@ pub fn login(session_manager: &MoRef, user: &str, password: &str) -> String {
 
 /// `Logout`.
 pub fn logout(session_manager: &MoRef) -> String {
-    envelope(&format!(
-        "<Logout xmlns=\"urn:vim25\">{}</Logout>",
-        session_manager.xml("_this")
-    ))
+    envelope(&format!("<Logout xmlns=\"urn:vim25\">{}</Logout>", session_manager.xml("_this")))
 }
 
 /// `CreateContainerView` of every object of `kind` under `container`.
@@ -114,18 +107,13 @@ pub fn create_container_view(view_manager: &MoRef, container: &MoRef, kind: &str
 
 /// `DestroyView`.
 pub fn destroy_view(view: &MoRef) -> String {
-    envelope(&format!(
-        "<DestroyView xmlns=\"urn:vim25\">{}</DestroyView>",
-        view.xml("_this")
-    ))
+    envelope(&format!("<DestroyView xmlns=\"urn:vim25\">{}</DestroyView>", view.xml("_this")))
 }
 
 /// `RetrievePropertiesEx` of `paths` of every `kind` object in a container view.
 pub fn retrieve_properties(collector: &MoRef, view: &MoRef, kind: &str, paths: &[&str]) -> String {
-    let path_set: String = paths
-        .iter()
-        .map(|p| format!("<pathSet>{}</pathSet>", escape(p)))
-        .collect();
+    let path_set: String =
+        paths.iter().map(|p| format!("<pathSet>{}</pathSet>", escape(p))).collect();
     envelope(&format!(
         "<RetrievePropertiesEx xmlns=\"urn:vim25\">{}<specSet>\
          <propSet><type>{}</type>{path_set}</propSet>\
@@ -155,18 +143,16 @@ pub fn continue_retrieve(collector: &MoRef, token: &str) -> String {
 fn parse(xml: &str) -> Result<roxmltree::Document<'_>, String> {
     let doc = roxmltree::Document::parse(xml)
         .map_err(|e| format!("the server's answer is not XML ({e})"))?;
-    if let Some(fault) = doc
-        .descendants()
-        .find(|n| n.is_element() && n.tag_name().name() == "Fault")
+    if let Some(fault) =
+        doc.descendants().find(|n| n.is_element() && n.tag_name().name() == "Fault")
     {
         let text = child(fault, "faultstring")
             .and_then(|n| n.text())
             .unwrap_or("no fault string")
             .trim()
             .to_string();
-        let kind = child(fault, "detail")
-            .and_then(|d| d.children().find(|n| n.is_element()))
-            .map(|n| {
+        let kind =
+            child(fault, "detail").and_then(|d| d.children().find(|n| n.is_element())).map(|n| {
                 n.attribute(("http://www.w3.org/2001/XMLSchema-instance", "type"))
                     .unwrap_or(n.tag_name().name())
                     .to_string()
@@ -180,13 +166,11 @@ fn parse(xml: &str) -> Result<roxmltree::Document<'_>, String> {
 }
 
 fn child<'a, 'i>(node: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    node.children()
-        .find(|n| n.is_element() && n.tag_name().name() == name)
+    node.children().find(|n| n.is_element() && n.tag_name().name() == name)
 }
 
 fn returnval<'a, 'i>(doc: &'a roxmltree::Document<'i>) -> Option<roxmltree::Node<'a, 'i>> {
-    doc.descendants()
-        .find(|n| n.is_element() && n.tag_name().name() == "returnval")
+    doc.descendants().find(|n| n.is_element() && n.tag_name().name() == "returnval")
 }
 
 fn moref(node: roxmltree::Node) -> MoRef {
@@ -205,9 +189,7 @@ pub fn parse_returnval(xml: &str) -> Result<Value, String> {
 /// The managed object reference a call returned (`CreateContainerView`).
 pub fn parse_moref(xml: &str) -> Result<MoRef, String> {
     let doc = parse(xml)?;
-    returnval(&doc)
-        .map(moref)
-        .ok_or_else(|| "the answer holds no object reference".to_string())
+    returnval(&doc).map(moref).ok_or_else(|| "the answer holds no object reference".to_string())
 }
 
 /// The references named in the service content (`rootFolder`, ...).
@@ -228,22 +210,16 @@ pub fn parse_retrieve(xml: &str) -> Result<RetrieveResult, String> {
     let doc = parse(xml)?;
     let Some(rv) = returnval(&doc) else {
         // No matching object at all: an empty answer.
-        return Ok(RetrieveResult {
-            objects: Vec::new(),
-            token: None,
-        });
+        return Ok(RetrieveResult { objects: Vec::new(), token: None });
     };
-    let token = child(rv, "token")
-        .and_then(|n| n.text())
-        .map(|t| t.trim().to_string());
+    let token = child(rv, "token").and_then(|n| n.text()).map(|t| t.trim().to_string());
     let objects = rv
         .children()
         .filter(|n| n.is_element() && n.tag_name().name() == "objects")
         .map(|o| ObjectContent {
-            obj: child(o, "obj").map(moref).unwrap_or(MoRef {
-                kind: String::new(),
-                value: String::new(),
-            }),
+            obj: child(o, "obj")
+                .map(moref)
+                .unwrap_or(MoRef { kind: String::new(), value: String::new() }),
             props: o
                 .children()
                 .filter(|n| n.is_element() && n.tag_name().name() == "propSet")
@@ -299,10 +275,7 @@ mod tests {
 
     #[test]
     fn text_is_escaped_in_requests() {
-        let sm = MoRef {
-            kind: "SessionManager".into(),
-            value: "ha-sessionmgr".into(),
-        };
+        let sm = MoRef { kind: "SessionManager".into(), value: "ha-sessionmgr".into() };
         let body = login(&sm, "root", "p<&>\"'");
         assert!(body.contains("<password>p&lt;&amp;&gt;&quot;&apos;</password>"));
         assert!(body.contains("<_this type=\"SessionManager\">ha-sessionmgr</_this>"));
@@ -311,10 +284,7 @@ mod tests {
     #[test]
     fn a_fault_becomes_its_fault_string_and_type() {
         let xml = r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Login failure</faultstring><detail><InvalidLoginFault xmlns="urn:vim25" xsi:type="InvalidLogin"></InvalidLoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
-        assert_eq!(
-            parse_returnval(xml).unwrap_err(),
-            "Login failure (InvalidLogin)"
-        );
+        assert_eq!(parse_returnval(xml).unwrap_err(), "Login failure (InvalidLogin)");
     }
 
     #[test]

@@ -127,11 +127,9 @@ impl Accounts {
                     self.passwd.set(address, line);
                     out.push(outcome("change_password", address));
                 }
-                Action::List {} => out.push(Outcome {
-                    op: "list",
-                    address: None,
-                    accounts: Some(self.list()),
-                }),
+                Action::List {} => {
+                    out.push(Outcome { op: "list", address: None, accounts: Some(self.list()) })
+                }
             }
         }
         Ok(out)
@@ -139,11 +137,7 @@ impl Accounts {
 }
 
 fn outcome(op: &'static str, address: &str) -> Outcome {
-    Outcome {
-        op,
-        address: Some(address.to_string()),
-        accounts: None,
-    }
+    Outcome { op, address: Some(address.to_string()), accounts: None }
 }
 
 #[cfg(test)]
@@ -161,10 +155,7 @@ mod tests {
     }
 
     fn pw(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(a, p)| (a.to_string(), p.to_string()))
-            .collect()
+        pairs.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect()
     }
 
     fn fake_hash(p: &str) -> String {
@@ -178,13 +169,9 @@ mod tests {
             .apply(
                 &[
                     add("alice@example.org"),
-                    Action::ChangePassword {
-                        address: "postmaster@example.org".into(),
-                    },
+                    Action::ChangePassword { address: "postmaster@example.org".into() },
                     add("bob@example.org"),
-                    Action::Remove {
-                        address: "alice@example.org".into(),
-                    },
+                    Action::Remove { address: "alice@example.org".into() },
                 ],
                 &pw(&[
                     ("alice@example.org", "a"),
@@ -244,17 +231,10 @@ mod tests {
                 "action 1: postmaster@example.org already exists",
             ),
             (
-                vec![Action::Remove {
-                    address: "ghost@example.org".into(),
-                }],
+                vec![Action::Remove { address: "ghost@example.org".into() }],
                 "ghost@example.org does not exist",
             ),
-            (
-                vec![Action::ChangePassword {
-                    address: "new@example.org".into(),
-                }],
-                "has no line",
-            ),
+            (vec![Action::ChangePassword { address: "new@example.org".into() }], "has no line"),
             (
                 vec![add("new@example.org"), add("new@example.org")],
                 "action 2: new@example.org already exists",

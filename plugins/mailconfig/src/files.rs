@@ -41,10 +41,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
     let suffix = wasip2::random::random::get_random_u64();
     let tmp = path.with_file_name(format!(".{name}.jobstack-{suffix:016x}.tmp"));
     let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         drop(f);

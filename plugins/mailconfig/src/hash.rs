@@ -16,10 +16,7 @@ const ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 /// A salt from 16 random bytes (each maps to one of 64 characters: 256 is a
 /// multiple of 64, so the choice is uniform).
 pub fn salt_from(random: &[u8; SALT_LEN]) -> String {
-    random
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % 64] as char)
-        .collect()
+    random.iter().map(|b| ALPHABET[usize::from(*b) % 64] as char).collect()
 }
 
 /// `$6$<salt>$<hash>` with the default 5000 rounds (what doveadm writes).

@@ -23,10 +23,7 @@ pub struct KeyedFile {
 impl KeyedFile {
     /// Parse a file's text (empty for a file that does not exist yet).
     pub fn parse(text: &str, separator: Separator) -> Self {
-        KeyedFile {
-            separator,
-            lines: text.lines().map(str::to_string).collect(),
-        }
+        KeyedFile { separator, lines: text.lines().map(str::to_string).collect() }
     }
 
     /// The key of a line, or `None` for comments, blank lines and continuations.
@@ -163,10 +160,7 @@ mod tests {
         let mut f = KeyedFile::parse(text, Separator::Whitespace);
         assert_eq!(f.keys(), ["alice@example.org", "bob@example.org"]);
         assert_eq!(f.get("bob@example.org"), Some("example.org/bob/"));
-        f.set(
-            "alice@example.org",
-            "alice@example.org example.org/a/".into(),
-        );
+        f.set("alice@example.org", "alice@example.org example.org/a/".into());
         assert_eq!(
             f.render(),
             "alice@example.org example.org/a/\nbob@example.org   example.org/bob/\n  continued\n# end\n"

@@ -85,11 +85,7 @@ pub fn parse_secrets(text: &str) -> Result<Secrets, String> {
             .to_string()
     })?;
     // Addresses are compared lowercase, as they are stored.
-    s.passwords = s
-        .passwords
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .collect();
+    s.passwords = s.passwords.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     Ok(s)
 }
 
@@ -137,17 +133,14 @@ pub fn parse(text: &str, secrets: Option<&Secrets>) -> Result<Plan, String> {
                         format!("{domain}/{local}/")
                     }
                 };
-                Action::Add {
-                    address,
-                    mailbox: Some(mailbox),
-                }
+                Action::Add { address, mailbox: Some(mailbox) }
             }
-            Action::Remove { address } => Action::Remove {
-                address: check_address(&address).map_err(at)?,
-            },
-            Action::ChangePassword { address } => Action::ChangePassword {
-                address: check_address(&address).map_err(at)?,
-            },
+            Action::Remove { address } => {
+                Action::Remove { address: check_address(&address).map_err(at)? }
+            }
+            Action::ChangePassword { address } => {
+                Action::ChangePassword { address: check_address(&address).map_err(at)? }
+            }
             Action::List {} => Action::List {},
         };
         if let (Some(s), Action::Add { address, .. } | Action::ChangePassword { address }) =
@@ -165,12 +158,7 @@ pub fn parse(text: &str, secrets: Option<&Secrets>) -> Result<Plan, String> {
         }
         actions.push(a);
     }
-    Ok(Plan {
-        dir: p.dir,
-        passwd_file: p.passwd_file,
-        mailbox_map: p.mailbox_map,
-        actions,
-    })
+    Ok(Plan { dir: p.dir, passwd_file: p.passwd_file, mailbox_map: p.mailbox_map, actions })
 }
 
 /// A file name relative to the granted directory: no `..`, no absolute path,
@@ -180,8 +168,7 @@ fn check_file_name(what: &str, name: &str) -> Result<(), String> {
         && name.split('/').all(|c| {
             !c.is_empty()
                 && !c.starts_with('.')
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
         });
     if ok {
         Ok(())
@@ -202,9 +189,7 @@ pub fn check_address(address: &str) -> Result<String, String> {
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b));
+        && local.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-=".contains(&b));
     let domain_ok = domain.len() <= 253
         && domain.contains('.')
         && domain.split('.').all(|l| {
@@ -214,11 +199,7 @@ pub fn check_address(address: &str) -> Result<String, String> {
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
-    if local_ok && domain_ok {
-        Ok(a)
-    } else {
-        Err(bad())
-    }
+    if local_ok && domain_ok { Ok(a) } else { Err(bad()) }
 }
 
 /// A mailbox path relative to Postfix's `virtual_mailbox_base`: no `..`, no
@@ -226,13 +207,8 @@ pub fn check_address(address: &str) -> Result<String, String> {
 pub fn check_mailbox(mailbox: &str) -> Result<String, String> {
     let ok = !mailbox.is_empty()
         && !mailbox.starts_with('/')
-        && mailbox
-            .trim_end_matches('/')
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != "..")
-        && mailbox
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._+-=@/".contains(&b));
+        && mailbox.trim_end_matches('/').split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && mailbox.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-=@/".contains(&b));
     if ok {
         Ok(mailbox.to_string())
     } else {
@@ -279,12 +255,7 @@ mod tests {
     use super::*;
 
     fn secrets(pairs: &[(&str, &str)]) -> Secrets {
-        Secrets {
-            passwords: pairs
-                .iter()
-                .map(|(a, p)| (a.to_string(), p.to_string()))
-                .collect(),
-        }
+        Secrets { passwords: pairs.iter().map(|(a, p)| (a.to_string(), p.to_string())).collect() }
     }
 
     #[test]
@@ -304,10 +275,7 @@ mod tests {
         );
         assert_eq!(
             plan.actions[1],
-            Action::Add {
-                address: "b@example.org".into(),
-                mailbox: Some("x/b/".into())
-            }
+            Action::Add { address: "b@example.org".into(), mailbox: Some("x/b/".into()) }
         );
         assert_eq!(plan.actions[2], Action::List {});
     }
@@ -336,27 +304,12 @@ mod tests {
                 r#"{"actions": [{"op": "add", "address": "a@example.org", "mailbox": "/var/mail/a"}]}"#,
                 "mailbox",
             ),
-            (
-                r#"{"actions": [{"op": "rename", "address": "a@example.org"}]}"#,
-                "unknown variant",
-            ),
-            (
-                r#"{"actions": [{"op": "list", "address": "a@example.org"}]}"#,
-                "unknown field",
-            ),
+            (r#"{"actions": [{"op": "rename", "address": "a@example.org"}]}"#, "unknown variant"),
+            (r#"{"actions": [{"op": "list", "address": "a@example.org"}]}"#, "unknown field"),
             (r#"{"actions": []}"#, "1 to 1000"),
-            (
-                r#"{"passwd_file": "../passwd", "actions": [{"op": "list"}]}"#,
-                "passwd_file",
-            ),
-            (
-                r#"{"mailbox_map": ".hidden", "actions": [{"op": "list"}]}"#,
-                "mailbox_map",
-            ),
-            (
-                r#"{"dir": "mail", "actions": [{"op": "list"}]}"#,
-                "absolute",
-            ),
+            (r#"{"passwd_file": "../passwd", "actions": [{"op": "list"}]}"#, "passwd_file"),
+            (r#"{"mailbox_map": ".hidden", "actions": [{"op": "list"}]}"#, "mailbox_map"),
+            (r#"{"dir": "mail", "actions": [{"op": "list"}]}"#, "absolute"),
             (
                 r#"{"passwd_file": "f", "mailbox_map": "f", "actions": [{"op": "list"}]}"#,
                 "different",

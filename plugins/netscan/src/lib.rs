@@ -63,17 +63,11 @@ pub fn split_plan(plan: &params::Plan) -> Vec<Part> {
             let label = if count == 1 {
                 first.addr(first.lo).to_string()
             } else {
-                format!(
-                    "{}-{} ({count} addresses)",
-                    first.addr(first.lo),
-                    last.addr(last.hi)
-                )
+                format!("{}-{} ({count} addresses)", first.addr(first.lo), last.addr(last.hi))
             };
             Part {
                 label,
-                payload: jobstack_plugin::to_json(&Payload {
-                    targets: cidrs.clone(),
-                }),
+                payload: jobstack_plugin::to_json(&Payload { targets: cidrs.clone() }),
                 targets: cidrs,
             }
         })
@@ -129,19 +123,12 @@ impl Guest for Netscan {
         let mut settled: u64 = 0;
         let total = probes as u64;
         host::progress(0, total);
-        let targets_of = |i: usize| {
-            (
-                addresses[i / plan.ports.len()],
-                plan.ports[i % plan.ports.len()],
-            )
-        };
+        let targets_of =
+            |i: usize| (addresses[i / plan.ports.len()], plan.ports[i % plan.ports.len()]);
         let ended = scan::scan(
             probes,
             targets_of,
-            ScanConfig {
-                timeout: plan.timeout,
-                concurrency: plan.concurrency as usize,
-            },
+            ScanConfig { timeout: plan.timeout, concurrency: plan.concurrency as usize },
             |i, state| {
                 tally.record(i, state);
                 for report in tally.take_complete() {
@@ -202,11 +189,7 @@ mod tests {
     #[test]
     fn split_refuses_bad_params() {
         assert!(Netscan::split(r#"{"targets": ["x"], "ports": "22"}"#.into()).is_err());
-        assert!(
-            Netscan::split("not json".into())
-                .unwrap_err()
-                .contains("invalid params")
-        );
+        assert!(Netscan::split("not json".into()).unwrap_err().contains("invalid params"));
     }
 
     #[test]

@@ -160,15 +160,6 @@ mod tests {
         let props = schema["properties"].as_object().unwrap();
         let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
         names.sort_unstable();
-        assert_eq!(
-            names,
-            [
-                "block_size",
-                "concurrency",
-                "ports",
-                "targets",
-                "timeout_ms"
-            ]
-        );
+        assert_eq!(names, ["block_size", "concurrency", "ports", "targets", "timeout_ms"]);
     }
 }

@@ -50,8 +50,7 @@ pub fn parse_ports(spec: &PortSpec) -> Result<Vec<u16>, String> {
 }
 
 fn parse_number(text: &str) -> Result<u32, String> {
-    text.parse()
-        .map_err(|_| format!("ports: {text:?} is not a port number"))
+    text.parse().map_err(|_| format!("ports: {text:?} is not a port number"))
 }
 
 fn check_port(port: u32, item: &str) -> Result<u16, String> {
@@ -73,10 +72,7 @@ mod tests {
     fn parses_lists_and_ranges_sorted_without_duplicates() {
         assert_eq!(text("80, 22,20-23,80").unwrap(), [20, 21, 22, 23, 80]);
         assert_eq!(text("1-65535").unwrap().len(), 65535);
-        assert_eq!(
-            parse_ports(&PortSpec::List(vec![443, 22, 443])).unwrap(),
-            [22, 443]
-        );
+        assert_eq!(parse_ports(&PortSpec::List(vec![443, 22, 443])).unwrap(), [22, 443]);
     }
 
     #[test]
@@ -86,11 +82,7 @@ mod tests {
         assert!(text("90-80").unwrap_err().contains("90-80"));
         assert!(text("http").unwrap_err().contains("http"));
         assert!(text("22,,80").unwrap_err().contains("empty"));
-        assert!(
-            parse_ports(&PortSpec::List(vec![]))
-                .unwrap_err()
-                .contains("empty")
-        );
+        assert!(parse_ports(&PortSpec::List(vec![])).unwrap_err().contains("empty"));
         assert!(parse_ports(&PortSpec::List(vec![70000])).is_err());
     }
 }

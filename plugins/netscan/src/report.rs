@@ -44,12 +44,7 @@ pub struct Tally<'a> {
 impl<'a> Tally<'a> {
     /// An empty tally for these addresses and ports (both non-empty).
     pub fn new(addresses: &'a [IpAddr], ports: &'a [u16]) -> Self {
-        Tally {
-            addresses,
-            ports,
-            pending: VecDeque::new(),
-            first: 0,
-        }
+        Tally { addresses, ports, pending: VecDeque::new(), first: 0 }
     }
 
     /// Number of probes: every port of every address.
@@ -60,20 +55,11 @@ impl<'a> Tally<'a> {
     /// Record the outcome of probe `i` (each probe once).
     pub fn record(&mut self, i: usize, state: PortState) {
         let host = i / self.ports.len();
-        assert!(
-            host >= self.first,
-            "probe {i} recorded after its host was released"
-        );
+        assert!(host >= self.first, "probe {i} recorded after its host was released");
         while self.first + self.pending.len() <= host {
             let address = self.addresses[self.first + self.pending.len()].to_string();
             self.pending.push_back((
-                HostReport {
-                    address,
-                    answered: false,
-                    open: Vec::new(),
-                    closed: 0,
-                    filtered: 0,
-                },
+                HostReport { address, answered: false, open: Vec::new(), closed: 0, filtered: 0 },
                 self.ports.len(),
             ));
         }
@@ -112,9 +98,7 @@ mod tests {
 
     #[test]
     fn releases_hosts_in_order_once_complete() {
-        let addrs: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2"]
-            .map(|a| a.parse().unwrap())
-            .to_vec();
+        let addrs: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2"].map(|a| a.parse().unwrap()).to_vec();
         let ports = [22, 80, 443];
         let mut t = Tally::new(&addrs, &ports);
         assert_eq!(t.probes(), 6);

@@ -113,11 +113,7 @@ pub fn scan(
             continue;
         }
         // 2. Wait until a connection settles or the earliest deadline passes.
-        let earliest = in_flight
-            .iter()
-            .map(|f| f.deadline)
-            .min()
-            .expect("non-empty");
+        let earliest = in_flight.iter().map(|f| f.deadline).min().expect("non-empty");
         let timer = monotonic_clock::subscribe_instant(earliest);
         let ready = {
             let mut list: Vec<&Pollable> = in_flight.iter().map(|f| &f.pollable).collect();
@@ -160,11 +156,7 @@ pub fn scan(
             }
         }
     }
-    Ok(if next >= probes {
-        Ended::Complete
-    } else {
-        Ended::Stopped
-    })
+    Ok(if next >= probes { Ended::Complete } else { Ended::Stopped })
 }
 
 fn denied(addr: IpAddr, port: u16) -> String {
@@ -191,10 +183,7 @@ fn start_connect(network: &Network, addr: IpAddr, port: u16) -> Result<TcpSocket
             let [x, y, z, w] = a.octets();
             (
                 IpAddressFamily::Ipv4,
-                IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                    port,
-                    address: (x, y, z, w),
-                }),
+                IpSocketAddress::Ipv4(Ipv4SocketAddress { port, address: (x, y, z, w) }),
             )
         }
         IpAddr::V6(a) => {

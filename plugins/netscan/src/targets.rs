@@ -47,11 +47,7 @@ impl Span {
         loop {
             // The largest aligned block starting at `lo` that does not pass `hi`:
             // `h` host bits, so 2^h addresses.
-            let mut h = if lo == 0 {
-                width
-            } else {
-                lo.trailing_zeros().min(width)
-            };
+            let mut h = if lo == 0 { width } else { lo.trailing_zeros().min(width) };
             while h > 0 && block_last(lo, h) > self.hi {
                 h -= 1;
             }
@@ -72,19 +68,11 @@ impl Span {
 
 /// The last address of the block of 2^`h` addresses starting at `lo` (aligned).
 fn block_last(lo: u128, h: u32) -> u128 {
-    if h >= 128 {
-        u128::MAX
-    } else {
-        lo + ((1u128 << h) - 1)
-    }
+    if h >= 128 { u128::MAX } else { lo + ((1u128 << h) - 1) }
 }
 
 fn to_addr(v4: bool, n: u128) -> IpAddr {
-    if v4 {
-        IpAddr::V4(Ipv4Addr::from(n as u32))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(n))
-    }
+    if v4 { IpAddr::V4(Ipv4Addr::from(n as u32)) } else { IpAddr::V6(Ipv6Addr::from(n)) }
 }
 
 fn to_number(addr: IpAddr) -> (bool, u128) {
@@ -115,16 +103,8 @@ pub fn parse_target(text: &str) -> Result<Span, String> {
             .filter(|l| *l <= width)
             .ok_or_else(|| format!("target {text:?}: prefix length must be 0 to {width}"))?;
         let host_bits = width - len;
-        let mask = if host_bits >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << host_bits) - 1
-        };
-        return Ok(Span {
-            v4,
-            lo: n & !mask,
-            hi: (n & !mask) | mask,
-        });
+        let mask = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+        return Ok(Span { v4, lo: n & !mask, hi: (n & !mask) | mask });
     }
     if let Some((a, b)) = t.split_once('-') {
         let parse = |s: &str| {
@@ -139,11 +119,7 @@ pub fn parse_target(text: &str) -> Result<Span, String> {
         if a.1 > b.1 {
             return Err(format!("target {text:?}: the range ends before it starts"));
         }
-        return Ok(Span {
-            v4: a.0,
-            lo: a.1,
-            hi: b.1,
-        });
+        return Ok(Span { v4: a.0, lo: a.1, hi: b.1 });
     }
     Err(format!(
         "target {text:?} is not an address, a CIDR network (10.0.0.0/24) or a range (10.0.0.1-10.0.0.9)"
@@ -156,10 +132,8 @@ pub fn parse_targets<S: AsRef<str>>(targets: &[S]) -> Result<Vec<Span>, String> 
     if targets.is_empty() {
         return Err("targets is empty: give at least one address, network or range".into());
     }
-    let mut spans = targets
-        .iter()
-        .map(|t| parse_target(t.as_ref()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut spans =
+        targets.iter().map(|t| parse_target(t.as_ref())).collect::<Result<Vec<_>, _>>()?;
     // IPv4 sorts before IPv6 (`v4: true` must come first).
     spans.sort_by_key(|s| (!s.v4, s.lo, s.hi));
     let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
@@ -171,18 +145,12 @@ pub fn parse_targets<S: AsRef<str>>(targets: &[S]) -> Result<Vec<Span>, String> 
             _ => merged.push(s),
         }
     }
-    let total = merged
-        .iter()
-        .try_fold(0u128, |acc, s| acc.checked_add(s.count()))
-        .unwrap_or(u128::MAX);
+    let total =
+        merged.iter().try_fold(0u128, |acc, s| acc.checked_add(s.count())).unwrap_or(u128::MAX);
     if total > MAX_ADDRESSES {
         return Err(format!(
             "targets hold {} addresses; at most {MAX_ADDRESSES} may be scanned by one task",
-            if total == u128::MAX {
-                "too many".to_string()
-            } else {
-                total.to_string()
-            }
+            if total == u128::MAX { "too many".to_string() } else { total.to_string() }
         ));
     }
     Ok(merged)
@@ -204,11 +172,7 @@ pub fn blocks(spans: &[Span], block_size: u128) -> Vec<Vec<Span>> {
         let mut lo = span.lo;
         loop {
             let take = room.min(span.hi - lo + 1);
-            current.push(Span {
-                v4: span.v4,
-                lo,
-                hi: lo + take - 1,
-            });
+            current.push(Span { v4: span.v4, lo, hi: lo + take - 1 });
             room -= take;
             if room == 0 {
                 out.push(std::mem::take(&mut current));
@@ -249,14 +213,9 @@ mod tests {
 
     #[test]
     fn refuses_malformed_targets_naming_them() {
-        for bad in [
-            "10.0.0",
-            "10.0.0.0/33",
-            "10.0.0.9-10.0.0.1",
-            "10.0.0.1-::1",
-            "host.example",
-            "",
-        ] {
+        for bad in
+            ["10.0.0", "10.0.0.0/33", "10.0.0.9-10.0.0.1", "10.0.0.1-::1", "host.example", ""]
+        {
             let err = parse_target(bad).unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
@@ -267,10 +226,7 @@ mod tests {
         let spans =
             parse_targets(&["10.0.0.8/29", "10.0.0.1-10.0.0.9", "10.0.0.20", "::1"]).unwrap();
         assert_eq!(spans.len(), 3);
-        assert_eq!(
-            spans[0].to_cidrs(),
-            ["10.0.0.1", "10.0.0.2/31", "10.0.0.4/30", "10.0.0.8/29"]
-        );
+        assert_eq!(spans[0].to_cidrs(), ["10.0.0.1", "10.0.0.2/31", "10.0.0.4/30", "10.0.0.8/29"]);
         assert_eq!(spans[1].to_cidrs(), ["10.0.0.20"]);
         assert_eq!(spans[2].to_cidrs(), ["::1"]);
         assert!(parse_targets(&["10.0.0.0/16"]).is_ok());
@@ -286,13 +242,7 @@ mod tests {
         let cidrs = s.to_cidrs();
         assert_eq!(
             cidrs,
-            [
-                "127.0.0.1",
-                "127.0.0.2/31",
-                "127.0.0.4/30",
-                "127.0.0.8/29",
-                "127.0.0.16"
-            ]
+            ["127.0.0.1", "127.0.0.2/31", "127.0.0.4/30", "127.0.0.8/29", "127.0.0.16"]
         );
         // Re-parsing the cover gives back exactly the span.
         let back = parse_targets(&cidrs).unwrap();
@@ -306,33 +256,19 @@ mod tests {
     fn blocks_hold_block_size_addresses_in_order() {
         let spans = parse_targets(&["10.0.0.0/28", "10.0.0.100-10.0.0.104", "::1-::3"]).unwrap();
         let b = blocks(&spans, 8);
-        let sizes: Vec<u128> = b
-            .iter()
-            .map(|blk| blk.iter().map(Span::count).sum())
-            .collect();
+        let sizes: Vec<u128> = b.iter().map(|blk| blk.iter().map(Span::count).sum()).collect();
         // 16 + 5 IPv4 addresses in blocks of 8, then the IPv6 ones apart.
         assert_eq!(sizes, [8, 8, 5, 3]);
         assert_eq!(b[1][0].to_cidrs(), ["10.0.0.8/29"]);
         assert!(b[3].iter().all(|s| !s.v4));
-        let all: Vec<IpAddr> = b
-            .iter()
-            .flatten()
-            .flat_map(|s| s.addresses().collect::<Vec<_>>())
-            .collect();
-        let expected: Vec<IpAddr> = spans
-            .iter()
-            .flat_map(|s| s.addresses().collect::<Vec<_>>())
-            .collect();
+        let all: Vec<IpAddr> =
+            b.iter().flatten().flat_map(|s| s.addresses().collect::<Vec<_>>()).collect();
+        let expected: Vec<IpAddr> =
+            spans.iter().flat_map(|s| s.addresses().collect::<Vec<_>>()).collect();
         assert_eq!(all, expected);
         // A block that ends mid-span continues in the next one.
-        let b = blocks(
-            &parse_targets(&["10.0.0.0-10.0.0.4", "10.0.0.10-10.0.0.12"]).unwrap(),
-            4,
-        );
-        let sizes: Vec<u128> = b
-            .iter()
-            .map(|blk| blk.iter().map(Span::count).sum())
-            .collect();
+        let b = blocks(&parse_targets(&["10.0.0.0-10.0.0.4", "10.0.0.10-10.0.0.12"]).unwrap(), 4);
+        let sizes: Vec<u128> = b.iter().map(|blk| blk.iter().map(Span::count).sum()).collect();
         assert_eq!(sizes, [4, 4]);
         assert_eq!(b[1].len(), 2);
     }

@@ -50,17 +50,11 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let valid = authority
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+        let valid = authority.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
         if authority.is_empty() || !valid {
             return Err(format!("{text:?} has no valid host"));
         }
-        Ok(Url {
-            https,
-            authority: authority.to_string(),
-            path: path.to_string(),
-        })
+        Ok(Url { https, authority: authority.to_string(), path: path.to_string() })
     }
 
     /// `host:port` with the scheme's default port filled in: what the host's
@@ -127,10 +121,7 @@ pub fn request(
         collected.extend_from_slice(chunk);
         Ok(())
     })?;
-    Ok(Response {
-        head,
-        body: collected,
-    })
+    Ok(Response { head, body: collected })
 }
 
 /// Send a request and hand the response body to `sink` chunk by chunk (for
@@ -144,10 +135,8 @@ pub fn request_streaming(
 ) -> Result<Head, String> {
     let target = url.host_port();
     let fail = |what: &str, detail: String| format!("HTTP {method} {target}: {what}{detail}");
-    let fields: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect();
+    let fields: Vec<(String, Vec<u8>)> =
+        headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let fields = Fields::from_list(&fields).map_err(|e| fail("bad header: ", format!("{e:?}")))?;
     let request = OutgoingRequest::new(fields);
     let method = match method {
@@ -158,20 +147,14 @@ pub fn request_streaming(
         "HEAD" => Method::Head,
         other => Method::Other(other.to_string()),
     };
-    let scheme = if url.https {
-        Scheme::Https
-    } else {
-        Scheme::Http
-    };
+    let scheme = if url.https { Scheme::Https } else { Scheme::Http };
     let set = request
         .set_method(&method)
         .and(request.set_scheme(Some(&scheme)))
         .and(request.set_authority(Some(&url.authority)))
         .and(request.set_path_with_query(Some(&url.path)));
     set.map_err(|()| fail("invalid request line", String::new()))?;
-    let outgoing = request
-        .body()
-        .map_err(|()| fail("no request body", String::new()))?;
+    let outgoing = request.body().map_err(|()| fail("no request body", String::new()))?;
     let options = RequestOptions::new();
     // A host may not support the option; its own bound applies then.
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
@@ -179,9 +162,7 @@ pub fn request_streaming(
         outgoing_handler::handle(request, Some(options)).map_err(|e| fail("", describe(&e)))?;
     let sent = (|| {
         {
-            let stream = outgoing
-                .write()
-                .map_err(|()| fail("no request stream", String::new()))?;
+            let stream = outgoing.write().map_err(|()| fail("no request stream", String::new()))?;
             for chunk in body.chunks(WRITE_CHUNK) {
                 stream
                     .blocking_write_and_flush(chunk)
@@ -215,13 +196,9 @@ pub fn request_streaming(
             .map(|(n, v)| (n.to_ascii_lowercase(), v))
             .collect(),
     };
-    let incoming = response
-        .consume()
-        .map_err(|()| fail("no response body", String::new()))?;
+    let incoming = response.consume().map_err(|()| fail("no response body", String::new()))?;
     {
-        let stream = incoming
-            .stream()
-            .map_err(|()| fail("no response stream", String::new()))?;
+        let stream = incoming.stream().map_err(|()| fail("no response stream", String::new()))?;
         loop {
             match stream.blocking_read(READ_CHUNK) {
                 Ok(bytes) => sink(&bytes)?,
@@ -278,14 +255,8 @@ mod tests {
         assert_eq!(u.path, "/sdk?x=1");
         assert_eq!(u.host_port(), "127.0.0.1:8989");
         let u = Url::parse("http://files.example").unwrap();
-        assert_eq!(
-            (u.path.as_str(), u.host_port()),
-            ("/", "files.example:80".into())
-        );
-        assert_eq!(
-            Url::parse("https://[::1]/a").unwrap().host_port(),
-            "[::1]:443"
-        );
+        assert_eq!((u.path.as_str(), u.host_port()), ("/", "files.example:80".into()));
+        assert_eq!(Url::parse("https://[::1]/a").unwrap().host_port(), "[::1]:443");
         assert!(Url::parse("ftp://x/").is_err());
         assert!(Url::parse("http:///x").is_err());
     }

@@ -81,9 +81,5 @@ pub fn manifest(name: &str, version: &str, description: &str) -> Manifest {
 
 /// One part with no targets whose payload is `payload` (JSON text).
 pub fn part(label: &str, payload: &str) -> Part {
-    Part {
-        label: label.to_string(),
-        targets: Vec::new(),
-        payload: payload.to_string(),
-    }
+    Part { label: label.to_string(), targets: Vec::new(), payload: payload.to_string() }
 }

@@ -75,12 +75,7 @@ pub enum SnmpError {
 impl std::fmt::Display for SnmpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SnmpError::NoAnswer {
-                peer,
-                attempts,
-                timeout,
-                hint,
-            } => write!(
+            SnmpError::NoAnswer { peer, attempts, timeout, hint } => write!(
                 f,
                 "no answer from {peer} after {attempts} attempts of {} ms each: {hint}",
                 timeout.as_millis()
@@ -88,11 +83,7 @@ impl std::fmt::Display for SnmpError {
             SnmpError::Security { peer, message } => {
                 write!(f, "{peer} refused the request: {message}")
             }
-            SnmpError::Agent {
-                peer,
-                status,
-                index,
-            } => write!(
+            SnmpError::Agent { peer, status, index } => write!(
                 f,
                 "{peer} answered {} (error-status {status}, binding {index})",
                 error_status_name(*status)
@@ -247,10 +238,7 @@ impl<T: Transport> Client<T> {
                     attempt -= 1;
                 }
                 Some(Err((_, message))) => {
-                    return Err(SnmpError::Security {
-                        peer: self.peer.clone(),
-                        message,
-                    });
+                    return Err(SnmpError::Security { peer: self.peer.clone(), message });
                 }
                 None => {}
             }
@@ -287,21 +275,14 @@ impl<T: Transport> Client<T> {
         let mut cursors: Vec<Option<Vec<u32>>> = columns.iter().cloned().map(Some).collect();
         let mut total = 0usize;
         loop {
-            let active: Vec<usize> = (0..columns.len())
-                .filter(|&j| cursors[j].is_some())
-                .collect();
+            let active: Vec<usize> = (0..columns.len()).filter(|&j| cursors[j].is_some()).collect();
             if active.is_empty() {
                 return Ok(found);
             }
-            let oids: Vec<Vec<u32>> = active
-                .iter()
-                .map(|&j| cursors[j].clone().expect("active"))
-                .collect();
-            let kind = if bulk {
-                RequestKind::GetBulk(max_repetitions)
-            } else {
-                RequestKind::GetNext
-            };
+            let oids: Vec<Vec<u32>> =
+                active.iter().map(|&j| cursors[j].clone().expect("active")).collect();
+            let kind =
+                if bulk { RequestKind::GetBulk(max_repetitions) } else { RequestKind::GetNext };
             let r = self.request(kind, &oids)?;
             if bulk && r.error_status == 1 && max_repetitions > 1 {
                 // tooBig: ask for fewer rows at once.
@@ -429,12 +410,7 @@ mod tests {
             }
             if self.stray_first {
                 self.stray_first = false;
-                self.queue.push_back(encode_response(
-                    &community,
-                    id.wrapping_add(1000),
-                    0,
-                    vec![],
-                ));
+                self.queue.push_back(encode_response(&community, id.wrapping_add(1000), 0, vec![]));
                 self.queue.push_back(b"garbage".to_vec());
             }
             let mut bindings = Vec::new();
@@ -463,14 +439,12 @@ mod tests {
                         }
                     }
                     if bindings.len() > self.max_bindings {
-                        self.queue
-                            .push_back(encode_response(&community, id, 1, vec![]));
+                        self.queue.push_back(encode_response(&community, id, 1, vec![]));
                         return Ok(());
                     }
                 }
             }
-            self.queue
-                .push_back(encode_response(&community, id, 0, bindings));
+            self.queue.push_back(encode_response(&community, id, 0, bindings));
             Ok(())
         }
 
@@ -514,10 +488,7 @@ mod tests {
     }
 
     fn expected_column(c: u32) -> BTreeMap<Vec<u32>, Value> {
-        [1u32, 2, 10]
-            .iter()
-            .map(|i| (vec![*i], Value::Integer(i64::from(c * 100 + i))))
-            .collect()
+        [1u32, 2, 10].iter().map(|i| (vec![*i], Value::Integer(i64::from(c * 100 + i)))).collect()
     }
 
     #[test]
@@ -531,11 +502,7 @@ mod tests {
                 "bulk {bulk} reps {reps}"
             );
             let kinds = &c.transport.requests;
-            assert!(
-                kinds
-                    .iter()
-                    .all(|k| matches!(k, RequestKind::GetBulk(_)) == bulk)
-            );
+            assert!(kinds.iter().all(|k| matches!(k, RequestKind::GetBulk(_)) == bulk));
         }
     }
 
@@ -584,10 +551,7 @@ mod tests {
         let err = c.get(&[vec![1, 3, 6, 1, 2, 1, 1, 1, 0]]).unwrap_err();
         assert_eq!(c.transport.requests.len(), 3);
         let text = err.to_string();
-        assert!(
-            text.contains("no answer from 127.0.0.1:161 after 3 attempts of 5 ms"),
-            "{text}"
-        );
+        assert!(text.contains("no answer from 127.0.0.1:161 after 3 attempts of 5 ms"), "{text}");
         assert!(text.contains("community is probably wrong"), "{text}");
     }
 

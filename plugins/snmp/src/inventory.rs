@@ -40,9 +40,7 @@ fn render(name: &str, value: &Value) -> Json {
         Form::Hex => value.as_hex(),
     };
     shown.unwrap_or_else(|| {
-        jobstack_plugin_log(&format!(
-            "{name}: unexpected value {value:?}, shown as null"
-        ));
+        jobstack_plugin_log(&format!("{name}: unexpected value {value:?}, shown as null"));
         Json::Null
     })
 }
@@ -83,9 +81,7 @@ pub fn interfaces<T: Transport>(
     }
     for (row_index, row) in rows.iter_mut() {
         for ((name, _), column) in IF_COLUMNS.iter().zip(&found) {
-            let value = column
-                .get(row_index)
-                .map_or(Json::Null, |v| render(name, v));
+            let value = column.get(row_index).map_or(Json::Null, |v| render(name, v));
             row.insert(name.to_string(), value);
         }
     }
@@ -98,14 +94,8 @@ mod tests {
 
     #[test]
     fn renders_by_object() {
-        assert_eq!(
-            render("sysDescr", &Value::Bytes(b"Linux".to_vec())),
-            Json::from("Linux")
-        );
-        assert_eq!(
-            render("sysObjectID", &Value::Oid(vec![1, 3, 6])),
-            Json::from("1.3.6")
-        );
+        assert_eq!(render("sysDescr", &Value::Bytes(b"Linux".to_vec())), Json::from("Linux"));
+        assert_eq!(render("sysObjectID", &Value::Oid(vec![1, 3, 6])), Json::from("1.3.6"));
         assert_eq!(render("sysUpTime", &Value::TimeTicks(149)), Json::from(149));
         assert_eq!(render("ifSpeed", &Value::Gauge32(10)), Json::from(10));
         assert_eq!(

@@ -94,23 +94,16 @@ impl Guest for Snmp {
         let plan = params::parse(&job.params)?;
         let security = match params::parse_secrets(&job.secrets, &plan)? {
             params::Credentials::Community(c) => Security::Community(c.into_bytes()),
-            params::Credentials::Usm(c) => Security::Usm(usm::UsmSession::new(
-                c,
-                wasip2::random::random::get_random_u64(),
-            )),
+            params::Credentials::Usm(c) => {
+                Security::Usm(usm::UsmSession::new(c, wasip2::random::random::get_random_u64()))
+            }
         };
         let payload: Payload = jobstack_plugin::from_json("part payload", &job.part.payload)?;
         let device = payload.device.to_string();
         let transport = udp::WasiUdp::connect(payload.device).map_err(|e| e.to_string())?;
         let first_id = (wasip2::random::random::get_random_u64() & 0x7fff_ffff) as i32;
-        let mut client = Client::new(
-            transport,
-            &device,
-            security,
-            plan.timeout,
-            plan.retries,
-            first_id,
-        );
+        let mut client =
+            Client::new(transport, &device, security, plan.timeout, plan.retries, first_id);
         host::progress(0, 2);
         let system = inventory::system(&mut client).map_err(|e| e.to_string())?;
         jobstack_plugin::emit(&tagged("system", &device, &system));

@@ -137,10 +137,7 @@ pub fn error_status_name(status: u32) -> &'static str {
         "notWritable",
         "inconsistentName",
     ];
-    NAMES
-        .get(status as usize)
-        .copied()
-        .unwrap_or("unknown error")
+    NAMES.get(status as usize).copied().unwrap_or("unknown error")
 }
 
 /// Build a Response datagram (what an agent sends); used by the tests' scripted
@@ -158,10 +155,7 @@ pub fn encode_response(
         error_index: 0,
         variable_bindings: bindings
             .into_iter()
-            .map(|(oid, value)| VarBind {
-                name: ObjectIdentifier::new(oid).unwrap(),
-                value,
-            })
+            .map(|(oid, value)| VarBind { name: ObjectIdentifier::new(oid).unwrap(), value })
             .collect(),
     };
     rasn::ber::encode(&Message {
@@ -179,18 +173,12 @@ pub fn decode_request(datagram: &[u8]) -> (RequestKind, Vec<u8>, i32, Vec<Vec<u3
     let names = |vbs: &[VarBind]| vbs.iter().map(|v| v.name.to_vec()).collect();
     let community = m.community.to_vec();
     match m.data {
-        Pdus::GetRequest(r) => (
-            RequestKind::Get,
-            community,
-            r.0.request_id,
-            names(&r.0.variable_bindings),
-        ),
-        Pdus::GetNextRequest(r) => (
-            RequestKind::GetNext,
-            community,
-            r.0.request_id,
-            names(&r.0.variable_bindings),
-        ),
+        Pdus::GetRequest(r) => {
+            (RequestKind::Get, community, r.0.request_id, names(&r.0.variable_bindings))
+        }
+        Pdus::GetNextRequest(r) => {
+            (RequestKind::GetNext, community, r.0.request_id, names(&r.0.variable_bindings))
+        }
         Pdus::GetBulkRequest(r) => (
             RequestKind::GetBulk(r.0.max_repetitions),
             community,
@@ -209,20 +197,10 @@ mod tests {
 
     #[test]
     fn requests_round_trip() {
-        let oids = vec![
-            vec![1, 3, 6, 1, 2, 1, 1, 1, 0],
-            vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 2],
-        ];
-        for kind in [
-            RequestKind::Get,
-            RequestKind::GetNext,
-            RequestKind::GetBulk(7),
-        ] {
+        let oids = vec![vec![1, 3, 6, 1, 2, 1, 1, 1, 0], vec![1, 3, 6, 1, 2, 1, 2, 2, 1, 2]];
+        for kind in [RequestKind::Get, RequestKind::GetNext, RequestKind::GetBulk(7)] {
             let bytes = encode_request(kind, b"s3cret", 42, &oids).unwrap();
-            assert_eq!(
-                decode_request(&bytes),
-                (kind, b"s3cret".to_vec(), 42, oids.clone())
-            );
+            assert_eq!(decode_request(&bytes), (kind, b"s3cret".to_vec(), 42, oids.clone()));
         }
     }
 
@@ -275,9 +253,7 @@ mod tests {
     #[test]
     fn garbage_and_requests_are_not_responses() {
         assert!(
-            decode_response(b"\x01\x02garbage")
-                .unwrap_err()
-                .contains("not an SNMP v2c message")
+            decode_response(b"\x01\x02garbage").unwrap_err().contains("not an SNMP v2c message")
         );
         let req = encode_request(RequestKind::Get, b"p", 1, &[vec![1, 3, 6]]).unwrap();
         assert!(decode_response(&req).unwrap_err().contains("GetRequest"));

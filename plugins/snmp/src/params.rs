@@ -155,10 +155,7 @@ pub struct Plan {
 pub fn parse(text: &str) -> Result<Plan, String> {
     let p: Params = jobstack_plugin::from_json("params", text)?;
     if p.priv_protocol != "AES" {
-        return Err(format!(
-            "priv_protocol {:?} is not supported: only \"AES\"",
-            p.priv_protocol
-        ));
+        return Err(format!("priv_protocol {:?} is not supported: only \"AES\"", p.priv_protocol));
     }
     let auth = match (p.version.as_str(), p.auth_protocol.as_str()) {
         ("2c", _) => None,
@@ -170,19 +167,14 @@ pub fn parse(text: &str) -> Result<Plan, String> {
             ));
         }
         (other, _) => {
-            return Err(format!(
-                "version {other:?} is not supported: \"2c\" or \"3\""
-            ));
+            return Err(format!("version {other:?} is not supported: \"2c\" or \"3\""));
         }
     };
     if p.devices.is_empty() {
         return Err("devices is empty: give at least one device address".into());
     }
     if p.devices.len() > MAX_DEVICES {
-        return Err(format!(
-            "{} devices; at most {MAX_DEVICES} per task",
-            p.devices.len()
-        ));
+        return Err(format!("{} devices; at most {MAX_DEVICES} per task", p.devices.len()));
     }
     let mut devices = Vec::with_capacity(p.devices.len());
     for d in &p.devices {
@@ -256,10 +248,7 @@ mod tests {
     fn devices_take_the_default_port_unless_they_name_one() {
         let plan = parse(r#"{"devices": ["10.0.0.1", "10.0.0.2:1161", "::1", "[::1]:9", "10.0.0.1"], "port": 16100}"#).unwrap();
         let shown: Vec<String> = plan.devices.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            shown,
-            ["10.0.0.1:16100", "10.0.0.2:1161", "[::1]:16100", "[::1]:9"]
-        );
+        assert_eq!(shown, ["10.0.0.1:16100", "10.0.0.2:1161", "[::1]:16100", "[::1]:9"]);
         assert_eq!(plan.retries, 2);
         assert!(plan.bulk);
     }
@@ -269,10 +258,7 @@ mod tests {
         for (params, needle) in [
             (r#"{"devices": ["router.lan"]}"#, "\"router.lan\""),
             (r#"{"devices": []}"#, "empty"),
-            (
-                r#"{"devices": ["10.0.0.1"], "version": "1"}"#,
-                "\"2c\" or \"3\"",
-            ),
+            (r#"{"devices": ["10.0.0.1"], "version": "1"}"#, "\"2c\" or \"3\""),
             (
                 r#"{"devices": ["10.0.0.1"], "version": "3", "auth_protocol": "MD5"}"#,
                 "auth_protocol",
@@ -282,10 +268,7 @@ mod tests {
                 "priv_protocol",
             ),
             (r#"{"devices": ["10.0.0.1"], "retries": 11}"#, "retries"),
-            (
-                r#"{"devices": ["10.0.0.1"], "community": "public"}"#,
-                "unknown field",
-            ),
+            (r#"{"devices": ["10.0.0.1"], "community": "public"}"#, "unknown field"),
         ] {
             let err = parse(params).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");
@@ -303,36 +286,16 @@ mod tests {
         ));
         let err = parse_secrets(r#"{"community": 12345}"#, &v2).err().unwrap();
         assert!(!err.contains("12345"), "{err}");
-        assert!(
-            parse_secrets("{}", &v2)
-                .err()
-                .unwrap()
-                .contains("community")
-        );
-        assert!(
-            parse_secrets(r#"{"community": ""}"#, &v2)
-                .err()
-                .unwrap()
-                .contains("empty")
-        );
+        assert!(parse_secrets("{}", &v2).err().unwrap().contains("community"));
+        assert!(parse_secrets(r#"{"community": ""}"#, &v2).err().unwrap().contains("empty"));
         let ok = r#"{"user": "u", "auth_password": "auth-pass", "priv_password": "priv-pass"}"#;
         assert!(matches!(
             parse_secrets(ok, &v3).unwrap(),
             Credentials::Usm(c) if c.auth == crate::usm::AuthProtocol::Sha256 && c.user == "u"
         ));
-        assert!(
-            parse_secrets(r#"{"community": "c"}"#, &v3)
-                .err()
-                .unwrap()
-                .contains("user")
-        );
+        assert!(parse_secrets(r#"{"community": "c"}"#, &v3).err().unwrap().contains("user"));
         let short = r#"{"user": "u", "auth_password": "short", "priv_password": "priv-pass"}"#;
-        assert!(
-            parse_secrets(short, &v3)
-                .err()
-                .unwrap()
-                .contains("8 characters")
-        );
+        assert!(parse_secrets(short, &v3).err().unwrap().contains("8 characters"));
         let s: Secrets = serde_json::from_str(r#"{"community": "s3cret"}"#).unwrap();
         assert!(!format!("{s:?}").contains("s3cret"));
     }

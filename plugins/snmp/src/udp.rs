@@ -39,10 +39,7 @@ impl WasiUdp {
         let (family, local) = match peer {
             SocketAddr::V4(_) => (
                 IpAddressFamily::Ipv4,
-                IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                    port: 0,
-                    address: (0, 0, 0, 0),
-                }),
+                IpSocketAddress::Ipv4(Ipv4SocketAddress { port: 0, address: (0, 0, 0, 0) }),
             ),
             SocketAddr::V6(_) => (
                 IpAddressFamily::Ipv6,
@@ -65,12 +62,7 @@ impl WasiUdp {
             }
         }
         let (incoming, outgoing) = socket.stream(Some(to_wasi(peer))).map_err(err)?;
-        Ok(WasiUdp {
-            incoming,
-            outgoing,
-            _socket: socket,
-            peer: name,
-        })
+        Ok(WasiUdp { incoming, outgoing, _socket: socket, peer: name })
     }
 }
 
@@ -84,10 +76,7 @@ impl Transport for WasiUdp {
             self.outgoing.subscribe().block();
         }
         self.outgoing
-            .send(&[OutgoingDatagram {
-                data: datagram.to_vec(),
-                remote_address: None,
-            }])
+            .send(&[OutgoingDatagram { data: datagram.to_vec(), remote_address: None }])
             .map_err(err)?;
         Ok(())
     }
@@ -96,10 +85,7 @@ impl Transport for WasiUdp {
         let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
         let deadline = monotonic_clock::now().saturating_add(timeout_ns);
         loop {
-            let mut got = self
-                .incoming
-                .receive(1)
-                .map_err(|e| map_error(e, &self.peer))?;
+            let mut got = self.incoming.receive(1).map_err(|e| map_error(e, &self.peer))?;
             if let Some(d) = got.pop() {
                 return Ok(Some(d.data));
             }
@@ -125,10 +111,7 @@ fn to_wasi(addr: SocketAddr) -> IpSocketAddress {
     match addr {
         SocketAddr::V4(a) => {
             let [x, y, z, w] = a.ip().octets();
-            IpSocketAddress::Ipv4(Ipv4SocketAddress {
-                port: a.port(),
-                address: (x, y, z, w),
-            })
+            IpSocketAddress::Ipv4(Ipv4SocketAddress { port: a.port(), address: (x, y, z, w) })
         }
         SocketAddr::V6(a) => {
             let s = a.ip().segments();

@@ -89,19 +89,9 @@ impl UsmSession {
     /// A session for `credentials`; `salt` starts the AES salt counter (random
     /// in the plugin: an IV must never repeat under one key).
     pub fn new(credentials: Credentials, salt: u64) -> Self {
-        let auth_ku = credentials
-            .auth
-            .password_to_key(credentials.auth_password.as_bytes());
-        let priv_ku = credentials
-            .auth
-            .password_to_key(credentials.priv_password.as_bytes());
-        UsmSession {
-            credentials,
-            auth_ku,
-            priv_ku,
-            engine: None,
-            salt,
-        }
+        let auth_ku = credentials.auth.password_to_key(credentials.auth_password.as_bytes());
+        let priv_ku = credentials.auth.password_to_key(credentials.priv_password.as_bytes());
+        UsmSession { credentials, auth_ku, priv_ku, engine: None, salt }
     }
 
     /// Whether the agent's engine is known yet.
@@ -129,12 +119,7 @@ impl UsmSession {
                 variable_bindings: Vec::new(),
             })),
         };
-        encode_message(
-            msg_id,
-            FLAG_REPORTABLE,
-            &usm,
-            ScopedPduData::CleartextPdu(scoped),
-        )
+        encode_message(msg_id, FLAG_REPORTABLE, &usm, ScopedPduData::CleartextPdu(scoped))
     }
 
     /// Learn the engine from a discovery answer (a Report naming the engine).
@@ -171,13 +156,8 @@ impl UsmSession {
         msg_id: i32,
         oids: &[Vec<u32>],
     ) -> Result<Vec<u8>, String> {
-        let engine = self
-            .engine
-            .as_ref()
-            .ok_or("the agent's engine is not discovered yet")?;
-        let time = engine
-            .time
-            .saturating_add(engine.learnt.elapsed().as_secs() as u32);
+        let engine = self.engine.as_ref().ok_or("the agent's engine is not discovered yet")?;
+        let time = engine.time.saturating_add(engine.learnt.elapsed().as_secs() as u32);
         let bindings = oids
             .iter()
             .map(|oid| {
@@ -206,11 +186,8 @@ impl UsmSession {
                 }))
             }
         };
-        let scoped = ScopedPdu {
-            engine_id: engine.id.clone().into(),
-            name: Vec::new().into(),
-            data,
-        };
+        let scoped =
+            ScopedPdu { engine_id: engine.id.clone().into(), name: Vec::new().into(), data };
         let plaintext =
             rasn::ber::encode(&scoped).map_err(|e| format!("cannot encode the request: {e}"))?;
         self.salt = self.salt.wrapping_add(1);
@@ -231,17 +208,9 @@ impl UsmSession {
             &usm,
             ScopedPduData::EncryptedPdu(ciphertext.clone().into()),
         );
-        usm.authentication_parameters = self
-            .credentials
-            .auth
-            .mac(&engine.auth_key, &unsigned)
-            .into();
-        Ok(encode_message(
-            msg_id,
-            flags,
-            &usm,
-            ScopedPduData::EncryptedPdu(ciphertext.into()),
-        ))
+        usm.authentication_parameters =
+            self.credentials.auth.mac(&engine.auth_key, &unsigned).into();
+        Ok(encode_message(msg_id, flags, &usm, ScopedPduData::EncryptedPdu(ciphertext.into())))
     }
 
     /// Check, decrypt and read an answer to the request `msg_id`.
@@ -330,10 +299,7 @@ impl UsmSession {
         }
         // The digest is computed over the message with its own field zeroed:
         // zero it in the bytes as received (re-encoding might differ).
-        let Some(at) = datagram
-            .windows(mac.len())
-            .position(|w| w == mac.as_slice())
-        else {
+        let Some(at) = datagram.windows(mac.len()).position(|w| w == mac.as_slice()) else {
             return false;
         };
         let mut zeroed = datagram.to_vec();
@@ -341,11 +307,7 @@ impl UsmSession {
         let expected = self.credentials.auth.mac(&engine.auth_key, &zeroed);
         // Constant time: a timing difference must not reveal the digest.
         expected.len() == mac.len()
-            && expected
-                .iter()
-                .zip(&mac)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+            && expected.iter().zip(&mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 
@@ -394,9 +356,7 @@ fn encode_message(
             flags: vec![flags].into(),
             security_model: Integer::from(3),
         },
-        security_parameters: rasn::ber::encode(usm)
-            .expect("USM parameters encode")
-            .into(),
+        security_parameters: rasn::ber::encode(usm).expect("USM parameters encode").into(),
         scoped_data: data,
     };
     rasn::ber::encode(&message).expect("v3 messages encode")
@@ -416,10 +376,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn credentials(auth: AuthProtocol) -> Credentials {
@@ -464,14 +421,10 @@ mod tests {
         for auth in [AuthProtocol::Sha1, AuthProtocol::Sha256] {
             let engine = hex("80001f8880aabbccdd");
             let mut session = UsmSession::new(credentials(auth), 41);
-            assert!(
-                !session.learn_engine(&report(8, &engine, 4), 7),
-                "another msgID"
-            );
+            assert!(!session.learn_engine(&report(8, &engine, 4), 7), "another msgID");
             assert!(session.learn_engine(&report(7, &engine, 4), 7));
-            let bytes = session
-                .request(RequestKind::Get, 9, &[vec![1, 3, 6, 1, 2, 1, 1, 5, 0]])
-                .unwrap();
+            let bytes =
+                session.request(RequestKind::Get, 9, &[vec![1, 3, 6, 1, 2, 1, 1, 5, 0]]).unwrap();
             // The agent's check: the digest over the zeroed message, then AES.
             let (msg, usm) = decode_message(&bytes).unwrap();
             assert_eq!(msg.global_data.flags.to_vec(), vec![0x07]);
@@ -481,9 +434,7 @@ mod tests {
             let last = tampered.len() - 1;
             tampered[last] ^= 1;
             assert!(!session.digest_ok(&tampered, &usm, &e));
-            let ScopedPduData::EncryptedPdu(ct) = msg.scoped_data else {
-                panic!("not encrypted")
-            };
+            let ScopedPduData::EncryptedPdu(ct) = msg.scoped_data else { panic!("not encrypted") };
             let plain = aes_cfb(
                 &e.priv_key,
                 3,
@@ -517,19 +468,13 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(
-            session.answer(&report(3, &engine, 5), 2),
-            Answer::Stray
-        ));
+        assert!(matches!(session.answer(&report(3, &engine, 5), 2), Answer::Stray));
         assert!(matches!(session.answer(b"junk", 2), Answer::Stray));
     }
 
     #[test]
     fn credentials_never_print_passwords() {
         let text = format!("{:?}", credentials(AuthProtocol::Sha1));
-        assert!(
-            !text.contains("auth-pass-1") && !text.contains("priv-pass-2"),
-            "{text}"
-        );
+        assert!(!text.contains("auth-pass-1") && !text.contains("priv-pass-2"), "{text}");
     }
 }

@@ -94,13 +94,9 @@ impl Value {
     /// Bytes as lowercase hex pairs joined by `:` (a PhysAddress: `02:fc:00:00:00:01`).
     pub fn as_hex(&self) -> Option<serde_json::Value> {
         match self {
-            Value::Bytes(b) => Some(
-                b.iter()
-                    .map(|x| format!("{x:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":")
-                    .into(),
-            ),
+            Value::Bytes(b) => {
+                Some(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":").into())
+            }
             _ => None,
         }
     }
@@ -121,23 +117,14 @@ mod tests {
     #[test]
     fn renders_each_kind() {
         assert_eq!(Value::Integer(-3).as_number(), Some((-3).into()));
-        assert_eq!(
-            Value::Counter64(1 << 40).as_number(),
-            Some((1u64 << 40).into())
-        );
-        assert_eq!(
-            Value::Bytes(b"eth0".to_vec()).as_text(),
-            Some("eth0".into())
-        );
+        assert_eq!(Value::Counter64(1 << 40).as_number(), Some((1u64 << 40).into()));
+        assert_eq!(Value::Bytes(b"eth0".to_vec()).as_text(), Some("eth0".into()));
         assert_eq!(
             Value::Bytes(vec![2, 0xfc, 0, 0, 0, 1]).as_hex(),
             Some("02:fc:00:00:00:01".into())
         );
         assert_eq!(Value::Bytes(vec![]).as_hex(), Some("".into()));
-        assert_eq!(
-            Value::Oid(vec![1, 3, 6, 1]).as_oid(),
-            Some("1.3.6.1".into())
-        );
+        assert_eq!(Value::Oid(vec![1, 3, 6, 1]).as_oid(), Some("1.3.6.1".into()));
         assert_eq!(Value::Bytes(vec![]).as_number(), None);
         assert!(Value::NoSuchInstance.is_absent());
         assert!(!Value::Integer(0).is_absent());

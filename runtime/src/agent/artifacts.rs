@@ -70,11 +70,7 @@ impl StagedArtifacts {
 impl ArtifactCache {
     /// A cache over `store`, downloading through `link`.
     pub fn new(store: ArtifactStore, link: Arc<dyn AgentLink>) -> Self {
-        ArtifactCache {
-            store,
-            link,
-            downloading: Mutex::new(()),
-        }
+        ArtifactCache { store, link, downloading: Mutex::new(()) }
     }
 
     /// The local file of artifact `sha256`, downloaded and verified if missing.
@@ -88,17 +84,13 @@ impl ArtifactCache {
         if self.store.info(&sha).await?.is_some() {
             return Ok(self.store.path(&sha));
         }
-        let bytes = self.link.artifact(sha.as_str()).await.map_err(|source| {
-            ArtifactFetchError::Download {
-                sha: sha.to_string(),
-                source,
-            }
-        })?;
+        let bytes = self
+            .link
+            .artifact(sha.as_str())
+            .await
+            .map_err(|source| ArtifactFetchError::Download { sha: sha.to_string(), source })?;
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]);
-        let stored = self
-            .store
-            .put_verified(body, &sha, MAX_ARTIFACT_BYTES)
-            .await?;
+        let stored = self.store.put_verified(body, &sha, MAX_ARTIFACT_BYTES).await?;
         tracing::info!(%sha, size = stored.size, "artifact downloaded");
         Ok(self.store.path(&sha))
     }

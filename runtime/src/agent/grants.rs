@@ -27,11 +27,7 @@ pub fn grants_for(lease: &Lease, policy: &OperatorPolicy) -> Result<Grants, Gran
     let mut grants = Grants::new();
     for target in &lease.part.targets {
         for net in target_networks(target) {
-            if policy
-                .allow_net
-                .iter()
-                .any(|allowed| allowed.contains(&net))
-            {
+            if policy.allow_net.iter().any(|allowed| allowed.contains(&net)) {
                 grants = grants.allow_network(net);
             } else {
                 tracing::warn!(
@@ -55,10 +51,7 @@ pub fn grants_for(lease: &Lease, policy: &OperatorPolicy) -> Result<Grants, Gran
     }
     grants = grants.accept_self_signed_tls(lease.grants.tls_accept_self_signed);
     for name in &lease.grants.dirs {
-        let dir = policy
-            .dirs
-            .get(name)
-            .ok_or_else(|| GrantError::UnknownDir(name.clone()))?;
+        let dir = policy.dirs.get(name).ok_or_else(|| GrantError::UnknownDir(name.clone()))?;
         grants = grants.preopen(&dir.path, format!("/{name}"), dir.writable);
     }
     Ok(grants)
@@ -135,10 +128,7 @@ mod tests {
         assert_eq!(http_host("my-host.example"), Some("my-host.example"));
         assert_eq!(http_host("10.0.0.0/24"), None);
         assert_eq!(http_host("10.0.0.1-10.0.0.4"), None);
-        assert_eq!(
-            host_address("127.0.0.1:8443"),
-            Some("127.0.0.1".parse().unwrap())
-        );
+        assert_eq!(host_address("127.0.0.1:8443"), Some("127.0.0.1".parse().unwrap()));
         assert_eq!(host_address("esx1"), None);
     }
 
@@ -153,17 +143,12 @@ mod tests {
             "grants": {"tls_accept_self_signed": true}
         }))
         .unwrap();
-        let policy = OperatorPolicy {
-            allow_net: nets(&["127.0.0.0/8"]),
-            ..OperatorPolicy::default()
-        };
+        let policy =
+            OperatorPolicy { allow_net: nets(&["127.0.0.0/8"]), ..OperatorPolicy::default() };
         let grants = grants_for(&lease, &policy).unwrap();
         assert_eq!(grants.http_hosts(), ["127.0.0.1:8443", "esx.example"]);
         assert!(grants.accepts_self_signed_tls());
-        assert!(
-            grants.networks().is_empty(),
-            "host:port targets are for HTTP only"
-        );
+        assert!(grants.networks().is_empty(), "host:port targets are for HTTP only");
         let mut asks_dir = lease.clone();
         asks_dir.grants.dirs = vec!["deploy".into()];
         assert_eq!(

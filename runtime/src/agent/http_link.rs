@@ -38,9 +38,7 @@ impl HttpLink {
             .post_json("/agent/register", registration)
             .await?
             .ok_or_else(|| ClientError::Decode("registration answered no content".into()))?;
-        let client = client
-            .with_token(&registered.token)
-            .with_timeout(CALL_TIMEOUT);
+        let client = client.with_token(&registered.token).with_timeout(CALL_TIMEOUT);
         Ok(HttpLink { client, registered })
     }
 
@@ -57,15 +55,9 @@ fn link_error(e: ClientError) -> LinkError {
         ClientError::Api { status, .. }
             if (400..500).contains(status) && !matches!(status, 408 | 429) =>
         {
-            LinkError::Refused {
-                status: *status,
-                message: e.to_string(),
-            }
+            LinkError::Refused { status: *status, message: e.to_string() }
         }
-        ClientError::Config(_) => LinkError::Refused {
-            status: 0,
-            message: e.to_string(),
-        },
+        ClientError::Config(_) => LinkError::Refused { status: 0, message: e.to_string() },
         _ => LinkError::Unavailable(e.to_string()),
     }
 }
@@ -75,9 +67,7 @@ impl AgentLink for HttpLink {
     async fn lease(&self, wait: Duration) -> Result<Option<Lease>, LinkError> {
         let max = Duration::from_millis(self.registered.max_lease_wait_ms);
         let wait = wait.min(max);
-        let request = LeaseRequest {
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        };
+        let request = LeaseRequest { wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) };
         self.client
             .clone()
             .with_timeout(wait + LONG_POLL_SLACK)
@@ -87,9 +77,7 @@ impl AgentLink for HttpLink {
     }
 
     async fn heartbeat(&self, leases: &[LeaseRef]) -> Result<HeartbeatAck, LinkError> {
-        let request = HeartbeatRequest {
-            leases: leases.to_vec(),
-        };
+        let request = HeartbeatRequest { leases: leases.to_vec() };
         self.client
             .post_json("/agent/heartbeat", &request)
             .await
@@ -98,12 +86,7 @@ impl AgentLink for HttpLink {
     }
 
     async fn progress(&self, lease: LeaseRef, done: u64, total: u64) -> Result<(), LinkError> {
-        let report = ProgressReport {
-            part_id: lease.part_id,
-            attempt: lease.attempt,
-            done,
-            total,
-        };
+        let report = ProgressReport { part_id: lease.part_id, attempt: lease.attempt, done, total };
         self.client
             .post_json::<_, serde_json::Value>("/agent/progress", &report)
             .await
@@ -116,16 +99,9 @@ impl AgentLink for HttpLink {
         result: &Submission,
         lease_next: bool,
     ) -> Result<ResultAnswer, LinkError> {
-        let path = if lease_next {
-            "/agent/results?lease_next=true"
-        } else {
-            "/agent/results"
-        };
-        let answer: Option<ResultAnswer> = self
-            .client
-            .post_json(path, result)
-            .await
-            .map_err(link_error)?;
+        let path = if lease_next { "/agent/results?lease_next=true" } else { "/agent/results" };
+        let answer: Option<ResultAnswer> =
+            self.client.post_json(path, result).await.map_err(link_error)?;
         answer.ok_or_else(|| LinkError::Unavailable("result answered no content".into()))
     }
 

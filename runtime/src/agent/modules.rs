@@ -60,11 +60,7 @@ pub struct ModuleCache {
 impl ModuleCache {
     /// A cache loading into `engine`, downloading through `link`.
     pub fn new(engine: Engine, link: Arc<dyn AgentLink>) -> Self {
-        ModuleCache {
-            engine,
-            link,
-            downloading: Mutex::new(()),
-        }
+        ModuleCache { engine, link, downloading: Mutex::new(()) }
     }
 
     /// The plugin with this sha256, ready to execute.
@@ -78,14 +74,11 @@ impl ModuleCache {
         if let Ok(plugin) = self.engine.load_stored(&sha).await {
             return Ok(plugin);
         }
-        let bytes =
-            self.link
-                .module(sha.as_str())
-                .await
-                .map_err(|source| ModuleError::Download {
-                    sha: sha.to_string(),
-                    source,
-                })?;
+        let bytes = self
+            .link
+            .module(sha.as_str())
+            .await
+            .map_err(|source| ModuleError::Download { sha: sha.to_string(), source })?;
         let actual = Sha256::of(&bytes);
         if actual != sha {
             return Err(ModuleError::Mismatch {
@@ -97,9 +90,6 @@ impl ModuleCache {
         self.engine
             .load(&bytes)
             .await
-            .map_err(|e| ModuleError::Load {
-                sha: sha.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| ModuleError::Load { sha: sha.to_string(), message: e.to_string() })
     }
 }

@@ -127,19 +127,10 @@ impl AgentLoop {
         self.leasing.store(false, Ordering::Relaxed);
         // Drain: let running parts finish within the grace period, then stop them.
         let drain = async { while executions.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.settings.stop_grace, drain)
-            .await
-            .is_err()
-        {
-            let controls: Vec<_> = self
-                .lock_running()
-                .values()
-                .filter_map(|r| r.control.clone())
-                .collect();
-            tracing::info!(
-                executions = controls.len(),
-                "stopping executions for shutdown"
-            );
+        if tokio::time::timeout(self.settings.stop_grace, drain).await.is_err() {
+            let controls: Vec<_> =
+                self.lock_running().values().filter_map(|r| r.control.clone()).collect();
+            tracing::info!(executions = controls.len(), "stopping executions for shutdown");
             for control in controls {
                 control.stop(self.settings.stop_grace);
             }
@@ -160,11 +151,7 @@ impl AgentLoop {
         loop {
             // Reap finished executions so the set does not grow.
             while executions.try_join_next().is_some() {}
-            let permit = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
+            let permit = slots.clone().acquire_owned().await.expect("semaphore never closed");
             let answer = self.link.lease(self.settings.lease_wait).await;
             if answer.is_ok() && !reachable {
                 // The scheduler is back: deliver what waited without waiting
@@ -180,11 +167,7 @@ impl AgentLoop {
                     executions.spawn(self.clone().execute(lease, permit));
                 }
                 Ok(None) => delay = self.settings.retry_delay,
-                Err(
-                    e @ LinkError::Refused {
-                        status: 401 | 403, ..
-                    },
-                ) => {
+                Err(e @ LinkError::Refused { status: 401 | 403, .. }) => {
                     return Err(AgentError::Refused(e));
                 }
                 Err(e) => {
@@ -206,8 +189,7 @@ impl AgentLoop {
             label = %lease.part.label,
             "leased"
         );
-        self.lock_running()
-            .insert(lease.lease_ref(), Running::default());
+        self.lock_running().insert(lease.lease_ref(), Running::default());
     }
 
     /// Run a leased part on its slot, then the parts its result's answer
@@ -353,10 +335,7 @@ impl AgentLoop {
     /// is shutting down; if the scheduler is away, wake the delivery task to
     /// try again later.
     async fn deliver(&self, result: &Submission) -> Option<Lease> {
-        match self
-            .send(result, self.leasing.load(Ordering::Relaxed))
-            .await
-        {
+        match self.send(result, self.leasing.load(Ordering::Relaxed)).await {
             Delivery::Done(next) => next.map(|lease| *lease),
             Delivery::Kept => {
                 tracing::warn!(part = result.part_id, "result kept in the spool for later");
@@ -460,10 +439,8 @@ impl AgentLoop {
                         );
                     }
                     for lease in &ack.revoked {
-                        let control = self
-                            .lock_running()
-                            .get(lease)
-                            .and_then(|r| r.control.clone());
+                        let control =
+                            self.lock_running().get(lease).and_then(|r| r.control.clone());
                         if let Some(control) = control {
                             tracing::info!(
                                 part = lease.part_id,

@@ -38,13 +38,9 @@ impl OperatorPolicy {
             .split_once('=')
             .ok_or_else(|| format!("--dir {spec:?}: expected NAME=PATH or NAME=PATH:rw"))?;
         let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid_name {
-            return Err(format!(
-                "--dir {spec:?}: the name must be letters, digits, '-' or '_'"
-            ));
+            return Err(format!("--dir {spec:?}: the name must be letters, digits, '-' or '_'"));
         }
         let (path, writable) = match rest.strip_suffix(":rw") {
             Some(path) => (path, true),
@@ -53,13 +49,7 @@ impl OperatorPolicy {
         if path.is_empty() {
             return Err(format!("--dir {spec:?}: the path is empty"));
         }
-        Ok((
-            name.to_string(),
-            OperatorDir {
-                path: PathBuf::from(path),
-                writable,
-            },
-        ))
+        Ok((name.to_string(), OperatorDir { path: PathBuf::from(path), writable }))
     }
 }
 

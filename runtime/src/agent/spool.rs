@@ -43,20 +43,14 @@ pub struct SpoolError {
 impl Spool {
     /// A spool in `dir` (created if missing).
     pub fn open(dir: &Path) -> Result<Self, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(|source| SpoolError {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(Spool {
-            backend: Backend::Dir(dir.to_path_buf()),
-        })
+        std::fs::create_dir_all(dir)
+            .map_err(|source| SpoolError { path: dir.to_path_buf(), source })?;
+        Ok(Spool { backend: Backend::Dir(dir.to_path_buf()) })
     }
 
     /// A spool in memory (the daemon's in-process agent).
     pub fn in_memory() -> Self {
-        Spool {
-            backend: Backend::Memory(Mutex::new(BTreeMap::new())),
-        }
+        Spool { backend: Backend::Memory(Mutex::new(BTreeMap::new())) }
     }
 
     /// Keep `result` until [`Spool::remove`]. Durable on disk when this returns.
@@ -108,20 +102,15 @@ impl Spool {
         match &self.backend {
             Backend::Memory(map) => Ok(map.lock().expect("spool lock").values().cloned().collect()),
             Backend::Dir(dir) => {
-                let err = |source| SpoolError {
-                    path: dir.clone(),
-                    source,
-                };
+                let err = |source| SpoolError { path: dir.clone(), source };
                 let mut found = Vec::new();
                 for entry in std::fs::read_dir(dir).map_err(err)? {
                     let path = entry.map_err(err)?.path();
                     if path.extension().is_none_or(|e| e != "json") {
                         continue;
                     }
-                    let bytes = std::fs::read(&path).map_err(|source| SpoolError {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    let bytes = std::fs::read(&path)
+                        .map_err(|source| SpoolError { path: path.clone(), source })?;
                     match serde_json::from_slice::<Submission>(&bytes) {
                         Ok(s) => found.push(s),
                         Err(e) => {

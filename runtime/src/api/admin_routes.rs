@@ -47,25 +47,10 @@ pub async fn upload_plugin(
         uploaded_at: state.scheduler.now(),
     };
     let created = state.scheduler.store().put_plugin(&record).await?;
-    let stored = state
-        .scheduler
-        .store()
-        .plugin(&record.sha256)
-        .await?
-        .unwrap_or(record);
+    let stored = state.scheduler.store().plugin(&record.sha256).await?.unwrap_or(record);
     tracing::info!(plugin = %stored.name, version = %stored.version, sha256 = %stored.sha256, created, "plugin uploaded");
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        Json(PluginUploaded {
-            plugin: stored,
-            created,
-        }),
-    ))
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(PluginUploaded { plugin: stored, created })))
 }
 
 /// `GET /api/v1/plugins`.
@@ -87,13 +72,7 @@ pub async fn find_task(state: &ApiState, key: &str) -> ApiResult<Task> {
 }
 
 async fn view(state: &ApiState, task: Task) -> ApiResult<TaskView> {
-    let latest_run = state
-        .scheduler
-        .store()
-        .runs(Some(task.id))
-        .await?
-        .into_iter()
-        .next();
+    let latest_run = state.scheduler.store().runs(Some(task.id)).await?.into_iter().next();
     Ok(TaskView { task, latest_run })
 }
 
@@ -123,10 +102,7 @@ pub async fn edit_task(
     let task = find_task(&state, &key).await?;
     check_params(&state, &input.task).await?;
     check_task_artifacts(&state, &input.task).await?;
-    let updated = state
-        .scheduler
-        .update_task(task.id, &input.task, input.secrets.as_ref())
-        .await?;
+    let updated = state.scheduler.update_task(task.id, &input.task, input.secrets.as_ref()).await?;
     state.sweep.notify_one();
     Ok(Json(updated))
 }
@@ -157,10 +133,7 @@ pub async fn force_run(
     Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let task = find_task(&state, &key).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.scheduler.force_run(&task).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.scheduler.force_run(&task).await?)))
 }
 
 /// `GET /api/v1/tasks/{id or name}/results`: the latest run's results.
@@ -276,10 +249,7 @@ pub async fn rerun(
     body: Option<Json<RerunRequest>>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let request = body.map(|Json(r)| r).unwrap_or_default();
-    Ok((
-        StatusCode::CREATED,
-        Json(state.scheduler.rerun(id, request.failed_only).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(state.scheduler.rerun(id, request.failed_only).await?)))
 }
 
 /// `GET /api/v1/agents`.

@@ -77,10 +77,7 @@ mod tests {
         let cache = AgentCache::default();
         let t0 = Instant::now();
         cache.insert("h1", agent(1), t0);
-        assert_eq!(
-            cache.get("h1", t0 + AGENT_CACHE_TTL / 2).map(|a| a.id),
-            Some(1)
-        );
+        assert_eq!(cache.get("h1", t0 + AGENT_CACHE_TTL / 2).map(|a| a.id), Some(1));
         assert!(cache.get("h1", t0 + AGENT_CACHE_TTL).is_none());
         assert!(cache.get("other", t0).is_none());
     }

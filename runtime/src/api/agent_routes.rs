@@ -17,8 +17,8 @@ use super::state::{LEASE_RECHECK, MAX_LEASE_WAIT};
 use crate::engine::Sha256;
 use crate::module_catalog::CatalogError;
 use crate::protocol::{
-    AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRef, LeaseRequest, ProgressReport,
-    Registered, ResultAnswer, ResultQuery, Submission,
+    AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRequest, ProgressReport, Registered,
+    ResultAnswer, ResultQuery, Submission,
 };
 use crate::scheduler::{HEARTBEAT_INTERVAL, LOCAL_AGENT_NAME};
 
@@ -70,11 +70,7 @@ pub async fn lease(
 ) -> ApiResult<Response> {
     let Json(request) = body?;
     let wait = Duration::from_millis(request.wait_ms).min(MAX_LEASE_WAIT);
-    match state
-        .scheduler
-        .lease_waiting(&agent, wait, LEASE_RECHECK)
-        .await?
-    {
+    match state.scheduler.lease_waiting(&agent, wait, LEASE_RECHECK).await? {
         Some(lease) => {
             state.metrics.leases.inc();
             Ok(Json(lease).into_response())
@@ -90,9 +86,7 @@ pub async fn heartbeat(
     body: Result<Json<HeartbeatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<HeartbeatAck>> {
     let Json(request) = body?;
-    Ok(Json(
-        state.scheduler.heartbeat(&agent, &request.leases).await?,
-    ))
+    Ok(Json(state.scheduler.heartbeat(&agent, &request.leases).await?))
 }
 
 /// `POST /api/v1/agent/progress`.
@@ -101,15 +95,8 @@ pub async fn progress(
     AgentCaller(agent): AgentCaller,
     body: Result<Json<ProgressReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<StatusCode> {
-    let Json(p) = body?;
-    let lease = LeaseRef {
-        part_id: p.part_id,
-        attempt: p.attempt,
-    };
-    state
-        .scheduler
-        .progress(&agent, lease, p.done, p.total)
-        .await?;
+    let Json(report) = body?;
+    state.scheduler.progress(&agent, &report).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -124,10 +111,7 @@ pub async fn result(
     let Query(query) = query?;
     let Json(submission) = body?;
     let (ack, lease) = if query.lease_next {
-        state
-            .scheduler
-            .submit_and_lease(&agent, &submission)
-            .await?
+        state.scheduler.submit_and_lease(&agent, &submission).await?
     } else {
         (state.scheduler.submit(&agent, &submission).await?, None)
     };
@@ -138,15 +122,8 @@ pub async fn result(
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_default();
-    state
-        .metrics
-        .results
-        .get_or_create(&AckLabel { ack: label })
-        .inc();
-    state
-        .metrics
-        .durations
-        .observe(submission.duration_ms as f64 / 1000.0);
+    state.metrics.results.get_or_create(&AckLabel { ack: label }).inc();
+    state.metrics.durations.observe(submission.duration_ms as f64 / 1000.0);
     tracing::info!(
         agent = %agent.registration.name,
         part = submission.part_id,
@@ -168,12 +145,7 @@ pub async fn module(
         .ok_or_else(|| ApiError::bad_request("invalid_sha256", "expected 64 hex digits"))?;
     // Only modules of uploaded plugins: the plugin record is written after
     // the bytes, so a module mid-upload is not served yet.
-    let known = state
-        .scheduler
-        .store()
-        .plugin(sha.as_str())
-        .await?
-        .is_some();
+    let known = state.scheduler.store().plugin(sha.as_str()).await?.is_some();
     if !known {
         return Err(ApiError::NotFound(format!("module {sha} not found")));
     }
@@ -181,9 +153,5 @@ pub async fn module(
         CatalogError::NotFound(_) => ApiError::NotFound(e.to_string()),
         other => ApiError::Internal(format!("reading module {sha}: {other}")),
     })?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/wasm")],
-        Bytes::from(bytes),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], Bytes::from(bytes)).into_response())
 }

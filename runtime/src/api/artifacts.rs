@@ -25,10 +25,9 @@ impl From<ArtifactError> for ApiError {
     fn from(e: ArtifactError) -> Self {
         match e {
             ArtifactError::TooLarge { .. } => ApiError::TooLarge(e.to_string()),
-            ArtifactError::Empty => ApiError::bad_request(
-                "invalid_artifact",
-                "empty upload: send the file as the body",
-            ),
+            ArtifactError::Empty => {
+                ApiError::bad_request("invalid_artifact", "empty upload: send the file as the body")
+            }
             ArtifactError::Interrupted(_) | ArtifactError::Mismatch { .. } => {
                 ApiError::bad_request("invalid_artifact", e.to_string())
             }
@@ -54,26 +53,15 @@ pub async fn upload_artifact(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<ArtifactInfo>)> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_ARTIFACT_BYTES) {
-        return Err(ArtifactError::TooLarge {
-            limit: MAX_ARTIFACT_BYTES,
-        }
-        .into());
+        return Err(ArtifactError::TooLarge { limit: MAX_ARTIFACT_BYTES }.into());
     }
     let before = state.artifacts.list().await.map_err(ArtifactError::Io)?;
-    let info = state
-        .artifacts
-        .put(body.into_data_stream(), MAX_ARTIFACT_BYTES)
-        .await?;
+    let info = state.artifacts.put(body.into_data_stream(), MAX_ARTIFACT_BYTES).await?;
     let created = !before.iter().any(|a| a.sha256 == info.sha256);
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(info)))
 }
 
@@ -82,9 +70,7 @@ pub async fn list_artifacts(
     State(state): State<ApiState>,
     _: Admin,
 ) -> ApiResult<Json<Vec<ArtifactInfo>>> {
-    Ok(Json(
-        state.artifacts.list().await.map_err(ArtifactError::Io)?,
-    ))
+    Ok(Json(state.artifacts.list().await.map_err(ArtifactError::Io)?))
 }
 
 /// `GET /api/v1/agent/artifacts/{sha256}`: the file, streamed. The agent

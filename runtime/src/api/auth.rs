@@ -50,11 +50,7 @@ impl Credentials {
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The bearer token of a request.
@@ -103,12 +99,10 @@ impl FromRequestParts<ApiState> for AgentCaller {
         if let Some(agent) = state.agents.get(&token_hash, now) {
             return Ok(AgentCaller(agent));
         }
-        let agent = state
-            .scheduler
-            .store()
-            .agent_by_token(&token_hash)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("unknown agent token: register again".into()))?;
+        let agent =
+            state.scheduler.store().agent_by_token(&token_hash).await?.ok_or_else(|| {
+                ApiError::Unauthorized("unknown agent token: register again".into())
+            })?;
         state.agents.insert(&token_hash, agent.clone(), now);
         Ok(AgentCaller(agent))
     }
@@ -139,10 +133,8 @@ mod tests {
         let a = new_token();
         assert_eq!(a.len(), 64);
         assert_ne!(a, new_token());
-        let creds = Credentials {
-            admin_hashes: vec![hash_token(&a)],
-            enroll_hash: hash_token("enroll"),
-        };
+        let creds =
+            Credentials { admin_hashes: vec![hash_token(&a)], enroll_hash: hash_token("enroll") };
         assert!(creds.is_admin(&a));
         assert!(!creds.is_admin("guess"));
         assert!(creds.is_enrollment("enroll"));

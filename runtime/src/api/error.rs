@@ -47,10 +47,7 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with `code`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-        }
+        ApiError::BadRequest { code, message: message.into() }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -73,12 +70,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_string(),
-                message: self.to_string(),
-            },
-        };
+        let body =
+            ErrorBody { error: ErrorDetail { code: code.to_string(), message: self.to_string() } };
         (status, Json(body)).into_response()
     }
 }

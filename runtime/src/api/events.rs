@@ -55,9 +55,8 @@ pub async fn stream_events(
         }
     };
     let store = state.scheduler.store().clone();
-    let events = stream::unfold(
-        (store, after, Vec::new()),
-        |(store, mut after, mut pending)| async move {
+    let events =
+        stream::unfold((store, after, Vec::new()), |(store, mut after, mut pending)| async move {
             loop {
                 if let Some(event) = pending.pop() {
                     let event: crate::scheduler::Event = event;
@@ -80,7 +79,6 @@ pub async fn stream_events(
                     }
                 }
             }
-        },
-    );
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

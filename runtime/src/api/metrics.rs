@@ -114,11 +114,7 @@ impl Metrics {
             ("failed", total.failed),
             ("canceled", total.canceled),
         ] {
-            self.parts
-                .get_or_create(&StateLabel {
-                    state: state.to_string(),
-                })
-                .set(n as i64);
+            self.parts.get_or_create(&StateLabel { state: state.to_string() }).set(n as i64);
         }
     }
 

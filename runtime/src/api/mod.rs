@@ -33,14 +33,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/agent/progress", post(agent::progress))
         .route("/agent/results", post(agent::result))
         .route("/agent/modules/{sha256}", get(agent::module))
-        .route(
-            "/agent/artifacts/{sha256}",
-            get(artifacts::download_artifact),
-        )
-        .route(
-            "/artifacts",
-            post(artifacts::upload_artifact).get(artifacts::list_artifacts),
-        )
+        .route("/agent/artifacts/{sha256}", get(artifacts::download_artifact))
+        .route("/artifacts", post(artifacts::upload_artifact).get(artifacts::list_artifacts))
         .route(
             "/plugins",
             post(admin::upload_plugin)

@@ -30,138 +30,41 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     let waiting = state.scheduler.work_signal().waiting();
     state.metrics.long_polls.set(waiting as i64);
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),
     ))
 }
 
 /// Every route: method, path (OpenAPI template), who may call it, summary.
+#[rustfmt::skip]
 pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
-    (
-        "post",
-        "/agent/register",
-        Auth::Enrollment,
-        "Register an agent; returns its token",
-    ),
-    (
-        "post",
-        "/agent/lease",
-        Auth::Agent,
-        "Lease a part (long-poll); 204 when there is none",
-    ),
-    (
-        "post",
-        "/agent/heartbeat",
-        Auth::Agent,
-        "Extend the leases in progress; lists revoked ones",
-    ),
-    (
-        "post",
-        "/agent/progress",
-        Auth::Agent,
-        "Report progress of a leased part",
-    ),
-    (
-        "post",
-        "/agent/results",
-        Auth::Agent,
-        "Send the result of a leased part (names its attempt); with ?lease_next=true the answer also carries the agent's next lease, if any",
-    ),
-    (
-        "get",
-        "/agent/modules/{sha256}",
-        Auth::Agent,
-        "Download a plugin module by sha256",
-    ),
-    (
-        "get",
-        "/agent/artifacts/{sha256}",
-        Auth::Agent,
-        "Download an artifact by sha256 (streamed; verify the hash)",
-    ),
-    (
-        "post",
-        "/artifacts",
-        Auth::Admin,
-        "Upload an artifact (body: the file, at most 512 MiB); answers {sha256, size, created}",
-    ),
+    ("post", "/agent/register", Auth::Enrollment, "Register an agent; returns its token"),
+    ("post", "/agent/lease", Auth::Agent, "Lease a part (long-poll); 204 when there is none"),
+    ("post", "/agent/heartbeat", Auth::Agent, "Extend the leases in progress; lists revoked ones"),
+    ("post", "/agent/progress", Auth::Agent, "Report progress of a leased part"),
+    ("post", "/agent/results", Auth::Agent, "Send the result of a leased part (names its attempt); with ?lease_next=true the answer also carries the agent's next lease, if any"),
+    ("get", "/agent/modules/{sha256}", Auth::Agent, "Download a plugin module by sha256"),
+    ("get", "/agent/artifacts/{sha256}", Auth::Agent, "Download an artifact by sha256 (streamed; verify the hash)"),
+    ("post", "/artifacts", Auth::Admin, "Upload an artifact (body: the file, at most 512 MiB); answers {sha256, size, created}"),
     ("get", "/artifacts", Auth::Admin, "List stored artifacts"),
-    (
-        "post",
-        "/plugins",
-        Auth::Admin,
-        "Upload a plugin component (body: .wasm bytes)",
-    ),
+    ("post", "/plugins", Auth::Admin, "Upload a plugin component (body: .wasm bytes)"),
     ("get", "/plugins", Auth::Admin, "List plugins and versions"),
     ("post", "/tasks", Auth::Admin, "Create a task"),
-    (
-        "get",
-        "/tasks",
-        Auth::Admin,
-        "List tasks with their latest run",
-    ),
-    (
-        "get",
-        "/tasks/{task}",
-        Auth::Admin,
-        "Show a task (by id or name)",
-    ),
-    (
-        "put",
-        "/tasks/{task}",
-        Auth::Admin,
-        "Edit a task; runs already created keep their snapshot",
-    ),
-    (
-        "post",
-        "/tasks/{task}/run",
-        Auth::Admin,
-        "Force a run above every priority",
-    ),
-    (
-        "get",
-        "/tasks/{task}/results",
-        Auth::Admin,
-        "Results of the task's latest run",
-    ),
+    ("get", "/tasks", Auth::Admin, "List tasks with their latest run"),
+    ("get", "/tasks/{task}", Auth::Admin, "Show a task (by id or name)"),
+    ("put", "/tasks/{task}", Auth::Admin, "Edit a task; runs already created keep their snapshot"),
+    ("post", "/tasks/{task}/run", Auth::Admin, "Force a run above every priority"),
+    ("get", "/tasks/{task}/results", Auth::Admin, "Results of the task's latest run"),
     ("get", "/runs", Auth::Admin, "List runs (?task= to filter)"),
     ("get", "/runs/{run}", Auth::Admin, "Show a run"),
-    (
-        "get",
-        "/runs/{run}/parts",
-        Auth::Admin,
-        "Parts with owners, attempts, progress, errors",
-    ),
-    (
-        "get",
-        "/runs/{run}/results",
-        Auth::Admin,
-        "Results of a run",
-    ),
+    ("get", "/runs/{run}/parts", Auth::Admin, "Parts with owners, attempts, progress, errors"),
+    ("get", "/runs/{run}/results", Auth::Admin, "Results of a run"),
     ("post", "/runs/{run}/suspend", Auth::Admin, "Suspend a run"),
-    (
-        "post",
-        "/runs/{run}/resume",
-        Auth::Admin,
-        "Resume a suspended run",
-    ),
+    ("post", "/runs/{run}/resume", Auth::Admin, "Resume a suspended run"),
     ("post", "/runs/{run}/cancel", Auth::Admin, "Cancel a run"),
-    (
-        "post",
-        "/runs/{run}/rerun",
-        Auth::Admin,
-        "Re-run a run, or only its failed parts",
-    ),
+    ("post", "/runs/{run}/rerun", Auth::Admin, "Re-run a run, or only its failed parts"),
     ("get", "/agents", Auth::Admin, "List agents"),
-    (
-        "get",
-        "/events",
-        Auth::Admin,
-        "Server-sent events of every state change",
-    ),
+    ("get", "/events", Auth::Admin, "Server-sent events of every state change"),
     ("get", "/openapi.json", Auth::None, "This document"),
 ];
 
@@ -193,9 +96,8 @@ pub async fn openapi() -> Result<Json<serde_json::Value>, ApiError> {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| serde_json::json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        let entry = paths
-            .entry(format!("{API_PREFIX}{path}"))
-            .or_insert_with(|| serde_json::json!({}));
+        let entry =
+            paths.entry(format!("{API_PREFIX}{path}")).or_insert_with(|| serde_json::json!({}));
         entry[*method] = serde_json::json!({
             "summary": summary,
             "security": security,

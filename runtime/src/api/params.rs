@@ -11,17 +11,12 @@ const MAX_REPORTED_ERRORS: usize = 10;
 
 /// `Ok` if `spec.params` satisfies the schema of `spec.plugin`.
 pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
-    let plugin = state
-        .scheduler
-        .store()
-        .latest_plugin(&spec.plugin)
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "unknown_plugin",
-                format!("unknown plugin {:?}: upload it first", spec.plugin),
-            )
-        })?;
+    let plugin = state.scheduler.store().latest_plugin(&spec.plugin).await?.ok_or_else(|| {
+        ApiError::bad_request(
+            "unknown_plugin",
+            format!("unknown plugin {:?}: upload it first", spec.plugin),
+        )
+    })?;
     let schema = &plugin.manifest["params_schema"];
     if schema.is_null() || schema == &serde_json::json!({}) {
         return Ok(());
@@ -40,11 +35,7 @@ pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
         .take(MAX_REPORTED_ERRORS)
         .map(|e| {
             let at = e.instance_path.to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
+            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
         })
         .collect();
     if errors.is_empty() {

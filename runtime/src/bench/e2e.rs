@@ -118,10 +118,7 @@ pub async fn run(plan: &E2eBenchPlan) -> anyhow::Result<E2eReport> {
     ensure!(plan.agents >= 1, "--agents must be at least 1");
     ensure!(plan.parts >= 1, "--parts must be at least 1");
     if plan.database.is_none() && plan.daemons > 1 {
-        bail!(
-            "{} daemons need a shared store: give --database postgres://...",
-            plan.daemons
-        );
+        bail!("{} daemons need a shared store: give --database postgres://...", plan.daemons);
     }
     let module_path = plan.plugin_dir.join(PLUGIN_FILE);
     let module = std::fs::read(&module_path).with_context(|| {
@@ -145,9 +142,7 @@ pub async fn run(plan: &E2eBenchPlan) -> anyhow::Result<E2eReport> {
     let admin = ApiClient::new(&daemons[0].url, ClientTls::default())?
         .with_token(&secrets.admin)
         .with_timeout(Duration::from_secs(120));
-    let _: serde_json::Value = admin
-        .post_bytes("/plugins", module, "application/wasm")
-        .await?;
+    let _: serde_json::Value = admin.post_bytes("/plugins", module, "application/wasm").await?;
 
     let outcome = measure(plan, &admin, &daemons, &secrets, dir.path()).await;
 
@@ -211,17 +206,9 @@ async fn measure(
         let link = register(url, secrets, &name).await?;
         names.push(name);
         let artifacts = ArtifactStore::open(dir.join(format!("artifacts-{i}")))?;
-        let settings = AgentSettings {
-            slots: plan.slots,
-            ..AgentSettings::default()
-        };
-        let agent = AgentLoop::new(
-            Arc::new(link),
-            engine.clone(),
-            Spool::in_memory(),
-            artifacts,
-            settings,
-        );
+        let settings = AgentSettings { slots: plan.slots, ..AgentSettings::default() };
+        let agent =
+            AgentLoop::new(Arc::new(link), engine.clone(), Spool::in_memory(), artifacts, settings);
         let mut stopped = stopped.clone();
         agents.push(tokio::spawn(agent.run(async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -238,11 +225,7 @@ async fn measure(
     check_exactly_once(admin, run.id, plan.parts).await?;
 
     Ok(E2eReport {
-        store: if plan.database.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        },
+        store: if plan.database.is_some() { "postgres" } else { "sqlite" },
         daemons: plan.daemons,
         agents: plan.agents,
         slots: plan.slots,
@@ -268,10 +251,7 @@ struct Secrets {
 
 impl Secrets {
     fn generate() -> Self {
-        Secrets {
-            admin: crate::api::auth::new_token(),
-            enroll: crate::api::auth::new_token(),
-        }
+        Secrets { admin: crate::api::auth::new_token(), enroll: crate::api::auth::new_token() }
     }
 }
 
@@ -303,9 +283,8 @@ impl BenchDaemon {
         if let Some(url) = database {
             command.env("JOBSTACK_DATABASE", url);
         }
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", plan.jobstack.display()))?;
+        let mut child =
+            command.spawn().with_context(|| format!("cannot start {}", plan.jobstack.display()))?;
         let mut lines = BufReader::new(child.stdout.take().context("piped stdout")?).lines();
         let url = tokio::time::timeout(DAEMON_START, async {
             while let Some(line) = lines.next_line().await? {
@@ -351,14 +330,9 @@ async fn force_run(
     task.params = serde_json::json!({ "parts": parts, "ms": 0 });
     task.frequency = Frequency::Manual;
     task.targeting.agents = agents.to_vec();
-    let input = TaskInput {
-        task,
-        secrets: None,
-    };
-    let _: serde_json::Value = admin
-        .post_json("/tasks", &input)
-        .await?
-        .context("task creation answered no content")?;
+    let input = TaskInput { task, secrets: None };
+    let _: serde_json::Value =
+        admin.post_json("/tasks", &input).await?.context("task creation answered no content")?;
     Ok(admin.post(&format!("/tasks/{name}/run")).await?)
 }
 
@@ -374,10 +348,7 @@ async fn enqueue_to_start(
         let mut task = TaskSpec::new(&format!("bench-wake-{i}"), "fixture-steps");
         task.params = serde_json::json!({ "parts": 1, "ms": 0 });
         task.frequency = Frequency::Manual;
-        let input = TaskInput {
-            task,
-            secrets: None,
-        };
+        let input = TaskInput { task, secrets: None };
         let _: Option<serde_json::Value> = admin.post_json("/tasks", &input).await?;
     }
     let (leased_tx, mut leased) = tokio::sync::mpsc::unbounded_channel();
@@ -449,10 +420,7 @@ async fn wait_for_end(admin: &ApiClient, run_id: i64) -> anyhow::Result<()> {
             State::Finished => return Ok(()),
             s if s.is_terminal() => bail!("run {run_id} ended {s}: {:?}", run.error),
             _ if Instant::now() > deadline => {
-                bail!(
-                    "run {run_id} did not end within {RUN_DEADLINE:?}: {:?}",
-                    run.parts
-                )
+                bail!("run {run_id} did not end within {RUN_DEADLINE:?}: {:?}", run.parts)
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -462,20 +430,12 @@ async fn wait_for_end(admin: &ApiClient, run_id: i64) -> anyhow::Result<()> {
 /// Every part has exactly one applied result; answers how many were checked.
 async fn check_exactly_once(admin: &ApiClient, run_id: i64, parts: usize) -> anyhow::Result<usize> {
     let answer: RunResults = admin.get_json(&format!("/runs/{run_id}/results")).await?;
-    let mut applied: Vec<i64> = answer
-        .results
-        .iter()
-        .filter(|r| r.applied)
-        .map(|r| r.submission.part_id)
-        .collect();
+    let mut applied: Vec<i64> =
+        answer.results.iter().filter(|r| r.applied).map(|r| r.submission.part_id).collect();
     applied.sort_unstable();
     let total = applied.len();
-    let twice: Vec<i64> = applied
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .take(3)
-        .collect();
+    let twice: Vec<i64> =
+        applied.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).take(3).collect();
     applied.dedup();
     if total == parts && applied.len() == parts {
         return Ok(total);

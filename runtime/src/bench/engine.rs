@@ -130,9 +130,7 @@ pub async fn run(plugin_dir: &Path, plan: &EngineBenchPlan) -> anyhow::Result<En
     let dedicated = || engine.execute(&trivial, request().mode(Mode::Dedicated));
     let dedicated_lat = latencies(plan.latency_samples / 5, dedicated).await?;
     let dedicated_rate = throughput(plan.throughput_samples / 10, 2, || {
-        engine
-            .start(&trivial, request().mode(Mode::Dedicated))
-            .wait()
+        engine.start(&trivial, request().mode(Mode::Dedicated)).wait()
     })
     .await?;
 
@@ -159,11 +157,7 @@ pub async fn run(plugin_dir: &Path, plan: &EngineBenchPlan) -> anyhow::Result<En
 }
 
 fn trivial_part() -> Part {
-    Part {
-        label: "bench".into(),
-        targets: Vec::new(),
-        payload: "{}".into(),
-    }
+    Part { label: "bench".into(), targets: Vec::new(), payload: "{}".into() }
 }
 
 /// Latencies in µs of `n` executions one after the other; every one must finish.
@@ -265,18 +259,14 @@ async fn naive_once(
     )?;
     let mut store = Store::new(engine, state);
     let task = Task::instantiate_async(&mut store, component, linker).await?;
-    task.call_init(&mut store, "{}")
-        .await?
-        .map_err(anyhow::Error::msg)?;
+    task.call_init(&mut store, "{}").await?.map_err(anyhow::Error::msg)?;
     let job = wit::Job {
         params: "{}".into(),
         secrets: "{}".into(),
         part: (&trivial_part()).into(),
         attempt: 1,
     };
-    task.call_execute(&mut store, &job)
-        .await?
-        .map_err(anyhow::Error::msg)?;
+    task.call_execute(&mut store, &job).await?.map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

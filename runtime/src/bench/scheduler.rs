@@ -121,27 +121,16 @@ fn part(i: u32) -> NewPart {
 pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let dir = tempfile::tempdir()?;
     let (store, scratch, pg, name): (Arc<dyn Store>, _, _, _) = match &plan.database {
-        None => (
-            Arc::new(SqliteStore::open_in(dir.path()).await?),
-            None,
-            None,
-            "sqlite",
-        ),
+        None => (Arc::new(SqliteStore::open_in(dir.path()).await?), None, None, "sqlite"),
         Some(url) => {
             let db = ScratchDatabase::create(url, "jobstack_bench").await?;
-            let settings = PgSettings {
-                max_connections: plan.agents as u32 + 4,
-                ..PgSettings::default()
-            };
+            let settings =
+                PgSettings { max_connections: plan.agents as u32 + 4, ..PgSettings::default() };
             let store = PostgresStore::connect_with(&db.url(), &settings).await?;
             (Arc::new(store.clone()), Some(db), Some(store), "postgres")
         }
     };
-    let sched = Scheduler::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        Arc::new(CountSplitter),
-    );
+    let sched = Scheduler::new(store.clone(), Arc::new(SystemClock), Arc::new(CountSplitter));
     let now = sched.now();
     store
         .put_plugin(&PluginRecord {
@@ -224,9 +213,7 @@ async fn agent(store: &dyn Store, name: &str, now: DateTime<Utc>) -> anyhow::Res
         pooled_slots: 1,
         dedicated_slots: 0,
     };
-    Ok(store
-        .register_agent(&registration, &format!("bench-token-{name}"), now)
-        .await?)
+    Ok(store.register_agent(&registration, &format!("bench-token-{name}"), now).await?)
 }
 
 /// A forced run of a task of `parts` parts, split and stored.
@@ -301,10 +288,7 @@ async fn held_run_latencies(
     agent: &Agent,
     samples: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    let held = sched
-        .lease(agent)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the stack ran dry"))?;
+    let held = sched.lease(agent).await?.ok_or_else(|| anyhow::anyhow!("the stack ran dry"))?;
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
@@ -322,9 +306,7 @@ async fn held_run_latencies(
 /// the statistics, so that each figure measures its own phase.
 async fn settle(pg: Option<&PostgresStore>) -> anyhow::Result<()> {
     if let Some(pg) = pg {
-        sqlx::query("VACUUM (ANALYZE) parts")
-            .execute(pg.pool())
-            .await?;
+        sqlx::query("VACUUM (ANALYZE) parts").execute(pg.pool()).await?;
     }
     Ok(())
 }

@@ -69,16 +69,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
         policy.dirs.insert(name, dir);
     }
-    let networks = if args.networks.is_empty() {
-        interface_networks()?
-    } else {
-        args.networks.clone()
-    };
-    policy.allow_net = if args.allow_net.is_empty() {
-        networks.clone()
-    } else {
-        args.allow_net.clone()
-    };
+    let networks =
+        if args.networks.is_empty() { interface_networks()? } else { args.networks.clone() };
+    policy.allow_net =
+        if args.allow_net.is_empty() { networks.clone() } else { args.allow_net.clone() };
     let name = match &args.name {
         Some(n) => n.clone(),
         None => gethostname::gethostname().to_string_lossy().into_owned(),
@@ -98,12 +92,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         pooled_slots: args.slots as u32,
         dedicated_slots: engine.config().dedicated_slots,
     };
-    let client = ApiClient::new(
-        &args.server,
-        ClientTls {
-            ca_file: args.ca_file.clone(),
-        },
-    )?;
+    let client = ApiClient::new(&args.server, ClientTls { ca_file: args.ca_file.clone() })?;
 
     // The daemon may not be up yet (or be restarting): keep trying, unless it
     // refuses us for good (wrong secret).
@@ -135,11 +124,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         "jobstack agent: registered as {name} (id {}) with {}, networks {}",
         link.registered().agent_id,
         args.server,
-        networks
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        networks.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     );
     let artifacts = ArtifactStore::open(args.state_dir.join("artifacts"))
         .with_context(|| format!("cannot open {}", args.state_dir.join("artifacts").display()))?;

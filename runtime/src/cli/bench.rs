@@ -79,27 +79,12 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCommand::Engine {
-            json,
-            plugin_dir,
-            parked,
-            threads,
-        } => {
-            let plan = EngineBenchPlan {
-                parked,
-                threads,
-                ..EngineBenchPlan::default()
-            };
+        BenchCommand::Engine { json, plugin_dir, parked, threads } => {
+            let plan = EngineBenchPlan { parked, threads, ..EngineBenchPlan::default() };
             let report = jobstack::bench::engine::run(&plugin_dir, &plan).await?;
             print(json, &report)
         }
-        BenchCommand::Scheduler {
-            json,
-            database,
-            parts,
-            agents,
-            large_parts,
-        } => {
+        BenchCommand::Scheduler { json, database, parts, agents, large_parts } => {
             let plan = SchedulerBenchPlan {
                 database,
                 parts,

@@ -12,9 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use jobstack::engine::http::HttpHost;
-use jobstack::engine::{
-    Engine, EngineConfig, ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status,
-};
+use jobstack::engine::{ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status};
 
 /// Arguments of `jobstack exec`.
 #[derive(Debug, clap::Args)]
@@ -97,18 +95,8 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         }
         grants = grants.preopen(host, guest, true);
     }
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let engine = Engine::new(EngineConfig {
-        pooled_slots: 4,
-        dedicated_slots: 1,
-        pooled_threads: 2,
-        ..EngineConfig::default()
-    })?;
-    let plugin = engine
-        .load(&bytes)
-        .await
-        .with_context(|| format!("{} is not a valid jobstack plugin", args.file.display()))?;
+    let engine = super::inspect::local_engine(4, 2)?;
+    let plugin = super::inspect::load_file(&engine, &args.file).await?;
 
     let outcome = match part {
         None => engine.split_outcome(&plugin, &args.params).await,
@@ -125,17 +113,10 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
                 })
                 .limits(limits)
                 .grants(grants);
-            let request = ExecutionRequest {
-                attempt: args.attempt,
-                ..request
-            };
+            let request = ExecutionRequest { attempt: args.attempt, ..request };
             engine.execute(&plugin, request).await
         }
     };
     println!("{}", serde_json::to_string(&outcome)?);
-    Ok(if outcome.status == Status::Finished {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if outcome.status == Status::Finished { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -48,19 +48,16 @@ enum PluginCommand {
     /// Print a plugin's manifest, sha256 and size, or why it is not a valid plugin.
     Inspect(inspect::InspectArgs),
     /// Upload a plugin to the daemon (validated there; the same file twice is fine).
-    Push(admin::plugin::PushArgs),
+    Push(admin::UploadArgs),
     /// List the daemon's plugins and their versions.
-    List(admin::plugin::ListArgs),
+    List(admin::ServerArgs),
 }
 
 /// Parse the command line, run it, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -97,8 +94,6 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

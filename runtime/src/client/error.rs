@@ -162,19 +162,12 @@ mod tests {
         assert!(e.to_string().contains("upstream down"), "{e}");
         assert!(e.is_transient());
         let empty = ClientError::from_answer(StatusCode::SERVICE_UNAVAILABLE, b"");
-        assert_eq!(
-            empty.to_string(),
-            "the server answered 503 Service Unavailable"
-        );
+        assert_eq!(empty.to_string(), "the server answered 503 Service Unavailable");
     }
 
     #[test]
     fn transient_only_for_transport_and_gateway_statuses() {
-        let api = |status| ClientError::Api {
-            status,
-            code: String::new(),
-            message: String::new(),
-        };
+        let api = |status| ClientError::Api { status, code: String::new(), message: String::new() };
         assert!(ClientError::Transport("x".into()).is_transient());
         for status in [502, 503, 504] {
             assert!(api(status).is_transient(), "{status}");

@@ -98,12 +98,7 @@ impl ApiClient {
         let http = builder
             .build()
             .map_err(|e| ClientError::Config(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Self {
-            http,
-            base,
-            token: None,
-            timeout: DEFAULT_TIMEOUT,
-        })
+        Ok(Self { http, base, token: None, timeout: DEFAULT_TIMEOUT })
     }
 
     /// The same client sending `Authorization: Bearer <token>`.
@@ -149,9 +144,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<Option<T>, ClientError> {
-        let response = self
-            .send(self.request(Method::POST, path).json(body))
-            .await?;
+        let response = self.send(self.request(Method::POST, path).json(body)).await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
@@ -170,9 +163,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let response = self
-            .send(self.request(Method::PUT, path).json(body))
-            .await?;
+        let response = self.send(self.request(Method::PUT, path).json(body)).await?;
         decode(response).await
     }
 
@@ -183,10 +174,8 @@ impl ApiClient {
         bytes: impl Into<Bytes>,
         content_type: &str,
     ) -> Result<T, ClientError> {
-        let request = self
-            .request(Method::POST, path)
-            .header(CONTENT_TYPE, content_type)
-            .body(bytes.into());
+        let request =
+            self.request(Method::POST, path).header(CONTENT_TYPE, content_type).body(bytes.into());
         let response = self.send(request).await?;
         decode(response).await
     }
@@ -195,10 +184,7 @@ impl ApiClient {
     pub async fn get_bytes(&self, path: &str) -> Result<Bytes, ClientError> {
         let url = self.url(path);
         let response = self.send(self.request(Method::GET, path)).await?;
-        response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::transport(&url, &e))
+        response.bytes().await.map_err(|e| ClientError::transport(&url, &e))
     }
 
     /// `GET path` as a stream of body chunks with no overall timeout (a
@@ -210,10 +196,7 @@ impl ApiClient {
         path: &str,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let url = self.url(path);
-        let mut request = self
-            .http
-            .get(&url)
-            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, "text/event-stream");
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, token.clone());
         }
@@ -224,10 +207,7 @@ impl ApiClient {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .timeout(self.timeout);
+        let mut request = self.http.request(method, self.url(path)).timeout(self.timeout);
         if let Some(token) = &self.token {
             request = request.header(AUTHORIZATION, token.clone());
         }
@@ -236,10 +216,7 @@ impl ApiClient {
 
     /// Send and turn an error status into [`ClientError::Api`].
     async fn send(&self, request: RequestBuilder) -> Result<Response, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(&self.base, &e))?;
+        let response = request.send().await.map_err(|e| ClientError::transport(&self.base, &e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -252,10 +229,7 @@ impl ApiClient {
 /// Decode a success answer's JSON body.
 async fn decode<T: DeserializeOwned>(response: Response) -> Result<T, ClientError> {
     let url = response.url().to_string();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| ClientError::transport(&url, &e))?;
+    let body = response.bytes().await.map_err(|e| ClientError::transport(&url, &e))?;
     serde_json::from_slice(&body).map_err(|e| {
         ClientError::Decode(format!(
             "unexpected answer from {url}: {e} (is the server a jobstack daemon of the same version?)"
@@ -318,10 +292,7 @@ mod tests {
             assert_eq!(normalize_base(given).unwrap(), expected, "{given}");
         }
         for bad in ["127.0.0.1:8080", "ftp://host", "http://host/?x=1", ""] {
-            assert!(
-                matches!(normalize_base(bad), Err(ClientError::Config(_))),
-                "{bad}"
-            );
+            assert!(matches!(normalize_base(bad), Err(ClientError::Config(_))), "{bad}");
         }
     }
 
@@ -341,21 +312,13 @@ mod tests {
 
     #[test]
     fn missing_or_bad_ca_file_is_a_config_error() {
-        let missing = ClientTls {
-            ca_file: Some("/nonexistent/ca.pem".into()),
-        };
+        let missing = ClientTls { ca_file: Some("/nonexistent/ca.pem".into()) };
         let e = ApiClient::new("https://h", missing).unwrap_err();
         assert!(e.to_string().contains("cannot read the CA file"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
-        let e = ApiClient::new(
-            "https://h",
-            ClientTls {
-                ca_file: Some(path),
-            },
-        )
-        .unwrap_err();
+        let e = ApiClient::new("https://h", ClientTls { ca_file: Some(path) }).unwrap_err();
         assert!(matches!(e, ClientError::Config(_)), "{e}");
     }
 
@@ -368,10 +331,7 @@ mod tests {
         };
         let client =
             ApiClient::new(&format!("http://127.0.0.1:{port}"), ClientTls::default()).unwrap();
-        let e = client
-            .get_json::<serde_json::Value>("/tasks")
-            .await
-            .unwrap_err();
+        let e = client.get_json::<serde_json::Value>("/tasks").await.unwrap_err();
         assert!(e.is_transient());
         let text = e.to_string();
         assert!(

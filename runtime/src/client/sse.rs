@@ -141,14 +141,7 @@ mod tests {
             }]
         );
         let done = parser.push(b"\r\n");
-        assert_eq!(
-            done,
-            vec![SseMessage {
-                id: Some("8".into()),
-                event: None,
-                data: "x".into()
-            }]
-        );
+        assert_eq!(done, vec![SseMessage { id: Some("8".into()), event: None, data: "x".into() }]);
     }
 
     #[test]

@@ -20,10 +20,7 @@ pub async fn deploy(
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("fixture_"))
-        })
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("fixture_")))
         .collect();
     entries.sort();
     let mut deployed = Vec::new();

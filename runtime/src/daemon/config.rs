@@ -49,8 +49,7 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -91,9 +90,7 @@ impl ServeSettings {
             listen: self
                 .listen
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             database: self.database,
             local_agent: self.local_agent.unwrap_or(true),
             admin_token: self.admin_token,
@@ -163,32 +160,19 @@ mod tests {
     fn the_database_comes_from_the_file_unless_a_flag_names_one() {
         let file: ServeSettings =
             toml::from_str("database = \"postgres://jobstack@db1/jobstack\"\n").unwrap();
-        let config = file
-            .clone()
-            .overridden_by(ServeSettings::default())
-            .resolve()
-            .unwrap();
-        assert_eq!(
-            config.database.as_deref(),
-            Some("postgres://jobstack@db1/jobstack")
-        );
+        let config = file.clone().overridden_by(ServeSettings::default()).resolve().unwrap();
+        assert_eq!(config.database.as_deref(), Some("postgres://jobstack@db1/jobstack"));
         let flags = ServeSettings {
             database: Some("postgres://jobstack@db2/jobstack".into()),
             ..ServeSettings::default()
         };
         let config = file.overridden_by(flags).resolve().unwrap();
-        assert_eq!(
-            config.database.as_deref(),
-            Some("postgres://jobstack@db2/jobstack")
-        );
+        assert_eq!(config.database.as_deref(), Some("postgres://jobstack@db2/jobstack"));
     }
 
     #[test]
     fn a_certificate_without_its_key_is_refused() {
-        let half = ServeSettings {
-            tls_cert: Some("cert.pem".into()),
-            ..ServeSettings::default()
-        };
+        let half = ServeSettings { tls_cert: Some("cert.pem".into()), ..ServeSettings::default() };
         let err = half.resolve().unwrap_err().to_string();
         assert!(err.contains("--tls-key"), "{err}");
     }

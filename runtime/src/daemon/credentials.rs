@@ -30,10 +30,7 @@ pub fn load_or_create(
     let path = data_dir.join(CREDENTIALS_FILE);
     let stored: Option<StoredHashes> = match std::fs::read(&path) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "{} is corrupt: delete it to make new tokens",
-                path.display()
-            )
+            format!("{} is corrupt: delete it to make new tokens", path.display())
         })?),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -51,16 +48,9 @@ pub fn load_or_create(
                 }
             }
         };
-    let admin = pick(
-        admin_token,
-        stored.as_ref().map(|s| &s.admin_token_sha256),
-        "admin token",
-    );
-    let enroll = pick(
-        enroll_secret,
-        stored.as_ref().map(|s| &s.enroll_secret_sha256),
-        "enrollment secret",
-    );
+    let admin = pick(admin_token, stored.as_ref().map(|s| &s.admin_token_sha256), "admin token");
+    let enroll =
+        pick(enroll_secret, stored.as_ref().map(|s| &s.enroll_secret_sha256), "enrollment secret");
     if stored.is_none() || !generated.is_empty() {
         let hashes = StoredHashes {
             admin_token_sha256: admin.clone(),
@@ -71,10 +61,7 @@ pub fn load_or_create(
     for (what, token) in generated {
         eprintln!("jobstack: generated {what} (shown once, only its hash is kept): {token}");
     }
-    Ok(Credentials {
-        admin_hashes: vec![admin],
-        enroll_hash: enroll,
-    })
+    Ok(Credentials { admin_hashes: vec![admin], enroll_hash: enroll })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -13,7 +13,9 @@ use crate::api::state::LEASE_RECHECK;
 use crate::artifacts::ArtifactStore;
 use crate::engine::Sha256;
 use crate::module_catalog::{CatalogError, ModuleCatalog};
-use crate::protocol::{AgentRegistration, HeartbeatAck, Lease, LeaseRef, ResultAnswer, Submission};
+use crate::protocol::{
+    AgentRegistration, HeartbeatAck, Lease, LeaseRef, ProgressReport, ResultAnswer, Submission,
+};
 use crate::scheduler::{Agent, LOCAL_AGENT_NAME, Scheduler, SchedulerError};
 use crate::store::StoreError;
 
@@ -46,16 +48,9 @@ impl LocalLink {
         // In-process calls carry no token; the hash of a fresh random token
         // keeps the row from matching any HTTP caller.
         let unusable = crate::api::auth::hash_token(&crate::api::auth::new_token());
-        let agent = scheduler
-            .store()
-            .register_agent(&registration, &unusable, scheduler.now())
-            .await?;
-        Ok(LocalLink {
-            scheduler,
-            modules,
-            artifacts,
-            agent,
-        })
+        let agent =
+            scheduler.store().register_agent(&registration, &unusable, scheduler.now()).await?;
+        Ok(LocalLink { scheduler, modules, artifacts, agent })
     }
 
     /// Start the loop; it runs until `shutdown` resolves.
@@ -67,13 +62,7 @@ impl LocalLink {
         let engine = self.modules.engine().clone();
         // The daemon's own store: granted artifacts are already there.
         let artifacts = self.artifacts.clone();
-        let agent = AgentLoop::new(
-            Arc::new(self),
-            engine,
-            Spool::in_memory(),
-            artifacts,
-            settings,
-        );
+        let agent = AgentLoop::new(Arc::new(self), engine, Spool::in_memory(), artifacts, settings);
         tokio::spawn(async move {
             if let Err(e) = agent.run(shutdown).await {
                 tracing::error!(error = %e, "the local agent stopped");
@@ -103,24 +92,16 @@ fn link_error(e: SchedulerError) -> LinkError {
 #[async_trait]
 impl AgentLink for LocalLink {
     async fn lease(&self, wait: Duration) -> Result<Option<Lease>, LinkError> {
-        self.scheduler
-            .lease_waiting(&self.agent, wait, LEASE_RECHECK)
-            .await
-            .map_err(link_error)
+        self.scheduler.lease_waiting(&self.agent, wait, LEASE_RECHECK).await.map_err(link_error)
     }
 
     async fn heartbeat(&self, leases: &[LeaseRef]) -> Result<HeartbeatAck, LinkError> {
-        self.scheduler
-            .heartbeat(&self.agent, leases)
-            .await
-            .map_err(link_error)
+        self.scheduler.heartbeat(&self.agent, leases).await.map_err(link_error)
     }
 
     async fn progress(&self, lease: LeaseRef, done: u64, total: u64) -> Result<(), LinkError> {
-        self.scheduler
-            .progress(&self.agent, lease, done, total)
-            .await
-            .map_err(link_error)
+        let report = ProgressReport { part_id: lease.part_id, attempt: lease.attempt, done, total };
+        self.scheduler.progress(&self.agent, &report).await.map_err(link_error)
     }
 
     async fn submit(
@@ -144,26 +125,19 @@ impl AgentLink for LocalLink {
             message: format!("module {sha256} not found"),
         })?;
         self.modules.bytes(&sha).await.map_err(|e| match e {
-            CatalogError::NotFound(_) => LinkError::Refused {
-                status: 404,
-                message: e.to_string(),
-            },
+            CatalogError::NotFound(_) => LinkError::Refused { status: 404, message: e.to_string() },
             other => LinkError::Unavailable(other.to_string()),
         })
     }
 
     async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        let missing = || LinkError::Refused {
-            status: 404,
-            message: format!("artifact {sha256} not found"),
-        };
+        let missing =
+            || LinkError::Refused { status: 404, message: format!("artifact {sha256} not found") };
         let sha = Sha256::parse(sha256).ok_or_else(missing)?;
         match tokio::fs::read(self.artifacts.path(&sha)).await {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
-            Err(e) => Err(LinkError::Unavailable(format!(
-                "reading artifact {sha}: {e}"
-            ))),
+            Err(e) => Err(LinkError::Unavailable(format!("reading artifact {sha}: {e}"))),
         }
     }
 }

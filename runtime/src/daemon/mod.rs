@@ -48,11 +48,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let opened = store::open(config.database.as_deref(), &config.data_dir)
-        .await
-        .with_context(|| match &config.database {
-            Some(_) => "cannot open the PostgreSQL database".to_string(),
-            None => "cannot open the SQLite database".to_string(),
+    let opened =
+        store::open(config.database.as_deref(), &config.data_dir).await.with_context(|| {
+            match &config.database {
+                Some(_) => "cannot open the PostgreSQL database".to_string(),
+                None => "cannot open the SQLite database".to_string(),
+            }
         })?;
     let store = opened.store.clone();
     let engine = Engine::new(EngineConfig {
@@ -66,10 +67,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.enroll_secret.as_deref(),
     )?;
     let modules = ModuleCatalog::new(engine.clone(), store.clone());
-    let shared = modules
-        .share_cached()
-        .await
-        .context("cannot put this daemon's modules into the store")?;
+    let shared =
+        modules.share_cached().await.context("cannot put this daemon's modules into the store")?;
     if shared > 0 {
         tracing::info!(modules = shared, "cached modules put into the store");
     }
@@ -91,10 +90,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         agents: Arc::default(),
         metrics: Arc::new(Metrics::new()),
         artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
-            format!(
-                "cannot open the artifact store in {}",
-                config.data_dir.display()
-            )
+            format!("cannot open the artifact store in {}", config.data_dir.display())
         })?,
         sweep: Arc::new(Notify::new()),
     };
@@ -131,11 +127,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let scheme = if tls_config.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if tls_config.is_some() { "https" } else { "http" };
     // A line for people and for scripts that started us on port 0.
     println!("jobstack: listening on {scheme}://{address}");
     println!("jobstack: management UI at {scheme}://{address}/ (sign in with the admin token)");
@@ -154,10 +146,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .context("server failed")?,
         Some(tls_config) => {
             let tls = tls::TlsListener::new(listener, tls_config)?;
-            axum::serve(tls, app)
-                .with_graceful_shutdown(stopping)
-                .await
-                .context("server failed")?
+            axum::serve(tls, app).with_graceful_shutdown(stopping).await.context("server failed")?
         }
     }
     // The local agent lets its running parts finish within the grace period,

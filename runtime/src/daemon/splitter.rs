@@ -29,11 +29,8 @@ impl Splitter for EngineSplitter {
     ) -> Result<Vec<NewPart>, String> {
         let sha = Sha256::parse(plugin_sha256)
             .ok_or_else(|| format!("invalid plugin sha256 {plugin_sha256:?}"))?;
-        let plugin = self
-            .modules
-            .load(&sha)
-            .await
-            .map_err(|e| format!("cannot load plugin {sha}: {e}"))?;
+        let plugin =
+            self.modules.load(&sha).await.map_err(|e| format!("cannot load plugin {sha}: {e}"))?;
         let parts = self
             .modules
             .engine()
@@ -42,11 +39,7 @@ impl Splitter for EngineSplitter {
             .map_err(|e| e.to_string())?;
         Ok(parts
             .into_iter()
-            .map(|p| NewPart {
-                label: p.label,
-                targets: p.targets,
-                payload: p.payload,
-            })
+            .map(|p| NewPart { label: p.label, targets: p.targets, payload: p.payload })
             .collect())
     }
 }

@@ -58,11 +58,7 @@ impl Grants {
         guest: impl Into<String>,
         writable: bool,
     ) -> Self {
-        self.preopens.push(Preopen {
-            host: host.into(),
-            guest: guest.into(),
-            writable,
-        });
+        self.preopens.push(Preopen { host: host.into(), guest: guest.into(), writable });
         self
     }
 
@@ -136,11 +132,7 @@ impl Grants {
             });
         }
         for p in &self.preopens {
-            let perms = if p.writable {
-                FsPerms::ReadWrite
-            } else {
-                FsPerms::ReadOnly
-            };
+            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
                 std::io::Error::other(format!(
                     "cannot open {} for the plugin: {e}",

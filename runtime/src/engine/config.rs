@@ -147,10 +147,7 @@ impl Default for ExecutionLimits {
 impl ExecutionLimits {
     /// Limits with the given timeout and the default for everything else.
     pub fn with_timeout(timeout: Duration) -> Self {
-        ExecutionLimits {
-            timeout,
-            ..ExecutionLimits::default()
-        }
+        ExecutionLimits { timeout, ..ExecutionLimits::default() }
     }
 
     /// The fuel budget: explicit, or derived from the timeout.

@@ -197,17 +197,8 @@ impl Engine {
             attempt: request.attempt,
         };
         let grants = request.grants.restrict_to(&plugin.manifest.capabilities);
-        let call = Call::Execute {
-            params: request.params,
-            job,
-        };
-        self.prepare(
-            plugin.pre.clone(),
-            call,
-            request.mode,
-            request.limits,
-            grants,
-        )
+        let call = Call::Execute { params: request.params, job };
+        self.prepare(plugin.pre.clone(), call, request.mode, request.limits, grants)
     }
 
     /// Cut a run into parts with the plugin's `split`: no capabilities, a tight
@@ -228,9 +219,7 @@ impl Engine {
 
     /// Run `split` and return its outcome; on success the output is the parts.
     pub async fn split_outcome(&self, plugin: &Plugin, params: &str) -> ExecutionOutcome {
-        let call = Call::Split {
-            params: params.to_string(),
-        };
+        let call = Call::Split { params: params.to_string() };
         let execution = self.prepare(
             plugin.pre.clone(),
             call,
@@ -287,9 +276,8 @@ impl Engine {
                     let spawned = std::thread::Builder::new()
                         .name("jobstack-dedicated".into())
                         .spawn(move || {
-                            let rt = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build();
+                            let rt =
+                                tokio::runtime::Builder::new_current_thread().enable_all().build();
                             let result = match rt {
                                 Ok(rt) => rt.block_on(execution.execute()),
                                 Err(e) => (
@@ -382,20 +370,14 @@ impl PreparedExecution {
         {
             Ok(state) => state,
             Err(e) => {
-                return (
-                    ExecutionOutcome::not_run(Status::Failed, e.to_string()),
-                    None,
-                );
+                return (ExecutionOutcome::not_run(Status::Failed, e.to_string()), None);
             }
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel = self.limits.fuel_budget();
         if let Err(e) = store.set_fuel(fuel) {
-            return (
-                ExecutionOutcome::not_run(Status::Failed, format!("{e:#}")),
-                None,
-            );
+            return (ExecutionOutcome::not_run(Status::Failed, format!("{e:#}")), None);
         }
         if self.mode == Mode::Pooled {
             let _ = store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL));
@@ -468,42 +450,24 @@ async fn invoke(
 ) -> wasmtime::Result<Result<CallResult, String>> {
     Ok(match call {
         Call::Manifest => Ok(CallResult::Manifest(task.call_manifest(&mut *store).await?)),
-        Call::Split { params } => task
-            .call_split(&mut *store, params)
-            .await?
-            .map(CallResult::Split),
+        Call::Split { params } => {
+            task.call_split(&mut *store, params).await?.map(CallResult::Split)
+        }
         Call::Execute { params, job } => match task.call_init(&mut *store, params).await? {
             Err(e) => Err(format!("init: {e}")),
-            Ok(()) => task
-                .call_execute(&mut *store, job)
-                .await?
-                .map(CallResult::Execute),
+            Ok(()) => task.call_execute(&mut *store, job).await?.map(CallResult::Execute),
         },
     })
 }
 
-type Classified = (
-    Status,
-    Option<serde_json::Value>,
-    Option<String>,
-    Option<CallResult>,
-);
+type Classified = (Status, Option<serde_json::Value>, Option<String>, Option<CallResult>);
 
 /// Turn how the call ended into a status, an output and an error a user can act on.
 fn classify(ended: Ended, state: &HostState, limits: &ExecutionLimits, fuel: u64) -> Classified {
-    let deadline_msg = || {
-        format!(
-            "timed out: wall-clock deadline of {} passed",
-            human(limits.timeout)
-        )
-    };
+    let deadline_msg =
+        || format!("timed out: wall-clock deadline of {} passed", human(limits.timeout));
     match ended {
-        Ended::Canceled => (
-            Status::Canceled,
-            None,
-            Some("canceled by the host".into()),
-            None,
-        ),
+        Ended::Canceled => (Status::Canceled, None, Some("canceled by the host".into()), None),
         Ended::Deadline => (Status::Timeout, None, Some(deadline_msg()), None),
         Ended::Returned(Ok(Err(plugin_error))) => (Status::Failed, None, Some(plugin_error), None),
         Ended::Returned(Ok(Ok(result))) => match output_of(&result) {
@@ -513,12 +477,9 @@ fn classify(ended: Ended, state: &HostState, limits: &ExecutionLimits, fuel: u64
         Ended::Returned(Err(e)) => {
             if let Some(i) = e.downcast_ref::<Interrupted>() {
                 return match i {
-                    Interrupted::Canceled => (
-                        Status::Canceled,
-                        None,
-                        Some("canceled by the host".into()),
-                        None,
-                    ),
+                    Interrupted::Canceled => {
+                        (Status::Canceled, None, Some("canceled by the host".into()), None)
+                    }
                     Interrupted::Deadline => (Status::Timeout, None, Some(deadline_msg()), None),
                 };
             }
@@ -581,11 +542,7 @@ fn first_line(e: &wasmtime::Error) -> String {
                 .to_string()
         }
         Some(trap) => trap.to_string(),
-        None => format!("{e}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        None => format!("{e}").lines().next().unwrap_or_default().to_string(),
     }
 }
 

@@ -100,11 +100,7 @@ impl Journal {
             message.truncate(cut);
             message.push('…');
         }
-        self.logs.push(LogLine {
-            level,
-            source,
-            message,
-        });
+        self.logs.push(LogLine { level, source, message });
     }
 }
 
@@ -131,10 +127,7 @@ impl ResourceLimiter for ExecutionLimiter {
         _max: Option<usize>,
     ) -> WasmResult<bool> {
         if desired > self.memory {
-            self.hit = Some(LimitHit::Memory {
-                desired,
-                limit: self.memory,
-            });
+            self.hit = Some(LimitHit::Memory { desired, limit: self.memory });
             return Ok(false);
         }
         Ok(true)
@@ -147,10 +140,7 @@ impl ResourceLimiter for ExecutionLimiter {
         _max: Option<usize>,
     ) -> WasmResult<bool> {
         if desired > self.table_elements {
-            self.hit = Some(LimitHit::Table {
-                desired,
-                limit: self.table_elements,
-            });
+            self.hit = Some(LimitHit::Table { desired, limit: self.table_elements });
             return Ok(false);
         }
         Ok(true)
@@ -290,10 +280,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -355,11 +342,7 @@ mod tests {
     #[test]
     fn journal_cuts_long_lines_and_drops_past_the_line_limit() {
         let mut j = Journal::default();
-        j.log(
-            LogLevel::Info,
-            LogSource::Plugin,
-            "é".repeat(MAX_LOG_LINE_BYTES),
-        );
+        j.log(LogLevel::Info, LogSource::Plugin, "é".repeat(MAX_LOG_LINE_BYTES));
         assert!(j.logs[0].message.len() <= MAX_LOG_LINE_BYTES + '…'.len_utf8());
         for _ in 0..MAX_LOG_LINES + 5 {
             j.log(LogLevel::Info, LogSource::Plugin, "x".into());
@@ -372,8 +355,7 @@ mod tests {
     fn captured_output_keeps_the_first_bytes_and_never_fails() {
         let mut out = CapturedOutput::default();
         out.write(bytes::Bytes::from("a\nb\n")).unwrap();
-        out.write(bytes::Bytes::from(vec![b'z'; MAX_STDIO_BYTES]))
-            .unwrap();
+        out.write(bytes::Bytes::from(vec![b'z'; MAX_STDIO_BYTES])).unwrap();
         out.write(bytes::Bytes::from("dropped")).unwrap();
         let lines = out.lines();
         assert_eq!(&lines[..2], ["a", "b"]);
@@ -382,19 +364,9 @@ mod tests {
 
     #[test]
     fn limiter_refuses_growth_past_the_limit_and_remembers_it() {
-        let mut l = ExecutionLimiter {
-            memory: 1 << 20,
-            table_elements: 10,
-            hit: None,
-        };
+        let mut l = ExecutionLimiter { memory: 1 << 20, table_elements: 10, hit: None };
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!l.memory_growing(1 << 20, 2 << 20, None).unwrap());
-        assert_eq!(
-            l.hit,
-            Some(LimitHit::Memory {
-                desired: 2 << 20,
-                limit: 1 << 20
-            })
-        );
+        assert_eq!(l.hit, Some(LimitHit::Memory { desired: 2 << 20, limit: 1 << 20 }));
     }
 }

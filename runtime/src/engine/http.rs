@@ -85,20 +85,14 @@ impl std::str::FromStr for HttpHost {
         if !valid_host {
             return Err(bad());
         }
-        Ok(HttpHost {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
+        Ok(HttpHost { host: host.to_ascii_lowercase(), port })
     }
 }
 
 impl fmt::Display for HttpHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host =
+            if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         match self.port {
             Some(p) => write!(f, "{host}:{p}"),
             None => f.write_str(&host),
@@ -139,13 +133,9 @@ impl HttpPolicy {
     /// The authority to connect to, or why the request is refused.
     fn check(&self, uri: &Uri) -> Result<Target, String> {
         let tls = uri.scheme() == Some(&Scheme::HTTPS);
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("outgoing HTTP refused: {uri} names no host"))?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host =
+            uri.host().ok_or_else(|| format!("outgoing HTTP refused: {uri} names no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         if self.hosts.iter().any(|g| g.allows(&host, port)) {
             return Ok(Target { host, port, tls });
@@ -173,10 +163,7 @@ struct Target {
 type ResponseFuture = Box<
     dyn Future<
             Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
                 HttpError,
             >,
         > + Send,
@@ -244,30 +231,17 @@ async fn send(
     accept_self_signed: bool,
     connect_timeout: Duration,
 ) -> Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ),
+    (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
     Failure,
 > {
-    let authority = HttpHost {
-        host: target.host.clone(),
-        port: Some(target.port),
-    }
-    .to_string();
+    let authority = HttpHost { host: target.host.clone(), port: Some(target.port) }.to_string();
     let connect = async {
-        let tcp = TcpStream::connect(&authority)
-            .await
-            .map_err(HttpError::Connect)?;
+        let tcp = TcpStream::connect(&authority).await.map_err(HttpError::Connect)?;
         if !target.tls {
             return Ok::<_, Failure>(TokioIo::new(Box::new(tcp) as Box<dyn Stream>));
         }
         let name = server_name(&target.host)?;
-        let config = if accept_self_signed {
-            ANY_CERT.clone()
-        } else {
-            VERIFIED.clone()
-        };
+        let config = if accept_self_signed { ANY_CERT.clone() } else { VERIFIED.clone() };
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
@@ -281,11 +255,7 @@ async fn send(
 
     // The request carries scheme and authority; on the wire only the path goes
     // (absolute URIs are for proxies).
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
     *request.uri_mut() = Uri::builder()
         .path_and_query(path)
         .build()
@@ -363,10 +333,7 @@ fn tls_failure(e: std::io::Error, authority: &str) -> Failure {
             HttpError::TlsCertificateError,
         );
     }
-    Failure::Explained(
-        format!("TLS with {authority} failed: {e}"),
-        HttpError::Tls(e),
-    )
+    Failure::Explained(format!("TLS with {authority} failed: {e}"), HttpError::Tls(e))
 }
 
 /// A response body that fails past [`MAX_HTTP_RESPONSE_BODY_BYTES`].
@@ -417,9 +384,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Normal verification: Mozilla's roots, host name checked.
 static VERIFIED: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.into() };
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
@@ -524,17 +489,11 @@ mod tests {
     #[test]
     fn a_refusal_names_the_host_and_what_was_granted() {
         let none = HttpPolicy::new(&[], false);
-        let why = none
-            .check(&"http://10.1.2.3:8080/x".parse().unwrap())
-            .err()
-            .unwrap();
+        let why = none.check(&"http://10.1.2.3:8080/x".parse().unwrap()).err().unwrap();
         assert!(why.contains("10.1.2.3:8080"), "{why}");
         assert!(why.contains("granted: none"), "{why}");
         let one = HttpPolicy::new(&["a.example:80".into()], false);
-        let why = one
-            .check(&"http://b.example/".parse().unwrap())
-            .err()
-            .unwrap();
+        let why = one.check(&"http://b.example/".parse().unwrap()).err().unwrap();
         assert!(why.contains("granted: a.example:80"), "{why}");
     }
 }

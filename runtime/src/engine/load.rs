@@ -44,11 +44,7 @@ impl Engine {
         };
         check_shape(&self.inner.wasmtime, &component)?;
         let imports_http = imports_http(&self.inner.wasmtime, &component);
-        let linker = if imports_http {
-            &self.inner.http_linker
-        } else {
-            &self.inner.linker
-        };
+        let linker = if imports_http { &self.inner.http_linker } else { &self.inner.linker };
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::UnsupportedImport(format!("{e:#}")))?;
@@ -64,12 +60,7 @@ impl Engine {
         if let Some(store) = &self.inner.modules {
             store.put(&sha, bytes)?;
         }
-        let plugin = Arc::new(Plugin {
-            sha256: sha.clone(),
-            size: bytes.len(),
-            manifest,
-            pre,
-        });
+        let plugin = Arc::new(Plugin { sha256: sha.clone(), size: bytes.len(), manifest, pre });
         let mut loaded = self.inner.loaded.lock().expect("loaded plugins lock");
         Ok(loaded.entry(sha).or_insert(plugin).clone())
     }
@@ -79,25 +70,15 @@ impl Engine {
         if let Some(p) = self.loaded(sha) {
             return Ok(p);
         }
-        let store = self
-            .inner
-            .modules
-            .as_ref()
-            .ok_or_else(|| LoadError::UnknownModule(sha.clone()))?;
-        let bytes = store
-            .get(sha)?
-            .ok_or_else(|| LoadError::UnknownModule(sha.clone()))?;
+        let store =
+            self.inner.modules.as_ref().ok_or_else(|| LoadError::UnknownModule(sha.clone()))?;
+        let bytes = store.get(sha)?.ok_or_else(|| LoadError::UnknownModule(sha.clone()))?;
         self.load(&bytes).await
     }
 
     /// A plugin already loaded in this engine.
     pub fn loaded(&self, sha: &Sha256) -> Option<Arc<Plugin>> {
-        self.inner
-            .loaded
-            .lock()
-            .expect("loaded plugins lock")
-            .get(sha)
-            .cloned()
+        self.inner.loaded.lock().expect("loaded plugins lock").get(sha).cloned()
     }
 
     /// Compile `bytes`, or deserialize the artifact cached for this engine.
@@ -175,17 +156,10 @@ fn check_shape(engine: &wasmtime::Engine, component: &Component) -> Result<(), L
         )));
     }
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let missing: Vec<&str> = TASK_EXPORTS
-        .iter()
-        .copied()
-        .filter(|e| !exports.contains(e))
-        .collect();
+    let missing: Vec<&str> =
+        TASK_EXPORTS.iter().copied().filter(|e| !exports.contains(e)).collect();
     if !missing.is_empty() {
-        let found = if exports.is_empty() {
-            "nothing".to_string()
-        } else {
-            exports.join(", ")
-        };
+        let found = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
         return Err(LoadError::WrongWorld(format!(
             "missing export(s) {}; it exports {found}",
             missing.join(", ")
@@ -196,10 +170,7 @@ fn check_shape(engine: &wasmtime::Engine, component: &Component) -> Result<(), L
 
 /// Whether the component imports any `wasi:http` interface.
 fn imports_http(engine: &wasmtime::Engine, component: &Component) -> bool {
-    component
-        .component_type()
-        .imports(engine)
-        .any(|(name, _)| name.starts_with("wasi:http/"))
+    component.component_type().imports(engine).any(|(name, _)| name.starts_with("wasi:http/"))
 }
 
 /// Refuse what is not a component before handing bytes to the compiler, with
@@ -224,10 +195,7 @@ mod tests {
     #[test]
     fn preamble_names_what_the_file_is() {
         assert!(matches!(check_preamble(b""), Err(LoadError::Empty)));
-        assert!(matches!(
-            check_preamble(b"hello world"),
-            Err(LoadError::NotWasm)
-        ));
+        assert!(matches!(check_preamble(b"hello world"), Err(LoadError::NotWasm)));
         let core = wat::parse_str("(module)").unwrap();
         assert!(matches!(check_preamble(&core), Err(LoadError::CoreModule)));
         let component = wat::parse_str("(component)").unwrap();

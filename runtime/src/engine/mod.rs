@@ -220,16 +220,14 @@ impl Engine {
 /// Advance the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
 /// Each store checks its deadline and cancel flag when the epoch moves.
 fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("jobstack-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
+    std::thread::Builder::new().name("jobstack-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
             }
-        })?;
+        }
+    })?;
     Ok(())
 }

@@ -31,11 +31,7 @@ impl ModuleStore {
         let compiled = root.join("compiled");
         std::fs::create_dir_all(&modules)?;
         std::fs::create_dir_all(&compiled)?;
-        Ok(ModuleStore {
-            modules,
-            compiled,
-            engine_key: engine_key(engine),
-        })
+        Ok(ModuleStore { modules, compiled, engine_key: engine_key(engine) })
     }
 
     /// Store `bytes` under their sha256 (a no-op when already stored).
@@ -76,8 +72,7 @@ impl ModuleStore {
 
     /// Where the compiled artifact of `sha` for this engine lives.
     pub fn compiled_path(&self, sha: &Sha256) -> PathBuf {
-        self.compiled
-            .join(format!("{sha}-{}.cwasm", self.engine_key))
+        self.compiled.join(format!("{sha}-{}.cwasm", self.engine_key))
     }
 
     /// Save a compiled artifact.

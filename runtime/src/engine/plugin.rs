@@ -24,9 +24,7 @@ impl Sha256 {
     /// Parse a lowercase hex sha256, as found in URLs and the store.
     pub fn parse(text: &str) -> Option<Self> {
         let ok = text.len() == 64
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| Sha256(text.to_string()))
     }
 
@@ -93,21 +91,13 @@ pub struct Part {
 
 impl From<wit::Part> for Part {
     fn from(p: wit::Part) -> Self {
-        Part {
-            label: p.label,
-            targets: p.targets,
-            payload: p.payload,
-        }
+        Part { label: p.label, targets: p.targets, payload: p.payload }
     }
 }
 
 impl From<&Part> for wit::Part {
     fn from(p: &Part) -> Self {
-        wit::Part {
-            label: p.label.clone(),
-            targets: p.targets.clone(),
-            payload: p.payload.clone(),
-        }
+        wit::Part { label: p.label.clone(), targets: p.targets.clone(), payload: p.payload.clone() }
     }
 }
 
@@ -187,10 +177,7 @@ pub(crate) fn check_manifest(m: wit::Manifest) -> Result<Manifest, String> {
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let nums: Vec<&str> = core.split('.').collect();
-    nums.len() == 3
-        && nums
-            .iter()
-            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    nums.len() == 3 && nums.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]

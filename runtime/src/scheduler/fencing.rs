@@ -43,7 +43,7 @@
 //!   when the part is running, at the attempt named, owned by the submitter,
 //!   and hands every other result back to `results.rs`.
 //!
-//! tests/scheduler/policy.rs runs one table of cases through each copy.
+//! tests/scheduler/policy/ runs one table of cases through each copy.
 
 use chrono::{DateTime, Utc};
 
@@ -109,11 +109,7 @@ pub fn applied(s: &Submission, attempt: u32, retries: u32, now: DateTime<Utc>) -
             s.error.as_deref().unwrap_or("no reason given")
         )
     });
-    Applied {
-        to,
-        available_at,
-        error,
-    }
+    Applied { to, available_at, error }
 }
 
 /// The part as the store holds it when a result arrives.
@@ -179,9 +175,7 @@ pub fn judge(part: PartNow, claim: Claim) -> Verdict {
         return Verdict::Apply;
     }
     if claim.success {
-        Verdict::AcceptLate {
-            revokes_current: part.state == State::Running,
-        }
+        Verdict::AcceptLate { revokes_current: part.state == State::Running }
     } else {
         Verdict::RecordOnly
     }
@@ -209,10 +203,7 @@ mod tests {
     fn an_applied_result_finishes_retries_or_fails_its_part() {
         let now = DateTime::UNIX_EPOCH;
         let done = applied(&submission(ResultStatus::Finished, 1), 1, 0, now);
-        assert_eq!(
-            (done.to, done.available_at, done.error),
-            (State::Finished, now, None)
-        );
+        assert_eq!((done.to, done.available_at, done.error), (State::Finished, now, None));
         let retry = applied(&submission(ResultStatus::Failed, 1), 1, 2, now);
         assert_eq!(retry.to, State::Waiting);
         assert_eq!(retry.available_at, now + retry::backoff(1));
@@ -223,20 +214,11 @@ mod tests {
     }
 
     fn part(state: State, attempt: u32, held: bool) -> PartNow {
-        PartNow {
-            state,
-            attempt,
-            held_by_submitter: held,
-        }
+        PartNow { state, attempt, held_by_submitter: held }
     }
 
     fn claim(attempt: u32, success: bool) -> Claim {
-        Claim {
-            attempt,
-            was_leased_to_submitter: true,
-            already_recorded: false,
-            success,
-        }
+        Claim { attempt, was_leased_to_submitter: true, already_recorded: false, success }
     }
 
     #[test]
@@ -260,59 +242,31 @@ mod tests {
     fn late_success_is_accepted_once_and_revokes() {
         // B held attempt 1, expired; A holds attempt 2.
         let p = part(State::Running, 2, false);
-        assert_eq!(
-            judge(p, claim(1, true)),
-            Verdict::AcceptLate {
-                revokes_current: true
-            }
-        );
+        assert_eq!(judge(p, claim(1, true)), Verdict::AcceptLate { revokes_current: true });
         // Expired and not leased again yet.
         let p = part(State::Waiting, 1, false);
-        assert_eq!(
-            judge(p, claim(1, true)),
-            Verdict::AcceptLate {
-                revokes_current: false
-            }
-        );
+        assert_eq!(judge(p, claim(1, true)), Verdict::AcceptLate { revokes_current: false });
         // The same result again.
         let mut again = claim(1, true);
         again.already_recorded = true;
-        assert_eq!(
-            judge(part(State::Finished, 2, false), again),
-            Verdict::Duplicate
-        );
+        assert_eq!(judge(part(State::Finished, 2, false), again), Verdict::Duplicate);
     }
 
     #[test]
     fn revoked_holder_gets_duplicate() {
         // A's result for attempt 2 after B's late result finished the part.
-        assert_eq!(
-            judge(part(State::Finished, 2, false), claim(2, true)),
-            Verdict::Duplicate
-        );
+        assert_eq!(judge(part(State::Finished, 2, false), claim(2, true)), Verdict::Duplicate);
     }
 
     #[test]
     fn late_failure_changes_nothing() {
-        assert_eq!(
-            judge(part(State::Running, 2, false), claim(1, false)),
-            Verdict::RecordOnly
-        );
-        assert_eq!(
-            judge(part(State::Waiting, 1, false), claim(1, false)),
-            Verdict::RecordOnly
-        );
+        assert_eq!(judge(part(State::Running, 2, false), claim(1, false)), Verdict::RecordOnly);
+        assert_eq!(judge(part(State::Waiting, 1, false), claim(1, false)), Verdict::RecordOnly);
     }
 
     #[test]
     fn canceled_or_failed_parts_only_record() {
-        assert_eq!(
-            judge(part(State::Canceled, 1, false), claim(1, true)),
-            Verdict::RecordOnly
-        );
-        assert_eq!(
-            judge(part(State::Failed, 3, false), claim(3, true)),
-            Verdict::RecordOnly
-        );
+        assert_eq!(judge(part(State::Canceled, 1, false), claim(1, true)), Verdict::RecordOnly);
+        assert_eq!(judge(part(State::Failed, 3, false), claim(3, true)), Verdict::RecordOnly);
     }
 }

@@ -40,10 +40,7 @@ pub struct Lease {
 impl Lease {
     /// The lease as the agent names it in heartbeats and results.
     pub fn lease_ref(&self) -> LeaseRef {
-        LeaseRef {
-            part_id: self.part_id,
-            attempt: self.attempt,
-        }
+        LeaseRef { part_id: self.part_id, attempt: self.attempt }
     }
 }
 
@@ -54,6 +51,32 @@ pub struct LeaseRef {
     pub part_id: i64,
     /// The attempt.
     pub attempt: u32,
+}
+
+/// Progress of a leased part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReport {
+    /// The part.
+    pub part_id: i64,
+    /// The attempt (lease) it belongs to.
+    pub attempt: u32,
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+impl ProgressReport {
+    /// The lease it reports on.
+    pub fn lease_ref(&self) -> LeaseRef {
+        LeaseRef { part_id: self.part_id, attempt: self.attempt }
+    }
+
+    /// The units done and in all, as stored (bounded to `i64`).
+    pub fn stored(&self) -> (i64, i64) {
+        let bound = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (bound(self.done), bound(self.total))
+    }
 }
 
 /// How an execution ended, as the agent reports it.

@@ -59,7 +59,10 @@ mod wake;
 pub use agent::{Agent, AgentRegistration, LOCAL_AGENT_NAME};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::Event;
-pub use lease::{HeartbeatAck, Lease, LeaseRef, ResultAck, ResultStatus, StoredResult, Submission};
+pub use lease::{
+    HeartbeatAck, Lease, LeaseRef, ProgressReport, ResultAck, ResultStatus, StoredResult,
+    Submission,
+};
 pub use priority::{FORCED_RANK, Priority};
 pub use recurrence::Frequency;
 pub use run::{NewPart, NewRun, Part, Run, RunCause};

@@ -66,10 +66,7 @@ impl FromStr for Priority {
             "high" => Ok(Priority::High),
             "normal" => Ok(Priority::Normal),
             "low" => Ok(Priority::Low),
-            n => n
-                .parse::<u32>()
-                .map(Priority::Custom)
-                .map_err(|_| InvalidPriority(s.to_string())),
+            n => n.parse::<u32>().map(Priority::Custom).map_err(|_| InvalidPriority(s.to_string())),
         }
     }
 }
@@ -127,10 +124,7 @@ mod tests {
         let p: Priority = serde_json::from_str("\"low\"").unwrap();
         assert_eq!(p, Priority::Low);
         assert_eq!(serde_json::to_string(&Priority::Custom(3)).unwrap(), "3");
-        assert_eq!(
-            serde_json::to_string(&Priority::Normal).unwrap(),
-            "\"normal\""
-        );
+        assert_eq!(serde_json::to_string(&Priority::Normal).unwrap(), "\"normal\"");
         assert!(serde_json::from_str::<Priority>("\"urgent\"").is_err());
     }
 }

@@ -100,10 +100,7 @@ impl Frequency {
 fn parse_cron(expr: &str) -> Result<croner::Cron, InvalidFrequency> {
     croner::Cron::new(expr)
         .parse()
-        .map_err(|e| InvalidFrequency::Cron {
-            expr: expr.to_string(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| InvalidFrequency::Cron { expr: expr.to_string(), reason: e.to_string() })
 }
 
 fn next_cron(expr: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, InvalidFrequency> {
@@ -132,23 +129,15 @@ mod tests {
         let start = t("2026-01-01T00:00:00Z");
         let f = Frequency::Every { seconds: 60 };
         assert_eq!(f.first(start).unwrap(), Some(start));
-        assert_eq!(
-            f.after(start, start).unwrap(),
-            Some(t("2026-01-01T00:01:00Z"))
-        );
+        assert_eq!(f.after(start, start).unwrap(), Some(t("2026-01-01T00:01:00Z")));
         // Down for 10 and a half minutes: one run now, the next on the minute.
         let late = t("2026-01-01T00:10:30Z");
-        assert_eq!(
-            f.after(start, late).unwrap(),
-            Some(t("2026-01-01T00:11:00Z"))
-        );
+        assert_eq!(f.after(start, late).unwrap(), Some(t("2026-01-01T00:11:00Z")));
     }
 
     #[test]
     fn cron_next_occurrence() {
-        let f = Frequency::Cron {
-            expr: "0 3 * * *".into(),
-        };
+        let f = Frequency::Cron { expr: "0 3 * * *".into() };
         let now = t("2026-01-01T10:00:00Z");
         assert_eq!(f.first(now).unwrap(), Some(t("2026-01-02T03:00:00Z")));
         // Missed three days: the next one after now.
@@ -159,15 +148,8 @@ mod tests {
 
     #[test]
     fn bad_frequencies_are_refused() {
-        assert_eq!(
-            Frequency::Every { seconds: 0 }.validate(),
-            Err(InvalidFrequency::ZeroInterval)
-        );
-        let err = Frequency::Cron {
-            expr: "every day".into(),
-        }
-        .validate()
-        .unwrap_err();
+        assert_eq!(Frequency::Every { seconds: 0 }.validate(), Err(InvalidFrequency::ZeroInterval));
+        let err = Frequency::Cron { expr: "every day".into() }.validate().unwrap_err();
         assert!(err.to_string().contains("invalid cron expression"), "{err}");
     }
 }

@@ -59,20 +59,13 @@ impl NewRun {
     /// Where the run's parts go in leasing order: a forced run above every
     /// priority, else its task's priority.
     pub fn rank(&self) -> i64 {
-        if self.cause == RunCause::Forced {
-            FORCED_RANK
-        } else {
-            self.spec.priority.rank()
-        }
+        if self.cause == RunCause::Forced { FORCED_RANK } else { self.spec.priority.rank() }
     }
 
     /// How long a lease of one of its parts lasts: the task's timeout and
     /// [`LEASE_GRACE`], ms.
     pub fn lease_ttl_ms(&self) -> i64 {
-        let ttl = self
-            .spec
-            .timeout_ms
-            .saturating_add(LEASE_GRACE.as_millis() as u64);
+        let ttl = self.spec.timeout_ms.saturating_add(LEASE_GRACE.as_millis() as u64);
         i64::try_from(ttl).unwrap_or(i64::MAX)
     }
 }

@@ -9,10 +9,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Recurrence, Store, StoreError};
+use super::store::{Recurrence, Store, StoreError, TaskWrite};
 use super::{
-    Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ResultAck, Run, RunCause,
-    State, Submission, Task, TaskSpec, WorkSignal, targeting,
+    Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ProgressReport, ResultAck,
+    Run, RunCause, State, Submission, Task, TaskSpec, WorkSignal, targeting,
 };
 
 /// Cuts a run into parts: the plugin's `split`, run by the daemon's engine. The
@@ -74,12 +74,7 @@ impl Scheduler {
     /// A scheduler over `store`, reading time from `clock`, splitting runs with
     /// `splitter`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, splitter: Arc<dyn Splitter>) -> Self {
-        Self {
-            store,
-            clock,
-            splitter,
-            work: WorkSignal::new(),
-        }
+        Self { store, clock, splitter, work: WorkSignal::new() }
     }
 
     /// The store, for reads (listings, results, events).
@@ -116,16 +111,14 @@ impl Scheduler {
     ) -> SchedulerResult<Task> {
         self.check_spec(spec).await?;
         if !secrets.is_object() {
-            return Err(SchedulerError::InvalidTask(
-                "secrets must be a JSON object".into(),
-            ));
+            return Err(SchedulerError::InvalidTask("secrets must be a JSON object".into()));
         }
         let now = self.now();
-        let first = spec
-            .frequency
-            .first(now)
-            .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
-        Ok(self.store.create_task(spec, secrets, first, now).await?)
+        let first =
+            spec.frequency.first(now).map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
+        let task =
+            TaskWrite { spec: spec.clone(), secrets: Some(secrets.clone()), next_run_at: first };
+        Ok(self.store.create_task(&task, now).await?)
     }
 
     /// Replace a task's definition (secrets too, when given). Runs already
@@ -138,23 +131,21 @@ impl Scheduler {
     ) -> SchedulerResult<Task> {
         self.check_spec(spec).await?;
         if secrets.is_some_and(|s| !s.is_object()) {
-            return Err(SchedulerError::InvalidTask(
-                "secrets must be a JSON object".into(),
-            ));
+            return Err(SchedulerError::InvalidTask("secrets must be a JSON object".into()));
         }
-        let old = self.store.task(id).await?.ok_or(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        })?;
+        let old = self
+            .store
+            .task(id)
+            .await?
+            .ok_or(StoreError::NotFound { what: "task", id: id.to_string() })?;
         let now = self.now();
         let next = if old.spec.frequency == spec.frequency {
             old.next_run_at
         } else {
-            spec.frequency
-                .first(now)
-                .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?
+            spec.frequency.first(now).map_err(|e| SchedulerError::InvalidTask(e.to_string()))?
         };
-        Ok(self.store.update_task(id, spec, secrets, next, now).await?)
+        let task = TaskWrite { spec: spec.clone(), secrets: secrets.cloned(), next_run_at: next };
+        Ok(self.store.update_task(id, &task, now).await?)
     }
 
     async fn snapshot(&self, task: &Task, cause: RunCause) -> SchedulerResult<NewRun> {
@@ -177,10 +168,11 @@ impl Scheduler {
     }
 
     async fn run(&self, id: i64) -> SchedulerResult<Run> {
-        Ok(self.store.run(id).await?.ok_or(StoreError::NotFound {
-            what: "run",
-            id: id.to_string(),
-        })?)
+        Ok(self
+            .store
+            .run(id)
+            .await?
+            .ok_or(StoreError::NotFound { what: "run", id: id.to_string() })?)
     }
 
     // ---- runs ----------------------------------------------------------------
@@ -188,10 +180,7 @@ impl Scheduler {
     /// Split a Created run and store its parts (or fail it with the split's
     /// error), then wake the agents.
     pub async fn split_run(&self, run: &Run) -> SchedulerResult<Run> {
-        let split = self
-            .splitter
-            .split(&run.plugin_sha256, &run.spec.params)
-            .await;
+        let split = self.splitter.split(&run.plugin_sha256, &run.spec.params).await;
         let now = self.now();
         let parts = match split {
             Ok(parts) => parts,
@@ -221,10 +210,7 @@ impl Scheduler {
     /// its split instead, in the transaction that claims its due time).
     pub async fn force_run(&self, task: &Task) -> SchedulerResult<Run> {
         let new = self.snapshot(task, RunCause::Forced).await?;
-        let split = self
-            .splitter
-            .split(&new.plugin_sha256, &new.spec.params)
-            .await;
+        let split = self.splitter.split(&new.plugin_sha256, &new.spec.params).await;
         let now = self.now();
         let parts = match split {
             Ok(parts) => parts,
@@ -258,10 +244,8 @@ impl Scheduler {
         }
         let mut spec = old.spec.clone();
         if spec.targeting.each_agent && failed_only {
-            let failed_on: Vec<&String> = selected
-                .iter()
-                .filter_map(|p| p.pinned_agent.as_ref())
-                .collect();
+            let failed_on: Vec<&String> =
+                selected.iter().filter_map(|p| p.pinned_agent.as_ref()).collect();
             spec.targeting.agents.retain(|a| failed_on.contains(&a));
         }
         // The copies of one split part share `seq / copies`.
@@ -288,10 +272,7 @@ impl Scheduler {
             cause: RunCause::Rerun,
             rerun_of: Some(run_id),
         };
-        let run = self
-            .store
-            .create_run_with_parts(&new, &parts, self.now())
-            .await?;
+        let run = self.store.create_run_with_parts(&new, &parts, self.now()).await?;
         self.work.notify_parts(parts.len() as u64);
         Ok(run)
     }
@@ -396,17 +377,8 @@ impl Scheduler {
     }
 
     /// Store progress of a leased part.
-    pub async fn progress(
-        &self,
-        agent: &Agent,
-        lease: LeaseRef,
-        done: u64,
-        total: u64,
-    ) -> SchedulerResult<()> {
-        Ok(self
-            .store
-            .progress(agent, lease, done, total, self.now())
-            .await?)
+    pub async fn progress(&self, agent: &Agent, report: &ProgressReport) -> SchedulerResult<()> {
+        Ok(self.store.progress(agent, report, self.now()).await?)
     }
 
     /// Apply a result under the fencing rule. A retried part wakes the agents.
@@ -424,10 +396,7 @@ impl Scheduler {
         agent: &Agent,
         result: &Submission,
     ) -> SchedulerResult<(ResultAck, Option<Lease>)> {
-        let (ack, lease) = self
-            .store
-            .submit_and_lease(agent, result, self.now())
-            .await?;
+        let (ack, lease) = self.store.submit_and_lease(agent, result, self.now()).await?;
         self.after_result(agent, result, ack, true);
         Ok((ack, lease))
     }
@@ -492,11 +461,7 @@ impl Scheduler {
                 }
                 Err(e) => return Err(e),
             };
-            let recurrence = Recurrence {
-                task_id: task.id,
-                due,
-                next,
-            };
+            let recurrence = Recurrence { task_id: task.id, due, next };
             if let Some(run) = self.store.claim_recurrence(&recurrence, &new, now).await? {
                 report.scheduled.push(run.id);
                 self.split_run(&run).await?;

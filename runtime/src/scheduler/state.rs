@@ -143,21 +143,14 @@ impl State {
         if self.allows(entity, to) {
             Ok(())
         } else {
-            Err(IllegalTransition {
-                entity,
-                from: self,
-                to,
-            })
+            Err(IllegalTransition { entity, from: self, to })
         }
     }
 
     /// The states from which `entity` may go to `to`: used by bulk updates
     /// (`UPDATE ... WHERE state IN (...)`) so they follow the same table.
     pub fn sources(entity: Entity, to: State) -> Vec<State> {
-        ALL_STATES
-            .into_iter()
-            .filter(|from| from.allows(entity, to))
-            .collect()
+        ALL_STATES.into_iter().filter(|from| from.allows(entity, to)).collect()
     }
 }
 
@@ -231,11 +224,7 @@ pub fn run_state_from_parts(current: State, parts: &PartCounts) -> Option<State>
     }
     let open = parts.waiting + parts.running + parts.suspended;
     let next = if open == 0 {
-        if parts.failed > 0 || parts.canceled > 0 {
-            State::Failed
-        } else {
-            State::Finished
-        }
+        if parts.failed > 0 || parts.canceled > 0 { State::Failed } else { State::Finished }
     } else if current == State::Suspended {
         State::Suspended
     } else if parts.running + parts.finished + parts.failed > 0 {
@@ -271,20 +260,10 @@ mod tests {
 
     #[test]
     fn illegal_transition_names_both_states() {
-        let err = State::Finished
-            .check(Entity::Part, State::Running)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "illegal part transition from finished to running"
-        );
-        let err = State::Created
-            .check(Entity::Run, State::Running)
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "illegal run transition from created to running"
-        );
+        let err = State::Finished.check(Entity::Part, State::Running).unwrap_err();
+        assert_eq!(err.to_string(), "illegal part transition from finished to running");
+        let err = State::Created.check(Entity::Run, State::Running).unwrap_err();
+        assert_eq!(err.to_string(), "illegal run transition from created to running");
     }
 
     #[test]
@@ -303,30 +282,19 @@ mod tests {
         ] {
             assert!(from.check(Entity::Part, to).is_ok(), "{from} -> {to}");
         }
-        for (from, to) in [
-            (Running, Suspended),
-            (Suspended, Running),
-            (Created, Running),
-            (Waiting, Created),
-        ] {
+        for (from, to) in
+            [(Running, Suspended), (Suspended, Running), (Created, Running), (Waiting, Created)]
+        {
             assert!(from.check(Entity::Part, to).is_err(), "{from} -> {to}");
         }
     }
 
     #[test]
     fn sources_follow_the_table() {
-        assert_eq!(
-            State::sources(Entity::Part, State::Suspended),
-            vec![State::Waiting]
-        );
+        assert_eq!(State::sources(Entity::Part, State::Suspended), vec![State::Waiting]);
         assert_eq!(
             State::sources(Entity::Part, State::Canceled),
-            vec![
-                State::Created,
-                State::Waiting,
-                State::Running,
-                State::Suspended
-            ]
+            vec![State::Created, State::Waiting, State::Running, State::Suspended]
         );
     }
 
@@ -337,28 +305,12 @@ mod tests {
         assert_eq!(run_state_from_parts(State::Waiting, &c), None);
         c.waiting = 2;
         c.running = 1;
-        assert_eq!(
-            run_state_from_parts(State::Waiting, &c),
-            Some(State::Running)
-        );
+        assert_eq!(run_state_from_parts(State::Waiting, &c), Some(State::Running));
         assert_eq!(run_state_from_parts(State::Suspended, &c), None);
-        let done = PartCounts {
-            finished: 3,
-            ..PartCounts::default()
-        };
-        assert_eq!(
-            run_state_from_parts(State::Running, &done),
-            Some(State::Finished)
-        );
-        let failed = PartCounts {
-            finished: 2,
-            failed: 1,
-            ..PartCounts::default()
-        };
-        assert_eq!(
-            run_state_from_parts(State::Suspended, &failed),
-            Some(State::Failed)
-        );
+        let done = PartCounts { finished: 3, ..PartCounts::default() };
+        assert_eq!(run_state_from_parts(State::Running, &done), Some(State::Finished));
+        let failed = PartCounts { finished: 2, failed: 1, ..PartCounts::default() };
+        assert_eq!(run_state_from_parts(State::Suspended, &failed), Some(State::Failed));
         assert_eq!(run_state_from_parts(State::Canceled, &failed), None);
     }
 }

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Agent, AgentRegistration, Event, HeartbeatAck, IllegalTransition, Lease, LeaseRef, NewPart,
-    NewRun, Part, ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
+    NewRun, Part, ProgressReport, ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
 };
 
 /// A plugin module known to the daemon.
@@ -124,6 +124,34 @@ impl From<rusqlite::Error> for StoreError {
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A task as the store writes it, on creation and on each edit.
+#[derive(Debug, Clone)]
+pub struct TaskWrite {
+    /// Its definition.
+    pub spec: TaskSpec,
+    /// Its secrets (a JSON object). `None` keeps the stored ones on an edit
+    /// and is `{}` for a new task.
+    pub secrets: Option<serde_json::Value>,
+    /// When its next run is due.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+impl TaskWrite {
+    /// The secrets as stored (JSON text), if this write sets them.
+    pub fn secrets_text(&self) -> Option<String> {
+        self.secrets.as_ref().map(|s| s.to_string())
+    }
+
+    /// What a task's creation or edit event says of it.
+    pub fn event_detail(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.spec.name,
+            "plugin": self.spec.plugin,
+            "secrets_changed": self.secrets.is_some(),
+        })
+    }
+}
+
 /// A due recurring run claimed by one daemon: the run to split, created in the
 /// same transaction that moved the task's next run time.
 #[derive(Debug, Clone)]
@@ -136,65 +164,32 @@ pub struct Recurrence {
     pub next: Option<DateTime<Utc>>,
 }
 
-/// The scheduler's durable state. See the module documentation for the promises.
+/// What the scheduler reads of its durable state. Both backends answer it with
+/// the same SQL ([`crate::store`]'s portable reads).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // ---- plugins -------------------------------------------------------------
+pub trait StoreReads: Send + Sync + 'static {
+    // ---- plugins ------------------------------------------------------------
 
-    /// Record a plugin module; `Ok(false)` if the same sha256 was already known
-    /// (uploading the same bytes twice is not an error).
-    async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool>;
     /// Every plugin module, newest first.
     async fn plugins(&self) -> StoreResult<Vec<PluginRecord>>;
     /// The module with this sha256.
     async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>>;
     /// The newest module uploaded under this plugin name.
     async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>>;
-    /// Keep a module's bytes, so that every daemon on this store can serve
-    /// and split it (a daemon's own module directory is only a cache).
-    /// Storing the same sha256 twice is not an error. The caller checked the
-    /// bytes hash to `sha256`.
-    async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
     /// A module's bytes, if they were stored.
     async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
     /// Whether a module's bytes were stored (without reading them).
     async fn has_module(&self, sha256: &str) -> StoreResult<bool>;
 
-    // ---- agents --------------------------------------------------------------
+    // ---- agents -------------------------------------------------------------
 
-    /// Register an agent, or update the registration of the agent with that name
-    /// (its networks and plugins may change), setting its token hash.
-    async fn register_agent(
-        &self,
-        registration: &AgentRegistration,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Agent>;
     /// The agent whose token hashes to `token_hash`.
     async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>>;
     /// Every agent.
     async fn agents(&self) -> StoreResult<Vec<Agent>>;
 
-    // ---- tasks ---------------------------------------------------------------
+    // ---- tasks --------------------------------------------------------------
 
-    /// Create a task with its secrets and first run time.
-    async fn create_task(
-        &self,
-        spec: &TaskSpec,
-        secrets: &serde_json::Value,
-        next_run_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Task>;
-    /// Replace a task's definition (and its secrets, when given). Runs already
-    /// created keep their snapshot.
-    async fn update_task(
-        &self,
-        id: i64,
-        spec: &TaskSpec,
-        secrets: Option<&serde_json::Value>,
-        next_run_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Task>;
     /// A task by id.
     async fn task(&self, id: i64) -> StoreResult<Option<Task>>;
     /// A task by name.
@@ -206,7 +201,80 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks whose next run time is at or before `now`.
     async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>>;
 
-    // ---- runs and parts ------------------------------------------------------
+    // ---- runs and parts -----------------------------------------------------
+
+    /// A run by id.
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
+    /// Runs, newest first; of one task when given.
+    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>>;
+    /// Runs of a task that are not terminal.
+    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>>;
+    /// Runs still in state Created (to split), oldest first.
+    async fn created_runs(&self) -> StoreResult<Vec<Run>>;
+    /// The secrets snapshotted by a run.
+    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value>;
+    /// The parts of a run in split order.
+    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>>;
+    /// One part.
+    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>>;
+    /// The results of a run, in part order then attempt.
+    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>>;
+
+    // ---- events -------------------------------------------------------------
+
+    /// Events with id greater than `after`, oldest first, at most `limit`.
+    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
+
+    // ---- helpers ------------------------------------------------------------
+
+    /// Task `id`, which must exist (one just written, read back).
+    async fn existing_task(&self, id: i64) -> StoreResult<Task> {
+        self.task(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { what: "task", id: id.to_string() })
+    }
+    /// Run `id`, which must exist (one just written, read back).
+    async fn existing_run(&self, id: i64) -> StoreResult<Run> {
+        self.run(id).await?.ok_or_else(|| StoreError::NotFound { what: "run", id: id.to_string() })
+    }
+}
+
+/// The scheduler's durable state: its writes, each one atomic operation, and
+/// (through [`StoreReads`]) its reads. See the module documentation for the
+/// promises.
+#[async_trait]
+pub trait Store: StoreReads {
+    // ---- plugins ------------------------------------------------------------
+
+    /// Record a plugin module; `Ok(false)` if the same sha256 was already known
+    /// (uploading the same bytes twice is not an error).
+    async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool>;
+    /// Keep a module's bytes, so that every daemon on this store can serve
+    /// and split it (a daemon's own module directory is only a cache).
+    /// Storing the same sha256 twice is not an error. The caller checked the
+    /// bytes hash to `sha256`.
+    async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+
+    // ---- agents -------------------------------------------------------------
+
+    /// Register an agent, or update the registration of the agent with that name
+    /// (its networks and plugins may change), setting its token hash.
+    async fn register_agent(
+        &self,
+        registration: &AgentRegistration,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Agent>;
+
+    // ---- tasks --------------------------------------------------------------
+
+    /// Create a task.
+    async fn create_task(&self, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<Task>;
+    /// Replace task `id`'s definition. Runs already created keep their snapshot.
+    async fn update_task(&self, id: i64, task: &TaskWrite, now: DateTime<Utc>)
+    -> StoreResult<Task>;
+
+    // ---- runs and parts -----------------------------------------------------
 
     /// Create a run (state Created) from a snapshot.
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run>;
@@ -248,24 +316,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Run>;
     /// Mark a Created run Failed (its split failed).
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run>;
-    /// A run by id.
-    async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
-    /// Runs, newest first; of one task when given.
-    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>>;
-    /// Runs of a task that are not terminal.
-    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>>;
-    /// Runs still in state Created (to split), oldest first.
-    async fn created_runs(&self) -> StoreResult<Vec<Run>>;
-    /// The secrets snapshotted by a run.
-    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value>;
-    /// The parts of a run in split order.
-    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>>;
-    /// One part.
-    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>>;
-    /// The results of a run, in part order then attempt.
-    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>>;
 
-    // ---- leasing -------------------------------------------------------------
+    // ---- leasing ------------------------------------------------------------
 
     /// Lease the best waiting part `agent` may take, or `None`.
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>>;
@@ -280,9 +332,7 @@ pub trait Store: Send + Sync + 'static {
     async fn progress(
         &self,
         agent: &Agent,
-        lease: LeaseRef,
-        done: u64,
-        total: u64,
+        report: &ProgressReport,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Apply a result under the fencing rule; durable before it returns.
@@ -312,7 +362,7 @@ pub trait Store: Send + Sync + 'static {
     /// sweep at the same time. Returns the expired leases.
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>>;
 
-    // ---- admin actions -------------------------------------------------------
+    // ---- admin actions ------------------------------------------------------
 
     /// Suspend a run: its waiting parts are not leased until resumed; running
     /// parts finish their lease.
@@ -322,11 +372,6 @@ pub trait Store: Send + Sync + 'static {
     /// Cancel a run: its open parts are canceled and their leases revoked; late
     /// results are recorded and change nothing.
     async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run>;
-
-    // ---- events --------------------------------------------------------------
-
-    /// Events with id greater than `after`, oldest first, at most `limit`.
-    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>>;
 }
 
 /// The lease half of [`Store::submit_and_lease`]: its failure is logged and

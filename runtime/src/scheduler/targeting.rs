@@ -38,7 +38,7 @@
 //! part when it is stored, [`AddressSpan::of_net`] of an agent's networks when
 //! it registers.
 //!
-//! tests/scheduler/policy.rs runs one table of cases through each copy.
+//! tests/scheduler/policy/ runs one table of cases through each copy.
 
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -55,10 +55,7 @@ pub struct AddressSpan {
 impl AddressSpan {
     /// The span of a network, e.g. `10.0.0.0/24`.
     pub fn of_net(net: &IpNet) -> Self {
-        Self {
-            lo: to_u128(net.network()),
-            hi: to_u128(net.broadcast()),
-        }
+        Self { lo: to_u128(net.network()), hi: to_u128(net.broadcast()) }
     }
 
     /// Whether `other` lies entirely inside this span.
@@ -77,10 +74,7 @@ impl AddressSpan {
     }
 
     fn union(self, other: AddressSpan) -> AddressSpan {
-        AddressSpan {
-            lo: self.lo.min(other.lo),
-            hi: self.hi.max(other.hi),
-        }
+        AddressSpan { lo: self.lo.min(other.lo), hi: self.hi.max(other.hi) }
     }
 }
 
@@ -107,10 +101,7 @@ pub fn parse_target(target: &str) -> Option<AddressSpan> {
         && a.is_ipv4() == b.is_ipv4()
     {
         let (a, b) = (to_u128(a), to_u128(b));
-        return Some(AddressSpan {
-            lo: a.min(b),
-            hi: a.max(b),
-        });
+        return Some(AddressSpan { lo: a.min(b), hi: a.max(b) });
     }
     // `address:port` and `[v6]:port`.
     if let Ok(sock) = target.parse::<std::net::SocketAddr>() {
@@ -123,19 +114,14 @@ pub fn parse_target(target: &str) -> Option<AddressSpan> {
 /// The span covering every address target of a part, or `None` when the part
 /// has no address target (any agent may take it).
 pub fn span_of_targets<S: AsRef<str>>(targets: &[S]) -> Option<AddressSpan> {
-    targets
-        .iter()
-        .filter_map(|t| parse_target(t.as_ref()))
-        .reduce(AddressSpan::union)
+    targets.iter().filter_map(|t| parse_target(t.as_ref())).reduce(AddressSpan::union)
 }
 
 /// Whether an agent with `networks` may take a part whose targets span `span`.
 pub fn networks_cover(networks: &[IpNet], span: Option<AddressSpan>) -> bool {
     match span {
         None => true,
-        Some(span) => networks
-            .iter()
-            .any(|net| AddressSpan::of_net(&net.trunc()).contains(&span)),
+        Some(span) => networks.iter().any(|net| AddressSpan::of_net(&net.trunc()).contains(&span)),
     }
 }
 
@@ -168,10 +154,7 @@ mod tests {
         assert!(!networks_cover(&nets(&["10.0.0.0/8"]), part));
         // A block straddling two networks needs one network holding all of it.
         let wide = span_of_targets(&["192.168.0.0/23"]);
-        assert!(!networks_cover(
-            &nets(&["192.168.0.0/24", "192.168.1.0/24"]),
-            wide
-        ));
+        assert!(!networks_cover(&nets(&["192.168.0.0/24", "192.168.1.0/24"]), wide));
     }
 
     #[test]

@@ -130,28 +130,14 @@ impl WorkSignal {
 
     /// Register a long-poll of agent `agent_id`; it leaves when dropped.
     pub fn waiter(&self, agent_id: i64) -> Waiter {
-        let agent = self
-            .lock_agents()
-            .entry(agent_id)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
+        let agent =
+            self.lock_agents().entry(agent_id).or_insert_with(|| watch::channel(0).0).subscribe();
         let mut waiters = self.lock_waiters();
         let id = waiters.next_id;
         waiters.next_id += 1;
         let bell = Arc::new(Notify::new());
-        waiters.slots.insert(
-            id,
-            Slot {
-                bell: bell.clone(),
-                ..Slot::default()
-            },
-        );
-        Waiter {
-            signal: self.clone(),
-            id,
-            bell,
-            agent,
-        }
+        waiters.slots.insert(id, Slot { bell: bell.clone(), ..Slot::default() });
+        Waiter { signal: self.clone(), id, bell, agent }
     }
 
     fn lock_waiters(&self) -> MutexGuard<'_, Waiters> {
@@ -182,20 +168,13 @@ impl Waiter {
     pub fn look(&mut self) -> Look {
         self.agent.borrow_and_update();
         let mut waiters = self.signal.lock_waiters();
-        let slot = waiters
-            .slots
-            .get_mut(&self.id)
-            .expect("a waiter has a slot");
+        let slot = waiters.slots.get_mut(&self.id).expect("a waiter has a slot");
         let wakes = std::mem::take(&mut slot.wakes);
         if !slot.queued {
             slot.queued = true;
             waiters.queue.push_back(self.id);
         }
-        Look {
-            signal: self.signal.clone(),
-            from: self.id,
-            wakes,
-        }
+        Look { signal: self.signal.clone(), from: self.id, wakes }
     }
 
     /// Resolves at a wake for this waiter, or for its agent, since the last
@@ -248,9 +227,7 @@ impl Look {
         if found {
             wakes.pop();
         }
-        self.signal
-            .lock_waiters()
-            .pass_on(wakes, true, Some(self.from));
+        self.signal.lock_waiters().pass_on(wakes, true, Some(self.from));
     }
 }
 
@@ -259,9 +236,7 @@ impl Drop for Look {
     fn drop(&mut self) {
         let wakes = std::mem::take(&mut self.wakes);
         if !wakes.is_empty() {
-            self.signal
-                .lock_waiters()
-                .pass_on(wakes, false, Some(self.from));
+            self.signal.lock_waiters().pass_on(wakes, false, Some(self.from));
         }
     }
 }
@@ -283,9 +258,7 @@ mod tests {
 
     /// Whether `waiter` has been woken (without waiting).
     async fn is_woken(waiter: &mut Waiter) -> bool {
-        tokio::time::timeout(Duration::from_millis(1), waiter.woken())
-            .await
-            .is_ok()
+        tokio::time::timeout(Duration::from_millis(1), waiter.woken()).await.is_ok()
     }
 
     #[tokio::test]

@@ -16,7 +16,9 @@ pub mod sqlite;
 use chrono::{DateTime, Utc};
 
 pub(crate) use crate::scheduler::store::lease_after_result;
-pub use crate::scheduler::store::{PluginRecord, Recurrence, Store, StoreError, StoreResult};
+pub use crate::scheduler::store::{
+    PluginRecord, Recurrence, Store, StoreError, StoreReads, StoreResult, TaskWrite,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -40,10 +42,7 @@ pub async fn open(location: Option<&str>, data_dir: &std::path::Path) -> StoreRe
         }),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresStore::connect(url).await?;
-            Ok(OpenedStore {
-                store: std::sync::Arc::new(store.clone()),
-                postgres: Some(store),
-            })
+            Ok(OpenedStore { store: std::sync::Arc::new(store.clone()), postgres: Some(store) })
         }
         Some(other) => Err(StoreError::Invalid(format!(
             "database {other:?}: expected a postgres:// URL (SQLite is the default with no URL)"
@@ -71,13 +70,7 @@ mod tests {
         let sqlite = open(None, dir.path()).await.unwrap();
         assert!(sqlite.postgres.is_none());
         assert!(dir.path().join(sqlite::DATABASE_FILE).exists());
-        let err = open(Some("mysql://db/jobstack"), dir.path())
-            .await
-            .err()
-            .unwrap();
-        assert!(
-            err.to_string().contains("expected a postgres:// URL"),
-            "{err}"
-        );
+        let err = open(Some("mysql://db/jobstack"), dir.path()).await.err().unwrap();
+        assert!(err.to_string().contains("expected a postgres:// URL"), "{err}");
     }
 }

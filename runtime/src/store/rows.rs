@@ -2,17 +2,43 @@
 //!
 //! Both stores keep the same columns with the same encodings (JSON as text,
 //! states as their names, times as milliseconds since the epoch), so the
-//! mapping is written once, here, as [`row_mappers!`], and each backend's
-//! `rows` module instantiates it for its row type beside its own column lists
-//! (so a query and its mapping cannot drift apart). A macro rather than a
+//! mapping is written once, here, as [`row_mappers!`], with the column lists
+//! it reads (so a query and its mapping cannot drift apart), and each
+//! backend's `rows` module instantiates it for its row type beside its query
+//! of runs, whose part counters each backend keeps its own way. A macro rather than a
 //! generic function: sqlx's `Row` would need a decode bound per column type on
 //! every function.
 
 /// Define `plugin`, `agent`, `task`, `run`, `part`, `result` and `event` (and
-/// their helpers) for the row type `$row`.
+/// their helpers) for the row type `$row`, with the column lists they read
+/// (a run's, `RUN_SELECT`, is the backend's own).
 macro_rules! row_mappers {
     ($row:ty) => {
         use sqlx::Row as _;
+
+        /// Columns of [`plugin`].
+        pub const PLUGIN_COLUMNS: &str = "sha256, name, version, manifest, size, uploaded_at";
+
+        /// Columns of [`agent`].
+        pub const AGENT_COLUMNS: &str =
+            "id, name, networks, plugins, pooled_slots, dedicated_slots, last_seen";
+
+        /// Columns of [`task`].
+        pub const TASK_COLUMNS: &str =
+            "id, spec, secrets <> '{}' AS has_secrets, next_run_at, created_at, updated_at";
+
+        /// Columns of [`part`].
+        pub const PART_COLUMNS: &str = "id, run_id, seq, label, targets, payload, state, \
+             attempt, owner, pinned_agent, lease_expires_at, available_at, progress_done, \
+             progress_total, error";
+
+        /// Columns of [`result`].
+        pub const RESULT_COLUMNS: &str = "part_id, attempt, run_id, agent, status, output, \
+             error, emitted, logs, started_at, duration_ms, applied, received_at";
+
+        /// Columns of [`event`].
+        pub const EVENT_COLUMNS: &str =
+            "id, at, entity, entity_id, kind, from_state, to_state, detail";
 
         use crate::scheduler::{
             Agent, AgentRegistration, Event, Part, PartCounts, ResultStatus, Run, RunCause, State,
@@ -27,8 +53,7 @@ macro_rules! row_mappers {
 
         fn state(row: &$row, column: &str) -> StoreResult<State> {
             let text: String = row.try_get(column)?;
-            text.parse()
-                .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+            text.parse().map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
         }
 
         fn opt_state(row: &$row, column: &str) -> StoreResult<Option<State>> {
@@ -125,9 +150,7 @@ macro_rules! row_mappers {
                 attempt: u32_of(row, "attempt")?,
                 owner: row.try_get("owner")?,
                 pinned_agent: row.try_get("pinned_agent")?,
-                lease_expires_at: row
-                    .try_get::<Option<i64>, _>("lease_expires_at")?
-                    .map(from_ms),
+                lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(from_ms),
                 available_at: from_ms(row.try_get("available_at")?),
                 progress: done.zip(total).map(|(d, t)| (d as u64, t as u64)),
                 error: row.try_get("error")?,

@@ -43,11 +43,7 @@ struct Asset {
 
 macro_rules! asset {
     ($name:literal, $type:expr) => {
-        Asset {
-            name: $name,
-            content_type: $type,
-            body: include_bytes!(concat!("assets/", $name)),
-        }
+        Asset { name: $name, content_type: $type, body: include_bytes!(concat!("assets/", $name)) }
     };
 }
 
@@ -72,10 +68,7 @@ const ASSETS: &[Asset] = &[
 
 /// The ETag of each asset, in [`ASSETS`] order, computed once.
 static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..16])))
-        .collect()
+    ASSETS.iter().map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..16]))).collect()
 });
 
 /// The UI's routes, to merge into the API router.
@@ -121,10 +114,7 @@ fn serve(name: &str, request: &HeaderMap) -> Response {
     };
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL_VALUE));
-    headers.insert(
-        ETAG,
-        HeaderValue::from_str(etag).expect("hex ETag is a valid header"),
-    );
+    headers.insert(ETAG, HeaderValue::from_str(etag).expect("hex ETag is a valid header"));
     security_headers(headers);
     response
 }
@@ -142,10 +132,7 @@ fn security_headers(headers: &mut HeaderMap) {
         HeaderName::from_static("referrer-policy"),
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
+    headers.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
 }
 
 #[cfg(test)]

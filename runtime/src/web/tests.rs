@@ -11,10 +11,7 @@ async fn get_with(path: &str, if_none_match: Option<&str>) -> Response {
     if let Some(tag) = if_none_match {
         request = request.header(IF_NONE_MATCH, tag);
     }
-    routes::<()>()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap()
+    routes::<()>().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
 }
 
 async fn get(path: &str) -> Response {
@@ -22,18 +19,11 @@ async fn get(path: &str) -> Response {
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
+    response.headers().get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap()
 }
 
 async fn body(response: Response) -> String {
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
@@ -41,10 +31,7 @@ async fn body(response: Response) -> String {
 async fn index_is_served_at_the_root_as_html_with_a_strict_policy() {
     let response = get("/").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        header(&response, "content-type"),
-        "text/html; charset=utf-8"
-    );
+    assert_eq!(header(&response, "content-type"), "text/html; charset=utf-8");
     let csp = header(&response, "content-security-policy");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("default-src 'none'"), "{csp}");
@@ -52,10 +39,7 @@ async fn index_is_served_at_the_root_as_html_with_a_strict_policy() {
     assert_eq!(header(&response, "x-content-type-options"), "nosniff");
     assert_eq!(header(&response, "cache-control"), "no-cache");
     let html = body(response).await;
-    assert!(
-        html.contains(r#"<script type="module" src="/ui/app.js">"#),
-        "{html}"
-    );
+    assert!(html.contains(r#"<script type="module" src="/ui/app.js">"#), "{html}");
 }
 
 #[tokio::test]
@@ -65,21 +49,12 @@ async fn the_page_has_no_inline_script_or_style() {
         assert!(tag.contains("src=\"/ui/"), "inline script: <script{tag}");
     }
     assert!(!html.contains("<style"), "inline <style> in the page");
-    assert!(
-        !html.contains("style=\""),
-        "inline style attribute in the page"
-    );
+    assert!(!html.contains("style=\""), "inline style attribute in the page");
     // An inline handler is an attribute ` on<event>=`.
     for (at, _) in html.match_indices(" on") {
         let rest = &html[at + 3..];
-        let word: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .collect();
-        assert!(
-            !rest[word.len()..].starts_with('='),
-            "inline event handler on{word}= in the page"
-        );
+        let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        assert!(!rest[word.len()..].starts_with('='), "inline event handler on{word}= in the page");
     }
 }
 
@@ -126,10 +101,7 @@ async fn every_module_an_asset_imports_is_served() {
             checked += 1;
         }
     }
-    assert!(
-        checked >= 10,
-        "only {checked} imports found: is the parsing broken?"
-    );
+    assert!(checked >= 10, "only {checked} imports found: is the parsing broken?");
 }
 
 #[tokio::test]

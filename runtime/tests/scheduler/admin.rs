@@ -42,8 +42,7 @@ async fn force_run_goes_first_and_wakes_waiting_agents(backend: Backend) {
 
 async fn suspended_parts_are_not_leased_until_resumed(backend: Backend) {
     let h = Harness::new(backend).await;
-    let a = h.agent("a", &[]).await;
-    let b = h.agent("b", &[]).await;
+    let [a, b] = h.agents(["a", "b"]).await;
     let run = h.run_of(&h.spec("job", Harness::labels(3))).await;
     let running = h.lease(&a).await;
     let suspended = h.sched.suspend(run.id).await.unwrap();
@@ -51,10 +50,7 @@ async fn suspended_parts_are_not_leased_until_resumed(backend: Backend) {
     assert_eq!((suspended.parts.suspended, suspended.parts.running), (2, 1));
     h.lease_none(&b).await;
     // The part already running finishes its lease.
-    assert_eq!(
-        h.sched.submit(&a, &finished(&running)).await.unwrap(),
-        ResultAck::Applied
-    );
+    assert_eq!(h.sched.submit(&a, &finished(&running)).await.unwrap(), ResultAck::Applied);
     let resumed = h.sched.resume(run.id).await.unwrap();
     assert_eq!(resumed.state, State::Running);
     assert_eq!(resumed.parts.waiting, 2);
@@ -65,25 +61,16 @@ async fn suspended_parts_are_not_leased_until_resumed(backend: Backend) {
 }
 
 async fn cancel_revokes_leases_and_late_results_change_nothing(backend: Backend) {
-    let h = Harness::new(backend).await;
-    let a = h.agent("a", &[]).await;
-    let run = h.run_of(&h.spec("job", Harness::labels(3))).await;
-    let lease = h.lease(&a).await;
+    let (h, a, run, lease) = Harness::leased(backend, 3).await;
     let canceled = h.sched.cancel(run.id).await.unwrap();
     assert_eq!(canceled.state, State::Canceled);
     assert_eq!(canceled.parts.canceled, 3);
     let hb = h.sched.heartbeat(&a, &[lease.lease_ref()]).await.unwrap();
     assert_eq!(hb.revoked, vec![lease.lease_ref()]);
-    assert_eq!(
-        h.sched.submit(&a, &finished(&lease)).await.unwrap(),
-        ResultAck::Recorded
-    );
+    assert_eq!(h.sched.submit(&a, &finished(&lease)).await.unwrap(), ResultAck::Recorded);
     let results = h.store.results(run.id).await.unwrap();
     assert_eq!((results.len(), results[0].applied), (1, false));
-    assert_eq!(
-        h.store.run(run.id).await.unwrap().unwrap().state,
-        State::Canceled
-    );
+    assert_eq!(h.run_state(run.id).await, State::Canceled);
     h.lease_none(&a).await;
 }
 
@@ -95,30 +82,17 @@ async fn rerun_repeats_a_whole_run_or_only_its_failed_parts(backend: Backend) {
     let run = h.run_of(&spec).await;
     for i in 0..3 {
         let lease = h.lease(&a).await;
-        let status = if i == 1 {
-            ResultStatus::Failed
-        } else {
-            ResultStatus::Finished
-        };
+        let status = if i == 1 { ResultStatus::Failed } else { ResultStatus::Finished };
         h.sched.submit(&a, &result(&lease, status)).await.unwrap();
     }
     let run = h.store.run(run.id).await.unwrap().unwrap();
     assert_eq!((run.state, run.parts.failed), (State::Failed, 1));
 
     let failed_only = h.sched.rerun(run.id, true).await.unwrap();
-    assert_eq!(
-        (failed_only.cause, failed_only.rerun_of),
-        (RunCause::Rerun, Some(run.id))
-    );
+    assert_eq!((failed_only.cause, failed_only.rerun_of), (RunCause::Rerun, Some(run.id)));
     assert_eq!(failed_only.plugin_sha256, run.plugin_sha256);
-    let labels: Vec<_> = h
-        .store
-        .parts(failed_only.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.label)
-        .collect();
+    let labels: Vec<_> =
+        h.store.parts(failed_only.id).await.unwrap().into_iter().map(|p| p.label).collect();
     assert_eq!(labels, ["p1"]);
 
     let whole = h.sched.rerun(run.id, false).await.unwrap();
@@ -161,10 +135,7 @@ async fn a_failed_split_fails_the_run_with_its_reason(backend: Backend) {
     spec.params = serde_json::json!({ "fail": "range 10.0.0.9-10.0.0.1 is reversed" });
     let run = h.run_of(&spec).await;
     assert_eq!(run.state, State::Failed);
-    assert_eq!(
-        run.error.as_deref(),
-        Some("split failed: range 10.0.0.9-10.0.0.1 is reversed")
-    );
+    assert_eq!(run.error.as_deref(), Some("split failed: range 10.0.0.9-10.0.0.1 is reversed"));
 }
 
 async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(backend: Backend) {
@@ -182,11 +153,7 @@ async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(ba
         .filter(|e| e.entity == "run" && e.entity_id == forced.id)
         .map(|e| (e.kind.as_str(), e.to))
         .collect();
-    assert_eq!(
-        of_run,
-        [("created", None), ("state", Some(State::Waiting))],
-        "{events:#?}"
-    );
+    assert_eq!(of_run, [("created", None), ("state", Some(State::Waiting))], "{events:#?}");
 
     let mut broken = h.spec("broken", Harness::labels(0));
     broken.frequency = jobstack::scheduler::Frequency::Manual;
@@ -199,36 +166,18 @@ async fn a_forced_run_is_stored_with_its_parts_or_failed_with_its_split_error(ba
 }
 
 async fn illegal_transitions_are_refused_naming_both_states(backend: Backend) {
-    let h = Harness::new(backend).await;
-    let a = h.agent("a", &[]).await;
-    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
-    let lease = h.lease(&a).await;
+    let (h, a, run, lease) = Harness::leased(backend, 1).await;
     h.sched.submit(&a, &finished(&lease)).await.unwrap();
     let err = h.sched.suspend(run.id).await.unwrap_err();
-    assert!(matches!(
-        err,
-        SchedulerError::Store(StoreError::Transition(_))
-    ));
-    assert_eq!(
-        err.to_string(),
-        "illegal run transition from finished to suspended"
-    );
+    assert!(matches!(err, SchedulerError::Store(StoreError::Transition(_))));
+    assert_eq!(err.to_string(), "illegal run transition from finished to suspended");
     let err = h.sched.cancel(run.id).await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "illegal run transition from finished to canceled"
-    );
-    assert_eq!(
-        h.store.run(run.id).await.unwrap().unwrap().state,
-        State::Finished
-    );
+    assert_eq!(err.to_string(), "illegal run transition from finished to canceled");
+    assert_eq!(h.run_state(run.id).await, State::Finished);
 }
 
 async fn every_state_change_is_in_the_event_log(backend: Backend) {
-    let h = Harness::new(backend).await;
-    let a = h.agent("a", &[]).await;
-    let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
-    let lease = h.lease(&a).await;
+    let (h, a, run, lease) = Harness::leased(backend, 1).await;
     h.sched.submit(&a, &finished(&lease)).await.unwrap();
     let events = h.store.events(0, 1000).await.unwrap();
     let changes: Vec<String> = events
@@ -248,9 +197,7 @@ async fn every_state_change_is_in_the_event_log(backend: Backend) {
     );
     assert!(events.windows(2).all(|w| w[0].id < w[1].id));
     assert!(
-        events
-            .iter()
-            .any(|e| e.entity == "run" && e.entity_id == run.id && e.kind == "created")
+        events.iter().any(|e| e.entity == "run" && e.entity_id == run.id && e.kind == "created")
     );
     // Reading from where one stopped.
     let tail = h.store.events(events[2].id, 1000).await.unwrap();

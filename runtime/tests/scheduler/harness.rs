@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use jobstack::scheduler::{
     Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
-    Splitter, Submission, Task, TaskSpec,
+    Splitter, State, Submission, Task, TaskSpec,
 };
 use jobstack::store::postgres::{PgSettings, ScratchDatabase};
 use jobstack::store::{PluginRecord, PostgresStore, SqliteStore, Store};
@@ -35,23 +36,36 @@ pub fn postgres_url() -> String {
 /// Connections per test store: tests run in parallel against one server.
 const TEST_POOL: u32 = 4;
 
+/// A fresh, empty database on the test server (dropped with the guard).
+/// Fails loudly when the server cannot be reached.
+pub async fn scratch_database() -> ScratchDatabase {
+    let url = postgres_url();
+    ScratchDatabase::create(&url, "jobstack_test").await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
+    })
+}
+
 /// A migrated PostgreSQL store in a fresh database (which the returned guard
 /// drops). Fails loudly when the server cannot be reached.
 pub async fn postgres_store() -> (PostgresStore, ScratchDatabase) {
-    let url = postgres_url();
-    let db = ScratchDatabase::create(&url, "jobstack_test")
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
-        });
-    let settings = PgSettings {
-        max_connections: TEST_POOL,
-        ..PgSettings::default()
-    };
-    let store = PostgresStore::connect_with(&db.url(), &settings)
-        .await
-        .expect("open postgres store");
+    let db = scratch_database().await;
+    let settings = PgSettings { max_connections: TEST_POOL, ..PgSettings::default() };
+    let store =
+        PostgresStore::connect_with(&db.url(), &settings).await.expect("open postgres store");
     (store, db)
+}
+
+/// The record of a plugin `name` uploaded at `now`, whose module hash is
+/// derived from `version` (no module bytes: the scheduler never reads them).
+pub fn plugin_record(name: &str, version: &str, now: DateTime<Utc>) -> PluginRecord {
+    PluginRecord {
+        sha256: hex::encode(Sha256::digest(format!("{name}@{version}"))),
+        name: name.to_string(),
+        version: version.to_string(),
+        manifest: serde_json::json!({ "name": name, "version": version }),
+        size: 1,
+        uploaded_at: now,
+    }
 }
 
 /// Instantiate each named test once per backend.
@@ -99,11 +113,7 @@ impl Splitter for ParamsSplitter {
                 label: p["label"].as_str().unwrap_or("part").to_string(),
                 targets: p["targets"]
                     .as_array()
-                    .map(|t| {
-                        t.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect()
-                    })
+                    .map(|t| t.iter().filter_map(|x| x.as_str().map(String::from)).collect())
                     .unwrap_or_default(),
                 payload: p.to_string(),
             })
@@ -129,59 +139,63 @@ impl Harness {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let (store, db): (Arc<dyn Store>, _) = match backend {
-            Backend::Sqlite => (
-                Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")),
-                None,
-            ),
+            Backend::Sqlite => {
+                (Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")), None)
+            }
             Backend::Postgres => {
                 let (store, db) = postgres_store().await;
                 (Arc::new(store), Some(db))
             }
         };
         let clock = ManualClock::fixed();
-        let sched = Scheduler::new(
-            store.clone(),
-            Arc::new(clock.clone()),
-            Arc::new(ParamsSplitter),
-        );
-        Self {
-            sched,
-            clock,
-            store,
-            _db: db,
-            _dir: dir,
-        }
+        let sched =
+            Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
+        Self { sched, clock, store, _db: db, _dir: dir }
+    }
+
+    /// A fresh harness with agent `a`, the first run of a task `job` of
+    /// `parts` parts, and `a`'s lease of the run's first part.
+    pub async fn leased(backend: Backend, parts: usize) -> (Self, Agent, Run, Lease) {
+        let h = Self::new(backend).await;
+        let agent = h.agent("a", &[]).await;
+        let run = h.run_of(&h.spec("job", Self::labels(parts))).await;
+        let lease = h.lease(&agent).await;
+        (h, agent, run, lease)
     }
 
     /// The SQLite store's database file (`None` on PostgreSQL).
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        self._db.is_none().then(|| {
-            self._dir
-                .path()
-                .join(jobstack::store::sqlite::DATABASE_FILE)
-        })
+        self._db.is_none().then(|| self._dir.path().join(jobstack::store::sqlite::DATABASE_FILE))
     }
 
     /// Upload a plugin `name` whose module hash is derived from `version`.
     pub async fn plugin(&self, name: &str, version: &str) -> PluginRecord {
-        let record = PluginRecord {
-            sha256: hex::encode(Sha256::digest(format!("{name}@{version}"))),
-            name: name.to_string(),
-            version: version.to_string(),
-            manifest: serde_json::json!({ "name": name, "version": version }),
-            size: 1,
-            uploaded_at: self.sched.now(),
-        };
+        let record = plugin_record(name, version, self.sched.now());
         self.store.put_plugin(&record).await.expect("put plugin");
         record
     }
 
+    /// Register agents of these names, without networks.
+    pub async fn agents<const N: usize>(&self, names: [&str; N]) -> [Agent; N] {
+        let mut agents = Vec::with_capacity(N);
+        for name in names {
+            agents.push(self.agent(name, &[]).await);
+        }
+        agents.try_into().unwrap_or_else(|_| unreachable!("one agent per name"))
+    }
+
     /// Register an agent with networks (CIDRs).
     pub async fn agent(&self, name: &str, networks: &[&str]) -> Agent {
+        self.agent_serving(name, networks, &[]).await
+    }
+
+    /// Register an agent with networks (CIDRs) that serves only `plugins`
+    /// (every plugin when empty).
+    pub async fn agent_serving(&self, name: &str, networks: &[&str], plugins: &[&str]) -> Agent {
         let registration = AgentRegistration {
             name: name.to_string(),
             networks: networks.iter().map(|n| n.parse().expect("CIDR")).collect(),
-            plugins: Vec::new(),
+            plugins: plugins.iter().map(|p| p.to_string()).collect(),
             pooled_slots: 4,
             dedicated_slots: 1,
         };
@@ -201,13 +215,7 @@ impl Harness {
 
     /// Create a task (uploading plugin `test` if needed).
     pub async fn task(&self, spec: &TaskSpec) -> Task {
-        if self
-            .store
-            .latest_plugin(&spec.plugin)
-            .await
-            .unwrap()
-            .is_none()
-        {
+        if self.store.latest_plugin(&spec.plugin).await.unwrap().is_none() {
             self.plugin(&spec.plugin, "1.0.0").await;
         }
         self.sched
@@ -228,9 +236,7 @@ impl Harness {
     /// `parts` labelled `p0`, `p1`, ... without targets.
     pub fn labels(n: usize) -> serde_json::Value {
         serde_json::Value::Array(
-            (0..n)
-                .map(|i| serde_json::json!({ "label": format!("p{i}") }))
-                .collect(),
+            (0..n).map(|i| serde_json::json!({ "label": format!("p{i}") })).collect(),
         )
     }
 
@@ -252,6 +258,12 @@ impl Harness {
             agent.registration.name,
             got.map(|l| l.part.label)
         );
+    }
+
+    /// Run `id`'s state now.
+    pub async fn run_state(&self, id: i64) -> State {
+        let run = self.store.run(id).await.expect("read the run");
+        run.unwrap_or_else(|| panic!("run {id} not found")).state
     }
 
     /// Move the clock.

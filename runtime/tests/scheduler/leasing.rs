@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
-use jobstack::scheduler::{Agent, ResultAck, ResultStatus, State, Targeting};
+use jobstack::scheduler::{
+    Agent, Lease, ResultAck, ResultStatus, SchedulerError, State, Targeting,
+};
+
+/// A long-poll for a lease running on its own task.
+type LongPoll = tokio::task::JoinHandle<Result<Option<Lease>, SchedulerError>>;
 
 use crate::harness::{Backend, Harness, finished, prio, result};
 use crate::store_tests;
@@ -29,13 +34,9 @@ async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
     let h = Harness::new(backend).await;
     let agent = h.agent("solo", &["10.0.0.0/8"]).await;
     let mut expected = Vec::new();
-    for (name, priority) in [
-        ("low", "low"),
-        ("normal", "normal"),
-        ("c5", "5"),
-        ("c1", "1"),
-        ("high", "high"),
-    ] {
+    for (name, priority) in
+        [("low", "low"), ("normal", "normal"), ("c5", "5"), ("c1", "1"), ("high", "high")]
+    {
         let mut spec = h.spec(name, Harness::labels(1));
         spec.priority = prio(priority);
         h.task(&spec).await;
@@ -48,11 +49,7 @@ async fn priority_order_is_forced_high_custom_normal_low(backend: Backend) {
     let mut order = Vec::new();
     while let Some(lease) = h.sched.lease(&agent).await.unwrap() {
         let task = h.store.task(lease.task_id).await.unwrap().unwrap();
-        let tag = if lease.run_id == forced.id {
-            "forced".to_string()
-        } else {
-            task.spec.name
-        };
+        let tag = if lease.run_id == forced.id { "forced".to_string() } else { task.spec.name };
         order.push(tag);
         h.sched.submit(&agent, &finished(&lease)).await.unwrap();
     }
@@ -73,17 +70,7 @@ async fn within_a_class_the_oldest_run_goes_first(backend: Backend) {
         order.push(format!("{}/{}", task.spec.name, lease.part.label));
         h.sched.submit(&agent, &finished(&lease)).await.unwrap();
     }
-    assert_eq!(
-        order,
-        [
-            "first/p0",
-            "first/p1",
-            "second/p0",
-            "second/p1",
-            "third/p0",
-            "third/p1"
-        ]
-    );
+    assert_eq!(order, ["first/p0", "first/p1", "second/p0", "second/p1", "third/p0", "third/p1"]);
 }
 
 async fn one_part_per_run_per_agent_at_a_time(backend: Backend) {
@@ -100,10 +87,18 @@ async fn one_part_per_run_per_agent_at_a_time(backend: Backend) {
     // Once the first part is done, the next part of the run.
     h.sched.submit(&agent, &finished(&first)).await.unwrap();
     let next = h.lease(&agent).await;
-    assert_eq!(
-        (next.run_id, next.part.label.as_str()),
-        (first.run_id, "p1")
-    );
+    assert_eq!((next.run_id, next.part.label.as_str()), (first.run_id, "p1"));
+}
+
+/// The lease a spawned long-poll answers; fails saying `what` was expected
+/// when it does not answer within 30 s.
+async fn woken(poll: LongPoll, what: &str) -> Lease {
+    tokio::time::timeout(Duration::from_secs(30), poll)
+        .await
+        .expect(what)
+        .expect("the long-poll's task")
+        .expect("lease")
+        .expect("a part")
 }
 
 /// An agent with several slots long-polls for its next part while it still
@@ -121,12 +116,7 @@ async fn a_long_poll_held_back_by_its_own_part_wakes_at_its_result(backend: Back
     });
     let ack = h.sched.submit(&agent, &finished(&first)).await.unwrap();
     assert_eq!(ack, ResultAck::Applied);
-    let second = tokio::time::timeout(Duration::from_secs(30), waiting)
-        .await
-        .expect("the long-poll was not woken by the agent's result")
-        .unwrap()
-        .unwrap()
-        .expect("the second part");
+    let second = woken(waiting, "the long-poll was not woken by the agent's result").await;
     assert_eq!(second.part.label, "p1");
 }
 
@@ -141,9 +131,7 @@ async fn a_new_part_reaches_the_one_waiting_agent_that_may_take_it(backend: Back
     for name in ["first", "second", "chosen"] {
         let agent = h.agent(name, &[]).await;
         let sched = h.sched.clone();
-        polls.push(tokio::spawn(async move {
-            sched.lease_waiting(&agent, long, long).await
-        }));
+        polls.push(tokio::spawn(async move { sched.lease_waiting(&agent, long, long).await }));
     }
     tokio::time::timeout(Duration::from_secs(30), async {
         while h.sched.work_signal().waiting() < 3 {
@@ -153,18 +141,10 @@ async fn a_new_part_reaches_the_one_waiting_agent_that_may_take_it(backend: Back
     .await
     .expect("three long-polls waiting");
     let mut spec = h.spec("pinned", Harness::labels(1));
-    spec.targeting = Targeting {
-        agents: vec!["chosen".into()],
-        each_agent: false,
-    };
+    spec.targeting = Targeting { agents: vec!["chosen".into()], each_agent: false };
     h.run_of(&spec).await;
     let chosen = polls.pop().unwrap();
-    let lease = tokio::time::timeout(Duration::from_secs(30), chosen)
-        .await
-        .expect("the wake reached the chosen agent")
-        .unwrap()
-        .unwrap()
-        .expect("its part");
+    let lease = woken(chosen, "the wake reached the chosen agent").await;
     assert_eq!(lease.part.label, "p0");
     for other in polls {
         assert!(!other.is_finished(), "the others found nothing to take");
@@ -206,14 +186,8 @@ async fn targeting_by_agent_list_ignores_networks(backend: Backend) {
     let h = Harness::new(backend).await;
     let chosen = h.agent("chosen", &[]).await;
     let other = h.agent("other", &["0.0.0.0/0"]).await;
-    let mut spec = h.spec(
-        "listed",
-        serde_json::json!([{ "label": "x", "targets": ["10.0.0.1"] }]),
-    );
-    spec.targeting = Targeting {
-        agents: vec!["chosen".into()],
-        each_agent: false,
-    };
+    let mut spec = h.spec("listed", serde_json::json!([{ "label": "x", "targets": ["10.0.0.1"] }]));
+    spec.targeting = Targeting { agents: vec!["chosen".into()], each_agent: false };
     h.run_of(&spec).await;
     h.lease_none(&other).await;
     assert_eq!(h.lease(&chosen).await.part.label, "x");
@@ -221,14 +195,9 @@ async fn targeting_by_agent_list_ignores_networks(backend: Backend) {
 
 async fn each_agent_gives_every_listed_agent_its_copy(backend: Backend) {
     let h = Harness::new(backend).await;
-    let web1 = h.agent("web1", &[]).await;
-    let web2 = h.agent("web2", &[]).await;
-    let db = h.agent("db", &[]).await;
+    let [web1, web2, db] = h.agents(["web1", "web2", "db"]).await;
     let mut spec = h.spec("deploy", Harness::labels(1));
-    spec.targeting = Targeting {
-        agents: vec!["web1".into(), "web2".into()],
-        each_agent: true,
-    };
+    spec.targeting = Targeting { agents: vec!["web1".into(), "web2".into()], each_agent: true };
     let run = h.run_of(&spec).await;
     assert_eq!(run.parts.waiting, 2);
     h.lease_none(&db).await;
@@ -239,10 +208,7 @@ async fn each_agent_gives_every_listed_agent_its_copy(backend: Backend) {
     let l2 = h.lease(&web2).await;
     assert_ne!(l1.part_id, l2.part_id);
     h.sched.submit(&web2, &finished(&l2)).await.unwrap();
-    assert_eq!(
-        h.store.run(run.id).await.unwrap().unwrap().state,
-        State::Finished
-    );
+    assert_eq!(h.run_state(run.id).await, State::Finished);
 }
 
 async fn parts_no_agent_can_take_are_reported(backend: Backend) {
@@ -260,21 +226,14 @@ async fn parts_no_agent_can_take_are_reported(backend: Backend) {
     let mut spec = h.spec("listed", Harness::labels(1));
     spec.targeting.agents = vec!["ghost".into()];
     let listed = h.run_of(&spec).await;
-    assert_eq!(
-        h.sched.unassignable_parts(listed.id).await.unwrap().len(),
-        1
-    );
+    assert_eq!(h.sched.unassignable_parts(listed.id).await.unwrap().len(), 1);
 }
 
 async fn agents_only_get_plugins_they_accept(backend: Backend) {
     let h = Harness::new(backend).await;
     let mut reg = h.agent("picky", &[]).await.registration;
     reg.plugins = vec!["snmp".into()];
-    let picky = h
-        .store
-        .register_agent(&reg, "token-of-picky", h.sched.now())
-        .await
-        .unwrap();
+    let picky = h.store.register_agent(&reg, "token-of-picky", h.sched.now()).await.unwrap();
     h.run_of(&h.spec("scan", Harness::labels(1))).await;
     h.lease_none(&picky).await;
     let mut snmp = h.spec("inventory", Harness::labels(1));
@@ -285,18 +244,13 @@ async fn agents_only_get_plugins_they_accept(backend: Backend) {
 
 async fn heartbeat_extends_a_lease_and_expiry_retries_with_backoff(backend: Backend) {
     let h = Harness::new(backend).await;
-    let agent = h.agent("a", &[]).await;
-    let other = h.agent("b", &[]).await;
+    let [agent, other] = h.agents(["a", "b"]).await;
     let run = h.run_of(&h.spec("job", Harness::labels(1))).await;
     let lease = h.lease(&agent).await;
     // TTL = 60 s timeout + 30 s grace. Heartbeats keep it alive past that.
     for _ in 0..3 {
         h.advance(Duration::from_secs(60));
-        let ack = h
-            .sched
-            .heartbeat(&agent, &[lease.lease_ref()])
-            .await
-            .unwrap();
+        let ack = h.sched.heartbeat(&agent, &[lease.lease_ref()]).await.unwrap();
         assert_eq!(ack.extended, vec![lease.lease_ref()]);
         assert!(h.sched.tick().await.unwrap().expired.is_empty());
     }
@@ -312,17 +266,10 @@ async fn heartbeat_extends_a_lease_and_expiry_retries_with_backoff(backend: Back
     assert_eq!((again.part_id, again.attempt), (lease.part_id, 2));
     // The expired holder's heartbeat now learns it lost the lease, but the
     // part is still open: superseded (finish it if you can), not revoked.
-    let ack = h
-        .sched
-        .heartbeat(&agent, &[lease.lease_ref()])
-        .await
-        .unwrap();
+    let ack = h.sched.heartbeat(&agent, &[lease.lease_ref()]).await.unwrap();
     assert_eq!(ack.superseded, vec![lease.lease_ref()]);
     assert!(ack.revoked.is_empty() && ack.extended.is_empty(), "{ack:?}");
-    assert_eq!(
-        h.store.run(run.id).await.unwrap().unwrap().state,
-        State::Running
-    );
+    assert_eq!(h.run_state(run.id).await, State::Running);
 }
 
 async fn retries_spent_fail_the_part_and_the_run(backend: Backend) {
@@ -358,11 +305,7 @@ async fn a_failed_attempt_is_retried_after_backoff(backend: Backend) {
     for wait in [5u64, 10] {
         let lease = h.lease(&agent).await;
         attempts.push(lease.attempt);
-        let ack = h
-            .sched
-            .submit(&agent, &result(&lease, ResultStatus::Failed))
-            .await
-            .unwrap();
+        let ack = h.sched.submit(&agent, &result(&lease, ResultStatus::Failed)).await.unwrap();
         assert_eq!(ack, ResultAck::Applied);
         h.advance(Duration::from_secs(wait - 1));
         h.lease_none(&agent).await;
@@ -370,10 +313,7 @@ async fn a_failed_attempt_is_retried_after_backoff(backend: Backend) {
     }
     let last = h.lease(&agent).await;
     attempts.push(last.attempt);
-    h.sched
-        .submit(&agent, &result(&last, ResultStatus::Timeout))
-        .await
-        .unwrap();
+    h.sched.submit(&agent, &result(&last, ResultStatus::Timeout)).await.unwrap();
     assert_eq!(attempts, [1, 2, 3]);
     let part = h.store.part(last.part_id).await.unwrap().unwrap();
     assert_eq!(part.state, State::Failed);
@@ -388,17 +328,11 @@ async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Bac
     let h = Harness::new(backend).await;
     let (office, lab) = office_and_lab_scan(&h).await;
     let mut deploy = h.spec("deploy", Harness::labels(1));
-    deploy.targeting = Targeting {
-        agents: vec!["office".into(), "lab".into()],
-        each_agent: true,
-    };
+    deploy.targeting = Targeting { agents: vec!["office".into(), "lab".into()], each_agent: true };
     h.run_of(&deploy).await;
     let l = h.lease(&lab).await;
     let o = h.lease(&office).await;
-    assert_eq!(
-        (l.part.label.as_str(), o.part.label.as_str()),
-        ("lab-a", "office-a")
-    );
+    assert_eq!((l.part.label.as_str(), o.part.label.as_str()), ("lab-a", "office-a"));
 
     let (lab_done, office_done) = (finished(&l), finished(&o));
     let (lab_next, office_next) = tokio::join!(
@@ -407,10 +341,7 @@ async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Bac
     );
     let (lab_ack, lab_next) = lab_next.unwrap();
     let (office_ack, office_next) = office_next.unwrap();
-    assert_eq!(
-        (lab_ack, office_ack),
-        (ResultAck::Applied, ResultAck::Applied)
-    );
+    assert_eq!((lab_ack, office_ack), (ResultAck::Applied, ResultAck::Applied));
     let (lab_next, office_next) = (lab_next.expect("a part"), office_next.expect("a part"));
     // The lab never gets the office's part; it takes the untargeted one.
     assert_eq!(office_next.part.label, "office-b");
@@ -438,19 +369,14 @@ async fn the_next_lease_a_result_brings_follows_the_targeting_rules(backend: Bac
 /// result brings, once their backoff is over.
 async fn parts_back_to_waiting_go_first_however_far_the_run_has_gone(backend: Backend) {
     let h = Harness::new(backend).await;
-    let slow = h.agent("slow", &[]).await;
-    let flaky = h.agent("flaky", &[]).await;
-    let fast = h.agent("fast", &[]).await;
+    let [slow, flaky, fast] = h.agents(["slow", "flaky", "fast"]).await;
     let mut spec = h.spec("long", Harness::labels(1_500));
     spec.retries = 2;
     h.run_of(&spec).await;
     let lost = h.lease(&slow).await;
     let failing = h.lease(&flaky).await;
     let mut held = h.lease(&fast).await;
-    assert_eq!(
-        [&lost, &failing, &held].map(|l| l.part.label.as_str()),
-        ["p0", "p1", "p2"]
-    );
+    assert_eq!([&lost, &failing, &held].map(|l| l.part.label.as_str()), ["p0", "p1", "p2"]);
     // 1,200 parts finished, each result bringing the next lease.
     for _ in 0..1_200 {
         held = h
@@ -463,29 +389,18 @@ async fn parts_back_to_waiting_go_first_however_far_the_run_has_gone(backend: Ba
     }
     assert_eq!(held.part.label, "p1202");
     // p1 fails (retried after 5 s); p0's lease expires (retried after 5 s).
-    let ack = h
-        .sched
-        .submit(&flaky, &result(&failing, ResultStatus::Failed))
-        .await
-        .unwrap();
+    let ack = h.sched.submit(&flaky, &result(&failing, ResultStatus::Failed)).await.unwrap();
     assert_eq!(ack, ResultAck::Applied);
     h.advance(Duration::from_secs(60));
     h.sched.heartbeat(&fast, &[held.lease_ref()]).await.unwrap();
     h.advance(Duration::from_secs(31));
-    assert_eq!(
-        h.sched.tick().await.unwrap().expired,
-        vec![lost.lease_ref()]
-    );
+    assert_eq!(h.sched.tick().await.unwrap().expired, vec![lost.lease_ref()]);
     h.advance(Duration::from_secs(5));
     let again = h.lease(&slow).await;
     assert_eq!((again.part.label.as_str(), again.attempt), ("p0", 2));
     let mut order = Vec::new();
     for _ in 0..2 {
-        let (ack, next) = h
-            .sched
-            .submit_and_lease(&fast, &finished(&held))
-            .await
-            .unwrap();
+        let (ack, next) = h.sched.submit_and_lease(&fast, &finished(&held)).await.unwrap();
         assert_eq!(ack, ResultAck::Applied);
         held = next.expect("a part for the fast agent");
         order.push((held.part.label.clone(), held.attempt));

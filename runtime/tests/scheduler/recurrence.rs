@@ -37,13 +37,19 @@ async fn a_once_task_runs_once(backend: Backend) {
     assert_eq!(runs_of(&h, "once").await, 1);
 }
 
-async fn an_interval_task_runs_every_interval(backend: Backend) {
+/// A task `every` run every `seconds`, its first run done by agent `a`.
+async fn every_first_run_done(backend: Backend, seconds: u64) -> Harness {
     let h = Harness::new(backend).await;
     let a = h.agent("a", &[]).await;
     let mut spec = h.spec("every", Harness::labels(1));
-    spec.frequency = Frequency::Every { seconds: 600 };
+    spec.frequency = Frequency::Every { seconds };
     h.run_of(&spec).await;
     finish_all(&h, &a).await;
+    h
+}
+
+async fn an_interval_task_runs_every_interval(backend: Backend) {
+    let h = every_first_run_done(backend, 600).await;
     h.advance(Duration::from_secs(599));
     h.sched.tick().await.unwrap();
     assert_eq!(runs_of(&h, "every").await, 1);
@@ -52,19 +58,11 @@ async fn an_interval_task_runs_every_interval(backend: Backend) {
     assert_eq!(report.scheduled.len(), 1);
     assert_eq!(runs_of(&h, "every").await, 2);
     let task = h.store.task_by_name("every").await.unwrap().unwrap();
-    assert_eq!(
-        task.next_run_at,
-        Some(h.sched.now() + chrono::TimeDelta::seconds(600))
-    );
+    assert_eq!(task.next_run_at, Some(h.sched.now() + chrono::TimeDelta::seconds(600)));
 }
 
 async fn missed_runs_coalesce_into_one(backend: Backend) {
-    let h = Harness::new(backend).await;
-    let a = h.agent("a", &[]).await;
-    let mut spec = h.spec("every", Harness::labels(1));
-    spec.frequency = Frequency::Every { seconds: 60 };
-    h.run_of(&spec).await;
-    finish_all(&h, &a).await;
+    let h = every_first_run_done(backend, 60).await;
     // The daemon was down for an hour: one run, not sixty.
     h.advance(Duration::from_secs(3600 + 30));
     let report = h.sched.tick().await.unwrap();
@@ -76,10 +74,7 @@ async fn missed_runs_coalesce_into_one(backend: Backend) {
     let task = h.store.task_by_name("every").await.unwrap().unwrap();
     let start = jobstack::scheduler::ManualClock::fixed();
     use jobstack::scheduler::Clock;
-    assert_eq!(
-        task.next_run_at,
-        Some(start.now() + chrono::TimeDelta::seconds(3660))
-    );
+    assert_eq!(task.next_run_at, Some(start.now() + chrono::TimeDelta::seconds(3660)));
 }
 
 async fn a_cron_task_runs_at_its_times(backend: Backend) {
@@ -87,14 +82,9 @@ async fn a_cron_task_runs_at_its_times(backend: Backend) {
     let a = h.agent("a", &[]).await;
     let mut spec = h.spec("nightly", Harness::labels(1));
     // The clock starts at 2026-01-01T00:00:00Z; every day at 03:00.
-    spec.frequency = Frequency::Cron {
-        expr: "0 3 * * *".into(),
-    };
+    spec.frequency = Frequency::Cron { expr: "0 3 * * *".into() };
     let task = h.task(&spec).await;
-    assert_eq!(
-        task.next_run_at.unwrap().to_rfc3339(),
-        "2026-01-01T03:00:00+00:00"
-    );
+    assert_eq!(task.next_run_at.unwrap().to_rfc3339(), "2026-01-01T03:00:00+00:00");
     h.advance(Duration::from_secs(3 * 3600 - 1));
     h.sched.tick().await.unwrap();
     assert_eq!(runs_of(&h, "nightly").await, 0);
@@ -107,10 +97,7 @@ async fn a_cron_task_runs_at_its_times(backend: Backend) {
     h.sched.tick().await.unwrap();
     assert_eq!(runs_of(&h, "nightly").await, 2);
     let task = h.store.task(task.id).await.unwrap().unwrap();
-    assert_eq!(
-        task.next_run_at.unwrap().to_rfc3339(),
-        "2026-01-05T03:00:00+00:00"
-    );
+    assert_eq!(task.next_run_at.unwrap().to_rfc3339(), "2026-01-05T03:00:00+00:00");
 }
 
 async fn no_new_run_while_the_previous_is_active_unless_overlap_is_allowed(backend: Backend) {
@@ -125,10 +112,7 @@ async fn no_new_run_while_the_previous_is_active_unless_overlap_is_allowed(backe
     assert_eq!(runs_of(&h, "slow").await, 1);
     // Once the first run ends, the held-back occurrence runs.
     finish_all(&h, &a).await;
-    assert_eq!(
-        h.store.run(first.id).await.unwrap().unwrap().state,
-        State::Finished
-    );
+    assert_eq!(h.run_state(first.id).await, State::Finished);
     h.sched.tick().await.unwrap();
     assert_eq!(runs_of(&h, "slow").await, 2);
 

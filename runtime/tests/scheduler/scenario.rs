@@ -37,10 +37,7 @@ async fn fusioninventory_scenario(backend: Backend) {
 
     // Agent A sends back information: the job leaves the stack.
     h.advance(Duration::from_secs(10));
-    assert_eq!(
-        h.sched.submit(&a, &finished(&a1)).await.unwrap(),
-        ResultAck::Applied
-    );
+    assert_eq!(h.sched.submit(&a, &finished(&a1)).await.unwrap(), ResultAck::Applied);
     // Agent A asks: 192.168.0.3.
     let a3 = h.lease(&a).await;
     assert_eq!(a3.part.label, "192.168.0.3");
@@ -48,10 +45,7 @@ async fn fusioninventory_scenario(backend: Backend) {
     // Agent B is disconnected; its lease (60 s timeout + 30 s grace) runs out.
     // A finishes 192.168.0.3 in time.
     h.advance(Duration::from_secs(70));
-    assert_eq!(
-        h.sched.submit(&a, &finished(&a3)).await.unwrap(),
-        ResultAck::Applied
-    );
+    assert_eq!(h.sched.submit(&a, &finished(&a3)).await.unwrap(), ResultAck::Applied);
     h.advance(Duration::from_secs(11));
     // The server times out the 192.168.0.2 job and regenerates it.
     let report = h.sched.tick().await.unwrap();
@@ -59,10 +53,7 @@ async fn fusioninventory_scenario(backend: Backend) {
     assert_eq!(report.expired[0].part_id, b2.part_id);
     let part2 = h.store.part(b2.part_id).await.unwrap().unwrap();
     assert_eq!(part2.state, State::Waiting);
-    assert!(
-        part2.error.as_deref().unwrap().contains("expired"),
-        "{part2:?}"
-    );
+    assert!(part2.error.as_deref().unwrap().contains("expired"), "{part2:?}");
 
     // Agent A asks (after the retry backoff): 192.168.0.2 again, owner A, attempt 2.
     h.advance(Duration::from_secs(5));
@@ -76,22 +67,13 @@ async fn fusioninventory_scenario(backend: Backend) {
     assert!(hb.revoked.is_empty(), "{hb:?}");
     // B updates the server with its 192.168.0.2 status:
     // accepted, the job leaves the stack, and A's lease on it is revoked.
-    assert_eq!(
-        h.sched.submit(&b, &finished(&b2)).await.unwrap(),
-        ResultAck::AcceptedLate
-    );
+    assert_eq!(h.sched.submit(&b, &finished(&b2)).await.unwrap(), ResultAck::AcceptedLate);
     let part2 = h.store.part(b2.part_id).await.unwrap().unwrap();
-    assert_eq!(
-        (part2.state, part2.owner.as_deref()),
-        (State::Finished, Some("B"))
-    );
+    assert_eq!((part2.state, part2.owner.as_deref()), (State::Finished, Some("B")));
     let hb = h.sched.heartbeat(&a, &[a2.lease_ref()]).await.unwrap();
     assert_eq!(hb.revoked, vec![a2.lease_ref()]);
     // A's own result for the revoked attempt changes nothing.
-    assert_eq!(
-        h.sched.submit(&a, &finished(&a2)).await.unwrap(),
-        ResultAck::Duplicate
-    );
+    assert_eq!(h.sched.submit(&a, &finished(&a2)).await.unwrap(), ResultAck::Duplicate);
 
     // Agent C asks: 192.168.0.4. Agent B asks: 192.168.0.5.
     let c4 = h.lease(&c).await;
@@ -118,23 +100,12 @@ async fn fusioninventory_scenario(backend: Backend) {
     assert_eq!(run.parts.finished, 8);
     let results = h.store.results(run.id).await.unwrap();
     for part in h.store.parts(run.id).await.unwrap() {
-        let applied: Vec<_> = results
-            .iter()
-            .filter(|r| r.submission.part_id == part.id && r.applied)
-            .collect();
-        assert_eq!(
-            applied.len(),
-            1,
-            "part {} has {} applied results",
-            part.label,
-            applied.len()
-        );
+        let applied: Vec<_> =
+            results.iter().filter(|r| r.submission.part_id == part.id && r.applied).collect();
+        assert_eq!(applied.len(), 1, "part {} has {} applied results", part.label, applied.len());
     }
     // A's duplicate for 192.168.0.2 is kept for the record, not applied.
-    let for_part2: Vec<_> = results
-        .iter()
-        .filter(|r| r.submission.part_id == b2.part_id)
-        .collect();
+    let for_part2: Vec<_> = results.iter().filter(|r| r.submission.part_id == b2.part_id).collect();
     assert_eq!(for_part2.len(), 2);
     assert!(for_part2.iter().any(|r| r.agent == "B" && r.applied));
     assert!(for_part2.iter().any(|r| r.agent == "A" && !r.applied));

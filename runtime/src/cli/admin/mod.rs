@@ -17,10 +17,13 @@ pub mod task_flags;
 pub mod view;
 pub mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
+use anyhow::Context;
 use jobstack::client::{ApiClient, ClientError, ClientTls};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The daemon's address when neither `--server` nor `JOBSTACK_SERVER` is given:
 /// where `jobstack serve` listens by default.
@@ -46,35 +49,117 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// A client of the daemon with the admin token, if given.
     pub fn client(&self) -> anyhow::Result<Admin> {
-        let client = ApiClient::new(
-            &self.server,
-            ClientTls {
-                ca_file: self.ca_file.clone(),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client = ApiClient::new(&self.server, ClientTls { ca_file: self.ca_file.clone() })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let has_token = self.token.as_deref().is_some_and(|t| !t.trim().is_empty());
         let client = match &self.token {
             Some(token) if has_token => client.with_token(token),
             _ => client,
         };
-        Ok(Admin { client, has_token })
+        Ok(Admin { client, has_token, json: self.json })
     }
 }
 
+/// Arguments of the commands that upload a file (`plugin push`, `artifact push`).
+#[derive(Debug, clap::Args)]
+pub struct UploadArgs {
+    /// The file: a plugin component (.wasm), or any artifact.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
 /// A client of the admin API that turns [`ClientError`]s into messages for
-/// people.
+/// people, and prints answers as `--json` asked.
 #[derive(Debug, Clone)]
 pub struct Admin {
     /// The underlying client.
     pub client: ApiClient,
     has_token: bool,
+    json: bool,
 }
 
 impl Admin {
     /// Turn an API error into the message the user sees.
     pub fn explain(&self, error: ClientError) -> anyhow::Error {
         anyhow::anyhow!("{}", explain(error, self.has_token))
+    }
+
+    /// `GET path`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.client.get_json(path).await.map_err(|e| self.explain(e))
+    }
+
+    /// `POST path` without a body.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.client.post(path).await.map_err(|e| self.explain(e))
+    }
+
+    /// `POST path` with a JSON body; the daemon must answer one (`what` names it).
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        self.client
+            .post_json(path, body)
+            .await
+            .map_err(|e| self.explain(e))?
+            .ok_or_else(|| anyhow::anyhow!("the daemon answered no {what}"))
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.client.put_json(path, body).await.map_err(|e| self.explain(e))
+    }
+
+    /// `POST path` with the bytes of `file`.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &Path,
+        content_type: &str,
+    ) -> anyhow::Result<T> {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        self.client.post_bytes(path, bytes, content_type).await.map_err(|e| self.explain(e))
+    }
+
+    /// Print the daemon's answer: its JSON with `--json`, else `line(answer)`.
+    pub fn print<T: Serialize + ?Sized>(
+        &self,
+        answer: &T,
+        line: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        if self.json {
+            print_json(answer)?;
+        } else {
+            println!("{}", line(answer));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Print a listing: its JSON with `--json`, else `empty` when it is empty,
+    /// else `table(items)`.
+    pub fn print_list<T: Serialize>(
+        &self,
+        items: &[T],
+        empty: &str,
+        table: impl FnOnce(&[T]) -> String,
+    ) -> anyhow::Result<ExitCode> {
+        if self.json {
+            print_json(items)?;
+        } else if items.is_empty() {
+            println!("{empty}");
+        } else {
+            print!("{}", table(items));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
@@ -116,10 +201,7 @@ mod tests {
     fn missing_token_gets_a_hint() {
         let text = explain(unauthorized(), false);
         assert!(text.starts_with("missing Authorization"), "{text}");
-        assert!(
-            text.contains("--token") && text.contains("JOBSTACK_TOKEN"),
-            "{text}"
-        );
+        assert!(text.contains("--token") && text.contains("JOBSTACK_TOKEN"), "{text}");
         assert!(text.contains("first start"), "{text}");
     }
 

@@ -1,76 +1,36 @@
 //! `jobstack plugin push FILE.wasm` and `jobstack plugin list`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use jobstack::protocol::{PluginRecord, PluginUploaded};
 
 use super::table::{Table, time};
-use super::{ServerArgs, print_json};
-
-/// Arguments of `jobstack plugin push`.
-#[derive(Debug, clap::Args)]
-pub struct PushArgs {
-    /// The plugin component (.wasm).
-    pub file: PathBuf,
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
-
-/// Arguments of `jobstack plugin list`.
-#[derive(Debug, clap::Args)]
-pub struct ListArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
+use super::{ServerArgs, UploadArgs};
 
 /// Upload a plugin: the daemon validates it and answers its sha256, name and
 /// version; the same bytes again are "already known", not an error.
-pub async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+pub async fn push(args: UploadArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let uploaded: PluginUploaded = admin
-        .client
-        .post_bytes("/plugins", bytes, "application/wasm")
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&uploaded)?;
-    } else {
-        println!("{}", push_line(&uploaded));
-    }
-    Ok(ExitCode::SUCCESS)
+    let uploaded: PluginUploaded = admin.upload("/plugins", &args.file, "application/wasm").await?;
+    admin.print(&uploaded, push_line)
 }
 
 /// One line: `created hello 0.1.0 sha256 ab12...`.
 fn push_line(uploaded: &PluginUploaded) -> String {
     let p = &uploaded.plugin;
-    let what = if uploaded.created {
-        "created"
-    } else {
-        "already known"
-    };
+    let what = if uploaded.created { "created" } else { "already known" };
     format!("{what}: {} {} sha256 {}", p.name, p.version, p.sha256)
 }
 
 /// List the uploaded plugins, every version.
-pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let admin = args.server.client()?;
-    let plugins: Vec<PluginRecord> = admin
-        .client
-        .get_json("/plugins")
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&plugins)?;
-    } else if plugins.is_empty() {
-        println!("no plugins; upload one with `jobstack plugin push FILE.wasm`");
-    } else {
-        print!("{}", plugins_table(&plugins).render());
-    }
-    Ok(ExitCode::SUCCESS)
+pub async fn list(server: ServerArgs) -> anyhow::Result<ExitCode> {
+    let admin = server.client()?;
+    let plugins: Vec<PluginRecord> = admin.get("/plugins").await?;
+    admin.print_list(
+        &plugins,
+        "no plugins; upload one with `jobstack plugin push FILE.wasm`",
+        |plugins| plugins_table(plugins).render(),
+    )
 }
 
 fn plugins_table(plugins: &[PluginRecord]) -> Table {
@@ -104,10 +64,7 @@ mod tests {
 
     #[test]
     fn push_line_says_created_or_known() {
-        let mut uploaded = PluginUploaded {
-            plugin: record(),
-            created: true,
-        };
+        let mut uploaded = PluginUploaded { plugin: record(), created: true };
         assert_eq!(
             push_line(&uploaded),
             format!("created: hello 0.1.0 sha256 {}", "ab".repeat(32))

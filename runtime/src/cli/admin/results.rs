@@ -33,20 +33,12 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         Some(id) => format!("/runs/{id}/results"),
         None => format!("/tasks/{}/results", segment(&args.task)),
     };
-    let results: RunResults = admin
-        .client
-        .get_json(&path)
-        .await
-        .map_err(|e| admin.explain(e))?;
+    let results: RunResults = admin.get(&path).await?;
     if args.run.is_some() {
         // A run id from another task is a mistake worth saying.
         let view = task_view(&admin, &args.task).await?;
         if view.task.id != results.run.task_id {
-            anyhow::bail!(
-                "run {} belongs to another task than {:?}",
-                results.run.id,
-                args.task
-            );
+            anyhow::bail!("run {} belongs to another task than {:?}", results.run.id, args.task);
         }
     }
     if args.server.json {
@@ -54,11 +46,8 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{}", run_summary(&results.run));
-    let shown: Vec<&StoredResult> = results
-        .results
-        .iter()
-        .filter(|r| args.all || r.applied)
-        .collect();
+    let shown: Vec<&StoredResult> =
+        results.results.iter().filter(|r| args.all || r.applied).collect();
     if shown.is_empty() {
         println!("no results yet");
     } else {
@@ -72,9 +61,7 @@ pub async fn run(args: ResultsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn results_table(results: &[&StoredResult], with_applied: bool) -> Table {
-    let mut header = vec![
-        "PART", "ATTEMPT", "AGENT", "STATUS", "DURATION", "EMITTED", "OUTPUT",
-    ];
+    let mut header = vec!["PART", "ATTEMPT", "AGENT", "STATUS", "DURATION", "EMITTED", "OUTPUT"];
     if with_applied {
         header.push("APPLIED");
     }

@@ -19,10 +19,7 @@ pub struct Table {
 impl Table {
     /// A table with these column titles.
     pub fn new(header: &[&str]) -> Self {
-        Self {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
+        Self { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
     }
 
     /// Add a row (missing cells are empty, extra cells dropped).
@@ -60,9 +57,7 @@ impl Table {
 
 /// Newlines and tabs as spaces: one row stays one line.
 fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// At most [`MAX_CELL`] characters, an ellipsis marking the cut.
@@ -77,16 +72,12 @@ pub fn cut(text: &str) -> String {
 
 /// A time as `2026-11-28 07:02:40Z`, or `-`.
 pub fn time(at: Option<DateTime<Utc>>) -> String {
-    at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "-".into())
+    at.map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
 }
 
 /// An optional value, or `-`.
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
-    value
-        .map(|v| v.to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "-".into())
+    value.map(|v| v.to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| "-".into())
 }
 
 /// Milliseconds as a short duration: `850ms`, `3s`, `5m`, `1h 30m`.

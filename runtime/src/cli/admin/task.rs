@@ -23,7 +23,7 @@ pub enum TaskCommand {
     /// Change a task: only the flags given change.
     Edit(EditArgs),
     /// Tasks with their latest run.
-    List(ListArgs),
+    List(ServerArgs),
     /// A task, its latest run and that run's parts (owners, attempts, progress, errors).
     Show(ShowArgs),
     /// The runs of a task, newest first.
@@ -58,13 +58,6 @@ pub struct EditArgs {
     pub task: String,
     #[command(flatten)]
     pub flags: TaskFlags,
-    #[command(flatten)]
-    pub server: ServerArgs,
-}
-
-/// Arguments of `task list`.
-#[derive(Debug, clap::Args)]
-pub struct ListArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -121,18 +114,8 @@ pub async fn run(command: TaskCommand) -> anyhow::Result<ExitCode> {
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let input = args.flags.create_input()?;
     let admin = args.server.client()?;
-    let task: Task = admin
-        .client
-        .post_json("/tasks", &input)
-        .await
-        .map_err(|e| admin.explain(e))?
-        .ok_or_else(|| anyhow::anyhow!("the daemon answered no task"))?;
-    if args.server.json {
-        print_json(&task)?;
-    } else {
-        println!("created task {} (id {})", task.spec.name, task.id);
-    }
-    Ok(ExitCode::SUCCESS)
+    let task: Task = admin.post_json("/tasks", &input, "task").await?;
+    admin.print(&task, |task| format!("created task {} (id {})", task.spec.name, task.id))
 }
 
 async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
@@ -142,45 +125,23 @@ async fn edit(args: EditArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
     let stored = task_view(&admin, &args.task).await?;
     let input = args.flags.edit_input(stored.task.spec)?;
-    let task: Task = admin
-        .client
-        .put_json(&format!("/tasks/{}", stored.task.id), &input)
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&task)?;
-    } else {
-        println!("updated task {} (id {})", task.spec.name, task.id);
-    }
-    Ok(ExitCode::SUCCESS)
+    let task: Task = admin.put_json(&format!("/tasks/{}", stored.task.id), &input).await?;
+    admin.print(&task, |task| format!("updated task {} (id {})", task.spec.name, task.id))
 }
 
-async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let admin = args.server.client()?;
-    let tasks: Vec<TaskView> = admin
-        .client
-        .get_json("/tasks")
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&tasks)?;
-    } else if tasks.is_empty() {
-        println!("no tasks; define one with `jobstack task create`");
-    } else {
-        print!("{}", tasks_table(&tasks).render());
-    }
-    Ok(ExitCode::SUCCESS)
+async fn list(server: ServerArgs) -> anyhow::Result<ExitCode> {
+    let admin = server.client()?;
+    let tasks: Vec<TaskView> = admin.get("/tasks").await?;
+    admin.print_list(&tasks, "no tasks; define one with `jobstack task create`", |tasks| {
+        tasks_table(tasks).render()
+    })
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
     let view = task_view(&admin, &args.task).await?;
     let parts: Vec<Part> = match &view.latest_run {
-        Some(run) => admin
-            .client
-            .get_json(&format!("/runs/{}/parts", run.id))
-            .await
-            .map_err(|e| admin.explain(e))?,
+        Some(run) => admin.get(&format!("/runs/{}/parts", run.id)).await?,
         None => Vec::new(),
     };
     if args.server.json {
@@ -197,74 +158,34 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 async fn runs(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
-    let runs: Vec<Run> = admin
-        .client
-        .get_json(&format!("/runs?task={}", segment(&args.task)))
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&runs)?;
-    } else if runs.is_empty() {
-        println!(
-            "task {} has no run yet; start one with `jobstack task run {}`",
-            args.task, args.task
-        );
-    } else {
-        print!("{}", runs_table(&runs).render());
-    }
-    Ok(ExitCode::SUCCESS)
+    let runs: Vec<Run> = admin.get(&format!("/runs?task={}", segment(&args.task))).await?;
+    let empty = format!(
+        "task {} has no run yet; start one with `jobstack task run {}`",
+        args.task, args.task
+    );
+    admin.print_list(&runs, &empty, |runs| runs_table(runs).render())
 }
 
 async fn force_run(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
-    let run: Run = admin
-        .client
-        .post(&format!("/tasks/{}/run", segment(&args.task)))
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&run)?;
-    } else {
-        println!("started {}", run_summary(&run));
-    }
-    Ok(ExitCode::SUCCESS)
+    let run: Run = admin.post(&format!("/tasks/{}/run", segment(&args.task))).await?;
+    admin.print(&run, |run| format!("started {}", run_summary(run)))
 }
 
 async fn run_action(args: RunActionArgs, action: &str, done: &str) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
     let id = run_id(&admin, args.task.as_deref(), args.run).await?;
-    let run: Run = admin
-        .client
-        .post(&format!("/runs/{id}/{action}"))
-        .await
-        .map_err(|e| admin.explain(e))?;
-    if args.server.json {
-        print_json(&run)?;
-    } else {
-        println!("{done} {}", run_summary(&run));
-    }
-    Ok(ExitCode::SUCCESS)
+    let run: Run = admin.post(&format!("/runs/{id}/{action}")).await?;
+    admin.print(&run, |run| format!("{done} {}", run_summary(run)))
 }
 
 async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
     let target = args.target;
     let admin = target.server.client()?;
     let id = run_id(&admin, target.task.as_deref(), target.run).await?;
-    let request = RerunRequest {
-        failed_only: args.failed_only,
-    };
-    let run: Run = admin
-        .client
-        .post_json(&format!("/runs/{id}/rerun"), &request)
-        .await
-        .map_err(|e| admin.explain(e))?
-        .ok_or_else(|| anyhow::anyhow!("the daemon answered no run"))?;
-    if target.server.json {
-        print_json(&run)?;
-    } else {
-        println!("started {} (re-run of run {id})", run_summary(&run));
-    }
-    Ok(ExitCode::SUCCESS)
+    let request = RerunRequest { failed_only: args.failed_only };
+    let run: Run = admin.post_json(&format!("/runs/{id}/rerun"), &request, "run").await?;
+    admin.print(&run, |run| format!("started {} (re-run of run {id})", run_summary(run)))
 }
 
 /// The run named by `--run`, or the latest run of `task`.
@@ -368,25 +289,18 @@ fn describe_task(view: &TaskView) -> String {
     if !spec.grants.dirs.is_empty() {
         add("dirs", spec.grants.dirs.join(","));
     }
-    add(
-        "secrets",
-        if task.has_secrets { "set" } else { "none" }.into(),
-    );
+    add("secrets", if task.has_secrets { "set" } else { "none" }.into());
     add("next run", time(task.next_run_at));
     add(
         "latest run",
-        view.latest_run
-            .as_ref()
-            .map(run_summary)
-            .unwrap_or_else(|| "none yet".into()),
+        view.latest_run.as_ref().map(run_summary).unwrap_or_else(|| "none yet".into()),
     );
     rows.render()
 }
 
 fn runs_table(runs: &[Run]) -> Table {
-    let mut table = Table::new(&[
-        "RUN", "CAUSE", "STATE", "PARTS", "PLUGIN", "CREATED", "ENDED", "ERROR",
-    ]);
+    let mut table =
+        Table::new(&["RUN", "CAUSE", "STATE", "PARTS", "PLUGIN", "CREATED", "ENDED", "ERROR"]);
     for run in runs {
         table.row(vec![
             run.id.to_string(),
@@ -403,9 +317,8 @@ fn runs_table(runs: &[Run]) -> Table {
 }
 
 fn parts_table(parts: &[Part]) -> Table {
-    let mut table = Table::new(&[
-        "PART", "LABEL", "STATE", "OWNER", "ATTEMPT", "PROGRESS", "ERROR",
-    ]);
+    let mut table =
+        Table::new(&["PART", "LABEL", "STATE", "OWNER", "ATTEMPT", "PROGRESS", "ERROR"]);
     for part in parts {
         table.row(vec![
             part.id.to_string(),
@@ -466,17 +379,9 @@ mod tests {
 
     #[test]
     fn frequencies_read_like_the_flags() {
-        assert_eq!(
-            frequency_text(&Frequency::Every { seconds: 3600 }),
-            "every 1h"
-        );
+        assert_eq!(frequency_text(&Frequency::Every { seconds: 3600 }), "every 1h");
         assert_eq!(frequency_text(&Frequency::Manual), "manual");
-        assert_eq!(
-            frequency_text(&Frequency::Cron {
-                expr: "0 3 * * *".into()
-            }),
-            "cron 0 3 * * *"
-        );
+        assert_eq!(frequency_text(&Frequency::Cron { expr: "0 3 * * *".into() }), "cron 0 3 * * *");
     }
 
     #[test]
@@ -493,16 +398,9 @@ mod tests {
             updated_at: now,
         };
         let views = [
+            TaskView { task: task.clone(), latest_run: Some(run()) },
             TaskView {
-                task: task.clone(),
-                latest_run: Some(run()),
-            },
-            TaskView {
-                task: Task {
-                    id: 4,
-                    spec: TaskSpec::new("idle", "hello"),
-                    ..task
-                },
+                task: Task { id: 4, spec: TaskSpec::new("idle", "hello"), ..task },
                 latest_run: None,
             },
         ];

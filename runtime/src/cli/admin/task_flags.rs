@@ -106,10 +106,7 @@ impl TaskFlags {
                 let (Some(name), Some(plugin)) = (&self.name, &self.plugin) else {
                     bail!("a new task needs --name and --plugin (or --file task.json)");
                 };
-                TaskInput {
-                    task: TaskSpec::new(name, plugin),
-                    secrets: None,
-                }
+                TaskInput { task: TaskSpec::new(name, plugin), secrets: None }
             }
         };
         self.apply(&mut input)?;
@@ -121,10 +118,7 @@ impl TaskFlags {
     pub fn edit_input(&self, stored: TaskSpec) -> anyhow::Result<TaskInput> {
         let mut input = match &self.file {
             Some(path) => read_input(path)?,
-            None => TaskInput {
-                task: stored,
-                secrets: None,
-            },
+            None => TaskInput { task: stored, secrets: None },
         };
         self.apply(&mut input)?;
         Ok(input)
@@ -258,11 +252,7 @@ impl TaskFlags {
 
 /// Names without the empty ones (`--agents ''` clears the list).
 fn non_empty(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect()
+    values.iter().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
 }
 
 /// A JSON flag value: inline JSON, `@FILE`, or `@-` for stdin.
@@ -368,9 +358,7 @@ mod tests {
 
     #[test]
     fn create_defaults_match_the_daemons() {
-        let input = flags(&["--name", "t", "--plugin", "p"])
-            .create_input()
-            .unwrap();
+        let input = flags(&["--name", "t", "--plugin", "p"]).create_input().unwrap();
         assert_eq!(input.task, TaskSpec::new("t", "p"));
         assert_eq!(input.secrets, None);
     }
@@ -390,12 +378,7 @@ mod tests {
         };
         assert_eq!(freq(&["--manual"]), Frequency::Manual);
         assert_eq!(freq(&["--once"]), Frequency::Once { at: None });
-        assert_eq!(
-            freq(&["--cron", "0 3 * * *"]),
-            Frequency::Cron {
-                expr: "0 3 * * *".into()
-            }
-        );
+        assert_eq!(freq(&["--cron", "0 3 * * *"]), Frequency::Cron { expr: "0 3 * * *".into() });
         assert_eq!(freq(&["--every", "90s"]), Frequency::Every { seconds: 90 });
         let e = flags(&["--name", "t", "--plugin", "p", "--every", "1500ms"])
             .create_input()
@@ -412,9 +395,7 @@ mod tests {
         stored.targeting.agents = vec!["a".into()];
         stored.targeting.each_agent = true;
         stored.grants.dirs = vec!["deploy".into()];
-        stored.frequency = Frequency::Cron {
-            expr: "0 3 * * *".into(),
-        };
+        stored.frequency = Frequency::Cron { expr: "0 3 * * *".into() };
         let f = flags(&["--retries", "0", "--each-agent=false", "--dir", ""]);
         assert!(f.changes_something());
         let input = f.edit_input(stored.clone()).unwrap();
@@ -463,24 +444,15 @@ mod tests {
         let e = flags(&["--name", "t", "--plugin", "p", "--params", "{oops"])
             .create_input()
             .unwrap_err();
-        assert!(
-            format!("{e:#}").contains("--params: invalid JSON in the command line"),
-            "{e:#}"
-        );
+        assert!(format!("{e:#}").contains("--params: invalid JSON in the command line"), "{e:#}");
         let e = flags(&["--name", "t", "--plugin", "p", "--secrets", "[1]"])
             .create_input()
             .unwrap_err();
-        assert!(
-            e.to_string().contains("--secrets must be a JSON object"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("--secrets must be a JSON object"), "{e}");
         let e = flags(&["--name", "t", "--plugin", "p", "--params", "@/nonexistent"])
             .create_input()
             .unwrap_err();
-        assert!(
-            format!("{e:#}").contains("cannot read /nonexistent"),
-            "{e:#}"
-        );
+        assert!(format!("{e:#}").contains("cannot read /nonexistent"), "{e:#}");
         assert!(Cmd::try_parse_from(["cmd", "--priority", "urgent"]).is_err());
     }
 }

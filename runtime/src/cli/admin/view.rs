@@ -9,11 +9,7 @@ use super::Admin;
 
 /// `GET /tasks/{name or id}`.
 pub async fn task_view(admin: &Admin, task: &str) -> anyhow::Result<TaskView> {
-    admin
-        .client
-        .get_json(&format!("/tasks/{}", segment(task)))
-        .await
-        .map_err(|e| admin.explain(e))
+    admin.get(&format!("/tasks/{}", segment(task))).await
 }
 
 /// `run 12 of scan (forced): running, 3/10 parts done`.
@@ -39,7 +35,17 @@ pub fn run_summary(run: &Run) -> String {
 pub fn counts_text(parts: &PartCounts) -> String {
     let done = parts.finished + parts.failed + parts.canceled;
     let mut text = format!("{done}/{} parts done", parts.total());
-    let details: Vec<String> = [
+    let details = counts_not_finished(parts);
+    if !details.is_empty() {
+        text.push_str(&format!(" ({})", details.join(", ")));
+    }
+    text
+}
+
+/// `["2 running", "1 failed"]`: the counts of parts not finished that are not
+/// zero.
+pub fn counts_not_finished(parts: &PartCounts) -> Vec<String> {
+    [
         ("running", parts.running),
         ("waiting", parts.waiting),
         ("suspended", parts.suspended),
@@ -49,11 +55,7 @@ pub fn counts_text(parts: &PartCounts) -> String {
     .iter()
     .filter(|(_, n)| *n > 0)
     .map(|(what, n)| format!("{n} {what}"))
-    .collect();
-    if !details.is_empty() {
-        text.push_str(&format!(" ({})", details.join(", ")));
-    }
-    text
+    .collect()
 }
 
 /// A state's lower-case name.

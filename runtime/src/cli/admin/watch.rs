@@ -23,7 +23,7 @@ use jobstack::client::ClientError;
 use jobstack::protocol::{Event, Run};
 use jobstack::scheduler::State;
 
-use super::view::{counts_text, run_summary, task_view};
+use super::view::{counts_not_finished, counts_text, run_summary, task_view};
 use super::{Admin, ServerArgs, print_json};
 
 /// How often the run is read while the event stream is up (in case an event
@@ -75,11 +75,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     };
     let display = Display::new(id, args.server.json);
 
-    let mut events = if args.poll {
-        None
-    } else {
-        open_events(&admin, &display).await
-    };
+    let mut events = if args.poll { None } else { open_events(&admin, &display).await };
     let mut reopen = (!args.poll && events.is_none()).then(Reopen::soon);
     let mut run = read_run(&admin, id).await?;
     display.update(&run);
@@ -183,10 +179,7 @@ impl Reopen {
     }
 
     fn after(delay: Duration) -> Self {
-        Self {
-            at: tokio::time::Instant::now() + delay,
-            delay,
-        }
+        Self { at: tokio::time::Instant::now() + delay, delay }
     }
 
     /// The next try, after this one failed.
@@ -259,12 +252,7 @@ impl Display {
         } else {
             ProgressBar::hidden()
         };
-        Self {
-            bar,
-            live,
-            json,
-            last_line: Default::default(),
-        }
+        Self { bar, live, json, last_line: Default::default() }
     }
 
     fn update(&self, run: &Run) {
@@ -283,8 +271,7 @@ impl Display {
     }
 
     fn waiting(&self, error: &ClientError) {
-        self.bar
-            .set_message(format!("daemon unreachable, retrying: {error}"));
+        self.bar.set_message(format!("daemon unreachable, retrying: {error}"));
         if !self.live && !self.json {
             eprintln!("daemon unreachable, retrying: {error}");
         }
@@ -323,18 +310,7 @@ impl Display {
 /// The bar's message: the state, and the counts that are not done when they
 /// say more than the state (`running: 2 running, 5 waiting`).
 fn state_message(run: &Run) -> String {
-    let p = &run.parts;
-    let counts: Vec<String> = [
-        ("running", p.running),
-        ("waiting", p.waiting),
-        ("suspended", p.suspended),
-        ("failed", p.failed),
-        ("canceled", p.canceled),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(what, n)| format!("{n} {what}"))
-    .collect();
+    let counts = counts_not_finished(&run.parts);
     let state = run.state.to_string();
     if counts.is_empty() || (counts.len() == 1 && counts[0].ends_with(&state)) {
         state
@@ -372,10 +348,7 @@ mod tests {
             cause: RunCause::Forced,
             rerun_of: None,
             error: None,
-            parts: PartCounts {
-                waiting: 2,
-                ..PartCounts::default()
-            },
+            parts: PartCounts { waiting: 2, ..PartCounts::default() },
             created_at: "2026-11-28T07:00:00Z".parse().unwrap(),
             ended_at: None,
         };
@@ -384,10 +357,7 @@ mod tests {
         run.parts.running = 1;
         assert_eq!(state_message(&run), "running: 1 running, 2 waiting");
         run.state = State::Finished;
-        run.parts = PartCounts {
-            finished: 3,
-            ..PartCounts::default()
-        };
+        run.parts = PartCounts { finished: 3, ..PartCounts::default() };
         assert_eq!(state_message(&run), "finished");
     }
 

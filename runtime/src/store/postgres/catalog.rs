@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::transition;
-use crate::scheduler::{Agent, AgentRegistration, Task, TaskSpec, targeting::AddressSpan};
+use crate::scheduler::{Agent, AgentRegistration, TaskSpec, targeting::AddressSpan};
 use crate::store::ms;
-use crate::store::{PluginRecord, StoreError, StoreResult};
+use crate::store::{PluginRecord, StoreError, StoreResult, TaskWrite};
 
 pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
@@ -33,16 +33,8 @@ pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<boo
         let detail = serde_json::json!({
             "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
         });
-        transition::event(
-            &mut tx,
-            plugin.uploaded_at,
-            "plugin",
-            id,
-            "uploaded",
-            None,
-            detail,
-        )
-        .await?;
+        transition::event(&mut tx, plugin.uploaded_at, "plugin", id, "uploaded", None, detail)
+            .await?;
     }
     tx.commit().await?;
     Ok(inserted)
@@ -91,24 +83,27 @@ pub async fn register_agent(
     let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
     transition::event(&mut tx, now, "agent", id, "registered", None, detail).await?;
     tx.commit().await?;
-    Ok(Agent {
-        id,
-        registration: reg.clone(),
-        last_seen: now,
-    })
+    Ok(Agent { id, registration: reg.clone(), last_seen: now })
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-pub async fn create_task(
-    pool: &PgPool,
-    spec: &TaskSpec,
-    secrets: &serde_json::Value,
-    next_run_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> StoreResult<Task> {
+/// A write of `spec` refused because another task has its name.
+fn name_taken(spec: &TaskSpec) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict { what: "task", name: spec.name.clone() }
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// Create a task; its id.
+pub async fn create_task(pool: &PgPool, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<i64> {
+    let spec = &task.spec;
     let mut tx = pool.begin().await?;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
     let id: i64 = sqlx::query_scalar(
@@ -117,41 +112,26 @@ pub async fn create_task(
     )
     .bind(&spec.name)
     .bind(spec_json)
-    .bind(secrets.to_string())
-    .bind(next_run_at.map(ms))
+    .bind(task.secrets_text().unwrap_or_else(|| "{}".into()))
+    .bind(task.next_run_at.map(ms))
     .bind(ms(now))
     .bind(ms(now))
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "task",
-                name: spec.name.clone(),
-            }
-        } else {
-            e.into()
-        }
-    })?;
-    let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
-    transition::event(&mut tx, now, "task", id, "created", None, detail).await?;
+    .map_err(name_taken(spec))?;
+    transition::event(&mut tx, now, "task", id, "created", None, task.event_detail()).await?;
     tx.commit().await?;
-    super::reads::task(pool, id)
-        .await?
-        .ok_or(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        })
+    Ok(id)
 }
 
+/// Change task `id`'s definition (and its secrets, when given).
 pub async fn update_task(
     pool: &PgPool,
     id: i64,
-    spec: &TaskSpec,
-    secrets: Option<&serde_json::Value>,
-    next_run_at: Option<DateTime<Utc>>,
+    task: &TaskWrite,
     now: DateTime<Utc>,
-) -> StoreResult<Task> {
+) -> StoreResult<()> {
+    let spec = &task.spec;
     let mut tx = pool.begin().await?;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
     let updated = sqlx::query(
@@ -160,38 +140,20 @@ pub async fn update_task(
     )
     .bind(&spec.name)
     .bind(spec_json)
-    .bind(secrets.map(|s| s.to_string()))
-    .bind(next_run_at.map(ms))
+    .bind(task.secrets_text())
+    .bind(task.next_run_at.map(ms))
     .bind(ms(now))
     .bind(id)
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            StoreError::Conflict {
-                what: "task",
-                name: spec.name.clone(),
-            }
-        } else {
-            e.into()
-        }
-    })?
+    .map_err(name_taken(spec))?
     .rows_affected();
     if updated == 0 {
-        return Err(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        });
+        return Err(StoreError::NotFound { what: "task", id: id.to_string() });
     }
-    let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
-    transition::event(&mut tx, now, "task", id, "updated", None, detail).await?;
+    transition::event(&mut tx, now, "task", id, "updated", None, task.event_detail()).await?;
     tx.commit().await?;
-    super::reads::task(pool, id)
-        .await?
-        .ok_or(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        })
+    Ok(())
 }
 
 pub async fn set_next_run(

@@ -87,15 +87,8 @@ impl FinishQueue {
     ) -> Answer {
         debug_assert_eq!(s.status, ResultStatus::Finished);
         let (reply, answer) = oneshot::channel();
-        let request = Finish {
-            agent: agent.clone(),
-            submission: s.clone(),
-            now,
-            reply,
-        };
-        self.requests
-            .send(request)
-            .map_err(|_| StoreError::Closed)?;
+        let request = Finish { agent: agent.clone(), submission: s.clone(), now, reply };
+        self.requests.send(request).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -177,11 +170,8 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
         }
     };
     let now = batch_now(&batch);
-    let ended: BTreeSet<i64> = answers
-        .iter()
-        .filter(|o| o.refresh)
-        .filter_map(|o| o.applied_in)
-        .collect();
+    let ended: BTreeSet<i64> =
+        answers.iter().filter(|o| o.refresh).filter_map(|o| o.applied_in).collect();
     for run_id in ended {
         // As after a single result: the run may have ended; should this fail
         // (or the daemon die), the sweep's `settle_runs` does it.
@@ -204,12 +194,7 @@ async fn apply(pool: &PgPool, batch: Vec<Finish>) {
 fn answer_alone(pool: &PgPool, request: Finish) {
     let pool = pool.clone();
     tokio::spawn(async move {
-        let Finish {
-            agent,
-            submission,
-            now,
-            reply,
-        } = request;
+        let Finish { agent, submission, now, reply } = request;
         let answer = results::submit_and_lease(&pool, &agent, &submission, now).await;
         let _ = reply.send(answer);
     });
@@ -260,12 +245,8 @@ async fn call(pool: &PgPool, batch: &[Finish]) -> StoreResult<Vec<ItemAnswer>> {
         }
     }
     // Sorted, so that two batches take the agents' locks in the same order.
-    let lock_ids: Vec<i64> = agent_ids
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let lock_ids: Vec<i64> =
+        agent_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
     let rows = sqlx::query(FINISH_AND_LEASE)
         .bind(ms(batch_now(batch)))
         .bind(&parts)
@@ -315,16 +296,10 @@ fn item_answer(row: &PgRow) -> StoreResult<ItemAnswer> {
         None
     });
     match (outcome.as_str(), applied_in) {
-        ("conflict", None) => Ok(ItemAnswer {
-            applied_in: None,
-            refresh: false,
-            lease: None,
-        }),
-        ("changed" | "refresh", Some(_)) => Ok(ItemAnswer {
-            applied_in,
-            refresh: outcome == "refresh",
-            lease,
-        }),
+        ("conflict", None) => Ok(ItemAnswer { applied_in: None, refresh: false, lease: None }),
+        ("changed" | "refresh", Some(_)) => {
+            Ok(ItemAnswer { applied_in, refresh: outcome == "refresh", lease })
+        }
         _ => Err(StoreError::Corrupt(format!(
             "jobstack_finish_and_lease answered {outcome:?} for run {applied_in:?}"
         ))),

@@ -35,7 +35,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Column, PgConnection, PgPool, Row};
 
 use super::transition;
-use crate::scheduler::{Agent, HeartbeatAck, Lease, LeaseRef, NewPart, State, TaskSpec, retry};
+use crate::scheduler::{
+    Agent, HeartbeatAck, Lease, LeaseRef, NewPart, ProgressReport, State, TaskSpec, retry,
+};
 use crate::store::{StoreError, StoreResult};
 use crate::store::{from_ms, ms};
 
@@ -144,19 +146,18 @@ pub async fn heartbeat(
 pub async fn progress(
     pool: &PgPool,
     agent: &Agent,
-    lease: LeaseRef,
-    done: u64,
-    total: u64,
+    report: &ProgressReport,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let (lease, (done, total)) = (report.lease_ref(), report.stored());
     let mut tx = pool.begin().await?;
     touch_agent(&mut tx, agent, now).await?;
     let stored = sqlx::query(
         "UPDATE parts SET progress_done = $1, progress_total = $2 \
          WHERE id = $3 AND state = 'running' AND attempt = $4 AND owner = $5",
     )
-    .bind(done.min(i64::MAX as u64) as i64)
-    .bind(total.min(i64::MAX as u64) as i64)
+    .bind(done)
+    .bind(total)
     .bind(lease.part_id)
     .bind(i64::from(lease.attempt))
     .bind(&agent.registration.name)

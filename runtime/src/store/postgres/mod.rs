@@ -45,10 +45,10 @@ use sqlx::{Executor, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{PluginRecord, Recurrence, Store, StoreResult};
+use super::{PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
 use crate::scheduler::{
-    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part,
-    ResultAck, ResultStatus, Run, StoredResult, Submission, Task, TaskSpec, WorkSignal,
+    Agent, AgentRegistration, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, ProgressReport,
+    ResultAck, ResultStatus, Run, Submission, Task, WorkSignal,
 };
 
 /// The `NOTIFY` channel announcing leasable work.
@@ -96,10 +96,7 @@ pub struct PgSettings {
 
 impl Default for PgSettings {
     fn default() -> Self {
-        Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            acquire_timeout: ACQUIRE_TIMEOUT,
-        }
+        Self { max_connections: DEFAULT_MAX_CONNECTIONS, acquire_timeout: ACQUIRE_TIMEOUT }
     }
 }
 
@@ -231,23 +228,8 @@ impl Store for PostgresStore {
     async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
         catalog::put_plugin(&self.pool, plugin).await
     }
-    async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
-        reads::plugins(&self.pool).await
-    }
-    async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
-        reads::plugin(&self.pool, sha256).await
-    }
-    async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
-        reads::latest_plugin(&self.pool, name).await
-    }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
         catalog::put_module(&self.pool, sha256, bytes).await
-    }
-    async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
-        reads::module(&self.pool, sha256).await
-    }
-    async fn has_module(&self, sha256: &str) -> StoreResult<bool> {
-        reads::has_module(&self.pool, sha256).await
     }
 
     async fn register_agent(
@@ -258,46 +240,19 @@ impl Store for PostgresStore {
     ) -> StoreResult<Agent> {
         catalog::register_agent(&self.pool, registration, token_hash, now).await
     }
-    async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
-        reads::agent_by_token(&self.pool, token_hash).await
-    }
-    async fn agents(&self) -> StoreResult<Vec<Agent>> {
-        reads::agents(&self.pool).await
-    }
 
-    async fn create_task(
-        &self,
-        spec: &TaskSpec,
-        secrets: &serde_json::Value,
-        next_run_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Task> {
-        catalog::create_task(&self.pool, spec, secrets, next_run_at, now).await
+    async fn create_task(&self, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<Task> {
+        let id = catalog::create_task(&self.pool, task, now).await?;
+        self.existing_task(id).await
     }
     async fn update_task(
         &self,
         id: i64,
-        spec: &TaskSpec,
-        secrets: Option<&serde_json::Value>,
-        next_run_at: Option<DateTime<Utc>>,
+        task: &TaskWrite,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
-        catalog::update_task(&self.pool, id, spec, secrets, next_run_at, now).await
-    }
-    async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
-        reads::task(&self.pool, id).await
-    }
-    async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
-        reads::task_by_name(&self.pool, name).await
-    }
-    async fn tasks(&self) -> StoreResult<Vec<Task>> {
-        reads::tasks(&self.pool).await
-    }
-    async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
-        reads::task_secrets(&self.pool, id).await
-    }
-    async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
-        reads::due_tasks(&self.pool, now).await
+        catalog::update_task(&self.pool, id, task, now).await?;
+        self.existing_task(id).await
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
@@ -342,30 +297,6 @@ impl Store for PostgresStore {
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
         runs::fail_run(&self.pool, run_id, error, now).await
     }
-    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
-        reads::run(&self.pool, id).await
-    }
-    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
-        reads::runs(&self.pool, task_id).await
-    }
-    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
-        reads::active_runs(&self.pool, task_id).await
-    }
-    async fn created_runs(&self) -> StoreResult<Vec<Run>> {
-        reads::created_runs(&self.pool).await
-    }
-    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
-        reads::run_secrets(&self.pool, run_id).await
-    }
-    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
-        reads::parts(&self.pool, run_id).await
-    }
-    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
-        reads::part(&self.pool, part_id).await
-    }
-    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
-        reads::results(&self.pool, run_id).await
-    }
 
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
         leasing::lease(&self.pool, agent, now).await
@@ -381,12 +312,10 @@ impl Store for PostgresStore {
     async fn progress(
         &self,
         agent: &Agent,
-        lease: LeaseRef,
-        done: u64,
-        total: u64,
+        report: &ProgressReport,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        leasing::progress(&self.pool, agent, lease, done, total, now).await
+        leasing::progress(&self.pool, agent, report, now).await
     }
     async fn submit(
         &self,
@@ -420,9 +349,5 @@ impl Store for PostgresStore {
     }
     async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
         runs::cancel_run(&self.pool, run_id, now).await
-    }
-
-    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        reads::events(&self.pool, after, limit).await
     }
 }

@@ -3,4 +3,4 @@
 
 use super::rows;
 
-crate::store::reads::portable_reads!(sqlx::PgPool);
+crate::store::reads::portable_reads!(super::PostgresStore, pool);

@@ -240,18 +240,10 @@ async fn judge_and_write(
         Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
-            let Applied {
-                to,
-                available_at,
-                error,
-            } = fencing::applied(s, part.attempt, part.retries, now);
+            let Applied { to, available_at, error } =
+                fencing::applied(s, part.attempt, part.retries, now);
             let owner = (to != State::Finished).then_some(None);
-            let change = Change {
-                to,
-                owner,
-                available_at: Some(available_at),
-                error,
-            };
+            let change = Change { to, owner, available_at: Some(available_at), error };
             (ResultAck::Applied, true, "result", None, Some(change))
         }
         Verdict::AcceptLate { revokes_current } => {
@@ -262,13 +254,7 @@ async fn judge_and_write(
                 error: None,
             };
             let revoke = revokes_current.then_some(i64::from(part.attempt));
-            (
-                ResultAck::AcceptedLate,
-                true,
-                "late-result",
-                revoke,
-                Some(change),
-            )
+            (ResultAck::AcceptedLate, true, "late-result", revoke, Some(change))
         }
     };
     if let Some(change) = &change {
@@ -301,9 +287,7 @@ async fn judge_and_write(
         .bind(change.as_ref().and_then(|c| c.error.clone()))
         .bind(detail.to_string());
     if lease {
-        write = write
-            .bind(agent.registration.plugins.is_empty())
-            .bind(&agent.registration.plugins);
+        write = write.bind(agent.registration.plugins.is_empty()).bind(&agent.registration.plugins);
     }
     let row = match write.fetch_optional(&mut *conn).await {
         // The compare-and-set matched but this attempt's result was already
@@ -348,9 +332,7 @@ async fn judge_and_write(
         // No row from `jobstack_submit` (`jobstack_submit_and_lease` then
         // answers NULL): the part does not exist.
         (None, None) => Err(not_leased(agent, s)),
-        (other, _) => Err(StoreError::Corrupt(format!(
-            "jobstack_submit answered {other:?}"
-        ))),
+        (other, _) => Err(StoreError::Corrupt(format!("jobstack_submit answered {other:?}"))),
     }
 }
 

@@ -12,10 +12,7 @@ use crate::store::sqlite::ms;
 use crate::store::{Recurrence, StoreError, StoreResult};
 
 fn not_found(id: i64) -> StoreError {
-    StoreError::NotFound {
-        what: "run",
-        id: id.to_string(),
-    }
+    StoreError::NotFound { what: "run", id: id.to_string() }
 }
 
 /// Insert a run in state Created; returns its id.
@@ -62,11 +59,8 @@ pub async fn insert_run(
 /// Read a run inside a transaction.
 pub async fn load_run(conn: &mut PgConnection, id: i64) -> StoreResult<Run> {
     let sql = format!("{} WHERE r.id = $1", rows::RUN_SELECT);
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| not_found(id))?;
+    let row =
+        sqlx::query(&sql).bind(id).fetch_optional(conn).await?.ok_or_else(|| not_found(id))?;
     rows::run(&row)
 }
 
@@ -132,9 +126,7 @@ async fn store_parts(
     let run = load_run(tx, run_id).await?;
     run.state.check(Entity::Run, State::Waiting)?;
     if run.state != State::Created {
-        return Err(StoreError::Invalid(format!(
-            "run {run_id} already has its parts"
-        )));
+        return Err(StoreError::Invalid(format!("run {run_id} already has its parts")));
     }
     let rank: i64 = sqlx::query_scalar("SELECT rank FROM runs WHERE id = $1")
         .bind(run_id)
@@ -253,23 +245,12 @@ pub async fn resume_run(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -> Store
     transition::lock_run(&mut tx, run_id).await?;
     let run = load_run(&mut tx, run_id).await?;
     if run.state != State::Suspended {
-        return Err(StoreError::Invalid(format!(
-            "run {run_id} is {}, not suspended",
-            run.state
-        )));
+        return Err(StoreError::Invalid(format!("run {run_id} is {}, not suspended", run.state)));
     }
     let moved = move_all_parts(&mut tx, run_id, &[State::Suspended], State::Waiting).await?;
     super::notify_work(&mut tx, moved).await?;
     let detail = serde_json::json!({ "parts_resumed": moved });
-    transition::move_run(
-        &mut tx,
-        run_id,
-        State::Suspended,
-        State::Waiting,
-        now,
-        detail,
-    )
-    .await?;
+    transition::move_run(&mut tx, run_id, State::Suspended, State::Waiting, now, detail).await?;
     transition::refresh_run(&mut tx, run_id, now).await?;
     let stored = load_run(&mut tx, run_id).await?;
     tx.commit().await?;

@@ -33,15 +33,9 @@ impl ScratchDatabase {
             rand::random::<u32>()
         );
         let mut admin = maintenance(server_url).await?;
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
         admin.close().await?;
-        Ok(Self {
-            server: server_url.to_string(),
-            name,
-            dropped: false,
-        })
+        Ok(Self { server: server_url.to_string(), name, dropped: false })
     }
 
     /// Its name.
@@ -104,9 +98,7 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => (url, None),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
+    let host_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
     let mut out = format!("{}/{name}", &base[..host_end]);
     if let Some(q) = query {
         out.push('?');

@@ -65,20 +65,9 @@ pub async fn move_part(
         .await?
         .rows_affected();
     if moved != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "part {part_id} was expected in state {from}"
-        )));
+        return Err(StoreError::Corrupt(format!("part {part_id} was expected in state {from}")));
     }
-    event(
-        conn,
-        now,
-        "part",
-        part_id,
-        "state",
-        Some((from, to)),
-        detail,
-    )
-    .await?;
+    event(conn, now, "part", part_id, "state", Some((from, to)), detail).await?;
     refresh_run(conn, run_id, now).await
 }
 
@@ -94,9 +83,8 @@ async fn part_states(conn: &mut PgConnection, run_id: i64) -> StoreResult<PartCo
     .await?;
     let mut counts = PartCounts::default();
     for state in states {
-        let state: State = state
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+        let state: State =
+            state.parse().map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
         counts.add(state, 1);
     }
     Ok(counts)
@@ -154,16 +142,7 @@ pub async fn start_run(
     .rows_affected();
     if started == 1 {
         let change = Some((State::Waiting, State::Running));
-        event(
-            conn,
-            now,
-            "run",
-            run_id,
-            "state",
-            change,
-            serde_json::json!({}),
-        )
-        .await?;
+        event(conn, now, "run", run_id, "state", change, serde_json::json!({})).await?;
     }
     Ok(())
 }
@@ -179,10 +158,7 @@ pub async fn lock_run(conn: &mut PgConnection, run_id: i64) -> StoreResult<State
         .bind(run_id)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "run",
-            id: run_id.to_string(),
-        })?;
+        .ok_or_else(|| StoreError::NotFound { what: "run", id: run_id.to_string() })?;
     row.try_get::<String, _>("state")?
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
@@ -210,9 +186,7 @@ pub async fn move_run(
     .await?
     .rows_affected();
     if moved != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "run {run_id} was expected in state {from}"
-        )));
+        return Err(StoreError::Corrupt(format!("run {run_id} was expected in state {from}")));
     }
     event(conn, now, "run", run_id, "state", Some((from, to)), detail).await
 }

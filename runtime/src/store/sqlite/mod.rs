@@ -8,8 +8,8 @@
 //!   at a time anyway; one connection turns contention into a queue instead
 //!   of `SQLITE_BUSY` retries. Reads use a small read-only sqlx pool
 //!   ([`reads`]).
-//! - One migration, `runtime/migrations/sqlite/0001_init.sql`, applied by the
-//!   writer at open (the schema version is SQLite's `user_version`).
+//! - The migrations, `runtime/migrations/sqlite/`, applied by the writer at
+//!   open (the schema version is SQLite's `user_version`).
 
 mod reads;
 mod rows;
@@ -23,10 +23,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{PluginRecord, Recurrence, Store, StoreResult};
+use super::{PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
 use crate::scheduler::{
-    Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part,
-    ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
+    Agent, AgentRegistration, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, ProgressReport,
+    ResultAck, Run, Submission, Task,
 };
 use writer::ops;
 
@@ -63,31 +63,9 @@ impl SqliteStore {
             .filename(path)
             .read_only(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(options)
-            .await?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?;
         Ok(Self { reader, writer })
-    }
-
-    /// A run the writer has just written (and flushed), read back.
-    async fn written_run(&self, id: i64) -> StoreResult<Run> {
-        reads::run(&self.reader, id)
-            .await?
-            .ok_or_else(|| super::StoreError::NotFound {
-                what: "run",
-                id: id.to_string(),
-            })
-    }
-
-    /// A task the writer has just written, read back.
-    async fn written_task(&self, id: i64) -> StoreResult<Task> {
-        reads::task(&self.reader, id)
-            .await?
-            .ok_or_else(|| super::StoreError::NotFound {
-                what: "task",
-                id: id.to_string(),
-            })
     }
 
     /// Close the writer and the readers, waiting for their connections to
@@ -119,10 +97,7 @@ fn memory_statistics_off() {
             )
         };
         if rc != rusqlite::ffi::SQLITE_OK {
-            tracing::debug!(
-                rc,
-                "SQLite was initialized already; its memory statistics stay on"
-            );
+            tracing::debug!(rc, "SQLite was initialized already; its memory statistics stay on");
         }
     });
 }
@@ -131,30 +106,11 @@ fn memory_statistics_off() {
 impl Store for SqliteStore {
     async fn put_plugin(&self, plugin: &PluginRecord) -> StoreResult<bool> {
         let plugin = plugin.clone();
-        self.writer
-            .write(move |conn| ops::catalog::put_plugin(conn, &plugin))
-            .await
-    }
-    async fn plugins(&self) -> StoreResult<Vec<PluginRecord>> {
-        reads::plugins(&self.reader).await
-    }
-    async fn plugin(&self, sha256: &str) -> StoreResult<Option<PluginRecord>> {
-        reads::plugin(&self.reader, sha256).await
-    }
-    async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
-        reads::latest_plugin(&self.reader, name).await
+        self.writer.write(move |conn| ops::catalog::put_plugin(conn, &plugin)).await
     }
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()> {
         let (sha256, bytes) = (sha256.to_owned(), bytes.to_vec());
-        self.writer
-            .write(move |conn| ops::catalog::put_module(conn, &sha256, &bytes))
-            .await
-    }
-    async fn module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
-        reads::module(&self.reader, sha256).await
-    }
-    async fn has_module(&self, sha256: &str) -> StoreResult<bool> {
-        reads::has_module(&self.reader, sha256).await
+        self.writer.write(move |conn| ops::catalog::put_module(conn, &sha256, &bytes)).await
     }
 
     async fn register_agent(
@@ -168,66 +124,27 @@ impl Store for SqliteStore {
             .write(move |conn| ops::agents::register_agent(conn, &registration, &token_hash, now))
             .await
     }
-    async fn agent_by_token(&self, token_hash: &str) -> StoreResult<Option<Agent>> {
-        reads::agent_by_token(&self.reader, token_hash).await
-    }
-    async fn agents(&self) -> StoreResult<Vec<Agent>> {
-        reads::agents(&self.reader).await
-    }
 
-    async fn create_task(
-        &self,
-        spec: &TaskSpec,
-        secrets: &serde_json::Value,
-        next_run_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Task> {
-        let (spec, secrets) = (spec.clone(), secrets.clone());
-        let id = self
-            .writer
-            .write(move |conn| ops::catalog::create_task(conn, &spec, &secrets, next_run_at, now))
-            .await?;
-        self.written_task(id).await
+    async fn create_task(&self, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<Task> {
+        let task = task.clone();
+        let id = self.writer.write(move |conn| ops::catalog::create_task(conn, &task, now)).await?;
+        self.existing_task(id).await
     }
     async fn update_task(
         &self,
         id: i64,
-        spec: &TaskSpec,
-        secrets: Option<&serde_json::Value>,
-        next_run_at: Option<DateTime<Utc>>,
+        task: &TaskWrite,
         now: DateTime<Utc>,
     ) -> StoreResult<Task> {
-        let (spec, secrets) = (spec.clone(), secrets.cloned());
-        self.writer
-            .write(move |conn| {
-                ops::catalog::update_task(conn, id, &spec, secrets.as_ref(), next_run_at, now)
-            })
-            .await?;
-        self.written_task(id).await
-    }
-    async fn task(&self, id: i64) -> StoreResult<Option<Task>> {
-        reads::task(&self.reader, id).await
-    }
-    async fn task_by_name(&self, name: &str) -> StoreResult<Option<Task>> {
-        reads::task_by_name(&self.reader, name).await
-    }
-    async fn tasks(&self) -> StoreResult<Vec<Task>> {
-        reads::tasks(&self.reader).await
-    }
-    async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value> {
-        reads::task_secrets(&self.reader, id).await
-    }
-    async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>> {
-        reads::due_tasks(&self.reader, now).await
+        let task = task.clone();
+        self.writer.write(move |conn| ops::catalog::update_task(conn, id, &task, now)).await?;
+        self.existing_task(id).await
     }
 
     async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> StoreResult<Run> {
         let run = run.clone();
-        let id = self
-            .writer
-            .write(move |conn| ops::runs::insert_run(conn, &run, now))
-            .await?;
-        self.written_run(id).await
+        let id = self.writer.write(move |conn| ops::runs::insert_run(conn, &run, now)).await?;
+        self.existing_run(id).await
     }
     async fn claim_recurrence(
         &self,
@@ -241,7 +158,7 @@ impl Store for SqliteStore {
             .write(move |conn| ops::runs::claim_recurrence(conn, &recurrence, &run, now))
             .await?;
         match claimed {
-            Some(id) => self.written_run(id).await.map(Some),
+            Some(id) => self.existing_run(id).await.map(Some),
             None => Ok(None),
         }
     }
@@ -262,10 +179,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Run> {
         let parts = parts.to_vec();
-        self.writer
-            .write(move |conn| ops::runs::store_parts(conn, run_id, &parts, now))
-            .await?;
-        self.written_run(run_id).await
+        self.writer.write(move |conn| ops::runs::store_parts(conn, run_id, &parts, now)).await?;
+        self.existing_run(run_id).await
     }
     async fn create_run_with_parts(
         &self,
@@ -278,38 +193,12 @@ impl Store for SqliteStore {
             .writer
             .write(move |conn| ops::runs::create_run_with_parts(conn, &run, &parts, now))
             .await?;
-        self.written_run(id).await
+        self.existing_run(id).await
     }
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run> {
         let error = error.to_owned();
-        self.writer
-            .write(move |conn| ops::admin::fail_run(conn, run_id, &error, now))
-            .await?;
-        self.written_run(run_id).await
-    }
-    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
-        reads::run(&self.reader, id).await
-    }
-    async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>> {
-        reads::runs(&self.reader, task_id).await
-    }
-    async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>> {
-        reads::active_runs(&self.reader, task_id).await
-    }
-    async fn created_runs(&self) -> StoreResult<Vec<Run>> {
-        reads::created_runs(&self.reader).await
-    }
-    async fn run_secrets(&self, run_id: i64) -> StoreResult<serde_json::Value> {
-        reads::run_secrets(&self.reader, run_id).await
-    }
-    async fn parts(&self, run_id: i64) -> StoreResult<Vec<Part>> {
-        reads::parts(&self.reader, run_id).await
-    }
-    async fn part(&self, part_id: i64) -> StoreResult<Option<Part>> {
-        reads::part(&self.reader, part_id).await
-    }
-    async fn results(&self, run_id: i64) -> StoreResult<Vec<StoredResult>> {
-        reads::results(&self.reader, run_id).await
+        self.writer.write(move |conn| ops::admin::fail_run(conn, run_id, &error, now)).await?;
+        self.existing_run(run_id).await
     }
 
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
@@ -322,22 +211,16 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck> {
         let (agent, held) = (agent.clone(), held.to_vec());
-        self.writer
-            .write(move |conn| ops::agents::heartbeat(conn, &agent, &held, now))
-            .await
+        self.writer.write(move |conn| ops::agents::heartbeat(conn, &agent, &held, now)).await
     }
     async fn progress(
         &self,
         agent: &Agent,
-        lease: LeaseRef,
-        done: u64,
-        total: u64,
+        report: &ProgressReport,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let agent = agent.clone();
-        self.writer
-            .write(move |conn| ops::agents::progress(conn, &agent, lease, (done, total), now))
-            .await
+        let (agent, report) = (agent.clone(), *report);
+        self.writer.write(move |conn| ops::agents::progress(conn, &agent, &report, now)).await
     }
     async fn submit(
         &self,
@@ -356,31 +239,19 @@ impl Store for SqliteStore {
         self.writer.submit_and_lease(agent, result, now).await
     }
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
-        self.writer
-            .write(move |conn| ops::expiry::expire_leases(conn, now))
-            .await
+        self.writer.write(move |conn| ops::expiry::expire_leases(conn, now)).await
     }
 
     async fn suspend_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        self.writer
-            .write(move |conn| ops::admin::suspend_run(conn, run_id, now))
-            .await?;
-        self.written_run(run_id).await
+        self.writer.write(move |conn| ops::admin::suspend_run(conn, run_id, now)).await?;
+        self.existing_run(run_id).await
     }
     async fn resume_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        self.writer
-            .write(move |conn| ops::admin::resume_run(conn, run_id, now))
-            .await?;
-        self.written_run(run_id).await
+        self.writer.write(move |conn| ops::admin::resume_run(conn, run_id, now)).await?;
+        self.existing_run(run_id).await
     }
     async fn cancel_run(&self, run_id: i64, now: DateTime<Utc>) -> StoreResult<Run> {
-        self.writer
-            .write(move |conn| ops::admin::cancel_run(conn, run_id, now))
-            .await?;
-        self.written_run(run_id).await
-    }
-
-    async fn events(&self, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-        reads::events(&self.reader, after, limit).await
+        self.writer.write(move |conn| ops::admin::cancel_run(conn, run_id, now)).await?;
+        self.existing_run(run_id).await
     }
 }

@@ -3,4 +3,4 @@
 
 use super::rows;
 
-crate::store::reads::portable_reads!(sqlx::SqlitePool);
+crate::store::reads::portable_reads!(super::SqliteStore, reader);

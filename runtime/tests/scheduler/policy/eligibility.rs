@@ -1,15 +1,12 @@
 //! Who may lease which part: one table through the Rust rule and each
 //! backend's leasing SQL.
 
-use futures_util::{StreamExt, stream};
-use jobstack::scheduler::{
-    Agent, AgentRegistration, Part, ResultAck, ResultStatus, State, Targeting, retry,
-};
+use jobstack::scheduler::{Agent, Part, ResultAck, ResultStatus, State, Targeting, retry};
 
 use crate::harness::{Backend, Harness, finished, result};
 use crate::store_tests;
 
-use super::{AT_ONCE, end};
+use super::{check_table, end};
 
 store_tests!(leasing_eligibility_is_one_rule_in_every_copy);
 
@@ -77,16 +74,8 @@ const AUTO: Eligibility = Eligibility {
 };
 
 const ELIGIBILITY: &[Eligibility] = &[
-    Eligibility {
-        name: "untargeted part, agent without networks",
-        networks: &[],
-        ..AUTO
-    },
-    Eligibility {
-        name: "address inside the agent's network",
-        targets: &["192.168.0.7"],
-        ..AUTO
-    },
+    Eligibility { name: "untargeted part, agent without networks", networks: &[], ..AUTO },
+    Eligibility { name: "address inside the agent's network", targets: &["192.168.0.7"], ..AUTO },
     Eligibility {
         name: "address outside the agent's networks",
         targets: &["10.0.0.7"],
@@ -107,11 +96,7 @@ const ELIGIBILITY: &[Eligibility] = &[
         targets: &["192.168.0.7:161"],
         ..AUTO
     },
-    Eligibility {
-        name: "block inside the agent's network",
-        targets: &["192.168.0.16/28"],
-        ..AUTO
-    },
+    Eligibility { name: "block inside the agent's network", targets: &["192.168.0.16/28"], ..AUTO },
     Eligibility {
         name: "range inside the agent's network",
         targets: &["192.168.0.16-192.168.0.31"],
@@ -254,22 +239,14 @@ const ELIGIBILITY: &[Eligibility] = &[
         leased: false,
         ..AUTO
     },
-    Eligibility {
-        name: "part whose backoff is over",
-        around: Around::BackoffOver,
-        ..AUTO
-    },
+    Eligibility { name: "part whose backoff is over", around: Around::BackoffOver, ..AUTO },
     Eligibility {
         name: "part of a suspended run",
         around: Around::RunSuspended,
         leased: false,
         ..AUTO
     },
-    Eligibility {
-        name: "part of a resumed run",
-        around: Around::RunResumed,
-        ..AUTO
-    },
+    Eligibility { name: "part of a resumed run", around: Around::RunResumed, ..AUTO },
 ];
 
 /// How the store is asked for the agent's next part.
@@ -288,21 +265,6 @@ enum Ask {
 
 const ASKS: [Ask; 3] = [Ask::Lease, Ask::WithFinishedResult, Ask::WithFailedResult];
 
-/// Register `name` with `networks` and `plugins`.
-async fn register(h: &Harness, name: &str, networks: &[&str], plugins: &[&str]) -> Agent {
-    let registration = AgentRegistration {
-        name: name.to_string(),
-        networks: networks.iter().map(|n| n.parse().expect("CIDR")).collect(),
-        plugins: plugins.iter().map(|p| p.to_string()).collect(),
-        pooled_slots: 4,
-        dedicated_slots: 1,
-    };
-    h.store
-        .register_agent(&registration, &format!("token-of-{name}"), h.sched.now())
-        .await
-        .expect("register agent")
-}
-
 /// The part `case` is about in `parts`.
 fn part_under_test<'p>(case: &Eligibility, parts: &'p [Part]) -> &'p Part {
     parts
@@ -316,7 +278,7 @@ fn part_under_test<'p>(case: &Eligibility, parts: &'p [Part]) -> &'p Part {
 /// not take it"); the disagreements found.
 async fn eligibility_row(backend: Backend, case: &Eligibility) -> Vec<String> {
     let h = Harness::new(backend).await;
-    let me = register(&h, "me", case.networks, case.plugins).await;
+    let me = h.agent_serving("me", case.networks, case.plugins).await;
     let mut wrong = Vec::new();
     for ask in ASKS {
         wrong.extend(eligibility_case(&h, &me, backend, case, ask).await);
@@ -420,11 +382,8 @@ async fn eligibility_case(
                 Ask::WithFinishedResult => ResultStatus::Finished,
                 _ => ResultStatus::Failed,
             };
-            let (ack, lease) = h
-                .sched
-                .submit_and_lease(me, &result(carrier, status))
-                .await
-                .unwrap();
+            let (ack, lease) =
+                h.sched.submit_and_lease(me, &result(carrier, status)).await.unwrap();
             assert_eq!(ack, ResultAck::Applied, "{name}: the carrier's result");
             lease
         }
@@ -453,14 +412,5 @@ async fn eligibility_case(
 }
 
 async fn leasing_eligibility_is_one_rule_in_every_copy(backend: Backend) {
-    let wrong: Vec<String> = stream::iter(ELIGIBILITY)
-        .map(|case| eligibility_row(backend, case))
-        .buffered(AT_ONCE)
-        .concat()
-        .await;
-    assert!(
-        wrong.is_empty(),
-        "the leasing rule's copies disagree with the table:\n{}",
-        wrong.join("\n")
-    );
+    check_table(ELIGIBILITY, "the leasing rule", |case| eligibility_row(backend, case)).await;
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::{StreamExt, stream};
 use jobstack::scheduler::fencing::{self, Claim, PartNow, Verdict};
 use jobstack::scheduler::{
     Agent, ResultAck, ResultStatus, SchedulerError, State, Submission, retry,
@@ -13,7 +12,7 @@ use jobstack::store::StoreError;
 use crate::harness::{Backend, Harness, finished, result};
 use crate::store_tests;
 
-use super::{AT_ONCE, end};
+use super::{check_table, end};
 
 store_tests!(fencing_is_one_rule_in_every_copy);
 
@@ -81,21 +80,12 @@ struct Fencing {
 }
 
 const fn part(state: State, attempt: u32, held_by_submitter: bool) -> PartNow {
-    PartNow {
-        state,
-        attempt,
-        held_by_submitter,
-    }
+    PartNow { state, attempt, held_by_submitter }
 }
 
 /// A claim for `attempt`, given to the submitter, not recorded yet.
 const fn claim(attempt: u32, success: bool) -> Claim {
-    Claim {
-        attempt,
-        was_leased_to_submitter: true,
-        already_recorded: false,
-        success,
-    }
+    Claim { attempt, was_leased_to_submitter: true, already_recorded: false, success }
 }
 
 const fn recorded(mut c: Claim) -> Claim {
@@ -109,11 +99,7 @@ const fn not_given(mut c: Claim) -> Claim {
 }
 
 const fn after(state: State, attempt: u32, owner: Option<&'static str>) -> After {
-    After {
-        state,
-        attempt,
-        owner,
-    }
+    After { state, attempt, owner }
 }
 
 const FENCING: &[Fencing] = &[
@@ -232,9 +218,7 @@ const FENCING: &[Fencing] = &[
         from: "a",
         part: part(State::Waiting, 1, false),
         claim: claim(1, true),
-        verdict: Verdict::AcceptLate {
-            revokes_current: false,
-        },
+        verdict: Verdict::AcceptLate { revokes_current: false },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 1, Some("a")),
         results: (1, 1),
@@ -246,9 +230,7 @@ const FENCING: &[Fencing] = &[
         from: "a",
         part: part(State::Running, 2, false),
         claim: claim(1, true),
-        verdict: Verdict::AcceptLate {
-            revokes_current: true,
-        },
+        verdict: Verdict::AcceptLate { revokes_current: true },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 2, Some("a")),
         results: (1, 1),
@@ -260,9 +242,7 @@ const FENCING: &[Fencing] = &[
         from: "a",
         part: part(State::Running, 2, true),
         claim: claim(1, true),
-        verdict: Verdict::AcceptLate {
-            revokes_current: true,
-        },
+        verdict: Verdict::AcceptLate { revokes_current: true },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 2, Some("a")),
         results: (1, 1),
@@ -274,9 +254,7 @@ const FENCING: &[Fencing] = &[
         from: "a",
         part: part(State::Suspended, 1, false),
         claim: claim(1, true),
-        verdict: Verdict::AcceptLate {
-            revokes_current: false,
-        },
+        verdict: Verdict::AcceptLate { revokes_current: false },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 1, Some("a")),
         results: (1, 1),
@@ -481,11 +459,7 @@ fn past_backoff(h: &Harness) {
 /// and `c`; the disagreements found.
 async fn fencing_row(backend: Backend, case: &Fencing) -> Vec<String> {
     let h = Harness::new(backend).await;
-    let agents = [
-        h.agent("a", &[]).await,
-        h.agent("b", &[]).await,
-        h.agent("c", &[]).await,
-    ];
+    let agents = [h.agent("a", &[]).await, h.agent("b", &[]).await, h.agent("c", &[]).await];
     let mut wrong = Vec::new();
     // The Rust rule, on the part and claim the row states (each store's
     // situation is checked against them below).
@@ -522,12 +496,7 @@ async fn fencing_case(
         Before::NeverLeased => None,
         _ => {
             let lease = h.lease(a).await;
-            assert_eq!(
-                (lease.part_id, lease.attempt),
-                (part_id, 1),
-                "{}",
-                setup("a's lease")
-            );
+            assert_eq!((lease.part_id, lease.attempt), (part_id, 1), "{}", setup("a's lease"));
             Some(lease)
         }
     };
@@ -598,37 +567,20 @@ async fn fencing_case(
         attempt: stored.attempt,
         held_by_submitter: stored.owner.as_deref() == Some(case.from),
     };
-    assert_eq!(
-        now,
-        case.part,
-        "{}",
-        setup("the part as the result finds it")
-    );
+    assert_eq!(now, case.part, "{}", setup("the part as the result finds it"));
     let results = h.store.results(run.id).await.unwrap();
     let already = results
         .iter()
         .any(|r| r.submission.part_id == part_id && r.submission.attempt == case.claim.attempt);
-    assert_eq!(
-        already,
-        case.claim.already_recorded,
-        "{}",
-        setup("a result of the attempt stored")
-    );
+    assert_eq!(already, case.claim.already_recorded, "{}", setup("a result of the attempt stored"));
 
     // The store's copy.
-    let status = if case.claim.success {
-        ResultStatus::Finished
-    } else {
-        ResultStatus::Failed
-    };
+    let status = if case.claim.success { ResultStatus::Finished } else { ResultStatus::Failed };
     let submission = Submission {
         part_id,
         attempt: case.claim.attempt,
         status,
-        output: case
-            .claim
-            .success
-            .then(|| serde_json::json!({ "from": case.from })),
+        output: case.claim.success.then(|| serde_json::json!({ "from": case.from })),
         error: (!case.claim.success).then(|| "it broke".to_string()),
         emitted: Vec::new(),
         logs: Vec::new(),
@@ -641,10 +593,7 @@ async fn fencing_case(
         Via::WithLease => match h.sched.submit_and_lease(from, &submission).await {
             Ok((ack, None)) => Ok(ack),
             Ok((ack, Some(lease))) => {
-                disagree(
-                    &copy,
-                    format!("leased part {} after the result", lease.part_id),
-                );
+                disagree(&copy, format!("leased part {} after the result", lease.part_id));
                 Ok(ack)
             }
             Err(e) => Err(e),
@@ -668,18 +617,12 @@ async fn fencing_case(
         disagree(&copy, format!("part after: {got:?}, the row says {want:?}"));
     }
     let results = h.store.results(run.id).await.unwrap();
-    let of_part: Vec<_> = results
-        .iter()
-        .filter(|r| r.submission.part_id == part_id)
-        .collect();
+    let of_part: Vec<_> = results.iter().filter(|r| r.submission.part_id == part_id).collect();
     let counts = (of_part.len(), of_part.iter().filter(|r| r.applied).count());
     if counts != case.results {
         disagree(
             &copy,
-            format!(
-                "results stored (all, applied): {counts:?}, the row says {:?}",
-                case.results
-            ),
+            format!("results stored (all, applied): {counts:?}, the row says {:?}", case.results),
         );
     }
     end(h, run.id).await;
@@ -687,14 +630,5 @@ async fn fencing_case(
 }
 
 async fn fencing_is_one_rule_in_every_copy(backend: Backend) {
-    let wrong: Vec<String> = stream::iter(FENCING)
-        .map(|case| fencing_row(backend, case))
-        .buffered(AT_ONCE)
-        .concat()
-        .await;
-    assert!(
-        wrong.is_empty(),
-        "the fencing rule's copies disagree with the table:\n{}",
-        wrong.join("\n")
-    );
+    check_table(FENCING, "the fencing rule", |case| fencing_row(backend, case)).await;
 }

@@ -15,10 +15,24 @@
 mod eligibility;
 mod fencing;
 
+use std::future::Future;
+
+use futures_util::{StreamExt, stream};
+
 use crate::harness::Harness;
 
 /// Rows run at once, each on a fresh store of its own.
 const AT_ONCE: usize = 2;
+
+/// Walk every case of `table` through `row` (which answers what each copy of
+/// `rule` got wrong) and fail listing all of it.
+async fn check_table<C, F>(table: &'static [C], rule: &str, row: impl Fn(&'static C) -> F)
+where
+    F: Future<Output = Vec<String>>,
+{
+    let wrong: Vec<String> = stream::iter(table).map(row).buffered(AT_ONCE).concat().await;
+    assert!(wrong.is_empty(), "{rule}'s copies disagree with the table:\n{}", wrong.join("\n"));
+}
 
 /// Cancel run `run_id` unless it ended: its parts leave the cases after it
 /// on the same store alone.

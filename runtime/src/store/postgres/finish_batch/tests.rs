@@ -7,7 +7,7 @@ use crate::scheduler::{
     AgentRegistration, Frequency, NewPart, Run, Scheduler, Splitter, State, SystemClock, TaskSpec,
 };
 use crate::store::postgres::{PostgresStore, ScratchDatabase};
-use crate::store::{PluginRecord, Store};
+use crate::store::{PluginRecord, Store, StoreReads};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -19,11 +19,7 @@ impl Splitter for Numbered {
     async fn split(&self, _: &str, params: &serde_json::Value) -> Result<Vec<NewPart>, String> {
         let n = params["parts"].as_u64().unwrap_or(0);
         Ok((0..n)
-            .map(|i| NewPart {
-                label: format!("p{i}"),
-                targets: vec![],
-                payload: String::new(),
-            })
+            .map(|i| NewPart { label: format!("p{i}"), targets: vec![], payload: String::new() })
             .collect())
     }
 }
@@ -38,17 +34,12 @@ impl Fixture {
     async fn new() -> Self {
         let url = std::env::var("JOBSTACK_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let db = ScratchDatabase::create(&url, "jobstack_finish_batch")
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
-            });
+        let db = ScratchDatabase::create(&url, "jobstack_finish_batch").await.unwrap_or_else(|e| {
+            panic!("PostgreSQL at {url} unavailable (run scripts/postgres.sh): {e}")
+        });
         let store = PostgresStore::connect(&db.url()).await.expect("open store");
-        let sched = Scheduler::new(
-            Arc::new(store.clone()),
-            Arc::new(SystemClock),
-            Arc::new(Numbered),
-        );
+        let sched =
+            Scheduler::new(Arc::new(store.clone()), Arc::new(SystemClock), Arc::new(Numbered));
         for plugin in ["alpha", "beta"] {
             store
                 .put_plugin(&PluginRecord {
@@ -83,20 +74,12 @@ impl Fixture {
         let mut spec = TaskSpec::new(name, plugin);
         spec.params = serde_json::json!({ "parts": parts });
         spec.frequency = Frequency::Manual;
-        let task = self
-            .sched
-            .create_task(&spec, &serde_json::json!({}))
-            .await
-            .expect("task");
+        let task = self.sched.create_task(&spec, &serde_json::json!({})).await.expect("task");
         self.sched.force_run(&task).await.expect("run")
     }
 
     async fn lease(&self, agent: &Agent) -> Lease {
-        self.store
-            .lease(agent, self.sched.now())
-            .await
-            .expect("lease")
-            .expect("a part to lease")
+        self.store.lease(agent, self.sched.now()).await.expect("lease").expect("a part to lease")
     }
 
     /// Apply the finished results of `held` as one batch; each caller's
@@ -135,10 +118,7 @@ impl Fixture {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .expect(sql)
+        sqlx::query_scalar(sql).fetch_one(self.store.pool()).await.expect(sql)
     }
 
     async fn close(self) {
@@ -221,25 +201,13 @@ async fn a_batch_applies_each_result_and_leases_each_agent_its_own_next_part() {
     let any = f.agent("any", &[]).await;
     let only_beta = f.agent("only-beta", &["beta"]).await;
     let also_any = f.agent("also-any", &[]).await;
-    let first = [
-        f.lease(&any).await,
-        f.lease(&only_beta).await,
-        f.lease(&also_any).await,
-    ];
+    let first = [f.lease(&any).await, f.lease(&only_beta).await, f.lease(&also_any).await];
     let runs: Vec<i64> = first.iter().map(|l| l.run_id).collect();
     assert_eq!(runs, [alpha.id, beta.id, alpha.id]);
 
-    let answers = f
-        .finish(&[
-            (&any, &first[0]),
-            (&only_beta, &first[1]),
-            (&also_any, &first[2]),
-        ])
-        .await;
-    let next: Vec<Lease> = answers
-        .into_iter()
-        .map(|a| applied(a).expect("a next lease"))
-        .collect();
+    let answers =
+        f.finish(&[(&any, &first[0]), (&only_beta, &first[1]), (&also_any, &first[2])]).await;
+    let next: Vec<Lease> = answers.into_iter().map(|a| applied(a).expect("a next lease")).collect();
     // Each takes the next part in split order of a run it may take from.
     let labels: Vec<&str> = next.iter().map(|l| l.part.label.as_str()).collect();
     assert_eq!(labels, ["p2", "p1", "p3"]);
@@ -247,17 +215,14 @@ async fn a_batch_applies_each_result_and_leases_each_agent_its_own_next_part() {
     assert_eq!(next[1].plugin, "beta");
     assert!(next.iter().all(|l| l.attempt == 1));
 
-    let recorded = f
-        .count("SELECT count(*) FROM results WHERE status = 'finished' AND applied")
-        .await;
+    let recorded =
+        f.count("SELECT count(*) FROM results WHERE status = 'finished' AND applied").await;
     assert_eq!(recorded, 3);
     let ended = f
         .count("SELECT count(*) FROM leases WHERE end_reason = 'result' AND ended_at IS NOT NULL")
         .await;
     assert_eq!(ended, 3);
-    let running = f
-        .count("SELECT count(*) FROM parts WHERE state = 'running'")
-        .await;
+    let running = f.count("SELECT count(*) FROM parts WHERE state = 'running'").await;
     assert_eq!(running, 3);
     let moves = f
         .count(
@@ -323,9 +288,7 @@ async fn a_result_already_recorded_undoes_the_batch_and_each_item_is_applied_alo
     assert_eq!(results, 2);
     let leases = f.count("SELECT count(*) FROM leases").await;
     assert_eq!(leases, 3);
-    let finished = f
-        .count("SELECT count(*) FROM parts WHERE state = 'finished'")
-        .await;
+    let finished = f.count("SELECT count(*) FROM parts WHERE state = 'finished'").await;
     assert_eq!(finished, 1);
     f.close().await;
 }

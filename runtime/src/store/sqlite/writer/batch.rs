@@ -122,9 +122,7 @@ impl Batch {
         let begun = match conn.is_autocommit() {
             // SQLite rolled the transaction back itself (an I/O error).
             true => conn.control(Hot::Begin),
-            false => conn
-                .control(Hot::Rollback)
-                .and_then(|()| conn.control(Hot::Begin)),
+            false => conn.control(Hot::Rollback).and_then(|()| conn.control(Hot::Begin)),
         };
         if let Err(error) = begun {
             self.broken = Some(error);
@@ -222,16 +220,10 @@ fn apply_directly(conn: &WriterConn<'_>, op: &Op, lease_wanted: bool) -> StoreRe
         Op::Lease { agent, now } => {
             lease_step(conn, agent, *now).map(|l| Answer::Lease(l.map(Box::new)))
         }
-        Op::Submit {
-            agent,
-            submission,
-            now,
-        } => submit_step(conn, agent, submission, *now).map(Answer::Submit),
-        Op::SubmitAndLease {
-            agent,
-            submission,
-            now,
-        } => {
+        Op::Submit { agent, submission, now } => {
+            submit_step(conn, agent, submission, *now).map(Answer::Submit)
+        }
+        Op::SubmitAndLease { agent, submission, now } => {
             let ack = submit_step(conn, agent, submission, *now)?;
             let lease = match lease_wanted {
                 true => lease::lease(conn, agent, *now)?,
@@ -256,16 +248,10 @@ fn apply_isolated(
         Op::Lease { .. } if !lease_wanted => Ok(Answer::Lease(None)),
         Op::Lease { agent, now } => in_savepoint(conn, || lease_step(conn, agent, *now))?
             .map(|l| Answer::Lease(l.map(Box::new))),
-        Op::Submit {
-            agent,
-            submission,
-            now,
-        } => in_savepoint(conn, || submit_step(conn, agent, submission, *now))?.map(Answer::Submit),
-        Op::SubmitAndLease {
-            agent,
-            submission,
-            now,
-        } if lease_wanted => {
+        Op::Submit { agent, submission, now } => {
+            in_savepoint(conn, || submit_step(conn, agent, submission, *now))?.map(Answer::Submit)
+        }
+        Op::SubmitAndLease { agent, submission, now } if lease_wanted => {
             // Both steps in one savepoint. A failed lease must not undo the
             // result: then the savepoint is rolled back and the result
             // applied again, alone.
@@ -284,12 +270,10 @@ fn apply_isolated(
                 }
             }
         }
-        Op::SubmitAndLease {
-            agent,
-            submission,
-            now,
-        } => in_savepoint(conn, || submit_step(conn, agent, submission, *now))?
-            .map(|ack| Answer::SubmitAndLease(ack, Ok(None))),
+        Op::SubmitAndLease { agent, submission, now } => {
+            in_savepoint(conn, || submit_step(conn, agent, submission, *now))?
+                .map(|ack| Answer::SubmitAndLease(ack, Ok(None)))
+        }
         Op::Write(_) => unreachable!("a write is applied once, by `Batch::apply`"),
     })
 }
@@ -324,7 +308,7 @@ mod tests {
     use crate::scheduler::{
         AgentRegistration, NewPart, NewRun, ResultAck, RunCause, State, TaskSpec,
     };
-    use crate::store::{PluginRecord, Store, sqlite::SqliteStore};
+    use crate::store::{PluginRecord, Store, StoreReads, TaskWrite, sqlite::SqliteStore};
     use chrono::Utc;
     use rusqlite::Connection;
     use tokio::sync::oneshot;
@@ -352,18 +336,11 @@ mod tests {
                 pooled_slots: 1,
                 dedicated_slots: 1,
             };
-            agents.push(
-                store
-                    .register_agent(&registration, name, now)
-                    .await
-                    .unwrap(),
-            );
+            agents.push(store.register_agent(&registration, name, now).await.unwrap());
         }
         let spec = TaskSpec::new("job", "test");
-        let task = store
-            .create_task(&spec, &serde_json::json!({}), None, now)
-            .await
-            .unwrap();
+        let write = TaskWrite { spec: spec.clone(), secrets: None, next_run_at: None };
+        let task = store.create_task(&write, now).await.unwrap();
         let mut runs = Vec::new();
         for parts in [2, 1] {
             let run = NewRun {
@@ -381,13 +358,7 @@ mod tests {
                     payload: "{}".into(),
                 })
                 .collect();
-            runs.push(
-                store
-                    .create_run_with_parts(&run, &parts, now)
-                    .await
-                    .unwrap()
-                    .id,
-            );
+            runs.push(store.create_run_with_parts(&run, &parts, now).await.unwrap().id);
         }
         (agents, runs[0], runs[1])
     }
@@ -423,10 +394,8 @@ mod tests {
             }
             let replayed = batch.isolated;
             assert!(batch.commit(&writer, &wal_sync));
-            let answers = answers
-                .into_iter()
-                .map(|a| a.blocking_recv().expect("answered"))
-                .collect();
+            let answers =
+                answers.into_iter().map(|a| a.blocking_recv().expect("answered")).collect();
             (replayed, answers)
         })
         .await
@@ -434,18 +403,11 @@ mod tests {
     }
 
     fn lease(agent: &Agent) -> Op {
-        Op::Lease {
-            agent: agent.clone(),
-            now: Utc::now(),
-        }
+        Op::Lease { agent: agent.clone(), now: Utc::now() }
     }
 
     fn submit(agent: &Agent, part_id: i64) -> Op {
-        Op::Submit {
-            agent: agent.clone(),
-            submission: finished(part_id),
-            now: Utc::now(),
-        }
+        Op::Submit { agent: agent.clone(), submission: finished(part_id), now: Utc::now() }
     }
 
     #[tokio::test]
@@ -455,21 +417,12 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         let (agents, first, unreadable) = two_runs(&store).await;
         let check = Connection::open(&path).unwrap();
-        check
-            .execute(
-                "UPDATE runs SET spec = 'not json' WHERE id = ?1",
-                [unreadable],
-            )
-            .unwrap();
+        check.execute("UPDATE runs SET spec = 'not json' WHERE id = ?1", [unreadable]).unwrap();
         // a and b take the first run's parts; c finds only the unreadable
         // run's part (its lease fails after writing); then a sends its
         // result, after the replay.
-        let ops = vec![
-            lease(&agents[0]),
-            lease(&agents[1]),
-            lease(&agents[2]),
-            submit(&agents[0], 1),
-        ];
+        let ops =
+            vec![lease(&agents[0]), lease(&agents[1]), lease(&agents[2]), submit(&agents[0], 1)];
         let (replayed, answers) = one_batch(path.clone(), ops).await;
         assert!(replayed, "the failure after writing replayed the batch");
         let leased = |answer: &StoreResult<Answer>| match answer {
@@ -478,16 +431,8 @@ mod tests {
         };
         assert_eq!(leased(&answers[0]), (first, 1, 1));
         assert_eq!(leased(&answers[1]), (first, 2, 1));
-        assert!(
-            matches!(answers[2], Err(StoreError::Corrupt(_))),
-            "{:?}",
-            answers[2]
-        );
-        assert!(
-            matches!(answers[3], Ok(Answer::Submit(ResultAck::Applied))),
-            "{:?}",
-            answers[3]
-        );
+        assert!(matches!(answers[2], Err(StoreError::Corrupt(_))), "{:?}", answers[2]);
+        assert!(matches!(answers[3], Ok(Answer::Submit(ResultAck::Applied))), "{:?}", answers[3]);
         // The failed lease left nothing; the replayed one is there once.
         let parts = store.parts(unreadable).await.unwrap();
         assert_eq!((parts[0].state, parts[0].attempt), (State::Waiting, 0));
@@ -498,17 +443,10 @@ mod tests {
             2
         );
         assert_eq!(
-            count(&format!(
-                "SELECT n_running * 10 + n_finished FROM runs WHERE id = {first}"
-            )),
+            count(&format!("SELECT n_running * 10 + n_finished FROM runs WHERE id = {first}")),
             11
         );
-        assert_eq!(
-            count(&format!(
-                "SELECT n_waiting FROM runs WHERE id = {unreadable}"
-            )),
-            1
-        );
+        assert_eq!(count(&format!("SELECT n_waiting FROM runs WHERE id = {unreadable}")), 1);
         store.close().await;
     }
 
@@ -523,11 +461,7 @@ mod tests {
         let (replayed, answers) = one_batch(path, ops).await;
         assert!(!replayed, "nothing to undo, no replay");
         assert!(matches!(answers[0], Ok(Answer::Lease(Some(_)))));
-        assert!(
-            matches!(answers[1], Err(StoreError::NotLeased { .. })),
-            "{:?}",
-            answers[1]
-        );
+        assert!(matches!(answers[1], Err(StoreError::NotLeased { .. })), "{:?}", answers[1]);
         assert!(matches!(answers[2], Ok(Answer::Lease(Some(_)))));
         store.close().await;
     }

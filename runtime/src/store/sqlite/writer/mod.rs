@@ -196,10 +196,7 @@ impl Writer {
 
     /// [`ops::lease::lease`] in the next batch.
     pub async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>> {
-        let op = Op::Lease {
-            agent: agent.clone(),
-            now,
-        };
+        let op = Op::Lease { agent: agent.clone(), now };
         match self.call(op).await? {
             Answer::Lease(lease) => Ok(lease.map(|l| *l)),
             _ => unreachable!("a lease answers with a lease"),
@@ -213,11 +210,7 @@ impl Writer {
         submission: &Submission,
         now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
-        let op = Op::Submit {
-            agent: agent.clone(),
-            submission: submission.clone(),
-            now,
-        };
+        let op = Op::Submit { agent: agent.clone(), submission: submission.clone(), now };
         match self.call(op).await? {
             Answer::Submit(ack) => Ok(ack),
             _ => unreachable!("a result answers with an acknowledgement"),
@@ -233,16 +226,11 @@ impl Writer {
         submission: &Submission,
         now: DateTime<Utc>,
     ) -> StoreResult<(ResultAck, Option<Lease>)> {
-        let op = Op::SubmitAndLease {
-            agent: agent.clone(),
-            submission: submission.clone(),
-            now,
-        };
+        let op = Op::SubmitAndLease { agent: agent.clone(), submission: submission.clone(), now };
         match self.call(op).await? {
-            Answer::SubmitAndLease(ack, lease) => Ok((
-                ack,
-                crate::store::lease_after_result(lease.map(|l| l.map(|l| *l))),
-            )),
+            Answer::SubmitAndLease(ack, lease) => {
+                Ok((ack, crate::store::lease_after_result(lease.map(|l| l.map(|l| *l)))))
+            }
             _ => unreachable!("a result and lease answers with both"),
         }
     }
@@ -273,9 +261,7 @@ impl Writer {
 
     async fn call(&self, op: Op) -> StoreResult<Answer> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Message::Op(op, reply))
-            .map_err(|_| closed())?;
+        self.queue.send(Message::Op(op, reply)).map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
 }
@@ -367,23 +353,18 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         // Applied again: nothing to do.
         migrate(&mut conn, &path).unwrap();
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
         assert_eq!(version, 1);
 
         let old = dir.path().join("old.db");
         let mut conn = Connection::open(&old).unwrap();
-        conn.execute_batch("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY)")
-            .unwrap();
+        conn.execute_batch("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY)").unwrap();
         let error = migrate(&mut conn, &old).unwrap_err().to_string();
         assert!(error.contains("move it away"), "{error}");
         let tables: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'runs'", [], |row| {
+                row.get(0)
+            })
             .unwrap();
         assert_eq!(tables, 0, "the refused database is left as it was");
     }

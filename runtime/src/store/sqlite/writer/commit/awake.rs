@@ -23,10 +23,7 @@ pub(in crate::store::sqlite::writer) struct AwakeWait {
 impl AwakeWait {
     /// Wait awake for up to `window` (while that pays).
     pub fn new(window: Duration) -> Self {
-        Self {
-            window,
-            worth_it: true,
-        }
+        Self { window, worth_it: true }
     }
 
     /// Wait for `poll` on `queue` to be ready: awake for up to the window if
@@ -38,12 +35,7 @@ impl AwakeWait {
         park: impl FnOnce(&mut Q) -> T,
     ) -> T {
         let started = Instant::now();
-        let awake_until = started
-            + if self.worth_it {
-                self.window
-            } else {
-                Duration::ZERO
-            };
+        let awake_until = started + if self.worth_it { self.window } else { Duration::ZERO };
         loop {
             match poll(queue) {
                 Poll::Ready(value) => {
@@ -84,10 +76,7 @@ mod tests {
     #[test]
     fn within_the_window_it_polls_until_ready_without_sleeping() {
         let mut wait = AwakeWait::new(Duration::from_secs(60));
-        let mut queue = Queue {
-            pending: 3,
-            polls: 0,
-        };
+        let mut queue = Queue { pending: 3, polls: 0 };
         let got = wait.wait(&mut queue, poll, |_| panic!("slept"));
         assert_eq!((got, queue.polls), ("polled", 4));
         assert!(wait.worth_it);
@@ -97,10 +86,7 @@ mod tests {
     fn after_a_wait_longer_than_the_window_it_sleeps_at_once_until_a_short_one() {
         // A window nothing fits in: the first wait polls, then sleeps.
         let mut wait = AwakeWait::new(Duration::from_nanos(1));
-        let mut queue = Queue {
-            pending: u32::MAX,
-            polls: 0,
-        };
+        let mut queue = Queue { pending: u32::MAX, polls: 0 };
         let slow_wake = |_: &mut Queue| {
             std::thread::sleep(Duration::from_millis(1));
             "slept"

@@ -33,10 +33,7 @@ pub(in crate::store::sqlite::writer) struct CommitPace {
 impl CommitPace {
     /// No batch committed yet.
     pub fn new() -> Self {
-        Self {
-            unflushed: 0,
-            expected: 1,
-        }
+        Self { unflushed: 0, expected: 1 }
     }
 
     /// A batch was committed and handed to the flushing thread.
@@ -71,10 +68,7 @@ mod tests {
     fn during_a_flush_a_batch_commits_once_the_last_flushs_callers_are_back() {
         let mut pace = CommitPace::new();
         pace.committed();
-        pace.flushed(FlushEnded {
-            batches: 1,
-            answered: 3,
-        });
+        pace.flushed(FlushEnded { batches: 1, answered: 3 });
         // The next batch is being flushed; three callers were just answered.
         pace.committed();
         assert!(!pace.commit_now(1));
@@ -87,17 +81,11 @@ mod tests {
         assert!(!pace.commit_now(10));
         // The flush ends and the next one takes the early batch: the
         // operations that came meanwhile commit early again at their count.
-        pace.flushed(FlushEnded {
-            batches: 1,
-            answered: 2,
-        });
+        pace.flushed(FlushEnded { batches: 1, answered: 2 });
         assert!(!pace.commit_now(1));
         assert!(pace.commit_now(2));
         // Both flushed: whatever is open commits at once.
-        pace.flushed(FlushEnded {
-            batches: 1,
-            answered: 3,
-        });
+        pace.flushed(FlushEnded { batches: 1, answered: 3 });
         assert!(pace.commit_now(1));
     }
 
@@ -106,10 +94,7 @@ mod tests {
         let mut pace = CommitPace::new();
         pace.committed();
         pace.committed();
-        pace.flushed(FlushEnded {
-            batches: 2,
-            answered: 5,
-        });
+        pace.flushed(FlushEnded { batches: 2, answered: 5 });
         assert!(pace.commit_now(1));
     }
 }

@@ -72,11 +72,7 @@ impl WalSync {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let (queue, committed) = mpsc::channel();
-        let mut flusher = Flusher {
-            wal: PathBuf::from(wal),
-            file: None,
-            failed: None,
-        };
+        let mut flusher = Flusher { wal: PathBuf::from(wal), file: None, failed: None };
         std::thread::Builder::new()
             .name("jobstack-sqlite-wal-sync".into())
             .spawn(move || flusher.run(committed, flushed))?;
@@ -141,10 +137,7 @@ impl Flusher {
             }
             // The writer first: it commits the batch it filled meanwhile
             // while the callers are answered, so the next flush starts sooner.
-            flushed(FlushEnded {
-                batches,
-                answered: answers.len(),
-            });
+            flushed(FlushEnded { batches, answered: answers.len() });
             for (reply, outcome) in answers {
                 let answer = match &self.failed {
                     None => outcome,
@@ -195,10 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("db-wal"), b"frames").unwrap();
         let sync = WalSync::start(&dir.path().join("db"), |_| {}).unwrap();
-        assert!(matches!(
-            answer(&sync),
-            Ok(Answer::Submit(ResultAck::Applied))
-        ));
+        assert!(matches!(answer(&sync), Ok(Answer::Submit(ResultAck::Applied))));
     }
 
     #[test]
@@ -209,10 +199,7 @@ mod tests {
         for pause in [Duration::ZERO, AWAKE_FOR * 4, Duration::ZERO] {
             // Past `AWAKE_FOR` the thread sleeps until the next batch.
             std::thread::sleep(pause);
-            assert!(matches!(
-                answer(&sync),
-                Ok(Answer::Submit(ResultAck::Applied))
-            ));
+            assert!(matches!(answer(&sync), Ok(Answer::Submit(ResultAck::Applied))));
         }
     }
 

@@ -46,9 +46,7 @@ fn move_all_parts(
     let values = [Value::from(to.as_str().to_owned()), Value::from(run_id)]
         .into_iter()
         .chain(from.iter().map(|s| Value::from(s.as_str().to_owned())));
-    Ok(conn
-        .prepare_cached(&sql)?
-        .execute(params_from_iter(values))?)
+    Ok(conn.prepare_cached(&sql)?.execute(params_from_iter(values))?)
 }
 
 /// Suspend run `run_id`: its waiting parts are held until it resumes.
@@ -67,10 +65,7 @@ pub fn suspend_run(conn: &WriterConn<'_>, run_id: i64, now: DateTime<Utc>) -> St
 pub fn resume_run(conn: &WriterConn<'_>, run_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
     let run = transition::read_run(conn, run_id)?;
     if run.state != State::Suspended {
-        return Err(StoreError::Invalid(format!(
-            "run {run_id} is {}, not suspended",
-            run.state
-        )));
+        return Err(StoreError::Invalid(format!("run {run_id} is {}, not suspended", run.state)));
     }
     let moved = move_all_parts(conn, run_id, &[State::Suspended], State::Waiting)?;
     transition::recount(conn, run_id)?;

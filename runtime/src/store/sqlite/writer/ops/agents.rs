@@ -9,7 +9,7 @@ use super::lease::touch_agent;
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::{
-    Agent, AgentRegistration, HeartbeatAck, LeaseRef, State, targeting::AddressSpan,
+    Agent, AgentRegistration, HeartbeatAck, LeaseRef, ProgressReport, State, targeting::AddressSpan,
 };
 use crate::store::{StoreError, StoreResult, ms};
 
@@ -44,8 +44,7 @@ pub fn register_agent(
             ],
             |row| row.get(0),
         )?;
-    conn.prepare_cached("DELETE FROM agent_networks WHERE agent_id = ?1")?
-        .execute([id])?;
+    conn.prepare_cached("DELETE FROM agent_networks WHERE agent_id = ?1")?.execute([id])?;
     let mut insert_network =
         conn.prepare_cached("INSERT INTO agent_networks (agent_id, lo, hi) VALUES (?1, ?2, ?3)")?;
     for net in &reg.networks {
@@ -54,11 +53,7 @@ pub fn register_agent(
     }
     let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
     transition::event(conn, now, ("agent", id), "registered", None, &detail)?;
-    Ok(Agent {
-        id,
-        registration: reg.clone(),
-        last_seen: now,
-    })
+    Ok(Agent { id, registration: reg.clone(), last_seen: now })
 }
 
 /// A part's state, attempt and owner, and its run's lease length (ms).
@@ -83,9 +78,7 @@ fn lease_state(conn: &WriterConn<'_>, part_id: i64) -> StoreResult<Option<LeaseS
     let Some((state, attempt, owner, ttl)) = row else {
         return Ok(None);
     };
-    let state = state
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+    let state = state.parse().map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
     Ok(Some((state, attempt, owner, ttl)))
 }
 
@@ -116,10 +109,7 @@ pub fn heartbeat(
                 if holds((state, attempt, &owner), agent, *lease) =>
             {
                 conn.prepare_cached("UPDATE parts SET lease_expires_at = ?1 WHERE id = ?2")?
-                    .execute(params![
-                        ms(now + TimeDelta::milliseconds(ttl)),
-                        lease.part_id
-                    ])?;
+                    .execute(params![ms(now + TimeDelta::milliseconds(ttl)), lease.part_id])?;
                 ack.extended.push(*lease);
             }
             _ => ack.revoked.push(*lease),
@@ -132,21 +122,17 @@ pub fn heartbeat(
 pub fn progress(
     conn: &WriterConn<'_>,
     agent: &Agent,
-    lease: LeaseRef,
-    (done, total): (u64, u64),
+    report: &ProgressReport,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let (lease, (done, total)) = (report.lease_ref(), report.stored());
     touch_agent(conn, agent, now)?;
     match lease_state(conn, lease.part_id)? {
         Some((state, attempt, owner, _)) if holds((state, attempt, &owner), agent, lease) => {
             conn.prepare_cached(
                 "UPDATE parts SET progress_done = ?1, progress_total = ?2 WHERE id = ?3",
             )?
-            .execute(params![
-                done.min(i64::MAX as u64) as i64,
-                total.min(i64::MAX as u64) as i64,
-                lease.part_id
-            ])?;
+            .execute(params![done, total, lease.part_id])?;
             Ok(())
         }
         _ => Err(StoreError::NotLeased {

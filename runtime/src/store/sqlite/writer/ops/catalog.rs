@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::TaskSpec;
-use crate::store::{PluginRecord, StoreError, StoreResult, ms};
+use crate::store::{PluginRecord, StoreError, StoreResult, TaskWrite, ms};
 
 /// Store a plugin's record; whether it is new (an upload of a known sha256
 /// changes nothing).
@@ -33,14 +33,7 @@ pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<b
     let detail = serde_json::json!({
         "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
     });
-    transition::event(
-        conn,
-        plugin.uploaded_at,
-        ("plugin", id),
-        "uploaded",
-        None,
-        &detail,
-    )?;
+    transition::event(conn, plugin.uploaded_at, ("plugin", id), "uploaded", None, &detail)?;
     Ok(true)
 }
 
@@ -59,10 +52,7 @@ fn name_taken(spec: &TaskSpec) -> impl FnOnce(rusqlite::Error) -> StoreError + '
         rusqlite::Error::SqliteFailure(failure, _)
             if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
         {
-            StoreError::Conflict {
-                what: "task",
-                name: spec.name.clone(),
-            }
+            StoreError::Conflict { what: "task", name: spec.name.clone() }
         }
         _ => e.into(),
     }
@@ -71,30 +61,23 @@ fn name_taken(spec: &TaskSpec) -> impl FnOnce(rusqlite::Error) -> StoreError + '
 /// Create a task; its id.
 pub fn create_task(
     conn: &WriterConn<'_>,
-    spec: &TaskSpec,
-    secrets: &serde_json::Value,
-    next_run_at: Option<DateTime<Utc>>,
+    task: &TaskWrite,
     now: DateTime<Utc>,
 ) -> StoreResult<i64> {
+    let spec = &task.spec;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
+    let secrets = task.secrets_text().unwrap_or_else(|| "{}".into());
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
         )?
         .query_row(
-            params![
-                spec.name,
-                spec_json,
-                secrets.to_string(),
-                next_run_at.map(ms),
-                ms(now)
-            ],
+            params![spec.name, spec_json, secrets, task.next_run_at.map(ms), ms(now)],
             |row| row.get(0),
         )
         .map_err(name_taken(spec))?;
-    let detail = serde_json::json!({ "name": spec.name, "plugin": spec.plugin });
-    transition::event(conn, now, ("task", id), "created", None, &detail)?;
+    transition::event(conn, now, ("task", id), "created", None, &task.event_detail())?;
     Ok(id)
 }
 
@@ -102,11 +85,10 @@ pub fn create_task(
 pub fn update_task(
     conn: &WriterConn<'_>,
     id: i64,
-    spec: &TaskSpec,
-    secrets: Option<&serde_json::Value>,
-    next_run_at: Option<DateTime<Utc>>,
+    task: &TaskWrite,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
+    let spec = &task.spec;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
     let updated = conn
         .prepare_cached(
@@ -116,20 +98,16 @@ pub fn update_task(
         .execute(params![
             spec.name,
             spec_json,
-            secrets.map(|s| s.to_string()),
-            next_run_at.map(ms),
+            task.secrets_text(),
+            task.next_run_at.map(ms),
             ms(now),
             id
         ])
         .map_err(name_taken(spec))?;
     if updated == 0 {
-        return Err(StoreError::NotFound {
-            what: "task",
-            id: id.to_string(),
-        });
+        return Err(StoreError::NotFound { what: "task", id: id.to_string() });
     }
-    let detail = serde_json::json!({ "name": spec.name, "secrets_changed": secrets.is_some() });
-    transition::event(conn, now, ("task", id), "updated", None, &detail)
+    transition::event(conn, now, ("task", id), "updated", None, &task.event_detail())
 }
 
 /// Move task `task_id`'s next run from `expected` to `next`; whether it was

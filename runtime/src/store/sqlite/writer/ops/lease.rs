@@ -19,8 +19,7 @@ use crate::store::{StoreError, StoreResult, ms};
 /// Mark the agent seen (not more than once a second: it is the agent's
 /// row, and without writing it a lease that finds nothing writes nothing).
 pub fn touch_agent(conn: &WriterConn<'_>, agent: &Agent, now: DateTime<Utc>) -> StoreResult<()> {
-    conn.prepared(Hot::TouchAgent)?
-        .execute(params![ms(now), agent.id])?;
+    conn.prepared(Hot::TouchAgent)?.execute(params![ms(now), agent.id])?;
     Ok(())
 }
 
@@ -80,14 +79,7 @@ pub fn lease(
     for run in &runs {
         let part = find
             .query_row(
-                params![
-                    run.rank,
-                    run.id,
-                    ms(now),
-                    name,
-                    run.explicit_agents,
-                    agent.id
-                ],
+                params![run.rank, run.id, ms(now), name, run.explicit_agents, agent.id],
                 |row| {
                     Ok(Found {
                         part_id: row.get(0)?,
@@ -115,11 +107,7 @@ pub fn lease(
     };
     let attempt = part.attempt as u32 + 1;
     let expires_at = now + TimeDelta::milliseconds(run.lease_ttl_ms);
-    let detail = transition::PartDetail {
-        agent: name,
-        attempt,
-        status: None,
-    };
+    let detail = transition::PartDetail { agent: name, attempt, status: None };
     let before = transition::RunBefore::new(conn, run.id, part.run)?;
     transition::move_part_with(
         conn,

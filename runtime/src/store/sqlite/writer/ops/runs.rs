@@ -73,11 +73,7 @@ pub fn claim_recurrence(
 ) -> StoreResult<Option<i64>> {
     let claimed = conn
         .prepare_cached("UPDATE tasks SET next_run_at = ?1 WHERE id = ?2 AND next_run_at = ?3")?
-        .execute(params![
-            recurrence.next.map(ms),
-            recurrence.task_id,
-            ms(recurrence.due)
-        ])?;
+        .execute(params![recurrence.next.map(ms), recurrence.task_id, ms(recurrence.due)])?;
     if claimed != 1 {
         return Ok(None);
     }
@@ -95,23 +91,14 @@ pub fn store_parts(
     let (state, spec, rank) = conn
         .prepare_cached("SELECT state, spec, rank FROM runs WHERE id = ?1")?
         .query_row([run_id], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
         })
         .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "run",
-            id: run_id.to_string(),
-        })?;
+        .ok_or_else(|| StoreError::NotFound { what: "run", id: run_id.to_string() })?;
     let state = transition::parse_state(&state)?;
     state.check(Entity::Run, State::Waiting)?;
     if state != State::Created {
-        return Err(StoreError::Invalid(format!(
-            "run {run_id} already has its parts"
-        )));
+        return Err(StoreError::Invalid(format!("run {run_id} already has its parts")));
     }
     let spec: TaskSpec =
         serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(format!("runs.spec: {e}")))?;

@@ -70,9 +70,7 @@ mod tests {
         assert!(Rc::ptr_eq(&first, &again), "found again, not parsed again");
         assert_eq!(again.spec.plugin, "test");
         // Another text under the same id is parsed, never taken for the first.
-        let other = snapshots
-            .parsed(1, &spec, r#"{"community": "s3cret"}"#)
-            .unwrap();
+        let other = snapshots.parsed(1, &spec, r#"{"community": "s3cret"}"#).unwrap();
         assert_eq!(other.secrets["community"], "s3cret");
         let error = snapshots.parsed(1, "not json", "{}").err().unwrap();
         assert!(matches!(error, StoreError::Corrupt(_)), "{error}");

@@ -286,9 +286,7 @@ mod tests {
     async fn every_statement_prepares_against_the_migrated_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        let store = crate::store::sqlite::SqliteStore::open(&path)
-            .await
-            .unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&path).await.unwrap();
         let conn = Connection::open(&path).unwrap();
         let writer = WriterConn::new(&conn);
         for hot in Hot::ALL {

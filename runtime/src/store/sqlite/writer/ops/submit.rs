@@ -62,8 +62,7 @@ fn end_lease(
     reason: &str,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    conn.prepared(Hot::EndLease)?
-        .execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
+    conn.prepared(Hot::EndLease)?.execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
     Ok(())
 }
 
@@ -99,10 +98,8 @@ pub fn submit(
         .ok_or_else(not_leased)?;
     let run_id = part.run_id;
     let run = RunBefore::new(conn, run_id, part.run)?;
-    let state: State = part
-        .state
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+    let state: State =
+        part.state.parse().map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
     let attempt = part.attempt as u32;
     let verdict = fencing::judge_result(
         Stored {
@@ -115,41 +112,24 @@ pub fn submit(
         name,
         s,
     );
-    let detail = transition::PartDetail {
-        agent: name,
-        attempt: s.attempt,
-        status: Some(s.status),
-    };
+    let detail = transition::PartDetail { agent: name, attempt: s.attempt, status: Some(s.status) };
     let ack = match verdict {
         Verdict::NotLeased => return Err(not_leased()),
         Verdict::Duplicate if part.recorded => ResultAck::Duplicate,
         Verdict::Duplicate | Verdict::RecordOnly => {
             insert_result(conn, run_id, agent, s, false, now)?;
             end_lease(conn, s.part_id, s.attempt, "result", now)?;
-            if verdict == Verdict::Duplicate {
-                ResultAck::Duplicate
-            } else {
-                ResultAck::Recorded
-            }
+            if verdict == Verdict::Duplicate { ResultAck::Duplicate } else { ResultAck::Recorded }
         }
         Verdict::Apply => {
             insert_result(conn, run_id, agent, s, true, now)?;
             end_lease(conn, s.part_id, s.attempt, "result", now)?;
-            let Applied {
-                to,
-                available_at,
-                error,
-            } = fencing::applied(s, attempt, part.retries as u32, now);
+            let Applied { to, available_at, error } =
+                fencing::applied(s, attempt, part.retries as u32, now);
             transition::move_part_with(
                 conn,
                 Hot::ApplyResult,
-                params![
-                    to.as_str(),
-                    to == State::Finished,
-                    ms(available_at),
-                    error,
-                    s.part_id
-                ],
+                params![to.as_str(), to == State::Finished, ms(available_at), error, s.part_id],
                 &run,
                 s.part_id,
                 (State::Running, to),

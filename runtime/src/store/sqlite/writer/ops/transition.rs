@@ -26,22 +26,13 @@ fn counter(state: State) -> &'static str {
 }
 
 /// The part counters of `runs`, in the order [`COUNT_MOVE`] adds to them.
-const COUNTERS: [&str; 6] = [
-    "n_waiting",
-    "n_running",
-    "n_suspended",
-    "n_finished",
-    "n_failed",
-    "n_canceled",
-];
+const COUNTERS: [&str; 6] =
+    ["n_waiting", "n_running", "n_suspended", "n_finished", "n_failed", "n_canceled"];
 
 /// The changes [`COUNT_MOVE`] makes when a part moves from `from` to `to`.
 fn counter_deltas(from: State, to: State) -> Deltas {
     let at = |state| {
-        COUNTERS
-            .iter()
-            .position(|c| *c == counter(state))
-            .expect("every counter is listed")
+        COUNTERS.iter().position(|c| *c == counter(state)).expect("every counter is listed")
     };
     let mut deltas = [0; 6];
     deltas[at(from)] -= 1;
@@ -146,21 +137,12 @@ pub fn move_part_with(
     from.check(Entity::Part, to)?;
     let moved = conn.prepared(update)?.execute(update_params)?;
     if moved != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "part {part_id} was expected in state {from}"
-        )));
+        return Err(StoreError::Corrupt(format!("part {part_id} was expected in state {from}")));
     }
     let deltas = counter_deltas(from, to);
     conn.counts.add(run.id, deltas);
     let counts = with_deltas(&run.counts, deltas);
-    event(
-        conn,
-        now,
-        ("part", part_id),
-        "state",
-        Some((from, to)),
-        detail,
-    )?;
+    event(conn, now, ("part", part_id), "state", Some((from, to)), detail)?;
     follow_parts(conn, run.id, run.state, &counts, now)
 }
 
@@ -192,10 +174,7 @@ pub fn read_run(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<RunBefore> {
         .prepared(Hot::ReadRunState)?
         .query_row([run_id], |row| run_state_at(row, 0))
         .optional()?
-        .ok_or_else(|| StoreError::NotFound {
-            what: "run",
-            id: run_id.to_string(),
-        })?;
+        .ok_or_else(|| StoreError::NotFound { what: "run", id: run_id.to_string() })?;
     RunBefore::new(conn, run_id, stored)
 }
 
@@ -210,9 +189,8 @@ pub fn recount(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<()> {
     let mut rows = by_state.query([run_id])?;
     while let Some(row) = rows.next()? {
         let state: String = row.get(0)?;
-        let state: State = state
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
+        let state: State =
+            state.parse().map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
         counts.add(state, row.get::<_, i64>(1)? as u64);
     }
     conn.prepare_cached(
@@ -233,9 +211,7 @@ pub fn recount(conn: &WriterConn<'_>, run_id: i64) -> StoreResult<()> {
 
 /// A run's stored state.
 pub fn parse_state(state: &str) -> StoreResult<State> {
-    state
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
+    state.parse().map_err(|e| StoreError::Corrupt(format!("runs.state: {e}")))
 }
 
 /// A run's state and counters from the columns `state, n_waiting,
@@ -271,21 +247,11 @@ pub fn move_run(
     from.check(Entity::Run, to)?;
     let ended = to.is_terminal().then(|| ms(now));
     let moved =
-        conn.prepared(Hot::MoveRun)?
-            .execute(params![to.as_str(), ended, run_id, from.as_str()])?;
+        conn.prepared(Hot::MoveRun)?.execute(params![to.as_str(), ended, run_id, from.as_str()])?;
     if moved != 1 {
-        return Err(StoreError::Corrupt(format!(
-            "run {run_id} was expected in state {from}"
-        )));
+        return Err(StoreError::Corrupt(format!("run {run_id} was expected in state {from}")));
     }
-    event(
-        conn,
-        now,
-        ("run", run_id),
-        "state",
-        Some((from, to)),
-        detail,
-    )
+    event(conn, now, ("run", run_id), "state", Some((from, to)), detail)
 }
 
 #[cfg(test)]
@@ -297,45 +263,26 @@ mod tests {
     fn the_run_before_a_move_counts_the_batchs_changes_not_yet_written() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let writer = WriterConn::new(&conn);
-        let stored = PartCounts {
-            running: 2,
-            finished: 1,
-            ..PartCounts::default()
-        };
+        let stored = PartCounts { running: 2, finished: 1, ..PartCounts::default() };
         // An earlier result of the batch finished one of the two running
         // parts; the stored counters do not show it yet.
-        writer
-            .counts
-            .add(7, counter_deltas(State::Running, State::Finished));
+        writer.counts.add(7, counter_deltas(State::Running, State::Finished));
         let before = RunBefore::new(&writer, 7, ("running".into(), stored)).unwrap();
         assert_eq!((before.counts.running, before.counts.finished), (1, 2));
         // The last open part finishes: the run follows (the scheduler's rule).
-        let after = with_deltas(
-            &before.counts,
-            counter_deltas(State::Running, State::Finished),
-        );
-        assert_eq!(
-            run_state_from_parts(before.state, &after),
-            Some(State::Finished)
-        );
+        let after = with_deltas(&before.counts, counter_deltas(State::Running, State::Finished));
+        assert_eq!(run_state_from_parts(before.state, &after), Some(State::Finished));
         assert!(RunBefore::new(&writer, 7, ("done".into(), stored)).is_err());
     }
 
     #[test]
     fn a_part_detail_is_the_object_the_other_writers_build() {
-        let leased = PartDetail {
-            agent: "a",
-            attempt: 2,
-            status: None,
-        };
+        let leased = PartDetail { agent: "a", attempt: 2, status: None };
         assert_eq!(
             serde_json::to_string(&leased).unwrap(),
             serde_json::json!({ "agent": "a", "attempt": 2 }).to_string()
         );
-        let result = PartDetail {
-            status: Some(ResultStatus::Failed),
-            ..leased
-        };
+        let result = PartDetail { status: Some(ResultStatus::Failed), ..leased };
         assert_eq!(
             serde_json::to_string(&result).unwrap(),
             serde_json::json!({ "agent": "a", "attempt": 2, "status": ResultStatus::Failed })
