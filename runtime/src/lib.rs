@@ -38,6 +38,7 @@ pub mod bench;
 pub mod client;
 pub mod daemon;
 pub mod engine;
+pub mod inventory;
 pub mod module_catalog;
 pub mod protocol;
 pub mod scheduler;

@@ -8,6 +8,8 @@
 //! they are re-exported here, where the backends and their callers name them.
 //! SQL that only one database understands stays in that backend's module.
 
+mod inventory_reads;
+mod inventory_sql;
 pub mod postgres;
 mod reads;
 mod rows;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use jobstack::inventory::InventoryStore;
 use jobstack::scheduler::{
     Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
     Splitter, State, Submission, Task, TaskSpec,
@@ -129,6 +130,8 @@ pub struct Harness {
     pub clock: ManualClock,
     /// Its store.
     pub store: Arc<dyn Store>,
+    /// The same store's inventory.
+    pub inventory: Arc<dyn InventoryStore>,
     // Dropped after the store's users: the database goes with its connections.
     _db: Option<ScratchDatabase>,
     _dir: tempfile::TempDir,
@@ -138,19 +141,21 @@ impl Harness {
     /// A scheduler over a fresh, migrated store of `backend`.
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (store, db): (Arc<dyn Store>, _) = match backend {
+        let (store, inventory, db): (Arc<dyn Store>, Arc<dyn InventoryStore>, _) = match backend {
             Backend::Sqlite => {
-                (Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite")), None)
+                let store = Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite"));
+                (store.clone(), store, None)
             }
             Backend::Postgres => {
                 let (store, db) = postgres_store().await;
-                (Arc::new(store), Some(db))
+                let store = Arc::new(store);
+                (store.clone(), store, Some(db))
             }
         };
         let clock = ManualClock::fixed();
         let sched =
             Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
-        Self { sched, clock, store, _db: db, _dir: dir }
+        Self { sched, clock, store, inventory, _db: db, _dir: dir }
     }
 
     /// A fresh harness with agent `a`, the first run of a task `job` of

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod inventory;
 mod leasing;
 mod policy;
 mod recurrence;

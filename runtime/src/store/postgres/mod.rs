@@ -28,6 +28,7 @@
 
 mod catalog;
 mod finish_batch;
+mod inventory;
 mod leasing;
 mod reads;
 mod results;

@@ -11,6 +11,7 @@
 //! - The migrations, `runtime/migrations/sqlite/`, applied by the writer at
 //!   open (the schema version is SQLite's `user_version`).
 
+mod inventory;
 mod reads;
 mod rows;
 mod writer;

@@ -55,9 +55,10 @@ const STATEMENT_CACHE: usize = 64;
 /// The schema's migrations, in order; a database records how many it has
 /// applied in its `user_version`.
 fn migrations() -> rusqlite_migration::Migrations<'static> {
-    rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
-        "../../../../migrations/sqlite/0001_init.sql"
-    ))])
+    rusqlite_migration::Migrations::new(vec![
+        rusqlite_migration::M::up(include_str!("../../../../migrations/sqlite/0001_init.sql")),
+        rusqlite_migration::M::up(include_str!("../../../../migrations/sqlite/0002_inventory.sql")),
+    ])
 }
 
 /// Bring the database at `path` to the latest schema. A database made by a

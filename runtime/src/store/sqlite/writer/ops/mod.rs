@@ -16,6 +16,7 @@ pub(in crate::store::sqlite) mod agents;
 pub(in crate::store::sqlite) mod catalog;
 pub(in crate::store::sqlite) mod counts;
 pub(in crate::store::sqlite) mod expiry;
+pub(in crate::store::sqlite) mod inventory;
 pub(in crate::store::sqlite) mod lease;
 pub(in crate::store::sqlite) mod runs;
 pub(in crate::store::sqlite) mod snapshots;
