@@ -38,6 +38,11 @@
 //! | `GET /api/v1/runs/{id}/results` | | [`RunResults`] |
 //! | `POST /api/v1/runs/{id}/suspend`, `/resume`, `/cancel` | | [`Run`] |
 //! | `POST /api/v1/runs/{id}/rerun` | [`RerunRequest`] | [`Run`] |
+//! | `GET /api/v1/runs/{id}/processing` | | `[ProcessingFailure]` |
+//! | `POST /api/v1/runs/{id}/reprocess` | | `{"retried": n}` |
+//! | `GET /api/v1/assets?kind=&cidr=&attr=&seen_since=&not_seen_since=&q=&after=&limit=` | | [`AssetPage`] |
+//! | `GET /api/v1/assets/{id}` | | [`AssetDetail`] |
+//! | `GET /api/v1/changes?asset=&run=&since=&after=&limit=` | | [`ChangePage`] |
 //! | `GET /api/v1/agents` | | `[Agent]` |
 //! | `GET /api/v1/events?after={id}` | | server-sent events, one [`Event`] each |
 //!
@@ -50,6 +55,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::artifacts::ArtifactInfo;
+pub use crate::inventory::{Asset, AssetDetail, Change};
 pub use crate::scheduler::store::PluginRecord;
 pub use crate::scheduler::{
     Agent, AgentRegistration, Event, HeartbeatAck, Lease, LeaseRef, Part, ProgressReport,
@@ -159,6 +165,35 @@ pub struct RunResults {
     /// Every result received, in part order then attempt; `applied` says which
     /// ones count.
     pub results: Vec<StoredResult>,
+}
+
+/// A page of assets, and the cursor of the next one (`after=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetPage {
+    /// The assets, by id.
+    pub assets: Vec<Asset>,
+    /// Set when the page is full: ask again with `after=` this.
+    pub next: Option<i64>,
+}
+
+/// A page of inventory changes, and the cursor of the next one (`after=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangePage {
+    /// The changes, in the order they were recorded.
+    pub changes: Vec<Change>,
+    /// Set when the page is full: ask again with `after=` this.
+    pub next: Option<i64>,
+}
+
+/// A run's results whose processing (its plugin's stage) failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessingFailure {
+    /// The part.
+    pub part_id: i64,
+    /// The attempt.
+    pub attempt: u32,
+    /// Why.
+    pub reason: String,
 }
 
 /// The error body of every 4xx and 5xx answer.

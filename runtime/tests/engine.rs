@@ -246,3 +246,50 @@ async fn a_plugin_error_from_init_or_execute_is_a_failure_with_its_message() {
     assert_eq!(outcome.status, Status::Failed);
     assert!(outcome.error.as_deref().unwrap().starts_with("init: invalid params"), "{outcome:?}");
 }
+
+#[tokio::test]
+async fn a_plugin_built_against_contract_0_1_0_runs_and_has_no_stage() {
+    let engine = small_engine(None);
+    let legacy = engine.load(&fixture("fixture-trivial")).await.unwrap();
+    assert_eq!(legacy.contract(), "0.1.0");
+    let parts = engine.split(&legacy, "{}").await.unwrap();
+    assert_eq!(parts.len(), 1);
+    let outcome = engine.execute(&legacy, request("{}", Duration::from_secs(5))).await;
+    assert_eq!(outcome.status, Status::Finished, "{outcome:?}");
+    let records = vec!["{}".to_string()];
+    assert!(engine.stage(&legacy, &records, "a", &[]).await.unwrap().is_empty());
+    let current = engine.load(&fixture("fixture-steps")).await.unwrap();
+    assert_eq!(current.contract(), "0.2.0");
+}
+
+#[tokio::test]
+async fn stage_maps_records_to_observations_in_the_sandbox() {
+    let engine = small_engine(None);
+    let steps = engine.load(&fixture("fixture-steps")).await.unwrap();
+    let records = [
+        r#"{"index": 3, "tag": "t", "attempt": 1, "observe": true}"#,
+        r#"{"index": 4, "tag": "t", "attempt": 1}"#,
+    ]
+    .map(String::from);
+    let observations = engine.stage(&steps, &records, "a", &[]).await.unwrap();
+    assert_eq!(observations.len(), 1, "only the record that asks to be observed");
+    let observation: serde_json::Value = serde_json::from_str(&observations[0]).unwrap();
+    assert_eq!(observation["keys"]["step"], "t#3");
+}
+
+#[tokio::test]
+async fn a_stage_that_spins_or_traps_fails_with_the_reason() {
+    let engine = small_engine(None);
+    let records = vec!["{}".to_string()];
+    let spin = engine.load(&fixture("fixture-spin")).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = engine.stage(&spin, &records, "a", &[]).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30), "the stage budget bounds it");
+    assert!(err.to_string().contains("stage timeout") || err.to_string().contains("fuel"), "{err}");
+    let trap = engine.load(&fixture("fixture-trap")).await.unwrap();
+    let err = engine.stage(&trap, &records, "a", &[]).await.unwrap_err();
+    assert!(err.to_string().contains("trapped"), "{err}");
+    // The engine goes on.
+    let steps = engine.load(&fixture("fixture-steps")).await.unwrap();
+    assert!(engine.stage(&steps, &records[..0], "a", &[]).await.unwrap().is_empty());
+}

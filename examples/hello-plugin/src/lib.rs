@@ -86,6 +86,12 @@ impl Guest for Hello {
         host::progress(1, 1);
         Ok(serde_json::json!({ "greeting": greeting }).to_string())
     }
+
+    fn stage(_records: Vec<String>, _origin: Origin) -> Result<Vec<String>, String> {
+        // A greeting is no inventory. A plugin that finds things maps its
+        // records here to observations (see `stage` in wit/task.wit).
+        Ok(Vec::new())
+    }
 }
 
 export!(Hello);

@@ -31,6 +31,7 @@
 
 pub mod paths;
 pub mod plan;
+pub mod stage;
 
 use jobstack_plugin::http::{self, Url};
 use jobstack_plugin::{Capability, Guest, Job, Manifest, Part};
@@ -239,7 +240,11 @@ impl Guest for Deploy {
         let plan = Plan::check(base, &params.actions, bytes)
             .map_err(|e| format!("refused, nothing was changed: {e}"))?;
         let mut step = 1;
-        plan.apply(bytes, |record| {
+        let sha256 = artifact.as_ref().map(|(_, sha)| sha.clone());
+        plan.apply(bytes, |mut record| {
+            if let Some(sha256) = &sha256 {
+                record["sha256"] = sha256.clone().into();
+            }
             jobstack_plugin::emit(&record);
             step += 1;
             jobstack_plugin::host::progress(step, total);
@@ -250,6 +255,11 @@ impl Guest for Deploy {
             "actions": plan.len(),
         })
         .to_string())
+    }
+
+    fn stage(records: Vec<String>, origin: jobstack_plugin::Origin) -> Result<Vec<String>, String> {
+        let seen = stage::observations(&records, &origin.agent)?;
+        Ok(seen.iter().map(jobstack_plugin::to_json).collect())
     }
 }
 

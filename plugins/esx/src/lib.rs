@@ -18,9 +18,10 @@
 //! self-signed ones (as fresh ESX installs have).
 
 pub mod soap;
+pub mod stage;
 
 use jobstack_plugin::http::{self, Url};
-use jobstack_plugin::{Capability, Guest, Job, Manifest, Part};
+use jobstack_plugin::{Capability, Guest, Job, Manifest, Origin, Part};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -194,6 +195,10 @@ impl Guest for Esx {
         })
         .to_string())
     }
+
+    fn stage(records: Vec<String>, _origin: Origin) -> Result<Vec<String>, String> {
+        Ok(stage::observations(&records)?.iter().map(jobstack_plugin::to_json).collect())
+    }
 }
 
 /// One SOAP endpoint and the session cookie once logged in.
@@ -313,7 +318,8 @@ fn vm_record(endpoint: &str, v: &ObjectContent, host_names: &BTreeMap<String, St
         "endpoint": endpoint,
         "moref": v.obj.value,
         "name": text(p, "name", &[]),
-        "host": host_names.get(&host_id).cloned().unwrap_or(host_id),
+        "host": host_names.get(&host_id).cloned().unwrap_or_else(|| host_id.clone()),
+        "host_moref": host_id,
         "power_state": text(p, "runtime.powerState", &[]),
         "cpus": number(p, "config.hardware.numCPU", &[]),
         "memory_mb": number(p, "config.hardware.memoryMB", &[]),

@@ -26,8 +26,9 @@ pub mod files;
 pub mod hash;
 pub mod keyed;
 pub mod params;
+pub mod stage;
 
-use jobstack_plugin::{Capability, Guest, Job, Manifest, Part, host};
+use jobstack_plugin::{Capability, Guest, Job, Manifest, Origin, Part, host};
 
 use accounts::Accounts;
 
@@ -87,6 +88,11 @@ impl Guest for Mailconfig {
         }
         host::progress(total, total);
         Ok(serde_json::json!({"actions": outcomes, "written": written}).to_string())
+    }
+
+    fn stage(records: Vec<String>, origin: Origin) -> Result<Vec<String>, String> {
+        let seen = stage::observations(&records, &origin.agent)?;
+        Ok(seen.iter().map(jobstack_plugin::to_json).collect())
     }
 }
 

@@ -20,9 +20,10 @@ pub mod params;
 pub mod ports;
 pub mod report;
 pub mod scan;
+pub mod stage;
 pub mod targets;
 
-use jobstack_plugin::{Capability, Guest, Job, Manifest, Part, host};
+use jobstack_plugin::{Capability, Guest, Job, Manifest, Origin, Part, host};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -153,6 +154,10 @@ impl Guest for Netscan {
             ));
         }
         Ok(jobstack_plugin::to_json(&summary))
+    }
+
+    fn stage(records: Vec<String>, _origin: Origin) -> Result<Vec<String>, String> {
+        Ok(stage::observations(&records)?.iter().map(jobstack_plugin::to_json).collect())
     }
 }
 

@@ -17,7 +17,7 @@ pub enum PortState {
 }
 
 /// The record emitted for one address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HostReport {
     /// The address scanned.
     pub address: String,

@@ -3,7 +3,7 @@
 //! A plugin implements [`Guest`] and exports it with [`export!`]:
 //!
 //! ```text
-//! use jobstack_plugin::{Guest, Job, Manifest, Part};
+//! use jobstack_plugin::{Guest, Job, Manifest, Origin, Part};
 //!
 //! struct Hello;
 //!
@@ -12,6 +12,9 @@
 //!     fn split(params: String) -> Result<Vec<Part>, String> { /* ... */ }
 //!     fn init(params: String) -> Result<(), String> { Ok(()) }
 //!     fn execute(job: Job) -> Result<String, String> { /* ... */ }
+//!     fn stage(records: Vec<String>, origin: Origin) -> Result<Vec<String>, String> {
+//!         Ok(Vec::new()) // no inventory
+//!     }
 //! }
 //!
 //! jobstack_plugin::export!(Hello);
@@ -39,7 +42,7 @@ pub mod http;
 
 pub use bindings::jobstack::plugin::host;
 pub use bindings::jobstack::plugin::types::Capability;
-pub use bindings::{Guest, Job, Manifest, Part, export};
+pub use bindings::{Guest, Job, Manifest, Origin, Part, export};
 
 /// Parse a JSON text (parameters, secrets, a part payload) into `T`, turning a
 /// parse failure into the error string the contract returns.

@@ -29,12 +29,13 @@ pub mod inventory;
 pub mod message;
 pub mod oids;
 pub mod params;
+pub mod stage;
 pub mod transport;
 pub mod udp;
 pub mod usm;
 pub mod value;
 
-use jobstack_plugin::{Capability, Guest, Job, Manifest, Part, host};
+use jobstack_plugin::{Capability, Guest, Job, Manifest, Origin, Part, host};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::net::SocketAddr;
@@ -129,6 +130,10 @@ impl Guest for Snmp {
             "interfaces": interfaces,
         })
         .to_string())
+    }
+
+    fn stage(records: Vec<String>, _origin: Origin) -> Result<Vec<String>, String> {
+        Ok(stage::observations(&records)?.iter().map(jobstack_plugin::to_json).collect())
     }
 }
 

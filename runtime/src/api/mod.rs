@@ -9,6 +9,7 @@ mod artifacts;
 pub mod auth;
 mod error;
 mod events;
+mod inventory_routes;
 pub mod metrics;
 mod ops;
 mod params;
@@ -26,6 +27,7 @@ use tower_http::trace::TraceLayer;
 pub fn app(state: ApiState) -> Router {
     use admin_routes as admin;
     use agent_routes as agent;
+    use inventory_routes as inventory;
     let api = Router::new()
         .route("/agent/register", post(agent::register))
         .route("/agent/lease", post(agent::lease))
@@ -53,6 +55,11 @@ pub fn app(state: ApiState) -> Router {
         .route("/runs/{run}/resume", post(admin::resume_run))
         .route("/runs/{run}/cancel", post(admin::cancel_run))
         .route("/runs/{run}/rerun", post(admin::rerun))
+        .route("/runs/{run}/processing", get(inventory::processing_failures))
+        .route("/runs/{run}/reprocess", post(inventory::reprocess))
+        .route("/assets", get(inventory::list_assets))
+        .route("/assets/{id}", get(inventory::show_asset))
+        .route("/changes", get(inventory::list_changes))
         .route("/agents", get(admin::list_agents))
         .route("/events", get(events::stream_events))
         .route("/openapi.json", get(ops::openapi));

@@ -9,6 +9,7 @@ use super::agent_cache::AgentCache;
 use super::auth::Credentials;
 use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
+use crate::inventory::InventoryStore;
 use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::Scheduler;
 
@@ -46,4 +47,6 @@ pub struct ApiState {
     pub artifacts: ArtifactStore,
     /// Wakes the background sweep (a new task is due at once).
     pub sweep: Arc<Notify>,
+    /// The inventory the data processor keeps (the same store).
+    pub inventory: Arc<dyn InventoryStore>,
 }

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 
 use super::percentile;
-use crate::engine::bindings::{Task, wit};
+use crate::engine::bindings::{TaskPre, wit};
 use crate::engine::{
     Engine, EngineConfig, ExecutionControl, ExecutionLimits, ExecutionRequest, Grants, Mode, Part,
     Status,
@@ -214,7 +214,7 @@ async fn naive_throughput(bytes: &[u8], plan: &EngineBenchPlan) -> anyhow::Resul
     let component = Component::new(&engine, bytes)?;
     let mut linker: Linker<crate::engine::host::HostState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    crate::engine::bindings::add_to_linker(&mut linker)?;
     let shared = Arc::new((engine, component, linker));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -258,7 +258,8 @@ async fn naive_once(
         Instant::now() + Duration::from_secs(60),
     )?;
     let mut store = Store::new(engine, state);
-    let task = Task::instantiate_async(&mut store, component, linker).await?;
+    let pre = TaskPre::new(linker.instantiate_pre(component)?)?;
+    let task = pre.instantiate_async(&mut store).await?;
     task.call_init(&mut store, "{}").await?.map_err(anyhow::Error::msg)?;
     let job = wit::Job {
         params: "{}".into(),

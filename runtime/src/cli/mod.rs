@@ -30,6 +30,9 @@ enum Command {
     /// Define, run and follow tasks on the daemon.
     #[command(subcommand)]
     Task(admin::task::TaskCommand),
+    /// Ask the inventory: assets, their history, what changed.
+    #[command(subcommand)]
+    Inventory(admin::inventory::InventoryCommand),
     /// Print the results of a task's latest run (or of --run ID).
     Results(admin::results::ResultsArgs),
     /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::List(args)) => admin::plugin::list(args).await,
             Command::Artifact(cmd) => admin::artifact::run(cmd).await,
             Command::Task(cmd) => admin::task::run(cmd).await,
+            Command::Inventory(cmd) => admin::inventory::run(cmd).await,
             Command::Results(args) => admin::results::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,

@@ -7,7 +7,8 @@
 //! database that several daemons share (each then also listens for the others'
 //! work announcements),
 //! the engine (module store and compiled-artifact cache in the data directory),
-//! the credentials, deploy the bundled plugins, start the sweep, listen.
+//! the credentials, deploy the bundled plugins, start the sweep and the data
+//! processor ([`processor`]), listen.
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
 //! running parts finish within the grace period; the rest of their leases
 //! expire and are regenerated, so nothing is lost.
@@ -16,6 +17,7 @@ mod bundled;
 pub mod config;
 mod credentials;
 mod local_agent;
+pub mod processor;
 mod splitter;
 pub mod tls;
 
@@ -93,9 +95,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             format!("cannot open the artifact store in {}", config.data_dir.display())
         })?,
         sweep: Arc::new(Notify::new()),
+        inventory: opened.inventory.clone(),
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
+    let processor =
+        processor::Processor::new(modules.clone(), opened.inventory.clone(), Arc::new(SystemClock));
+    let processor = tokio::spawn(processor.run(shutdown.clone()));
     // Several daemons on one database: wake our long-polls on their work too.
     let work_listener = opened
         .postgres
@@ -155,6 +161,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(config.shutdown_grace * 2, agent).await;
     }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
+    let _ = tokio::time::timeout(config.shutdown_grace, processor).await;
     if let Some(listener) = work_listener {
         listener.abort();
     }

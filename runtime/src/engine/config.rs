@@ -38,6 +38,10 @@ pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 /// the work, never do it.
 pub const SPLIT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Time and fuel allowed for `stage`, which runs on the daemon for every
+/// finished part: it only maps records to observations.
+pub const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Time and fuel allowed for `manifest`, called once at upload.
 pub const MANIFEST_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, oneshot};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Task, TaskPre, wit};
-use super::config::{FUEL_YIELD_INTERVAL, MAX_OUTPUT_BYTES, SPLIT_TIMEOUT};
+use super::config::{FUEL_YIELD_INTERVAL, MAX_OUTPUT_BYTES, SPLIT_TIMEOUT, STAGE_TIMEOUT};
 use super::control::ExecutionControl;
 use super::host::{HostState, LimitHit, LogLevel, LogSource};
 use super::outcome::{ExecutionOutcome, Status};
@@ -92,6 +92,11 @@ impl ExecutionRequest {
     }
 }
 
+/// `stage` did not map the records.
+#[derive(Debug, thiserror::Error)]
+#[error("stage {}: {}", .0.status.as_str(), .0.error.as_deref().unwrap_or("no reason given"))]
+pub struct StageError(pub Box<ExecutionOutcome>);
+
 /// `split` did not produce parts.
 #[derive(Debug, thiserror::Error)]
 #[error("split {}: {}", .0.status.as_str(), .0.error.as_deref().unwrap_or("no reason given"))]
@@ -102,6 +107,7 @@ pub(crate) enum Call {
     Manifest,
     Split { params: String },
     Execute { params: String, job: wit::Job },
+    Stage { records: Vec<String>, origin: wit::Origin },
 }
 
 /// What the call returned when it returned normally.
@@ -109,6 +115,7 @@ pub(crate) enum CallResult {
     Manifest(wit::Manifest),
     Split(Vec<wit::Part>),
     Execute(String),
+    Stage(Vec<String>),
 }
 
 /// A running execution: control it, then wait for its [`ExecutionOutcome`].
@@ -230,10 +237,36 @@ impl Engine {
         self.launch(execution, true).wait().await
     }
 
+    /// Map the emitted `records` (JSON texts) of a part that `agent` finished
+    /// over `targets` to inventory observations (JSON texts) with the
+    /// plugin's `stage`: no capabilities, a tight budget ([`STAGE_TIMEOUT`]).
+    /// A plugin of contract 0.1.0 has no stage and maps them to nothing. The
+    /// outcome (logs included) comes with an error.
+    pub async fn stage(
+        &self,
+        plugin: &Plugin,
+        records: &[String],
+        agent: &str,
+        targets: &[String],
+    ) -> Result<Vec<String>, StageError> {
+        if plugin.contract() != super::bindings::CONTRACT {
+            return Ok(Vec::new());
+        }
+        let origin = wit::Origin { agent: agent.to_string(), targets: targets.to_vec() };
+        let call = Call::Stage { records: records.to_vec(), origin };
+        let limits = ExecutionLimits::with_timeout(STAGE_TIMEOUT);
+        let execution = self.prepare(plugin.pre.clone(), call, Mode::Pooled, limits, Grants::new());
+        let (outcome, result) = self.launch(execution, true).finish().await;
+        match result {
+            Some(CallResult::Stage(observations)) if outcome.is_finished() => Ok(observations),
+            _ => Err(StageError(Box::new(outcome))),
+        }
+    }
+
     /// Prepare `call` for a fresh instance.
     pub(crate) fn prepare(
         &self,
-        pre: TaskPre<HostState>,
+        pre: TaskPre,
         call: Call,
         mode: Mode,
         limits: ExecutionLimits,
@@ -326,7 +359,7 @@ enum Ended {
 /// `execute`), prepared: it only waits for a slot. Not a scheduler run.
 pub(crate) struct PreparedExecution {
     engine: wasmtime::Engine,
-    pre: TaskPre<HostState>,
+    pre: TaskPre,
     call: Call,
     mode: Mode,
     limits: ExecutionLimits,
@@ -457,6 +490,9 @@ async fn invoke(
             Err(e) => Err(format!("init: {e}")),
             Ok(()) => task.call_execute(&mut *store, job).await?.map(CallResult::Execute),
         },
+        Call::Stage { records, origin } => {
+            task.call_stage(&mut *store, records, origin).await?.map(CallResult::Stage)
+        }
     })
 }
 
@@ -518,6 +554,9 @@ fn output_of(result: &CallResult) -> Result<serde_json::Value, String> {
         CallResult::Split(parts) => {
             let parts: Vec<Part> = parts.iter().cloned().map(Part::from).collect();
             serde_json::to_value(parts).map_err(|e| e.to_string())
+        }
+        CallResult::Stage(observations) => {
+            serde_json::to_value(observations).map_err(|e| e.to_string())
         }
         CallResult::Execute(text) => {
             if text.len() > MAX_OUTPUT_BYTES {

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{ExecutionLimits, Grants};
 
-use super::bindings::{Level, jobstack::plugin};
+use super::bindings::{Host, HostV0_1, Level, LevelV0_1, wit};
 use super::config::{MAX_EMITTED_BYTES, MAX_LOG_LINE_BYTES, MAX_LOG_LINES, MAX_STDIO_BYTES};
 use super::control::{ExecutionControl, Progress};
 use super::http::HttpPolicy;
@@ -294,9 +294,9 @@ impl WasiHttpView for HostState {
     }
 }
 
-impl plugin::types::Host for HostState {}
+impl wit::Host for HostState {}
 
-impl plugin::host::Host for HostState {
+impl Host for HostState {
     fn log(&mut self, level: Level, message: String) -> WasmResult<()> {
         self.journal.log(level.into(), LogSource::Plugin, message);
         Ok(())
@@ -332,6 +332,32 @@ impl plugin::host::Host for HostState {
 
     fn stop_requested(&mut self) -> WasmResult<bool> {
         Ok(self.control.is_stop_requested())
+    }
+}
+
+/// The 0.1.0 contract's `host` interface: the current one under its old name.
+impl HostV0_1 for HostState {
+    fn log(&mut self, level: LevelV0_1, message: String) -> WasmResult<()> {
+        let level = match level {
+            LevelV0_1::Trace => Level::Trace,
+            LevelV0_1::Debug => Level::Debug,
+            LevelV0_1::Info => Level::Info,
+            LevelV0_1::Warn => Level::Warn,
+            LevelV0_1::Error => Level::Error,
+        };
+        Host::log(self, level, message)
+    }
+
+    fn progress(&mut self, done: u64, total: u64) -> WasmResult<()> {
+        Host::progress(self, done, total)
+    }
+
+    fn emit(&mut self, record: String) -> WasmResult<()> {
+        Host::emit(self, record)
+    }
+
+    fn stop_requested(&mut self) -> WasmResult<bool> {
+        Host::stop_requested(self)
     }
 }
 

@@ -111,10 +111,7 @@ impl Engine {
         Ok(component)
     }
 
-    async fn read_manifest(
-        &self,
-        pre: &TaskPre<super::host::HostState>,
-    ) -> Result<super::Manifest, LoadError> {
+    async fn read_manifest(&self, pre: &TaskPre) -> Result<super::Manifest, LoadError> {
         let execution = self.prepare(
             pre.clone(),
             Call::Manifest,

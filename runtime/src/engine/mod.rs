@@ -56,7 +56,7 @@ pub use capabilities::{Grants, Preopen};
 pub use config::{EngineConfig, ExecutionLimits};
 pub use control::{ExecutionControl, Progress};
 pub use error::LoadError;
-pub use execute::{ExecutionHandle, ExecutionRequest, Mode, SplitError};
+pub use execute::{ExecutionHandle, ExecutionRequest, Mode, SplitError, StageError};
 pub use host::{LogLevel, LogLine, LogSource};
 pub use module_store::ModuleStore;
 pub use outcome::{ExecutionOutcome, Status};
@@ -66,10 +66,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use bindings::Task;
 use config::*;
 use host::HostState;
 
@@ -156,7 +155,7 @@ impl Engine {
 
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
-        Task::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(engine_err)?;
+        bindings::add_to_linker(&mut linker).map_err(engine_err)?;
         let mut http_linker = linker.clone();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
             .map_err(engine_err)?;

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::bindings::{TaskPre, wit};
-use super::host::HostState;
 
 /// The sha256 of a plugin's bytes, in lowercase hex: its identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -108,7 +107,7 @@ pub struct Plugin {
     pub(crate) sha256: Sha256,
     pub(crate) size: usize,
     pub(crate) manifest: Manifest,
-    pub(crate) pre: TaskPre<HostState>,
+    pub(crate) pre: TaskPre,
 }
 
 impl Plugin {
@@ -125,6 +124,11 @@ impl Plugin {
     /// What the plugin said about itself.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The version of the contract (`wit/task.wit`) the plugin implements.
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
     }
 }
 

@@ -145,3 +145,165 @@ pub struct ChangeQuery {
     /// At most this many.
     pub limit: u32,
 }
+
+/// The largest page when none is asked for.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// A time in a query: RFC 3339, or a duration before `now` (`7d`, `12h`).
+fn time_param(name: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|_| {
+        format!("{name}: {text:?} is neither an RFC 3339 time nor a duration like 7d")
+    })?;
+    chrono::Duration::from_std(ago)
+        .ok()
+        .and_then(|ago| now.checked_sub_signed(ago))
+        .ok_or_else(|| format!("{name}: {text:?} reaches before any time there is"))
+}
+
+fn number_param<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
+    text.parse().map_err(|_| format!("{name}: {text:?} is not a number"))
+}
+
+fn page_size(text: &str) -> Result<u32, String> {
+    let limit: u32 = number_param("limit", text)?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(format!("limit: {limit} is not between 1 and {MAX_PAGE}"));
+    }
+    Ok(limit)
+}
+
+impl AssetQuery {
+    /// The query of an API request's parameters (`kind`, `cidr`, `attr` as
+    /// `name=value` or `name~text`, repeated, `seen_since`, `not_seen_since`,
+    /// `q`, `after`, `limit`); `now` for times given as durations.
+    pub fn from_params(params: &[(String, String)], now: DateTime<Utc>) -> Result<Self, String> {
+        let mut q = AssetQuery { limit: DEFAULT_PAGE, ..AssetQuery::default() };
+        for (name, value) in params {
+            match name.as_str() {
+                "kind" => q.kind = Some(value.clone()),
+                "cidr" => {
+                    let net: ipnet::IpNet = value
+                        .parse()
+                        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            format!("cidr: {value:?} is not a network like 10.1.0.0/16")
+                        })?;
+                    q.within = Some(AddressSpan::of_net(&net.trunc()));
+                }
+                "attr" => q.attributes.push(AttributeFilter::parse(value)?),
+                "seen_since" => q.seen_since = Some(time_param(name, value, now)?),
+                "not_seen_since" => q.not_seen_since = Some(time_param(name, value, now)?),
+                "q" => q.text = Some(value.clone()).filter(|t| !t.is_empty()),
+                "after" => q.after = number_param(name, value)?,
+                "limit" => q.limit = page_size(value)?,
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: use kind, cidr, attr, seen_since, \
+                         not_seen_since, q, after or limit"
+                    ));
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+impl AttributeFilter {
+    /// `name=value` (the value as JSON, else as a string) or `name~text`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let at = text
+            .find(['=', '~'])
+            .ok_or_else(|| format!("attr: {text:?} is neither name=value nor name~text"))?;
+        let (name, value) = (text[..at].trim().to_string(), &text[at + 1..]);
+        if name.is_empty() {
+            return Err(format!("attr: {text:?} names no attribute"));
+        }
+        Ok(if text.as_bytes()[at] == b'=' {
+            let json = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+            AttributeFilter::Equals(name, json)
+        } else {
+            AttributeFilter::Contains(name, value.to_string())
+        })
+    }
+}
+
+impl ChangeQuery {
+    /// The query of an API request's parameters (`asset`, `run`, `since`,
+    /// `after`, `limit`).
+    pub fn from_params(params: &[(String, String)], now: DateTime<Utc>) -> Result<Self, String> {
+        let mut q = ChangeQuery { limit: DEFAULT_PAGE, ..ChangeQuery::default() };
+        for (name, value) in params {
+            match name.as_str() {
+                "asset" => q.asset_id = Some(number_param(name, value)?),
+                "run" => q.run_id = Some(number_param(name, value)?),
+                "since" => q.since = Some(time_param(name, value, now)?),
+                "after" => q.after = number_param(name, value)?,
+                "limit" => q.limit = page_size(value)?,
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: use asset, run, since, after or limit"
+                    ));
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn an_asset_query_is_read_from_its_parameters() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z").unwrap().with_timezone(&Utc);
+        let q = AssetQuery::from_params(
+            &params(&[
+                ("kind", "host"),
+                ("cidr", "10.1.0.0/16"),
+                ("attr", "tcp_open=[443]"),
+                ("attr", "sysObjectID~1.3.6.1.4.1.9"),
+                ("attr", "sysLocation=rack 4"),
+                ("seen_since", "7d"),
+                ("limit", "50"),
+            ]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(q.kind.as_deref(), Some("host"));
+        assert_eq!(q.within, crate::scheduler::targeting::parse_target("10.1.0.0/16"));
+        assert_eq!(
+            q.attributes[0],
+            AttributeFilter::Equals("tcp_open".into(), serde_json::json!([443]))
+        );
+        assert_eq!(
+            q.attributes[1],
+            AttributeFilter::Contains("sysObjectID".into(), "1.3.6.1.4.1.9".into())
+        );
+        assert_eq!(q.attributes[2], AttributeFilter::Equals("sysLocation".into(), "rack 4".into()));
+        assert_eq!(q.seen_since, Some(now - chrono::Duration::days(7)));
+        assert_eq!(q.limit, 50);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_saying_why() {
+        let now = Utc::now();
+        let err =
+            |pairs: &[(&str, &str)]| AssetQuery::from_params(&params(pairs), now).unwrap_err();
+        assert!(err(&[("cidr", "ten")]).contains("not a network"));
+        assert!(err(&[("attr", "nothing")]).contains("neither"));
+        assert!(err(&[("limit", "0")]).contains("between 1 and"));
+        assert!(err(&[("seen_since", "yesterday")]).contains("RFC 3339"));
+        assert!(err(&[("colour", "red")]).contains("unknown parameter"));
+        let err = ChangeQuery::from_params(&params(&[("run", "x")]), now).unwrap_err();
+        assert!(err.contains("not a number"));
+    }
+}

@@ -29,6 +29,8 @@ pub use sqlite::SqliteStore;
 pub struct OpenedStore {
     /// The store.
     pub store: std::sync::Arc<dyn Store>,
+    /// The same store's inventory.
+    pub inventory: std::sync::Arc<dyn crate::inventory::InventoryStore>,
     /// The same store when it is PostgreSQL: the daemon listens for other
     /// daemons' work announcements on it.
     pub postgres: Option<PostgresStore>,
@@ -38,13 +40,14 @@ pub struct OpenedStore {
 /// the embedded SQLite file in `data_dir` when `None`.
 pub async fn open(location: Option<&str>, data_dir: &std::path::Path) -> StoreResult<OpenedStore> {
     match location {
-        None => Ok(OpenedStore {
-            store: std::sync::Arc::new(SqliteStore::open_in(data_dir).await?),
-            postgres: None,
-        }),
+        None => {
+            let store = std::sync::Arc::new(SqliteStore::open_in(data_dir).await?);
+            Ok(OpenedStore { store: store.clone(), inventory: store, postgres: None })
+        }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresStore::connect(url).await?;
-            Ok(OpenedStore { store: std::sync::Arc::new(store.clone()), postgres: Some(store) })
+            let shared = std::sync::Arc::new(store.clone());
+            Ok(OpenedStore { store: shared.clone(), inventory: shared, postgres: Some(store) })
         }
         Some(other) => Err(StoreError::Invalid(format!(
             "database {other:?}: expected a postgres:// URL (SQLite is the default with no URL)"

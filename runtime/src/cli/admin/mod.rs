@@ -9,6 +9,7 @@
 //! a refused token adds where the token comes from.
 
 pub mod artifact;
+pub mod inventory;
 pub mod plugin;
 pub mod results;
 pub mod table;
