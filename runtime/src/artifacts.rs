@@ -138,10 +138,7 @@ impl ArtifactStore {
     /// downloading a granted artifact): bytes that hash to anything else are
     /// refused with [`ArtifactError::Mismatch`] and never stored.
     pub async fn put_verified<S, B, E>(
-        &self,
-        body: S,
-        expected: &Sha256,
-        limit: u64,
+        &self, body: S, expected: &Sha256, limit: u64,
     ) -> Result<ArtifactInfo, ArtifactError>
     where
         S: Stream<Item = Result<B, E>> + Unpin,
@@ -171,10 +168,7 @@ impl ArtifactStore {
     }
 
     async fn put_checked<S, B, E>(
-        &self,
-        mut body: S,
-        limit: u64,
-        expected: Option<&Sha256>,
+        &self, mut body: S, limit: u64, expected: Option<&Sha256>,
     ) -> Result<ArtifactInfo, ArtifactError>
     where
         S: Stream<Item = Result<B, E>> + Unpin,

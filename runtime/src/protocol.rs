@@ -42,6 +42,7 @@
 //! | `POST /api/v1/runs/{id}/reprocess` | | `{"retried": n}` |
 //! | `GET /api/v1/assets?kind=&cidr=&attr=&seen_since=&not_seen_since=&q=&after=&limit=` | | [`AssetPage`] |
 //! | `GET /api/v1/assets/{id}` | | [`AssetDetail`] |
+//! | `GET /api/v1/assets/{id}/glpi` | | GLPI's native inventory document |
 //! | `GET /api/v1/changes?asset=&run=&since=&after=&limit=` | | [`ChangePage`] |
 //! | `GET /api/v1/agents` | | `[Agent]` |
 //! | `GET /api/v1/events?after={id}` | | server-sent events, one [`Event`] each |

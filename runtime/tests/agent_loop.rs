@@ -72,9 +72,7 @@ impl AgentLink for ScriptedLink {
     }
 
     async fn submit(
-        &self,
-        result: &Submission,
-        lease_next: bool,
+        &self, result: &Submission, lease_next: bool,
     ) -> Result<ResultAnswer, LinkError> {
         let mut failures = self.submit_failures.lock().unwrap();
         if *failures > 0 {
@@ -122,8 +120,7 @@ fn lease_of(wasm: &[u8]) -> Lease {
 
 /// Run the loop until `done` says so (bounded), then shut it down.
 async fn run_until(
-    link: Arc<ScriptedLink>,
-    done: impl Fn(&ScriptedLink) -> bool,
+    link: Arc<ScriptedLink>, done: impl Fn(&ScriptedLink) -> bool,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(EngineConfig {

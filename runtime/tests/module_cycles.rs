@@ -154,9 +154,7 @@ fn root_references(code: &str, module: &[String], library_names: &[&str]) -> Vec
 
 /// [`root_references`] with the line of each.
 fn root_references_at(
-    code: &str,
-    module: &[String],
-    library_names: &[&str],
+    code: &str, module: &[String], library_names: &[&str],
 ) -> Vec<(String, usize)> {
     let tokens = tokens(code);
     let mut found = Vec::new();

@@ -290,11 +290,7 @@ async fn create_run(backend: Backend, location: &str, start: DateTime<Utc>) -> i
 }
 
 fn spawn_worker(
-    backend: Backend,
-    location: &str,
-    run_id: i64,
-    start: DateTime<Utc>,
-    incarnation: usize,
+    backend: Backend, location: &str, run_id: i64, start: DateTime<Utc>, incarnation: usize,
 ) -> Child {
     // A year per incarnation: every lease and backoff of the earlier ones is over.
     let clock = start + TimeDelta::days(365) * (incarnation as i32 + 1);
@@ -478,10 +474,7 @@ fn worker(args: &[String]) {
 }
 
 async fn work(
-    sched: &Scheduler,
-    clock: &ManualClock,
-    agent: &jobstack::scheduler::Agent,
-    run_id: i64,
+    sched: &Scheduler, clock: &ManualClock, agent: &jobstack::scheduler::Agent, run_id: i64,
 ) {
     let mut idle = 0;
     loop {

@@ -142,9 +142,7 @@ pub fn signal(pid: u32, name: &str) {
 /// of that line. Keeps draining stdout in the background afterwards so the
 /// child never blocks on a full pipe. Panics (killing the child) after `timeout`.
 pub fn wait_for_line(
-    stdout: std::process::ChildStdout,
-    child: &mut std::process::Child,
-    prefix: &str,
+    stdout: std::process::ChildStdout, child: &mut std::process::Child, prefix: &str,
     timeout: Duration,
 ) -> String {
     let (tx, rx) = mpsc::channel();

@@ -25,12 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(180);
 
 /// Create a manual task of `fixture-steps` and force-run it; returns the run.
 fn start_run(
-    daemon: &Daemon,
-    name: &str,
-    parts: u64,
-    ms: u64,
-    timeout_ms: u64,
-    agents: &[&str],
+    daemon: &Daemon, name: &str, parts: u64, ms: u64, timeout_ms: u64, agents: &[&str],
 ) -> Value {
     let task = json!({
         "task": {
@@ -74,9 +69,7 @@ fn results(daemon: &Daemon, run_id: i64) -> Vec<Value> {
 /// success, with the part's own index (other applied results can only be
 /// failures that were retried). Returns the applied successes by part.
 fn assert_finished_exactly_once(
-    daemon: &Daemon,
-    run_id: i64,
-    parts_expected: usize,
+    daemon: &Daemon, run_id: i64, parts_expected: usize,
 ) -> BTreeMap<i64, Value> {
     wait_until("the run to finish", PATIENCE, || {
         let state = run_state(daemon, run_id);

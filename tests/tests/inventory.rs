@@ -195,6 +195,38 @@ fn discovery_snmp_and_esx_feed_one_inventory_and_its_changes() {
     let total = assets(&daemon, "").len();
     assert_eq!(total, 3 + all_interfaces.len() + hypervisors.len() + vms.len());
 
+    // The GLPI export: one document per device, hypervisor and discovered
+    // host, each valid against GLPI's schema.
+    let out = tempfile::tempdir().unwrap();
+    let export = std::process::Command::new(jobstack_e2e::jobstack_bin())
+        .args(["inventory", "export", "--format", "glpi", "--out"])
+        .arg(out.path())
+        .args(["--server", &daemon.url, "--token", jobstack_e2e::daemon::ADMIN_TOKEN])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&export.stderr);
+    assert!(export.status.success(), "{stderr}");
+    assert!(stderr.contains("GLPI documents written"), "{stderr}");
+    let schema_path =
+        jobstack_e2e::repo_root().join("runtime/tests/data/glpi/inventory.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    let validator = jsonschema::options().should_validate_formats(true).build(&schema).unwrap();
+    let mut kinds = Vec::new();
+    for file in std::fs::read_dir(out.path()).unwrap() {
+        let path = file.unwrap().path();
+        let document: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&document).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}\n{document:#}", path.display());
+        kinds.push(document["itemtype"].as_str().unwrap().to_string());
+    }
+    kinds.sort();
+    let mut expected = vec!["NetworkEquipment".to_string(), "Unmanaged".into(), "Unmanaged".into()];
+    expected.extend(hypervisors.iter().map(|_| "Computer".to_string()));
+    expected.sort();
+    assert_eq!(kinds, expected);
+
     // A listener of the device stops, the other address's only listener
     // stops, sysLocation changes: exactly three changes.
     let before = last_change(&daemon);

@@ -147,9 +147,7 @@ fn start_run(daemon: &Daemon, parts: u64) -> i64 {
 }
 
 fn spawn_fleet(
-    daemons: &[&Daemon],
-    per_daemon: usize,
-    fleet: &Arc<Fleet>,
+    daemons: &[&Daemon], per_daemon: usize, fleet: &Arc<Fleet>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let urls: Vec<String> = daemons.iter().map(|d| d.url.clone()).collect();
     let mut agents = Vec::new();

@@ -112,11 +112,7 @@ impl Drop for Agent {
 
 /// Run a net-snmp tool with `security` (`-v2c -c COMMUNITY`, or v3 flags).
 fn snmp_tool(
-    tool: &str,
-    address: &str,
-    security: &[&str],
-    oids: &[&str],
-    extra: &[&str],
+    tool: &str, address: &str, security: &[&str], oids: &[&str], extra: &[&str],
 ) -> std::process::Output {
     Command::new(tool)
         .args(security)
@@ -269,8 +265,7 @@ fn run_plugin(params: serde_json::Value, community: &str) -> jobstack_e2e::Run {
 /// Every value of the plugin's `output` equals the reference, moving ones lie
 /// between the readings before and after.
 fn assert_same_inventory(
-    output: &serde_json::Value,
-    before: &BTreeMap<String, Reading>,
+    output: &serde_json::Value, before: &BTreeMap<String, Reading>,
     after: &BTreeMap<String, Reading>,
 ) {
     let found = plugin_view(output);
@@ -400,10 +395,7 @@ fn missing_secrets_are_refused_before_any_request() {
 /// Create a manual task with `params` and `community` as its secret, force-run
 /// it and wait until the run ends; the run's state and its parts' results.
 fn daemon_run(
-    daemon: &Daemon,
-    name: &str,
-    params: serde_json::Value,
-    community: &str,
+    daemon: &Daemon, name: &str, params: serde_json::Value, community: &str,
 ) -> (String, Vec<serde_json::Value>) {
     let task = serde_json::json!({
         "task": {

@@ -235,12 +235,7 @@ impl Client {
     /// Every object of `kind` with `paths`, through a container view that is
     /// destroyed afterwards.
     fn inventory(
-        &mut self,
-        views: &MoRef,
-        root: &MoRef,
-        collector: &MoRef,
-        kind: &str,
-        paths: &[&str],
+        &mut self, views: &MoRef, root: &MoRef, collector: &MoRef, kind: &str, paths: &[&str],
     ) -> Result<Vec<ObjectContent>, String> {
         let view = soap::parse_moref(&self.call(&soap::create_container_view(views, root, kind))?)
             .map_err(|e| format!("CreateContainerView of {kind}: {e}"))?;

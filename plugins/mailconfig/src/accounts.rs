@@ -78,9 +78,7 @@ impl Accounts {
     /// stored form. Fails on the first action that does not fit the state,
     /// leaving `self` partly changed (the caller then writes nothing).
     pub fn apply(
-        &mut self,
-        actions: &[Action],
-        passwords: &BTreeMap<String, String>,
+        &mut self, actions: &[Action], passwords: &BTreeMap<String, String>,
         mut hash: impl FnMut(&str) -> String,
     ) -> Result<Vec<Outcome>, String> {
         let mut out = Vec::with_capacity(actions.len());

@@ -59,11 +59,8 @@ struct InFlight {
 /// probe `i`, `done(i, state)` receives each result (in completion order), and
 /// `stop()` is polled between rounds.
 pub fn scan(
-    probes: usize,
-    target: impl Fn(usize) -> (IpAddr, u16),
-    config: ScanConfig,
-    mut done: impl FnMut(usize, PortState),
-    stop: impl Fn() -> bool,
+    probes: usize, target: impl Fn(usize) -> (IpAddr, u16), config: ScanConfig,
+    mut done: impl FnMut(usize, PortState), stop: impl Fn() -> bool,
 ) -> Result<Ended, String> {
     let network = instance_network();
     let timeout_ns = u64::try_from(config.timeout.as_nanos()).unwrap_or(u64::MAX);

@@ -111,10 +111,7 @@ pub struct Response {
 
 /// Send a request and read the whole response body into memory.
 pub fn request(
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &str)],
-    body: &[u8],
+    method: &str, url: &Url, headers: &[(&str, &str)], body: &[u8],
 ) -> Result<Response, String> {
     let mut collected = Vec::new();
     let head = request_streaming(method, url, headers, body, |chunk| {
@@ -127,10 +124,7 @@ pub fn request(
 /// Send a request and hand the response body to `sink` chunk by chunk (for
 /// bodies too large to hold in memory). A `sink` error stops the read.
 pub fn request_streaming(
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &str)],
-    body: &[u8],
+    method: &str, url: &Url, headers: &[(&str, &str)], body: &[u8],
     mut sink: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<Head, String> {
     let target = url.host_port();

@@ -117,11 +117,7 @@ impl<T: Transport> Client<T> {
     /// A client for `peer` (a name for messages) over `transport`; request ids
     /// start at `first_id` (random in the plugin, so two managers do not collide).
     pub fn new(
-        transport: T,
-        peer: &str,
-        security: Security,
-        timeout: Duration,
-        retries: u32,
+        transport: T, peer: &str, security: Security, timeout: Duration, retries: u32,
         first_id: i32,
     ) -> Self {
         Client {
@@ -157,8 +153,7 @@ impl<T: Transport> Client<T> {
     /// Wait out one attempt's timeout for a datagram `accept` takes,
     /// skipping the others.
     fn wait_for<R>(
-        &mut self,
-        mut accept: impl FnMut(&mut Self, &[u8]) -> Option<R>,
+        &mut self, mut accept: impl FnMut(&mut Self, &[u8]) -> Option<R>,
     ) -> Result<Option<R>, SnmpError> {
         let started = std::time::Instant::now();
         let mut left = self.timeout;
@@ -266,10 +261,7 @@ impl<T: Transport> Client<T> {
     /// instance under it as (index suffix, value), in order. GETBULK with up to
     /// `max_repetitions` rows per request when `bulk`, else GETNEXT.
     pub fn walk_columns(
-        &mut self,
-        columns: &[Vec<u32>],
-        bulk: bool,
-        mut max_repetitions: u32,
+        &mut self, columns: &[Vec<u32>], bulk: bool, mut max_repetitions: u32,
     ) -> Result<Vec<BTreeMap<Vec<u32>, Value>>, SnmpError> {
         let mut found: Vec<BTreeMap<Vec<u32>, Value>> = vec![BTreeMap::new(); columns.len()];
         let mut cursors: Vec<Option<Vec<u32>>> = columns.iter().cloned().map(Some).collect();

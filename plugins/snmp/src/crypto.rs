@@ -68,12 +68,7 @@ impl AuthProtocol {
 
 /// AES-128-CFB (RFC 3826): IV = boots | time | salt (8 bytes).
 pub fn aes_cfb(
-    key: &[u8; 16],
-    boots: u32,
-    time: u32,
-    salt: &[u8],
-    mut data: Vec<u8>,
-    encrypt: bool,
+    key: &[u8; 16], boots: u32, time: u32, salt: &[u8], mut data: Vec<u8>, encrypt: bool,
 ) -> Vec<u8> {
     let mut iv = [0u8; 16];
     iv[..4].copy_from_slice(&boots.to_be_bytes());

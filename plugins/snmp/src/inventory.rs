@@ -67,9 +67,7 @@ pub fn system<T: Transport>(client: &mut Client<T>) -> Result<Map<String, Json>,
 /// One object per row of `ifTable`, ordered by index, each with every column
 /// read (`null` where the agent has no value for that row).
 pub fn interfaces<T: Transport>(
-    client: &mut Client<T>,
-    bulk: bool,
-    max_repetitions: u32,
+    client: &mut Client<T>, bulk: bool, max_repetitions: u32,
 ) -> Result<Vec<Map<String, Json>>, SnmpError> {
     let columns: Vec<Vec<u32>> = IF_COLUMNS.iter().map(|(_, c)| if_column(*c)).collect();
     let found = client.walk_columns(&columns, bulk, max_repetitions)?;

@@ -37,10 +37,7 @@ pub struct Response {
 
 /// Encode a request for `oids`.
 pub fn encode_request(
-    kind: RequestKind,
-    community: &[u8],
-    request_id: i32,
-    oids: &[Vec<u32>],
+    kind: RequestKind, community: &[u8], request_id: i32, oids: &[Vec<u32>],
 ) -> Result<Vec<u8>, String> {
     let bindings = oids
         .iter()
@@ -144,10 +141,7 @@ pub fn error_status_name(status: u32) -> &'static str {
 /// agent and kept here beside its decoder so the two cannot drift apart.
 #[cfg(test)]
 pub fn encode_response(
-    community: &[u8],
-    request_id: i32,
-    error_status: u32,
-    bindings: Vec<(Vec<u32>, VarBindValue)>,
+    community: &[u8], request_id: i32, error_status: u32, bindings: Vec<(Vec<u32>, VarBindValue)>,
 ) -> Vec<u8> {
     let pdu = Pdu {
         request_id,

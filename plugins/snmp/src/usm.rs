@@ -151,10 +151,7 @@ impl UsmSession {
 
     /// An authenticated, encrypted request.
     pub fn request(
-        &mut self,
-        kind: RequestKind,
-        msg_id: i32,
-        oids: &[Vec<u32>],
+        &mut self, kind: RequestKind, msg_id: i32, oids: &[Vec<u32>],
     ) -> Result<Vec<u8>, String> {
         let engine = self.engine.as_ref().ok_or("the agent's engine is not discovered yet")?;
         let time = engine.time.saturating_add(engine.learnt.elapsed().as_secs() as u32);
@@ -343,10 +340,7 @@ fn to_u32(i: &Integer) -> u32 {
 }
 
 fn encode_message(
-    msg_id: i32,
-    flags: u8,
-    usm: &USMSecurityParameters,
-    data: ScopedPduData,
+    msg_id: i32, flags: u8, usm: &USMSecurityParameters, data: ScopedPduData,
 ) -> Vec<u8> {
     let message = Message {
         version: Integer::from(3),

@@ -27,9 +27,7 @@ impl HttpLink {
     /// Register with the enrollment secret; later calls use the agent token
     /// the daemon answers with.
     pub async fn register(
-        client: ApiClient,
-        enroll_secret: &str,
-        registration: &AgentRegistration,
+        client: ApiClient, enroll_secret: &str, registration: &AgentRegistration,
     ) -> Result<Self, ClientError> {
         let registered: Registered = client
             .clone()
@@ -59,6 +57,13 @@ fn link_error(e: ClientError) -> LinkError {
         }
         ClientError::Config(_) => LinkError::Refused { status: 0, message: e.to_string() },
         _ => LinkError::Unavailable(e.to_string()),
+    }
+}
+
+impl HttpLink {
+    /// `GET path`'s body (a module, an artifact).
+    async fn bytes(&self, path: &str) -> Result<Vec<u8>, LinkError> {
+        self.client.get_bytes(path).await.map(|b| b.to_vec()).map_err(link_error)
     }
 }
 
@@ -95,9 +100,7 @@ impl AgentLink for HttpLink {
     }
 
     async fn submit(
-        &self,
-        result: &Submission,
-        lease_next: bool,
+        &self, result: &Submission, lease_next: bool,
     ) -> Result<ResultAnswer, LinkError> {
         let path = if lease_next { "/agent/results?lease_next=true" } else { "/agent/results" };
         let answer: Option<ResultAnswer> =
@@ -106,18 +109,10 @@ impl AgentLink for HttpLink {
     }
 
     async fn module(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        self.client
-            .get_bytes(&format!("/agent/modules/{sha256}"))
-            .await
-            .map(|b| b.to_vec())
-            .map_err(link_error)
+        self.bytes(&format!("/agent/modules/{sha256}")).await
     }
 
     async fn artifact(&self, sha256: &str) -> Result<Vec<u8>, LinkError> {
-        self.client
-            .get_bytes(&format!("/agent/artifacts/{sha256}"))
-            .await
-            .map(|b| b.to_vec())
-            .map_err(link_error)
+        self.bytes(&format!("/agent/artifacts/{sha256}")).await
     }
 }

@@ -48,9 +48,7 @@ pub trait AgentLink: Send + Sync + 'static {
     /// if one is waiting (no long-poll), and answers it with the
     /// acknowledgement: the agent then owns it as if from [`AgentLink::lease`].
     async fn submit(
-        &self,
-        result: &Submission,
-        lease_next: bool,
+        &self, result: &Submission, lease_next: bool,
     ) -> Result<ResultAnswer, LinkError>;
 
     /// The bytes of a plugin module (the caller verifies the sha256).

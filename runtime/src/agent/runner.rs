@@ -84,10 +84,7 @@ impl AgentLoop {
     /// A loop pulling through `link`, executing in `engine`, keeping results
     /// in `spool` and the artifacts tasks grant in `artifacts`.
     pub fn new(
-        link: Arc<dyn AgentLink>,
-        engine: Engine,
-        spool: Spool,
-        artifacts: ArtifactStore,
+        link: Arc<dyn AgentLink>, engine: Engine, spool: Spool, artifacts: ArtifactStore,
         settings: AgentSettings,
     ) -> Arc<Self> {
         Arc::new(AgentLoop {
@@ -113,8 +110,7 @@ impl AgentLoop {
     /// Pull and execute parts until `shutdown` resolves (then drain as the
     /// module documentation says) or the scheduler refuses this agent.
     pub async fn run(
-        self: Arc<Self>,
-        shutdown: impl Future<Output = ()>,
+        self: Arc<Self>, shutdown: impl Future<Output = ()>,
     ) -> Result<(), AgentError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop(stop_rx.clone()));
@@ -307,10 +303,7 @@ impl AgentLoop {
     /// Run `attempt` until it succeeds, fails for good, or `patience` is
     /// spent, pausing longer after each transient failure.
     async fn patiently<T, E, F, Fut>(
-        &self,
-        patience: Duration,
-        is_transient: fn(&E) -> bool,
-        mut attempt: F,
+        &self, patience: Duration, is_transient: fn(&E) -> bool, mut attempt: F,
     ) -> Result<T, E>
     where
         E: std::fmt::Display,
@@ -463,9 +456,7 @@ impl AgentLoop {
 
 /// The result to send for an execution.
 fn submission(
-    lease: &Lease,
-    started_at: chrono::DateTime<Utc>,
-    outcome: ExecutionOutcome,
+    lease: &Lease, started_at: chrono::DateTime<Utc>, outcome: ExecutionOutcome,
 ) -> Submission {
     Submission {
         part_id: lease.part_id,

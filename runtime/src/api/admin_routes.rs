@@ -22,9 +22,7 @@ use crate::protocol::{
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
 /// manifest read; the same bytes twice answer 200 with `created: false`.
 pub async fn upload_plugin(
-    State(state): State<ApiState>,
-    _: Admin,
-    body: Result<Bytes, BytesRejection>,
+    State(state): State<ApiState>, _: Admin, body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<PluginUploaded>)> {
     let bytes = body?;
     if bytes.is_empty() {
@@ -55,8 +53,7 @@ pub async fn upload_plugin(
 
 /// `GET /api/v1/plugins`.
 pub async fn list_plugins(
-    State(state): State<ApiState>,
-    _: Admin,
+    State(state): State<ApiState>, _: Admin,
 ) -> ApiResult<Json<Vec<PluginRecord>>> {
     Ok(Json(state.scheduler.store().plugins().await?))
 }
@@ -78,9 +75,7 @@ async fn view(state: &ApiState, task: Task) -> ApiResult<TaskView> {
 
 /// `POST /api/v1/tasks`.
 pub async fn create_task(
-    State(state): State<ApiState>,
-    _: Admin,
-    body: Result<Json<TaskInput>, JsonRejection>,
+    State(state): State<ApiState>, _: Admin, body: Result<Json<TaskInput>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     let Json(input) = body?;
     check_params(&state, &input.task).await?;
@@ -93,9 +88,7 @@ pub async fn create_task(
 
 /// `PUT /api/v1/tasks/{id or name}`.
 pub async fn edit_task(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(key): Path<String>,
+    State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
     body: Result<Json<TaskInput>, JsonRejection>,
 ) -> ApiResult<Json<Task>> {
     let Json(input) = body?;
@@ -118,9 +111,7 @@ pub async fn list_tasks(State(state): State<ApiState>, _: Admin) -> ApiResult<Js
 
 /// `GET /api/v1/tasks/{id or name}`.
 pub async fn show_task(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(key): Path<String>,
+    State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
     let task = find_task(&state, &key).await?;
     Ok(Json(view(&state, task).await?))
@@ -128,9 +119,7 @@ pub async fn show_task(
 
 /// `POST /api/v1/tasks/{id or name}/run`: force-run.
 pub async fn force_run(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(key): Path<String>,
+    State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let task = find_task(&state, &key).await?;
     Ok((StatusCode::CREATED, Json(state.scheduler.force_run(&task).await?)))
@@ -138,9 +127,7 @@ pub async fn force_run(
 
 /// `GET /api/v1/tasks/{id or name}/results`: the latest run's results.
 pub async fn task_results(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(key): Path<String>,
+    State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<Json<RunResults>> {
     let task = find_task(&state, &key).await?;
     let run = state
@@ -163,8 +150,7 @@ pub struct RunsQuery {
 
 /// `GET /api/v1/runs?task=`.
 pub async fn list_runs(
-    State(state): State<ApiState>,
-    _: Admin,
+    State(state): State<ApiState>, _: Admin,
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<Run>>> {
     let Query(query) = query?;
@@ -186,18 +172,14 @@ async fn find_run(state: &ApiState, id: i64) -> ApiResult<Run> {
 
 /// `GET /api/v1/runs/{id}`.
 pub async fn show_run(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(find_run(&state, id).await?))
 }
 
 /// `GET /api/v1/runs/{id}/parts`.
 pub async fn run_parts(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<Part>>> {
     find_run(&state, id).await?;
     Ok(Json(state.scheduler.store().parts(id).await?))
@@ -205,9 +187,7 @@ pub async fn run_parts(
 
 /// `GET /api/v1/runs/{id}/results`.
 pub async fn run_results(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<RunResults>> {
     let run = find_run(&state, id).await?;
     let results = state.scheduler.store().results(id).await?;
@@ -216,37 +196,28 @@ pub async fn run_results(
 
 /// `POST /api/v1/runs/{id}/suspend`.
 pub async fn suspend_run(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.suspend(id).await?))
 }
 
 /// `POST /api/v1/runs/{id}/resume`.
 pub async fn resume_run(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.resume(id).await?))
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
 pub async fn cancel_run(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.cancel(id).await?))
 }
 
 /// `POST /api/v1/runs/{id}/rerun`.
 pub async fn rerun(
-    State(state): State<ApiState>,
-    _: Admin,
-    Path(id): Path<i64>,
-    body: Option<Json<RerunRequest>>,
+    State(state): State<ApiState>, _: Admin, Path(id): Path<i64>, body: Option<Json<RerunRequest>>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
     let request = body.map(|Json(r)| r).unwrap_or_default();
     Ok((StatusCode::CREATED, Json(state.scheduler.rerun(id, request.failed_only).await?)))

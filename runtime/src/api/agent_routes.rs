@@ -27,8 +27,7 @@ const MAX_AGENT_NAME: usize = 253;
 
 /// `POST /api/v1/agent/register`.
 pub async fn register(
-    State(state): State<ApiState>,
-    _: Enrollment,
+    State(state): State<ApiState>, _: Enrollment,
     body: Result<Json<AgentRegistration>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Registered>> {
     let Json(registration) = body?;
@@ -64,8 +63,7 @@ pub async fn register(
 /// `POST /api/v1/agent/lease`: a part (200) or, after waiting up to `wait_ms`
 /// for work, nothing (204). New or forced work wakes the wait at once.
 pub async fn lease(
-    State(state): State<ApiState>,
-    AgentCaller(agent): AgentCaller,
+    State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     body: Result<Json<LeaseRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(request) = body?;
@@ -81,8 +79,7 @@ pub async fn lease(
 
 /// `POST /api/v1/agent/heartbeat`.
 pub async fn heartbeat(
-    State(state): State<ApiState>,
-    AgentCaller(agent): AgentCaller,
+    State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     body: Result<Json<HeartbeatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<HeartbeatAck>> {
     let Json(request) = body?;
@@ -91,8 +88,7 @@ pub async fn heartbeat(
 
 /// `POST /api/v1/agent/progress`.
 pub async fn progress(
-    State(state): State<ApiState>,
-    AgentCaller(agent): AgentCaller,
+    State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     body: Result<Json<ProgressReport>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<StatusCode> {
     let Json(report) = body?;
@@ -103,8 +99,7 @@ pub async fn progress(
 /// `POST /api/v1/agent/results`: applied under the fencing rule, durable
 /// before the answer; with `?lease_next=true`, the agent's next lease too.
 pub async fn result(
-    State(state): State<ApiState>,
-    AgentCaller(agent): AgentCaller,
+    State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Submission>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<ResultAnswer>> {
@@ -137,9 +132,7 @@ pub async fn result(
 
 /// `GET /api/v1/agent/modules/{sha256}`: a plugin module the daemon knows.
 pub async fn module(
-    State(state): State<ApiState>,
-    AgentCaller(_agent): AgentCaller,
-    Path(sha): Path<String>,
+    State(state): State<ApiState>, AgentCaller(_agent): AgentCaller, Path(sha): Path<String>,
 ) -> ApiResult<Response> {
     let sha = Sha256::parse(&sha)
         .ok_or_else(|| ApiError::bad_request("invalid_sha256", "expected 64 hex digits"))?;

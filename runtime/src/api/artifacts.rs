@@ -48,10 +48,7 @@ fn parse_sha(text: &str) -> ApiResult<Sha256> {
 /// `POST /api/v1/artifacts`: the body is the file. Answers 201 with what was
 /// stored, or 200 when the same bytes were already there.
 pub async fn upload_artifact(
-    State(state): State<ApiState>,
-    _: Admin,
-    headers: HeaderMap,
-    body: Body,
+    State(state): State<ApiState>, _: Admin, headers: HeaderMap, body: Body,
 ) -> ApiResult<(StatusCode, Json<ArtifactInfo>)> {
     let announced =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -67,8 +64,7 @@ pub async fn upload_artifact(
 
 /// `GET /api/v1/artifacts`: every stored artifact, oldest first.
 pub async fn list_artifacts(
-    State(state): State<ApiState>,
-    _: Admin,
+    State(state): State<ApiState>, _: Admin,
 ) -> ApiResult<Json<Vec<ArtifactInfo>>> {
     Ok(Json(state.artifacts.list().await.map_err(ArtifactError::Io)?))
 }
@@ -76,9 +72,7 @@ pub async fn list_artifacts(
 /// `GET /api/v1/agent/artifacts/{sha256}`: the file, streamed. The agent
 /// verifies the sha256 of what it receives.
 pub async fn download_artifact(
-    State(state): State<ApiState>,
-    AgentCaller(_agent): AgentCaller,
-    Path(sha): Path<String>,
+    State(state): State<ApiState>, AgentCaller(_agent): AgentCaller, Path(sha): Path<String>,
 ) -> ApiResult<Response> {
     let sha = parse_sha(&sha)?;
     let file = match tokio::fs::File::open(state.artifacts.path(&sha)).await {

@@ -29,9 +29,7 @@ pub struct EventsQuery {
 
 /// The stream.
 pub async fn stream_events(
-    State(state): State<ApiState>,
-    _: Admin,
-    headers: HeaderMap,
+    State(state): State<ApiState>, _: Admin, headers: HeaderMap,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let Query(query) = query?;

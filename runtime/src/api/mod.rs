@@ -59,6 +59,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/runs/{run}/reprocess", post(inventory::reprocess))
         .route("/assets", get(inventory::list_assets))
         .route("/assets/{id}", get(inventory::show_asset))
+        .route("/assets/{id}/glpi", get(inventory::asset_glpi))
         .route("/changes", get(inventory::list_changes))
         .route("/agents", get(admin::list_agents))
         .route("/events", get(events::stream_events))

@@ -156,11 +156,7 @@ pub async fn run(plan: &E2eBenchPlan) -> anyhow::Result<E2eReport> {
 }
 
 async fn measure(
-    plan: &E2eBenchPlan,
-    admin: &ApiClient,
-    daemons: &[BenchDaemon],
-    secrets: &Secrets,
-    dir: &Path,
+    plan: &E2eBenchPlan, admin: &ApiClient, daemons: &[BenchDaemon], secrets: &Secrets, dir: &Path,
 ) -> anyhow::Result<E2eReport> {
     // Phase 1: the protocol alone.
     let mut links = Vec::new();
@@ -263,10 +259,7 @@ struct BenchDaemon {
 
 impl BenchDaemon {
     async fn start(
-        plan: &E2eBenchPlan,
-        data_dir: &Path,
-        database: Option<&str>,
-        secrets: &Secrets,
+        plan: &E2eBenchPlan, data_dir: &Path, database: Option<&str>, secrets: &Secrets,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(&plan.jobstack);
         command
@@ -321,10 +314,7 @@ async fn register(url: &str, secrets: &Secrets, name: &str) -> anyhow::Result<Ht
 /// Create a manual task of `parts` parts for exactly these agents and force a
 /// run of it.
 async fn force_run(
-    admin: &ApiClient,
-    name: &str,
-    parts: usize,
-    agents: &[String],
+    admin: &ApiClient, name: &str, parts: usize, agents: &[String],
 ) -> anyhow::Result<Run> {
     let mut task = TaskSpec::new(name, "fixture-steps");
     task.params = serde_json::json!({ "parts": parts, "ms": 0 });
@@ -340,9 +330,7 @@ async fn force_run(
 /// task is forced to run and the time from the request to its part's lease
 /// at an agent is taken, ms. The parts are completed as they come.
 async fn enqueue_to_start(
-    admin: &ApiClient,
-    links: &[Arc<HttpLink>],
-    samples: usize,
+    admin: &ApiClient, links: &[Arc<HttpLink>], samples: usize,
 ) -> anyhow::Result<Vec<f64>> {
     for i in 0..samples {
         let mut task = TaskSpec::new(&format!("bench-wake-{i}"), "fixture-steps");
@@ -385,8 +373,7 @@ async fn enqueue_to_start(
 
 /// An idle agent: long-poll, say when a part arrived, complete it, again.
 async fn long_poll(
-    link: Arc<HttpLink>,
-    leased: tokio::sync::mpsc::UnboundedSender<(i64, Instant)>,
+    link: Arc<HttpLink>, leased: tokio::sync::mpsc::UnboundedSender<(i64, Instant)>,
 ) -> anyhow::Result<()> {
     loop {
         let Some(lease) = link.lease(Duration::from_secs(20)).await? else {

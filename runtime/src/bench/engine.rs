@@ -247,8 +247,7 @@ async fn naive_throughput(bytes: &[u8], plan: &EngineBenchPlan) -> anyhow::Resul
 }
 
 async fn naive_once(
-    engine: &wasmtime::Engine,
-    component: &Component,
+    engine: &wasmtime::Engine, component: &Component,
     linker: &Linker<crate::engine::host::HostState>,
 ) -> anyhow::Result<()> {
     let state = crate::engine::host::HostState::new(

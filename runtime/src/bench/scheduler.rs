@@ -228,11 +228,7 @@ async fn new_run(sched: &Scheduler, name: &str, parts: usize) -> anyhow::Result<
 /// Parts per second of a new run of `parts` parts completed by `agents`
 /// concurrent agents; `chained`: each result leases the next part.
 async fn throughput(
-    sched: &Scheduler,
-    pg: Option<&PostgresStore>,
-    agents: &[Agent],
-    parts: usize,
-    chained: bool,
+    sched: &Scheduler, pg: Option<&PostgresStore>, agents: &[Agent], parts: usize, chained: bool,
 ) -> anyhow::Result<f64> {
     new_run(sched, if chained { "chained" } else { "separate" }, parts).await?;
     settle(pg).await?;
@@ -266,9 +262,7 @@ async fn throughput(
 /// Lease `samples` parts one at a time, timing each lease; each part is
 /// completed (untimed) before the next lease.
 async fn lease_latencies(
-    sched: &Scheduler,
-    agent: &Agent,
-    samples: usize,
+    sched: &Scheduler, agent: &Agent, samples: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let mut latencies = Vec::with_capacity(samples);
     for _ in 0..samples {
@@ -284,9 +278,7 @@ async fn lease_latencies(
 /// Lease one part and keep it; then time `samples` leases of the same agent,
 /// each of which must find nothing (the agent holds a part of the only run).
 async fn held_run_latencies(
-    sched: &Scheduler,
-    agent: &Agent,
-    samples: usize,
+    sched: &Scheduler, agent: &Agent, samples: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let held = sched.lease(agent).await?.ok_or_else(|| anyhow::anyhow!("the stack ran dry"))?;
     let mut latencies = Vec::with_capacity(samples);

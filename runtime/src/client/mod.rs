@@ -140,9 +140,7 @@ impl ApiClient {
     /// `POST path` with a JSON body; `None` when the daemon answers 204 No
     /// Content (e.g. a lease request that found no work).
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
+        &self, path: &str, body: &B,
     ) -> Result<Option<T>, ClientError> {
         let response = self.send(self.request(Method::POST, path).json(body)).await?;
         if response.status() == StatusCode::NO_CONTENT {
@@ -159,9 +157,7 @@ impl ApiClient {
 
     /// `PUT path` with a JSON body.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
+        &self, path: &str, body: &B,
     ) -> Result<T, ClientError> {
         let response = self.send(self.request(Method::PUT, path).json(body)).await?;
         decode(response).await
@@ -169,10 +165,7 @@ impl ApiClient {
 
     /// `POST path` with raw bytes (a plugin upload), the answer decoded from JSON.
     pub async fn post_bytes<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        bytes: impl Into<Bytes>,
-        content_type: &str,
+        &self, path: &str, bytes: impl Into<Bytes>, content_type: &str,
     ) -> Result<T, ClientError> {
         let request =
             self.request(Method::POST, path).header(CONTENT_TYPE, content_type).body(bytes.into());
@@ -192,8 +185,7 @@ impl ApiClient {
     /// answer's status are awaited here. See [`ApiClient::events`] for the
     /// daemon's event stream, parsed.
     pub async fn get_stream(
-        &self,
-        path: &str,
+        &self, path: &str,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
         let url = self.url(path);
         let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, "text/event-stream");

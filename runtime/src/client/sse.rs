@@ -98,8 +98,7 @@ impl ApiClient {
     /// `None`), as they happen. The stream ends with an error when the
     /// connection drops; reconnect with the last id seen to miss nothing.
     pub async fn events(
-        &self,
-        after: Option<i64>,
+        &self, after: Option<i64>,
     ) -> Result<impl Stream<Item = Result<Event, ClientError>> + use<>, ClientError> {
         let path = match after {
             Some(id) => format!("/events?after={id}"),

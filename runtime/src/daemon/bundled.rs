@@ -10,10 +10,7 @@ use crate::store::{PluginRecord, Store};
 
 /// Deploy the plugins in `dir`; returns the names deployed for the first time.
 pub async fn deploy(
-    modules: &ModuleCatalog,
-    store: &dyn Store,
-    dir: &Path,
-    now: chrono::DateTime<chrono::Utc>,
+    modules: &ModuleCatalog, store: &dyn Store, dir: &Path, now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Vec<String>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| anyhow::anyhow!("bundled plugins {}: {e}", dir.display()))?

@@ -23,9 +23,7 @@ struct StoredHashes {
 /// Build the credentials from configuration, falling back to the stored hashes,
 /// generating (and printing once) what is neither configured nor stored.
 pub fn load_or_create(
-    data_dir: &Path,
-    admin_token: Option<&str>,
-    enroll_secret: Option<&str>,
+    data_dir: &Path, admin_token: Option<&str>, enroll_secret: Option<&str>,
 ) -> anyhow::Result<Credentials> {
     let path = data_dir.join(CREDENTIALS_FILE);
     let stored: Option<StoredHashes> = match std::fs::read(&path) {

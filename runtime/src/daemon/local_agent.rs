@@ -30,9 +30,7 @@ pub struct LocalLink {
 impl LocalLink {
     /// Register the local agent and link it to `scheduler`.
     pub async fn register(
-        scheduler: Scheduler,
-        modules: ModuleCatalog,
-        artifacts: ArtifactStore,
+        scheduler: Scheduler, modules: ModuleCatalog, artifacts: ArtifactStore,
         settings: &AgentSettings,
     ) -> Result<Self, SchedulerError> {
         let registration = AgentRegistration {
@@ -55,8 +53,7 @@ impl LocalLink {
 
     /// Start the loop; it runs until `shutdown` resolves.
     pub fn spawn(
-        self,
-        settings: AgentSettings,
+        self, settings: AgentSettings,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> tokio::task::JoinHandle<()> {
         let engine = self.modules.engine().clone();
@@ -105,9 +102,7 @@ impl AgentLink for LocalLink {
     }
 
     async fn submit(
-        &self,
-        result: &Submission,
-        lease_next: bool,
+        &self, result: &Submission, lease_next: bool,
     ) -> Result<ResultAnswer, LinkError> {
         let (ack, lease) = if lease_next {
             self.scheduler.submit_and_lease(&self.agent, result).await

@@ -63,9 +63,7 @@ pub struct Processor {
 impl Processor {
     /// A processor of `inventory`'s queue with the plugins of `modules`.
     pub fn new(
-        modules: ModuleCatalog,
-        inventory: Arc<dyn InventoryStore>,
-        clock: Arc<dyn Clock>,
+        modules: ModuleCatalog, inventory: Arc<dyn InventoryStore>, clock: Arc<dyn Clock>,
     ) -> Self {
         Self { modules, inventory, clock }
     }

@@ -23,9 +23,7 @@ impl EngineSplitter {
 #[async_trait]
 impl Splitter for EngineSplitter {
     async fn split(
-        &self,
-        plugin_sha256: &str,
-        params: &serde_json::Value,
+        &self, plugin_sha256: &str, params: &serde_json::Value,
     ) -> Result<Vec<NewPart>, String> {
         let sha = Sha256::parse(plugin_sha256)
             .ok_or_else(|| format!("invalid plugin sha256 {plugin_sha256:?}"))?;

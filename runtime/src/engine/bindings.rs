@@ -10,28 +10,20 @@
 //! synchronous and trappable: they only record into the execution's journal, and
 //! a plugin that floods it is stopped with a trap rather than a silent drop.
 
+use wasmtime::Store;
 use wasmtime::component::{HasSelf, InstancePre, Linker};
-use wasmtime::{AsContextMut, Store};
 
 use super::host::HostState;
 
 mod current {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "task",
-        imports: { default: trappable },
-        exports: { default: async },
-    });
+    wasmtime::component::bindgen!({ path: "../wit", world: "task",
+        imports: { default: trappable }, exports: { default: async } });
 }
 
 mod v0_1 {
-    wasmtime::component::bindgen!({
-        path: "../wit/0.1.0",
-        world: "task",
-        imports: { default: trappable },
-        exports: { default: async },
-        with: { "jobstack:plugin/types@0.1.0": super::current::jobstack::plugin::types },
-    });
+    wasmtime::component::bindgen!({ path: "../wit/0.1.0", world: "task",
+        imports: { default: trappable }, exports: { default: async },
+        with: { "jobstack:plugin/types@0.1.0": super::current::jobstack::plugin::types } });
 }
 
 pub(crate) use current::jobstack::plugin::host::Host;
@@ -88,57 +80,47 @@ pub(crate) enum Task {
     V0_1(v0_1::Task),
 }
 
+/// What a call into a plugin answers: the plugin's own result, inside the
+/// engine's (a trap, a limit).
+pub(crate) type Answer<T> = wasmtime::Result<Result<T, String>>;
+
+/// `$call` with `$t` bound to the instance, whichever version it is.
+macro_rules! on_either {
+    ($task:expr, $t:ident => $call:expr) => {
+        match $task {
+            Task::Current($t) => $call,
+            Task::V0_1($t) => $call,
+        }
+    };
+}
+
 impl Task {
-    pub async fn call_manifest<S: AsContextMut<Data = HostState> + Send>(
-        &self,
-        store: S,
+    pub async fn call_manifest(
+        &self, store: &mut Store<HostState>,
     ) -> wasmtime::Result<wit::Manifest> {
-        match self {
-            Self::Current(t) => t.call_manifest(store).await,
-            Self::V0_1(t) => t.call_manifest(store).await,
-        }
+        on_either!(self, t => t.call_manifest(store).await)
     }
 
-    pub async fn call_split<S: AsContextMut<Data = HostState> + Send>(
-        &self,
-        store: S,
-        params: &str,
-    ) -> wasmtime::Result<Result<Vec<wit::Part>, String>> {
-        match self {
-            Self::Current(t) => t.call_split(store, params).await,
-            Self::V0_1(t) => t.call_split(store, params).await,
-        }
+    pub async fn call_split(
+        &self, store: &mut Store<HostState>, params: &str,
+    ) -> Answer<Vec<wit::Part>> {
+        on_either!(self, t => t.call_split(store, params).await)
     }
 
-    pub async fn call_init<S: AsContextMut<Data = HostState> + Send>(
-        &self,
-        store: S,
-        params: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Self::Current(t) => t.call_init(store, params).await,
-            Self::V0_1(t) => t.call_init(store, params).await,
-        }
+    pub async fn call_init(&self, store: &mut Store<HostState>, params: &str) -> Answer<()> {
+        on_either!(self, t => t.call_init(store, params).await)
     }
 
-    pub async fn call_execute<S: AsContextMut<Data = HostState> + Send>(
-        &self,
-        store: S,
-        job: &wit::Job,
-    ) -> wasmtime::Result<Result<String, String>> {
-        match self {
-            Self::Current(t) => t.call_execute(store, job).await,
-            Self::V0_1(t) => t.call_execute(store, job).await,
-        }
+    pub async fn call_execute(
+        &self, store: &mut Store<HostState>, job: &wit::Job,
+    ) -> Answer<String> {
+        on_either!(self, t => t.call_execute(store, job).await)
     }
 
     /// `stage`; a 0.1.0 plugin has none and maps its records to nothing.
-    pub async fn call_stage<S: AsContextMut<Data = HostState> + Send>(
-        &self,
-        store: S,
-        records: &[String],
-        origin: &wit::Origin,
-    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+    pub async fn call_stage(
+        &self, store: &mut Store<HostState>, records: &[String], origin: &wit::Origin,
+    ) -> Answer<Vec<String>> {
         match self {
             Self::Current(t) => t.call_stage(store, records, origin).await,
             Self::V0_1(_) => Ok(Ok(Vec::new())),

@@ -53,10 +53,7 @@ impl Grants {
 
     /// Make the host directory `host` visible at `guest`.
     pub fn preopen(
-        mut self,
-        host: impl Into<PathBuf>,
-        guest: impl Into<String>,
-        writable: bool,
+        mut self, host: impl Into<PathBuf>, guest: impl Into<String>, writable: bool,
     ) -> Self {
         self.preopens.push(Preopen { host: host.into(), guest: guest.into(), writable });
         self

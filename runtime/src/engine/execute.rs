@@ -243,11 +243,7 @@ impl Engine {
     /// A plugin of contract 0.1.0 has no stage and maps them to nothing. The
     /// outcome (logs included) comes with an error.
     pub async fn stage(
-        &self,
-        plugin: &Plugin,
-        records: &[String],
-        agent: &str,
-        targets: &[String],
+        &self, plugin: &Plugin, records: &[String], agent: &str, targets: &[String],
     ) -> Result<Vec<String>, StageError> {
         if plugin.contract() != super::bindings::CONTRACT {
             return Ok(Vec::new());
@@ -265,12 +261,7 @@ impl Engine {
 
     /// Prepare `call` for a fresh instance.
     pub(crate) fn prepare(
-        &self,
-        pre: TaskPre,
-        call: Call,
-        mode: Mode,
-        limits: ExecutionLimits,
-        grants: Grants,
+        &self, pre: TaskPre, call: Call, mode: Mode, limits: ExecutionLimits, grants: Grants,
     ) -> PreparedExecution {
         PreparedExecution {
             engine: self.inner.wasmtime.clone(),
@@ -386,9 +377,7 @@ impl Drop for RunningGuard {
 
 impl PreparedExecution {
     async fn in_slot(
-        self,
-        slots: Arc<Semaphore>,
-        tx: oneshot::Sender<(ExecutionOutcome, Option<CallResult>)>,
+        self, slots: Arc<Semaphore>, tx: oneshot::Sender<(ExecutionOutcome, Option<CallResult>)>,
     ) {
         let Ok(_permit) = slots.acquire_owned().await else {
             return;
@@ -477,9 +466,7 @@ impl PreparedExecution {
 }
 
 async fn invoke(
-    task: &Task,
-    store: &mut Store<HostState>,
-    call: &Call,
+    task: &Task, store: &mut Store<HostState>, call: &Call,
 ) -> wasmtime::Result<Result<CallResult, String>> {
     Ok(match call {
         Call::Manifest => Ok(CallResult::Manifest(task.call_manifest(&mut *store).await?)),

@@ -121,10 +121,7 @@ pub(crate) struct ExecutionLimiter {
 
 impl ResourceLimiter for ExecutionLimiter {
     fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
+        &mut self, _current: usize, desired: usize, _max: Option<usize>,
     ) -> WasmResult<bool> {
         if desired > self.memory {
             self.hit = Some(LimitHit::Memory { desired, limit: self.memory });
@@ -134,10 +131,7 @@ impl ResourceLimiter for ExecutionLimiter {
     }
 
     fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
+        &mut self, _current: usize, desired: usize, _max: Option<usize>,
     ) -> WasmResult<bool> {
         if desired > self.table_elements {
             self.hit = Some(LimitHit::Table { desired, limit: self.table_elements });
@@ -211,9 +205,7 @@ impl Pollable for CapturedOutput {
 
 impl tokio::io::AsyncWrite for CapturedOutput {
     fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
+        self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
@@ -249,9 +241,7 @@ impl HostState {
     /// Fresh state for one execution: a WASI context holding exactly `grants`,
     /// captured stdio, empty journal, the limits' limiter.
     pub(crate) fn new(
-        grants: &Grants,
-        limits: &ExecutionLimits,
-        control: Arc<ExecutionControl>,
+        grants: &Grants, limits: &ExecutionLimits, control: Arc<ExecutionControl>,
         deadline: Instant,
     ) -> std::io::Result<Self> {
         let stdout = CapturedOutput::default();

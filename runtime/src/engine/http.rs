@@ -171,9 +171,7 @@ type ResponseFuture = Box<
 
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
-        &mut self,
-        request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
+        &mut self, request: http::Request<WasiBody>, options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
         let decision = self.check(request.uri());
@@ -226,9 +224,7 @@ impl From<hyper::Error> for Failure {
 }
 
 async fn send(
-    mut request: http::Request<WasiBody>,
-    target: &Target,
-    accept_self_signed: bool,
+    mut request: http::Request<WasiBody>, target: &Target, accept_self_signed: bool,
     connect_timeout: Duration,
 ) -> Result<
     (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
@@ -347,8 +343,7 @@ impl Body for Bounded {
     type Error = HttpError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        mut self: Pin<&mut Self>, cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -412,20 +407,16 @@ struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        &self, _end_entity: &rustls::pki_types::CertificateDer<'_>,
         _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
+        _server_name: &rustls::pki_types::ServerName<'_>, _ocsp_response: &[u8],
         _now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
+        &self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
@@ -437,9 +428,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
 
     fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
+        &self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(

@@ -52,8 +52,9 @@ pub fn family(kind: &str) -> &str {
     if DEVICE_KINDS.contains(&kind) { "device" } else { kind }
 }
 
-/// Where an observation came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where an observation came from (and, in the inventory's answers, where
+/// an attribute's value came from).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Source {
     /// The plugin's name.
     pub plugin: String,
@@ -67,7 +68,9 @@ pub struct Source {
     pub agent: String,
     /// When the result was received.
     pub observed_at: DateTime<Utc>,
-    /// The part's targets (what its run covered, for disappearance).
+    /// The part's targets (what its run covered, for disappearance); not
+    /// kept with an attribute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
 }
 
@@ -301,11 +304,7 @@ impl Book {
 
     /// Rules 2 to 4: the asset `keys` name, or a new one (then `true`).
     fn resolve(
-        &mut self,
-        kind: &str,
-        keys: &[Key],
-        name: Option<&str>,
-        source: usize,
+        &mut self, kind: &str, keys: &[Key], name: Option<&str>, source: usize,
     ) -> (AssetId, bool) {
         let fam = family(kind).to_string();
         let owner = |key: &Key| self.owners.get(&(fam.clone(), key.clone())).copied();
@@ -388,13 +387,8 @@ impl Book {
     }
 
     fn change(
-        &mut self,
-        asset_id: AssetId,
-        kind: ChangeKind,
-        subject: Option<&str>,
-        old: Option<ChangeValue>,
-        new: Option<ChangeValue>,
-        source: usize,
+        &mut self, asset_id: AssetId, kind: ChangeKind, subject: Option<&str>,
+        old: Option<ChangeValue>, new: Option<ChangeValue>, source: usize,
     ) {
         let change = NewChange { asset_id, kind, subject: subject.map(str::to_string), old, new };
         self.writes.push(Write::Change { change, source });

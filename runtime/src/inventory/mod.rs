@@ -17,6 +17,7 @@
 //! - [`view`]: what the inventory answers (assets, changes, queries);
 //! - [`store`]: the port both backends implement.
 
+pub mod glpi;
 pub mod keys;
 pub mod merge;
 pub mod observation;

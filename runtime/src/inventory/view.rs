@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::merge::ChangeKind;
+use super::merge::{ChangeKind, Source};
 use crate::scheduler::targeting::AddressSpan;
 
 /// The most assets or changes one page holds.
@@ -39,18 +39,9 @@ pub struct Asset {
 pub struct Provenance {
     /// The attribute.
     pub attribute: String,
-    /// The plugin whose stage observed it.
-    pub plugin: String,
-    /// The task.
-    pub task_id: i64,
-    /// The run.
-    pub run_id: i64,
-    /// The part.
-    pub part_id: i64,
-    /// The agent that ran the part.
-    pub agent: String,
-    /// When.
-    pub observed_at: DateTime<Utc>,
+    /// Its source.
+    #[serde(flatten)]
+    pub source: Source,
 }
 
 /// A relation between two assets.

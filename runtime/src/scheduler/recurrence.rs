@@ -78,9 +78,7 @@ impl Frequency {
     /// The next run after one that was due at `due` and is created at `now`:
     /// the first occurrence strictly after `now`, so missed ones coalesce.
     pub fn after(
-        &self,
-        due: DateTime<Utc>,
-        now: DateTime<Utc>,
+        &self, due: DateTime<Utc>, now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, InvalidFrequency> {
         self.validate()?;
         Ok(match self {

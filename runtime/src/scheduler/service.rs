@@ -21,9 +21,7 @@ use super::{
 pub trait Splitter: Send + Sync + 'static {
     /// The parts of a run of `plugin_sha256` with `params`, or why there are none.
     async fn split(
-        &self,
-        plugin_sha256: &str,
-        params: &serde_json::Value,
+        &self, plugin_sha256: &str, params: &serde_json::Value,
     ) -> Result<Vec<NewPart>, String>;
 }
 
@@ -105,9 +103,7 @@ impl Scheduler {
     /// Create a task; its first run is created by the next [`tick`](Self::tick)
     /// once due (at once for `once` and `every`).
     pub async fn create_task(
-        &self,
-        spec: &TaskSpec,
-        secrets: &serde_json::Value,
+        &self, spec: &TaskSpec, secrets: &serde_json::Value,
     ) -> SchedulerResult<Task> {
         self.check_spec(spec).await?;
         if !secrets.is_object() {
@@ -124,10 +120,7 @@ impl Scheduler {
     /// Replace a task's definition (secrets too, when given). Runs already
     /// created keep their snapshot. A changed frequency restarts the schedule.
     pub async fn update_task(
-        &self,
-        id: i64,
-        spec: &TaskSpec,
-        secrets: Option<&serde_json::Value>,
+        &self, id: i64, spec: &TaskSpec, secrets: Option<&serde_json::Value>,
     ) -> SchedulerResult<Task> {
         self.check_spec(spec).await?;
         if secrets.is_some_and(|s| !s.is_object()) {
@@ -193,10 +186,7 @@ impl Scheduler {
 
     /// Mark a Created run Failed with its split's error.
     async fn fail_split(
-        &self,
-        run_id: i64,
-        error: &str,
-        now: DateTime<Utc>,
+        &self, run_id: i64, error: &str, now: DateTime<Utc>,
     ) -> SchedulerResult<Run> {
         let message = format!("split failed: {error}");
         Ok(self.store.fail_run(run_id, &message, now).await?)
@@ -319,10 +309,7 @@ impl Scheduler {
     /// anyway, for parts whose retry backoff ended without a signal (and for
     /// work another daemon added, when the store cannot signal it).
     pub async fn lease_waiting(
-        &self,
-        agent: &Agent,
-        wait: Duration,
-        recheck: Duration,
+        &self, agent: &Agent, wait: Duration, recheck: Duration,
     ) -> SchedulerResult<Option<Lease>> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut waiter = self.work.waiter(agent.id);
@@ -353,9 +340,7 @@ impl Scheduler {
     /// B). A lease whose part is finished, failed, canceled or suspended is
     /// `revoked`: the work is no longer wanted.
     pub async fn heartbeat(
-        &self,
-        agent: &Agent,
-        held: &[LeaseRef],
+        &self, agent: &Agent, held: &[LeaseRef],
     ) -> SchedulerResult<HeartbeatAck> {
         let mut ack = self.store.heartbeat(agent, held, self.now()).await?;
         let lost = std::mem::take(&mut ack.revoked);
@@ -392,9 +377,7 @@ impl Scheduler {
     /// request where an agent would make two (see
     /// [`Store::submit_and_lease`]). `Err`: the result was not applied.
     pub async fn submit_and_lease(
-        &self,
-        agent: &Agent,
-        result: &Submission,
+        &self, agent: &Agent, result: &Submission,
     ) -> SchedulerResult<(ResultAck, Option<Lease>)> {
         let (ack, lease) = self.store.submit_and_lease(agent, result, self.now()).await?;
         self.after_result(agent, result, ack, true);

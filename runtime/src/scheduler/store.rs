@@ -260,10 +260,7 @@ pub trait Store: StoreReads {
     /// Register an agent, or update the registration of the agent with that name
     /// (its networks and plugins may change), setting its token hash.
     async fn register_agent(
-        &self,
-        registration: &AgentRegistration,
-        token_hash: &str,
-        now: DateTime<Utc>,
+        &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent>;
 
     // ---- tasks --------------------------------------------------------------
@@ -282,37 +279,25 @@ pub trait Store: StoreReads {
     /// `recurrence.due` (then move it to `recurrence.next`); `None` if another
     /// daemon claimed it first. Exactly one caller wins each due time.
     async fn claim_recurrence(
-        &self,
-        recurrence: &Recurrence,
-        run: &NewRun,
-        now: DateTime<Utc>,
+        &self, recurrence: &Recurrence, run: &NewRun, now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>>;
     /// Move a task's next run time without creating a run (a due time skipped
     /// because the previous run is still active keeps the task due; this is for
     /// edits). Compare-and-set like `claim_recurrence`.
     async fn set_next_run(
-        &self,
-        task_id: i64,
-        expected: Option<DateTime<Utc>>,
-        next: Option<DateTime<Utc>>,
+        &self, task_id: i64, expected: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>,
     ) -> StoreResult<bool>;
     /// Store the parts of a Created run; the run becomes Waiting. With no parts
     /// the run is Finished at once.
     async fn add_parts(
-        &self,
-        run_id: i64,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run>;
     /// Create a run from a snapshot together with its parts, split before
     /// it was stored (a forced run, a re-run), in one transaction: the run is
     /// Waiting (Finished with no parts) from the start, and nothing of it is
     /// kept if the daemon stops before the commit.
     async fn create_run_with_parts(
-        &self,
-        run: &NewRun,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run: &NewRun, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run>;
     /// Mark a Created run Failed (its split failed).
     async fn fail_run(&self, run_id: i64, error: &str, now: DateTime<Utc>) -> StoreResult<Run>;
@@ -323,24 +308,15 @@ pub trait Store: StoreReads {
     async fn lease(&self, agent: &Agent, now: DateTime<Utc>) -> StoreResult<Option<Lease>>;
     /// Extend the leases `agent` still works on; answer which are no longer valid.
     async fn heartbeat(
-        &self,
-        agent: &Agent,
-        held: &[LeaseRef],
-        now: DateTime<Utc>,
+        &self, agent: &Agent, held: &[LeaseRef], now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck>;
     /// Store progress of a part the agent holds.
     async fn progress(
-        &self,
-        agent: &Agent,
-        report: &ProgressReport,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, report: &ProgressReport, now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Apply a result under the fencing rule; durable before it returns.
     async fn submit(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<ResultAck>;
     /// Apply a result, then lease the agent's next part: [`Store::submit`]
     /// then [`Store::lease`], each atomic and durable on its own, in one call
@@ -349,10 +325,7 @@ pub trait Store: StoreReads {
     /// holds back another part of its run. `Err` means the result was not
     /// applied; a lease that fails after the result was applied is `None`.
     async fn submit_and_lease(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<(ResultAck, Option<Lease>)> {
         let ack = self.submit(agent, result, now).await?;
         Ok((ack, lease_after_result(self.lease(agent, now).await)))

@@ -54,10 +54,10 @@ pub(crate) fn asset_filter(q: &crate::inventory::AssetQuery) -> Built {
 }
 
 /// Implement `InventoryReads` for `$store`, reading through its pool field
-/// `$pool` (of type `$pool_ty`, giving rows of type `$row`); `$pending` is
-/// the predicate (on results `x`) of a result waiting for processing.
+/// `$pool` of database `$db`; `$pending` is the predicate (on results `x`) of
+/// a result waiting for processing.
 macro_rules! inventory_reads {
-    ($store:ty, $pool:ident, $pool_ty:ty, $row:ty, $pending:expr) => {
+    ($store:ty, $pool:ident, $db:ty, $pending:expr) => {
         use std::collections::BTreeMap;
 
         use sqlx::Row as _;
@@ -79,7 +79,7 @@ macro_rules! inventory_reads {
             text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(what, e))).transpose()
         }
 
-        type Db = <$row as sqlx::Row>::Database;
+        type Db = $db;
 
         /// `sql` with `binds` bound to its placeholders.
         pub(super) fn bound<'q>(
@@ -100,7 +100,7 @@ macro_rules! inventory_reads {
 
         /// Keys and attributes of the assets with ids in `[first, last]`.
         async fn keys_and_attributes(
-            pool: &$pool_ty,
+            pool: &sqlx::Pool<Db>,
             first: i64,
             last: i64,
         ) -> StoreResult<(
@@ -127,10 +127,24 @@ macro_rules! inventory_reads {
             Ok((keys, attributes))
         }
 
+        /// The source in `row`'s columns of plugin, task, run, part, agent
+        /// and time (without a scope).
+        fn source_at(row: &<Db as sqlx::Database>::Row, at: [usize; 6]) -> StoreResult<Source> {
+            Ok(Source {
+                plugin: row.try_get(at[0])?,
+                task_id: row.try_get(at[1])?,
+                run_id: row.try_get(at[2])?,
+                part_id: row.try_get(at[3])?,
+                agent: row.try_get(at[4])?,
+                observed_at: from_ms(row.try_get(at[5])?),
+                scope: Vec::new(),
+            })
+        }
+
         const ASSET_COLUMNS: &str =
             "a.id, a.kind, a.name, a.first_seen, a.last_seen, a.disappeared_at";
 
-        fn asset_row(row: &$row) -> StoreResult<Asset> {
+        fn asset_row(row: &<Db as sqlx::Database>::Row) -> StoreResult<Asset> {
             Ok(Asset {
                 id: row.try_get("id")?,
                 kind: row.try_get("kind")?,
@@ -169,15 +183,7 @@ macro_rules! inventory_reads {
                             part_id: row.try_get(0)?,
                             attempt: u32::try_from(attempt).map_err(|e| corrupt("results.attempt", e))?,
                             plugin_sha256: row.try_get(4)?,
-                            source: Source {
-                                plugin: row.try_get(5)?,
-                                task_id: row.try_get(3)?,
-                                run_id: row.try_get(2)?,
-                                part_id: row.try_get(0)?,
-                                agent: row.try_get(6)?,
-                                observed_at: from_ms(row.try_get(9)?),
-                                scope,
-                            },
+                            source: Source { scope, ..source_at(row, [5, 3, 2, 0, 6, 9])? },
                             records: records.iter().map(|r| r.to_string()).collect(),
                             output: row.try_get(8)?,
                         })
@@ -248,15 +254,8 @@ macro_rules! inventory_reads {
                     .await?
                     .iter()
                     .map(|row| {
-                        Ok(Provenance {
-                            attribute: row.try_get(0)?,
-                            plugin: row.try_get(1)?,
-                            task_id: row.try_get(2)?,
-                            run_id: row.try_get(3)?,
-                            part_id: row.try_get(4)?,
-                            agent: row.try_get(5)?,
-                            observed_at: from_ms(row.try_get(6)?),
-                        })
+                        let source = source_at(row, [1, 2, 3, 4, 5, 6])?;
+                        Ok(Provenance { attribute: row.try_get(0)?, source })
                     })
                     .collect::<StoreResult<_>>()?;
                 let sql = "SELECT r.relation, r.asset_id, r.to_id, COALESCE(o.name, o.kind) \

@@ -131,9 +131,7 @@ const DISAPPEAR: &str = "UPDATE assets SET disappeared_at = $1 WHERE id = $2";
 /// The statements that apply a merge's `writes`, new assets numbered from
 /// `first_id`; and how many changes they record.
 pub(crate) fn statements(
-    writes: Vec<Write>,
-    sources: &[Source],
-    first_id: i64,
+    writes: Vec<Write>, sources: &[Source], first_id: i64,
 ) -> (Vec<Stmt>, usize) {
     // A new asset's id: the merge numbers them -1, -2, … in order of creation.
     let real = |id: AssetId| if id > 0 { id } else { first_id - 1 - id };

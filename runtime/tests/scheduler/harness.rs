@@ -100,9 +100,7 @@ pub struct ParamsSplitter;
 #[async_trait]
 impl Splitter for ParamsSplitter {
     async fn split(
-        &self,
-        _plugin_sha256: &str,
-        params: &serde_json::Value,
+        &self, _plugin_sha256: &str, params: &serde_json::Value,
     ) -> Result<Vec<NewPart>, String> {
         if let Some(message) = params["fail"].as_str() {
             return Err(message.to_string());

@@ -41,10 +41,7 @@ fn scan(h: &Harness, scopes: &[&str]) -> TaskSpec {
 /// Lease every part of `run` and answer each with the records `emitted`
 /// gives for its label (a failure where it gives `None`).
 async fn answer(
-    h: &Harness,
-    agent: &Agent,
-    run: &Run,
-    emitted: impl Fn(&str) -> Option<Vec<Value>>,
+    h: &Harness, agent: &Agent, run: &Run, emitted: impl Fn(&str) -> Option<Vec<Value>>,
 ) {
     let mut answered = 0;
     while let Some(lease) = h.sched.lease(agent).await.unwrap() {
@@ -130,7 +127,8 @@ async fn each_result_is_merged_once_however_often_it_is_processed(backend: Backe
     assert!(changes.iter().all(|c| c.kind == ChangeKind::Appeared));
     let detail = h.inventory.asset(assets[0].id).await.unwrap().unwrap();
     assert_eq!(detail.sources.len(), 1);
-    assert_eq!((detail.sources[0].run_id, detail.sources[0].agent.as_str()), (run.id, "a"));
+    let source = &detail.sources[0].source;
+    assert_eq!((source.run_id, source.agent.as_str()), (run.id, "a"));
     assert_eq!(detail.history.len(), 1);
 }
 

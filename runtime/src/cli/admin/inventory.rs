@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use jobstack::protocol::{Asset, AssetDetail, AssetPage, Change, ChangePage};
 
-use super::ServerArgs;
+use anyhow::Context;
+
 use super::table::{Table, time};
+use super::{Admin, ServerArgs, print_json};
 
 /// `jobstack inventory ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -17,33 +19,48 @@ pub enum InventoryCommand {
     Show(ShowArgs),
     /// What changed, oldest first: of an asset, of a run, since a time.
     Changes(ChangesArgs),
+    /// Every asset the filters select, as JSON, CSV, or GLPI's inventory
+    /// documents (one file per asset).
+    Export(ExportArgs),
+}
+
+/// The formats of `jobstack inventory export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON array on standard output.
+    Json,
+    /// One row per asset on standard output (keys and attributes as JSON).
+    Csv,
+    /// GLPI's native inventory format: one document per network device,
+    /// hypervisor (with its VMs) or discovered host, written into --out.
+    Glpi,
+}
+
+/// Arguments of `jobstack inventory export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The directory GLPI documents are written into (created if needed).
+    #[arg(long, required_if_eq("format", "glpi"))]
+    pub out: Option<std::path::PathBuf>,
+    /// Filters, as for `inventory list`.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Arguments of `jobstack inventory list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// Of this kind (host, network_device, interface, hypervisor, vm, mail_account, package, …).
-    #[arg(long)]
-    pub kind: Option<String>,
-    /// With an address in this network (10.1.0.0/16).
-    #[arg(long)]
-    pub cidr: Option<String>,
-    /// With this attribute: `name=value` (value as JSON, else text) or
-    /// `name~text` (contains); repeatable.
-    #[arg(long = "attr")]
-    pub attributes: Vec<String>,
-    /// Seen since: an RFC 3339 time, or a duration ago (7d).
-    #[arg(long)]
-    pub seen_since: Option<String>,
-    /// Not seen since: an RFC 3339 time, or a duration ago (7d).
-    #[arg(long)]
-    pub not_seen_since: Option<String>,
-    /// Whose name or one of whose keys contains this text.
-    #[arg(long)]
-    pub search: Option<String>,
-    /// Assets per page (at most 1000).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    /// Filters, as the API takes them: kind=host, cidr=10.1.0.0/16,
+    /// attr=tcp_open=[443] (attr=name~text: contains; repeatable),
+    /// seen_since=7d, not_seen_since=2026-12-01T00:00:00Z, q=text (in a name or
+    /// a key); limit=N assets per page.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
     /// Every page, not only the first.
     #[arg(long)]
     pub all: bool,
@@ -63,18 +80,10 @@ pub struct ShowArgs {
 /// Arguments of `jobstack inventory changes`.
 #[derive(Debug, clap::Args)]
 pub struct ChangesArgs {
-    /// Of this asset.
-    #[arg(long)]
-    pub asset: Option<i64>,
-    /// Made by this run (what the run changed).
-    #[arg(long)]
-    pub run: Option<i64>,
-    /// Since: an RFC 3339 time, or a duration ago (7d).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Changes per page (at most 1000).
-    #[arg(long, default_value_t = 100)]
-    pub limit: u32,
+    /// Filters, as the API takes them: asset=ID, run=ID (what the run
+    /// changed), since=7d (or an RFC 3339 time); limit=N changes.
+    #[arg(value_name = "FILTER")]
+    pub filters: Vec<String>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -85,14 +94,21 @@ pub async fn run(command: InventoryCommand) -> anyhow::Result<ExitCode> {
         InventoryCommand::List(args) => list(args).await,
         InventoryCommand::Show(args) => show(args).await,
         InventoryCommand::Changes(args) => changes(args).await,
+        InventoryCommand::Export(args) => export(args).await,
     }
 }
 
-/// `path?` with the given parameters, encoded.
-fn with_query(path: &str, params: &[(&str, String)]) -> String {
-    let query: Vec<String> =
-        params.iter().map(|(name, value)| format!("{name}={}", encode(value))).collect();
-    format!("{path}?{}", query.join("&"))
+/// `path?` with `filters` (`name=value`), encoded, and `extra`.
+fn with_query(path: &str, filters: &[String], extra: &[(&str, String)]) -> anyhow::Result<String> {
+    let mut query = Vec::new();
+    for filter in filters {
+        let (name, value) = filter
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("filter {filter:?}: write it name=value"))?;
+        query.push(format!("{}={}", encode(name), encode(value)));
+    }
+    query.extend(extra.iter().map(|(name, value)| format!("{name}={}", encode(value))));
+    Ok(format!("{path}?{}", query.join("&")))
 }
 
 fn encode(value: &str) -> String {
@@ -107,31 +123,83 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let admin = args.server.client()?;
-    let mut params: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    let optional = [
-        ("kind", &args.kind),
-        ("cidr", &args.cidr),
-        ("seen_since", &args.seen_since),
-        ("not_seen_since", &args.not_seen_since),
-        ("q", &args.search),
-    ];
-    params.extend(optional.into_iter().filter_map(|(n, v)| v.clone().map(|v| (n, v))));
-    params.extend(args.attributes.iter().map(|a| ("attr", a.clone())));
+/// The assets `filters` select: the first page, or with `all` every page.
+async fn assets(admin: &Admin, filters: &[String], all: bool) -> anyhow::Result<Vec<Asset>> {
     let mut assets = Vec::new();
     let mut after = 0;
     loop {
-        let mut page_params = params.clone();
-        page_params.push(("after", after.to_string()));
-        let page: AssetPage = admin.get(&with_query("/assets", &page_params)).await?;
+        let path = with_query("/assets", filters, &[("after", after.to_string())])?;
+        let page: AssetPage = admin.get(&path).await?;
         assets.extend(page.assets);
         match page.next {
-            Some(next) if args.all => after = next,
-            _ => break,
+            Some(next) if all => after = next,
+            _ => return Ok(assets),
         }
     }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let assets = assets(&admin, &args.filters, args.all).await?;
     admin.print_list(&assets, "no assets match", |assets| assets_table(assets).render())
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let assets = assets(&admin, &args.filters, true).await?;
+    match args.format {
+        ExportFormat::Json => print_json(&assets)?,
+        ExportFormat::Csv => print!("{}", csv_of(&assets)?),
+        ExportFormat::Glpi => {
+            let dir = args.out.expect("clap requires --out with --format glpi");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut written = 0;
+            for asset in assets.iter().filter(|a| glpi_kind(&a.kind)) {
+                let document: serde_json::Value =
+                    admin.get(&format!("/assets/{}/glpi", asset.id)).await?;
+                let path = dir.join(format!("{}-{}.json", asset.kind, asset.id));
+                std::fs::write(&path, serde_json::to_string_pretty(&document)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                written += 1;
+            }
+            eprintln!("{written} GLPI documents written into {}", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Kinds with a GLPI document of their own.
+fn glpi_kind(kind: &str) -> bool {
+    matches!(kind, "network_device" | "hypervisor" | "host")
+}
+
+/// One CSV row per asset; keys and attributes as JSON.
+fn csv_of(assets: &[Asset]) -> anyhow::Result<String> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "id",
+        "kind",
+        "name",
+        "keys",
+        "attributes",
+        "first_seen",
+        "last_seen",
+        "gone",
+    ])?;
+    for a in assets {
+        out.write_record([
+            a.id.to_string(),
+            a.kind.clone(),
+            a.name.clone().unwrap_or_default(),
+            serde_json::to_string(&a.keys)?,
+            serde_json::to_string(&a.attributes)?,
+            a.first_seen.to_rfc3339(),
+            a.last_seen.to_rfc3339(),
+            a.disappeared_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        ])?;
+    }
+    Ok(String::from_utf8(out.into_inner()?)?)
 }
 
 async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
@@ -142,11 +210,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 async fn changes(args: ChangesArgs) -> anyhow::Result<ExitCode> {
     let admin = args.server.client()?;
-    let mut params: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    params.extend(args.asset.map(|a| ("asset", a.to_string())));
-    params.extend(args.run.map(|r| ("run", r.to_string())));
-    params.extend(args.since.clone().map(|s| ("since", s)));
-    let page: ChangePage = admin.get(&with_query("/changes", &params)).await?;
+    let page: ChangePage = admin.get(&with_query("/changes", &args.filters, &[])?).await?;
     admin.print_list(&page.changes, "no changes", |changes| changes_table(changes).render())
 }
 
@@ -218,10 +282,10 @@ fn describe(detail: &AssetDetail) -> String {
         attributes.row(vec![
             s.attribute.clone(),
             value_text(&a.attributes.get(&s.attribute).cloned()),
-            s.plugin.clone(),
-            s.run_id.to_string(),
-            s.agent.clone(),
-            time(Some(s.observed_at)),
+            s.source.plugin.clone(),
+            s.source.run_id.to_string(),
+            s.source.agent.clone(),
+            time(Some(s.source.observed_at)),
         ]);
     }
     out.push('\n');
@@ -244,11 +308,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_values_are_percent_encoded() {
-        let path = with_query(
-            "/assets",
-            &[("attr", "sysLocation=rack 4".into()), ("cidr", "10.0.0.0/8".into())],
-        );
-        assert_eq!(path, "/assets?attr=sysLocation%3Drack%204&cidr=10.0.0.0%2F8");
+    fn filters_become_the_query_percent_encoded() {
+        let filters = ["attr=sysLocation=rack 4".to_string(), "cidr=10.0.0.0/8".to_string()];
+        let path = with_query("/assets", &filters, &[("after", "7".into())]).unwrap();
+        assert_eq!(path, "/assets?attr=sysLocation%3Drack%204&cidr=10.0.0.0%2F8&after=7");
+        let err = with_query("/assets", &["kind".to_string()], &[]).unwrap_err();
+        assert!(err.to_string().contains("name=value"), "{err}");
     }
 }

@@ -98,10 +98,7 @@ impl Admin {
 
     /// `POST path` with a JSON body; the daemon must answer one (`what` names it).
     pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        what: &str,
+        &self, path: &str, body: &B, what: &str,
     ) -> anyhow::Result<T> {
         self.client
             .post_json(path, body)
@@ -112,19 +109,14 @@ impl Admin {
 
     /// `PUT path` with a JSON body.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
+        &self, path: &str, body: &B,
     ) -> anyhow::Result<T> {
         self.client.put_json(path, body).await.map_err(|e| self.explain(e))
     }
 
     /// `POST path` with the bytes of `file`.
     pub async fn upload<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        file: &Path,
-        content_type: &str,
+        &self, path: &str, file: &Path, content_type: &str,
     ) -> anyhow::Result<T> {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -133,9 +125,7 @@ impl Admin {
 
     /// Print the daemon's answer: its JSON with `--json`, else `line(answer)`.
     pub fn print<T: Serialize + ?Sized>(
-        &self,
-        answer: &T,
-        line: impl FnOnce(&T) -> String,
+        &self, answer: &T, line: impl FnOnce(&T) -> String,
     ) -> anyhow::Result<ExitCode> {
         if self.json {
             print_json(answer)?;
@@ -148,10 +138,7 @@ impl Admin {
     /// Print a listing: its JSON with `--json`, else `empty` when it is empty,
     /// else `table(items)`.
     pub fn print_list<T: Serialize>(
-        &self,
-        items: &[T],
-        empty: &str,
-        table: impl FnOnce(&[T]) -> String,
+        &self, items: &[T], empty: &str, table: impl FnOnce(&[T]) -> String,
     ) -> anyhow::Result<ExitCode> {
         if self.json {
             print_json(items)?;

@@ -73,6 +73,11 @@ impl Memory {
         self.apply(book);
     }
 
+    /// Merge one observation.
+    fn see(&mut self, observation: serde_json::Value) {
+        self.merge(&[obs(observation)]);
+    }
+
     fn with_key(&self, name: &str, value: &str) -> Vec<&AssetState> {
         self.assets
             .values()
@@ -104,12 +109,12 @@ fn kinds(memory: &Memory) -> Vec<ChangeKind> {
 #[test]
 fn the_same_address_seen_by_a_scan_and_by_snmp_is_one_asset() {
     let mut m = Memory::default();
-    m.merge(&[obs(serde_json::json!({
-        "kind": "host", "keys": {"ip": "10.0.0.5"}, "attributes": {"tcp_open": [22, 161]}}))]);
-    m.merge(&[obs(serde_json::json!({
+    m.see(serde_json::json!({
+        "kind": "host", "keys": {"ip": "10.0.0.5"}, "attributes": {"tcp_open": [22, 161]}}));
+    m.see(serde_json::json!({
         "kind": "network_device", "name": "sw1",
         "keys": {"ip": "10.0.0.5", "snmp_id": "sw1|1.3.6.1.4.1.9"},
-        "attributes": {"sysLocation": "rack 4"}}))]);
+        "attributes": {"sysLocation": "rack 4"}}));
     assert_eq!(m.assets.len(), 1);
     let asset = m.assets.values().next().unwrap();
     assert_eq!(asset.kind, "network_device");
@@ -137,12 +142,8 @@ fn seeing_the_same_thing_again_changes_nothing() {
 #[test]
 fn an_address_that_answers_with_another_mac_is_a_new_asset_that_takes_the_address() {
     let mut m = Memory::default();
-    m.merge(&[obs(
-        serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "mac": "0e5a00000001"}}),
-    )]);
-    m.merge(&[obs(
-        serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "mac": "0e5a00000002"}}),
-    )]);
+    m.see(serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "mac": "0e5a00000001"}}));
+    m.see(serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "mac": "0e5a00000002"}}));
     assert_eq!(m.assets.len(), 2, "the old asset is not overwritten");
     let owners = m.with_key("ip", "10.0.0.5");
     assert_eq!(owners.len(), 1);
@@ -157,13 +158,9 @@ fn an_address_that_answers_with_another_mac_is_a_new_asset_that_takes_the_addres
 #[test]
 fn an_identity_key_wins_over_an_address_that_moved() {
     let mut m = Memory::default();
-    m.merge(&[obs(
-        serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "serial": "S1"}}),
-    )]);
+    m.see(serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.5", "serial": "S1"}}));
     // The same machine now answers on another address.
-    m.merge(&[obs(
-        serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.9", "serial": "S1"}}),
-    )]);
+    m.see(serde_json::json!({"kind": "host", "keys": {"ip": "10.0.0.9", "serial": "S1"}}));
     assert_eq!(m.assets.len(), 1, "a moved device is not seen twice");
     let asset = m.assets.values().next().unwrap();
     assert_eq!(asset.keys.iter().filter(|k| k.name.as_str() == "ip").count(), 2);

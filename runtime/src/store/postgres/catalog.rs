@@ -41,10 +41,7 @@ pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<boo
 }
 
 pub async fn register_agent(
-    pool: &PgPool,
-    reg: &AgentRegistration,
-    token_hash: &str,
-    now: DateTime<Utc>,
+    pool: &PgPool, reg: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
 ) -> StoreResult<Agent> {
     let mut tx = pool.begin().await?;
     let networks = serde_json::to_string(&reg.networks).expect("networks serialize");
@@ -126,10 +123,7 @@ pub async fn create_task(pool: &PgPool, task: &TaskWrite, now: DateTime<Utc>) ->
 
 /// Change task `id`'s definition (and its secrets, when given).
 pub async fn update_task(
-    pool: &PgPool,
-    id: i64,
-    task: &TaskWrite,
-    now: DateTime<Utc>,
+    pool: &PgPool, id: i64, task: &TaskWrite, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let spec = &task.spec;
     let mut tx = pool.begin().await?;
@@ -157,10 +151,7 @@ pub async fn update_task(
 }
 
 pub async fn set_next_run(
-    pool: &PgPool,
-    task_id: i64,
-    expected: Option<DateTime<Utc>>,
-    next: Option<DateTime<Utc>>,
+    pool: &PgPool, task_id: i64, expected: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>,
 ) -> StoreResult<bool> {
     let changed = sqlx::query(
         "UPDATE tasks SET next_run_at = $1 WHERE id = $2 AND next_run_at IS NOT DISTINCT FROM $3",

@@ -80,10 +80,7 @@ impl FinishQueue {
     /// Apply `s`, finished, and lease `agent`'s next part (see the module).
     /// Submissions of other statuses are for [`results::submit_and_lease`].
     pub(super) async fn finish_and_lease(
-        &self,
-        agent: &Agent,
-        s: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, s: &Submission, now: DateTime<Utc>,
     ) -> Answer {
         debug_assert_eq!(s.status, ResultStatus::Finished);
         let (reply, answer) = oneshot::channel();

@@ -19,17 +19,6 @@ use crate::scheduler::targeting::parse_target;
 use crate::store::inventory_sql::{self as sql, MERGE_LOCK, Stmt, parse_targets};
 use crate::store::{StoreError, StoreResult, ms};
 
-mod reads {
-    crate::store::inventory_reads::inventory_reads!(
-        super::PostgresStore,
-        pool,
-        sqlx::PgPool,
-        sqlx::postgres::PgRow,
-        // The words of the partial index `results_to_process`.
-        "x.processing IS NULL AND x.applied AND x.status = 'finished'"
-    );
-}
-
 #[async_trait]
 impl InventoryStore for PostgresStore {
     async fn ingest(&self, processed: Vec<ProcessedResult>) -> StoreResult<IngestReport> {
@@ -131,8 +120,7 @@ async fn locked(store: &PostgresStore) -> StoreResult<Transaction<'static, Postg
 
 /// The stored assets holding any of `keys`.
 async fn load(
-    conn: &mut PgConnection,
-    keys: &BTreeSet<(String, Key)>,
+    conn: &mut PgConnection, keys: &BTreeSet<(String, Key)>,
 ) -> StoreResult<Vec<AssetState>> {
     let mut ids = BTreeSet::new();
     for (family, key) in keys {
@@ -182,7 +170,7 @@ async fn load_asset(conn: &mut PgConnection, id: AssetId) -> StoreResult<AssetSt
 /// Run `statements` in order.
 async fn run(conn: &mut PgConnection, statements: &[Stmt]) -> StoreResult<()> {
     for s in statements {
-        reads::bound(s.sql, &s.binds).execute(&mut *conn).await?;
+        super::inventory_reads::bound(s.sql, &s.binds).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -98,9 +98,7 @@ fn parse<T: serde::de::DeserializeOwned>(row: &PgRow, column: usize) -> StoreRes
 /// Mark the agent seen (not more than once a second: it is the agent's row,
 /// written by each of its requests).
 pub async fn touch_agent(
-    conn: &mut PgConnection,
-    agent: &Agent,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, agent: &Agent, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE agents SET last_seen = $1 WHERE id = $2 AND last_seen < $1 - 1000")
         .bind(ms(now))
@@ -111,10 +109,7 @@ pub async fn touch_agent(
 }
 
 pub async fn heartbeat(
-    pool: &PgPool,
-    agent: &Agent,
-    held: &[LeaseRef],
-    now: DateTime<Utc>,
+    pool: &PgPool, agent: &Agent, held: &[LeaseRef], now: DateTime<Utc>,
 ) -> StoreResult<HeartbeatAck> {
     let mut tx = pool.begin().await?;
     touch_agent(&mut tx, agent, now).await?;
@@ -144,10 +139,7 @@ pub async fn heartbeat(
 }
 
 pub async fn progress(
-    pool: &PgPool,
-    agent: &Agent,
-    report: &ProgressReport,
-    now: DateTime<Utc>,
+    pool: &PgPool, agent: &Agent, report: &ProgressReport, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let (lease, (done, total)) = (report.lease_ref(), report.stored());
     let mut tx = pool.begin().await?;

@@ -29,6 +29,7 @@
 mod catalog;
 mod finish_batch;
 mod inventory;
+mod inventory_reads;
 mod leasing;
 mod reads;
 mod results;
@@ -234,10 +235,7 @@ impl Store for PostgresStore {
     }
 
     async fn register_agent(
-        &self,
-        registration: &AgentRegistration,
-        token_hash: &str,
-        now: DateTime<Utc>,
+        &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent> {
         catalog::register_agent(&self.pool, registration, token_hash, now).await
     }
@@ -247,10 +245,7 @@ impl Store for PostgresStore {
         self.existing_task(id).await
     }
     async fn update_task(
-        &self,
-        id: i64,
-        task: &TaskWrite,
-        now: DateTime<Utc>,
+        &self, id: i64, task: &TaskWrite, now: DateTime<Utc>,
     ) -> StoreResult<Task> {
         catalog::update_task(&self.pool, id, task, now).await?;
         self.existing_task(id).await
@@ -264,34 +259,22 @@ impl Store for PostgresStore {
         Ok(created)
     }
     async fn claim_recurrence(
-        &self,
-        recurrence: &Recurrence,
-        run: &NewRun,
-        now: DateTime<Utc>,
+        &self, recurrence: &Recurrence, run: &NewRun, now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         runs::claim_recurrence(&self.pool, recurrence, run, now).await
     }
     async fn set_next_run(
-        &self,
-        task_id: i64,
-        expected: Option<DateTime<Utc>>,
-        next: Option<DateTime<Utc>>,
+        &self, task_id: i64, expected: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
         catalog::set_next_run(&self.pool, task_id, expected, next).await
     }
     async fn add_parts(
-        &self,
-        run_id: i64,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run> {
         runs::add_parts(&self.pool, run_id, parts, now).await
     }
     async fn create_run_with_parts(
-        &self,
-        run: &NewRun,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run: &NewRun, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run> {
         runs::create_run_with_parts(&self.pool, run, parts, now).await
     }
@@ -303,34 +286,22 @@ impl Store for PostgresStore {
         leasing::lease(&self.pool, agent, now).await
     }
     async fn heartbeat(
-        &self,
-        agent: &Agent,
-        held: &[LeaseRef],
-        now: DateTime<Utc>,
+        &self, agent: &Agent, held: &[LeaseRef], now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck> {
         leasing::heartbeat(&self.pool, agent, held, now).await
     }
     async fn progress(
-        &self,
-        agent: &Agent,
-        report: &ProgressReport,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, report: &ProgressReport, now: DateTime<Utc>,
     ) -> StoreResult<()> {
         leasing::progress(&self.pool, agent, report, now).await
     }
     async fn submit(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
         results::submit(&self.pool, agent, result, now).await
     }
     async fn submit_and_lease(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<(ResultAck, Option<Lease>)> {
         if result.status == ResultStatus::Finished {
             self.finishes.finish_and_lease(agent, result, now).await

@@ -105,10 +105,7 @@ struct Change {
 }
 
 pub async fn submit(
-    pool: &PgPool,
-    agent: &Agent,
-    s: &Submission,
-    now: DateTime<Utc>,
+    pool: &PgPool, agent: &Agent, s: &Submission, now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
     let mut conn = pool.acquire().await?;
     // The common case first, in one round trip: a success for the lease the
@@ -128,10 +125,7 @@ pub async fn submit(
 /// one transaction (`jobstack_submit_and_lease`); otherwise, or if that call
 /// fails, [`submit`] then a lease of its own.
 pub async fn submit_and_lease(
-    pool: &PgPool,
-    agent: &Agent,
-    s: &Submission,
-    now: DateTime<Utc>,
+    pool: &PgPool, agent: &Agent, s: &Submission, now: DateTime<Utc>,
 ) -> StoreResult<(ResultAck, Option<Lease>)> {
     let mut conn = pool.acquire().await?;
     let mut ack = None;
@@ -162,10 +156,7 @@ pub async fn submit_and_lease(
 /// Read the part and judge the result on it until the write finds the part
 /// as read (another result or an expiry may change it in between).
 async fn judge_until_written(
-    conn: &mut PgConnection,
-    agent: &Agent,
-    s: &Submission,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, agent: &Agent, s: &Submission, now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
     for _ in 0..MAX_JUDGEMENTS {
         let part = read_part(conn, agent, s).await?;
@@ -188,9 +179,7 @@ fn not_leased(agent: &Agent, s: &Submission) -> StoreError {
 }
 
 async fn read_part(
-    conn: &mut PgConnection,
-    agent: &Agent,
-    s: &Submission,
+    conn: &mut PgConnection, agent: &Agent, s: &Submission,
 ) -> StoreResult<PartRead> {
     let row = sqlx::query(READ_PART)
         .bind(s.part_id)
@@ -215,11 +204,7 @@ async fn read_part(
 /// it is not (judge again on a fresh read). With `lease`, the write also
 /// leases the agent's next part if the result is stored.
 async fn judge_and_write(
-    conn: &mut PgConnection,
-    agent: &Agent,
-    s: &Submission,
-    part: &PartRead,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, agent: &Agent, s: &Submission, part: &PartRead, now: DateTime<Utc>,
     lease: bool,
 ) -> StoreResult<Option<(ResultAck, Leased)>> {
     let name = agent.registration.name.as_str();

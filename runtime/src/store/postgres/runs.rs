@@ -17,9 +17,7 @@ fn not_found(id: i64) -> StoreError {
 
 /// Insert a run in state Created; returns its id.
 pub async fn insert_run(
-    tx: &mut Transaction<'_, Postgres>,
-    run: &NewRun,
-    now: DateTime<Utc>,
+    tx: &mut Transaction<'_, Postgres>, run: &NewRun, now: DateTime<Utc>,
 ) -> StoreResult<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
@@ -65,10 +63,7 @@ pub async fn load_run(conn: &mut PgConnection, id: i64) -> StoreResult<Run> {
 }
 
 pub async fn claim_recurrence(
-    pool: &PgPool,
-    recurrence: &Recurrence,
-    run: &NewRun,
-    now: DateTime<Utc>,
+    pool: &PgPool, recurrence: &Recurrence, run: &NewRun, now: DateTime<Utc>,
 ) -> StoreResult<Option<Run>> {
     let mut tx = pool.begin().await?;
     let claimed =
@@ -89,10 +84,7 @@ pub async fn claim_recurrence(
 }
 
 pub async fn add_parts(
-    pool: &PgPool,
-    run_id: i64,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
+    pool: &PgPool, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let mut tx = pool.begin().await?;
     transition::lock_run(&mut tx, run_id).await?;
@@ -103,10 +95,7 @@ pub async fn add_parts(
 
 /// A run with its parts, split before it was stored, in one transaction.
 pub async fn create_run_with_parts(
-    pool: &PgPool,
-    run: &NewRun,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
+    pool: &PgPool, run: &NewRun, parts: &[NewPart], now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let mut tx = pool.begin().await?;
     let id = insert_run(&mut tx, run, now).await?;
@@ -118,10 +107,7 @@ pub async fn create_run_with_parts(
 /// Store the parts of a Created run inside `tx` (the caller created or
 /// locked the run); the run becomes Waiting (Finished with no parts).
 async fn store_parts(
-    tx: &mut Transaction<'_, Postgres>,
-    run_id: i64,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
+    tx: &mut Transaction<'_, Postgres>, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let run = load_run(tx, run_id).await?;
     run.state.check(Entity::Run, State::Waiting)?;
@@ -180,10 +166,7 @@ async fn store_parts(
 }
 
 pub async fn fail_run(
-    pool: &PgPool,
-    run_id: i64,
-    error: &str,
-    now: DateTime<Utc>,
+    pool: &PgPool, run_id: i64, error: &str, now: DateTime<Utc>,
 ) -> StoreResult<Run> {
     let mut tx = pool.begin().await?;
     transition::lock_run(&mut tx, run_id).await?;
@@ -209,10 +192,7 @@ pub async fn fail_run(
 /// Move every part of `run_id` that may go to `to` (per the transition table)
 /// there; returns how many moved.
 async fn move_all_parts(
-    conn: &mut PgConnection,
-    run_id: i64,
-    from: &[State],
-    to: State,
+    conn: &mut PgConnection, run_id: i64, from: &[State], to: State,
 ) -> StoreResult<u64> {
     if from.is_empty() {
         return Ok(0);

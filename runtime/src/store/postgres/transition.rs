@@ -21,13 +21,8 @@ use crate::store::{StoreError, StoreResult};
 
 /// Write one event.
 pub async fn event(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    entity: &str,
-    entity_id: i64,
-    kind: &str,
-    change: Option<(State, State)>,
-    detail: serde_json::Value,
+    conn: &mut PgConnection, now: DateTime<Utc>, entity: &str, entity_id: i64, kind: &str,
+    change: Option<(State, State)>, detail: serde_json::Value,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO events (at, entity, entity_id, kind, from_state, to_state, detail) \
@@ -48,12 +43,7 @@ pub async fn event(
 /// Move part `part_id` of run `run_id` from `from` to `to`. Fails without
 /// change if the table forbids it or the part is no longer in `from`.
 pub async fn move_part(
-    conn: &mut PgConnection,
-    run_id: i64,
-    part_id: i64,
-    from: State,
-    to: State,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, run_id: i64, part_id: i64, from: State, to: State, now: DateTime<Utc>,
     detail: serde_json::Value,
 ) -> StoreResult<()> {
     from.check(Entity::Part, to)?;
@@ -93,9 +83,7 @@ async fn part_states(conn: &mut PgConnection, run_id: i64) -> StoreResult<PartCo
 /// Let the run's state follow its parts (see [`run_state_from_parts`] and the
 /// module documentation for the locking).
 pub async fn refresh_run(
-    conn: &mut PgConnection,
-    run_id: i64,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, run_id: i64, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let waiting: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM parts WHERE run_id = $1 AND state = 'waiting')",
@@ -127,9 +115,7 @@ pub async fn refresh_run_alone(pool: &PgPool, run_id: i64, now: DateTime<Utc>) -
 /// Waiting -> Running when a part of the run was leased or ended; touches the
 /// run's row only the first time.
 pub async fn start_run(
-    conn: &mut PgConnection,
-    run_id: i64,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, run_id: i64, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let started = sqlx::query(
         "UPDATE runs SET state = 'running' WHERE id = $1 AND state = 'waiting' \
@@ -166,11 +152,7 @@ pub async fn lock_run(conn: &mut PgConnection, run_id: i64) -> StoreResult<State
 
 /// Move run `run_id` from `from` to `to`, checked against the table.
 pub async fn move_run(
-    conn: &mut PgConnection,
-    run_id: i64,
-    from: State,
-    to: State,
-    now: DateTime<Utc>,
+    conn: &mut PgConnection, run_id: i64, from: State, to: State, now: DateTime<Utc>,
     detail: serde_json::Value,
 ) -> StoreResult<()> {
     from.check(Entity::Run, to)?;

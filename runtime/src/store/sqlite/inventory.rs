@@ -9,17 +9,6 @@ use super::writer::ops;
 use crate::inventory::store::{IngestReport, InventoryStore, ProcessedResult};
 use crate::store::StoreResult;
 
-mod reads {
-    crate::store::inventory_reads::inventory_reads!(
-        super::SqliteStore,
-        reader,
-        sqlx::SqlitePool,
-        sqlx::sqlite::SqliteRow,
-        // The words of the partial index `results_to_process`.
-        "x.processing IS NULL AND x.applied = 1 AND x.status = 'finished'"
-    );
-}
-
 #[async_trait]
 impl InventoryStore for SqliteStore {
     async fn ingest(&self, processed: Vec<ProcessedResult>) -> StoreResult<IngestReport> {

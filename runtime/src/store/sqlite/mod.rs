@@ -12,6 +12,7 @@
 //!   open (the schema version is SQLite's `user_version`).
 
 mod inventory;
+mod inventory_reads;
 mod reads;
 mod rows;
 mod writer;
@@ -115,10 +116,7 @@ impl Store for SqliteStore {
     }
 
     async fn register_agent(
-        &self,
-        registration: &AgentRegistration,
-        token_hash: &str,
-        now: DateTime<Utc>,
+        &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent> {
         let (registration, token_hash) = (registration.clone(), token_hash.to_owned());
         self.writer
@@ -132,10 +130,7 @@ impl Store for SqliteStore {
         self.existing_task(id).await
     }
     async fn update_task(
-        &self,
-        id: i64,
-        task: &TaskWrite,
-        now: DateTime<Utc>,
+        &self, id: i64, task: &TaskWrite, now: DateTime<Utc>,
     ) -> StoreResult<Task> {
         let task = task.clone();
         self.writer.write(move |conn| ops::catalog::update_task(conn, id, &task, now)).await?;
@@ -148,10 +143,7 @@ impl Store for SqliteStore {
         self.existing_run(id).await
     }
     async fn claim_recurrence(
-        &self,
-        recurrence: &Recurrence,
-        run: &NewRun,
-        now: DateTime<Utc>,
+        &self, recurrence: &Recurrence, run: &NewRun, now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         let (recurrence, run) = (recurrence.clone(), run.clone());
         let claimed = self
@@ -164,30 +156,21 @@ impl Store for SqliteStore {
         }
     }
     async fn set_next_run(
-        &self,
-        task_id: i64,
-        expected: Option<DateTime<Utc>>,
-        next: Option<DateTime<Utc>>,
+        &self, task_id: i64, expected: Option<DateTime<Utc>>, next: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
         self.writer
             .write(move |conn| ops::catalog::set_next_run(conn, task_id, expected, next))
             .await
     }
     async fn add_parts(
-        &self,
-        run_id: i64,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run> {
         let parts = parts.to_vec();
         self.writer.write(move |conn| ops::runs::store_parts(conn, run_id, &parts, now)).await?;
         self.existing_run(run_id).await
     }
     async fn create_run_with_parts(
-        &self,
-        run: &NewRun,
-        parts: &[NewPart],
-        now: DateTime<Utc>,
+        &self, run: &NewRun, parts: &[NewPart], now: DateTime<Utc>,
     ) -> StoreResult<Run> {
         let (run, parts) = (run.clone(), parts.to_vec());
         let id = self
@@ -206,36 +189,24 @@ impl Store for SqliteStore {
         self.writer.lease(agent, now).await
     }
     async fn heartbeat(
-        &self,
-        agent: &Agent,
-        held: &[LeaseRef],
-        now: DateTime<Utc>,
+        &self, agent: &Agent, held: &[LeaseRef], now: DateTime<Utc>,
     ) -> StoreResult<HeartbeatAck> {
         let (agent, held) = (agent.clone(), held.to_vec());
         self.writer.write(move |conn| ops::agents::heartbeat(conn, &agent, &held, now)).await
     }
     async fn progress(
-        &self,
-        agent: &Agent,
-        report: &ProgressReport,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, report: &ProgressReport, now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (agent, report) = (agent.clone(), *report);
         self.writer.write(move |conn| ops::agents::progress(conn, &agent, &report, now)).await
     }
     async fn submit(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
         self.writer.submit(agent, result, now).await
     }
     async fn submit_and_lease(
-        &self,
-        agent: &Agent,
-        result: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, result: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<(ResultAck, Option<Lease>)> {
         self.writer.submit_and_lease(agent, result, now).await
     }

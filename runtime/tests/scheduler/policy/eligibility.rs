@@ -289,11 +289,7 @@ async fn eligibility_row(backend: Backend, case: &Eligibility) -> Vec<String> {
 /// Run `case` through the Rust rule and through the store asked by `ask`,
 /// with runs of its own; the disagreements found.
 async fn eligibility_case(
-    h: &Harness,
-    me: &Agent,
-    backend: Backend,
-    case: &Eligibility,
-    ask: Ask,
+    h: &Harness, me: &Agent, backend: Backend, case: &Eligibility, ask: Ask,
 ) -> Vec<String> {
     let name = case.name;
     // Asked with a result: first a part of another run to report on, which

@@ -479,11 +479,7 @@ async fn fencing_row(backend: Backend, case: &Fencing) -> Vec<String> {
 /// Run `case` through the store sent as `via`, with a run of its own; the
 /// disagreements found.
 async fn fencing_case(
-    h: &Harness,
-    [a, b, c]: &[Agent; 3],
-    backend: Backend,
-    case: &Fencing,
-    via: Via,
+    h: &Harness, [a, b, c]: &[Agent; 3], backend: Backend, case: &Fencing, via: Via,
 ) -> Vec<String> {
     let name = case.name;
     let mut spec = h.spec(&format!("job-{via:?}"), Harness::labels(1));

@@ -144,8 +144,7 @@ impl Batch {
     /// An operation's answer, unless a savepoint failed: then the batch is
     /// broken.
     fn unless_broken(
-        &mut self,
-        answer: rusqlite::Result<StoreResult<Answer>>,
+        &mut self, answer: rusqlite::Result<StoreResult<Answer>>,
     ) -> StoreResult<Answer> {
         answer.unwrap_or_else(|error| {
             self.broken = Some(error);
@@ -190,9 +189,7 @@ fn not_applied() -> StoreError {
 /// A lease, then the agent marked seen (once per operation, with its first
 /// step, and not if that step is refused).
 fn lease_step(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    now: chrono::DateTime<chrono::Utc>,
+    conn: &WriterConn<'_>, agent: &Agent, now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<Option<crate::scheduler::Lease>> {
     let lease = lease::lease(conn, agent, now)?;
     lease::touch_agent(conn, agent, now)?;
@@ -201,9 +198,7 @@ fn lease_step(
 
 /// A result, then the agent marked seen (see [`lease_step`]).
 fn submit_step(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    submission: &Submission,
+    conn: &WriterConn<'_>, agent: &Agent, submission: &Submission,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<crate::scheduler::ResultAck> {
     let ack = submit::submit(conn, agent, submission, now)?;
@@ -240,9 +235,7 @@ fn apply_directly(conn: &WriterConn<'_>, op: &Op, lease_wanted: bool) -> StoreRe
 /// succeeds, rolled back alone if it fails; a failed lease after a result
 /// does not undo the result. The outer error: a savepoint itself failed.
 fn apply_isolated(
-    conn: &WriterConn<'_>,
-    op: &Op,
-    lease_wanted: bool,
+    conn: &WriterConn<'_>, op: &Op, lease_wanted: bool,
 ) -> rusqlite::Result<StoreResult<Answer>> {
     Ok(match op {
         Op::Lease { .. } if !lease_wanted => Ok(Answer::Lease(None)),
@@ -282,8 +275,7 @@ fn apply_isolated(
 /// fails or panics (a panic must not end the writer thread, or every later
 /// lease and result would fail).
 fn in_savepoint<T>(
-    conn: &WriterConn<'_>,
-    step: impl FnOnce() -> StoreResult<T>,
+    conn: &WriterConn<'_>, step: impl FnOnce() -> StoreResult<T>,
 ) -> rusqlite::Result<StoreResult<T>> {
     conn.control(Hot::Savepoint)?;
     let counted = conn.counts.save();

@@ -206,10 +206,7 @@ impl Writer {
 
     /// [`ops::submit::submit`] in the next batch.
     pub async fn submit(
-        &self,
-        agent: &Agent,
-        submission: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, submission: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<ResultAck> {
         let op = Op::Submit { agent: agent.clone(), submission: submission.clone(), now };
         match self.call(op).await? {
@@ -222,10 +219,7 @@ impl Writer {
     /// operation, so both share a batch and its flush, and a result that is
     /// refused leases nothing.
     pub async fn submit_and_lease(
-        &self,
-        agent: &Agent,
-        submission: &Submission,
-        now: DateTime<Utc>,
+        &self, agent: &Agent, submission: &Submission, now: DateTime<Utc>,
     ) -> StoreResult<(ResultAck, Option<Lease>)> {
         let op = Op::SubmitAndLease { agent: agent.clone(), submission: submission.clone(), now };
         match self.call(op).await? {
@@ -239,8 +233,7 @@ impl Writer {
     /// Run `write` on the writer connection in the next batch, in a
     /// savepoint of its own, and answer once it is on disk.
     pub async fn write<T: Send + 'static>(
-        &self,
-        write: impl FnOnce(&WriterConn<'_>) -> StoreResult<T> + Send + 'static,
+        &self, write: impl FnOnce(&WriterConn<'_>) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let op = Op::Write(WriteFn(Box::new(move |conn| {
             write(conn).map(|value| Box::new(value) as AnyValue)
@@ -274,9 +267,7 @@ fn closed() -> StoreError {
 /// The writer thread: apply operations as they arrive into an open
 /// transaction, and commit it when [`CommitPace`] says so (or it is full).
 fn write_batches(
-    conn: Connection,
-    mut pending: mpsc::UnboundedReceiver<Message>,
-    wal_sync: WalSync,
+    conn: Connection, mut pending: mpsc::UnboundedReceiver<Message>, wal_sync: WalSync,
 ) {
     let writer = WriterConn::new(&conn);
     let mut open: Option<Batch> = None;
@@ -355,7 +346,7 @@ mod tests {
         // Applied again: nothing to do.
         migrate(&mut conn, &path).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2, "0001_init and 0002_inventory");
 
         let old = dir.path().join("old.db");
         let mut conn = Connection::open(&old).unwrap();

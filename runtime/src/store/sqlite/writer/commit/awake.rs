@@ -29,9 +29,7 @@ impl AwakeWait {
     /// Wait for `poll` on `queue` to be ready: awake for up to the window if
     /// the last wait was shorter than it, then asleep in `park` until woken.
     pub fn wait<Q, T>(
-        &mut self,
-        queue: &mut Q,
-        mut poll: impl FnMut(&mut Q) -> Poll<T>,
+        &mut self, queue: &mut Q, mut poll: impl FnMut(&mut Q) -> Poll<T>,
         park: impl FnOnce(&mut Q) -> T,
     ) -> T {
         let started = Instant::now();

@@ -66,8 +66,7 @@ impl WalSync {
     /// it calls `flushed` as each flush ends, before that flush's callers
     /// are answered, with what the flush covered.
     pub fn start(
-        database: &std::path::Path,
-        flushed: impl Fn(FlushEnded) + Send + 'static,
+        database: &std::path::Path, flushed: impl Fn(FlushEnded) + Send + 'static,
     ) -> io::Result<Self> {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");

@@ -13,10 +13,7 @@ use crate::store::{StoreError, StoreResult, ms};
 
 /// Fail run `run_id`, still waiting for its split, with `error`.
 pub fn fail_run(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    error: &str,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, run_id: i64, error: &str, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let run = transition::read_run(conn, run_id)?;
     if run.state != State::Created {
@@ -33,10 +30,7 @@ pub fn fail_run(
 
 /// Move every part of `run_id` in one of `from` to `to`; how many moved.
 fn move_all_parts(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    from: &[State],
-    to: State,
+    conn: &WriterConn<'_>, run_id: i64, from: &[State], to: State,
 ) -> StoreResult<usize> {
     if from.is_empty() {
         return Ok(0);

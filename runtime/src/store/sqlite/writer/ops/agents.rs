@@ -16,10 +16,7 @@ use crate::store::{StoreError, StoreResult, ms};
 /// Register `reg` (or register it again, under the same name, with a new
 /// token); its networks are stored as address spans for leasing.
 pub fn register_agent(
-    conn: &WriterConn<'_>,
-    reg: &AgentRegistration,
-    token_hash: &str,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, reg: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
 ) -> StoreResult<Agent> {
     let networks = serde_json::to_string(&reg.networks).expect("networks serialize");
     let plugins = serde_json::to_string(&reg.plugins).expect("plugin names serialize");
@@ -84,9 +81,7 @@ fn lease_state(conn: &WriterConn<'_>, part_id: i64) -> StoreResult<Option<LeaseS
 
 /// Whether `agent` holds `lease` on a part found as `state`, `attempt`, `owner`.
 fn holds(
-    (state, attempt, owner): (State, u32, &Option<String>),
-    agent: &Agent,
-    lease: LeaseRef,
+    (state, attempt, owner): (State, u32, &Option<String>), agent: &Agent, lease: LeaseRef,
 ) -> bool {
     state == State::Running
         && attempt == lease.attempt
@@ -96,10 +91,7 @@ fn holds(
 /// Extend the leases `agent` still holds by their run's lease length; the
 /// others are revoked (the agent stops their work).
 pub fn heartbeat(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    held: &[LeaseRef],
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, agent: &Agent, held: &[LeaseRef], now: DateTime<Utc>,
 ) -> StoreResult<HeartbeatAck> {
     touch_agent(conn, agent, now)?;
     let mut ack = HeartbeatAck::default();
@@ -120,10 +112,7 @@ pub fn heartbeat(
 
 /// Record the progress `agent` reports on a part it holds.
 pub fn progress(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    report: &ProgressReport,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, agent: &Agent, report: &ProgressReport, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let (lease, (done, total)) = (report.lease_ref(), report.stored());
     touch_agent(conn, agent, now)?;

@@ -60,9 +60,7 @@ fn name_taken(spec: &TaskSpec) -> impl FnOnce(rusqlite::Error) -> StoreError + '
 
 /// Create a task; its id.
 pub fn create_task(
-    conn: &WriterConn<'_>,
-    task: &TaskWrite,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, task: &TaskWrite, now: DateTime<Utc>,
 ) -> StoreResult<i64> {
     let spec = &task.spec;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
@@ -83,10 +81,7 @@ pub fn create_task(
 
 /// Change task `id`'s definition (and its secrets, when given).
 pub fn update_task(
-    conn: &WriterConn<'_>,
-    id: i64,
-    task: &TaskWrite,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, id: i64, task: &TaskWrite, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let spec = &task.spec;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
@@ -113,9 +108,7 @@ pub fn update_task(
 /// Move task `task_id`'s next run from `expected` to `next`; whether it was
 /// still `expected` (else another daemon or sweep moved it first).
 pub fn set_next_run(
-    conn: &WriterConn<'_>,
-    task_id: i64,
-    expected: Option<DateTime<Utc>>,
+    conn: &WriterConn<'_>, task_id: i64, expected: Option<DateTime<Utc>>,
     next: Option<DateTime<Utc>>,
 ) -> StoreResult<bool> {
     let changed = conn

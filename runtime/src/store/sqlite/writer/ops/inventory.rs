@@ -93,9 +93,7 @@ fn load_asset(conn: &WriterConn<'_>, id: AssetId) -> StoreResult<AssetState> {
 
 /// The (text, `T`) rows of `query` for asset `id`.
 fn pairs<T: rusqlite::types::FromSql>(
-    conn: &WriterConn<'_>,
-    query: &str,
-    id: AssetId,
+    conn: &WriterConn<'_>, query: &str, id: AssetId,
 ) -> StoreResult<Vec<(String, T)>> {
     let mut statement = conn.prepare_cached(query)?;
     let rows = statement.query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))?;

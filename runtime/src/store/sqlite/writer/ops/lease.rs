@@ -49,9 +49,7 @@ struct Found {
 /// Lease the best part `agent` may take, inside the batch's transaction
 /// (the caller marks the agent seen: once per operation).
 pub fn lease(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, agent: &Agent, now: DateTime<Utc>,
 ) -> StoreResult<Option<Lease>> {
     let name = &agent.registration.name;
     let accepts = |plugin: &str| {

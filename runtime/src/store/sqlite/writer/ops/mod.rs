@@ -14,12 +14,12 @@
 pub(in crate::store::sqlite) mod admin;
 pub(in crate::store::sqlite) mod agents;
 pub(in crate::store::sqlite) mod catalog;
-pub(in crate::store::sqlite) mod counts;
+mod counts;
 pub(in crate::store::sqlite) mod expiry;
 pub(in crate::store::sqlite) mod inventory;
 pub(in crate::store::sqlite) mod lease;
 pub(in crate::store::sqlite) mod runs;
-pub(in crate::store::sqlite) mod snapshots;
+mod snapshots;
 pub(in crate::store::sqlite) mod statements;
 pub(in crate::store::sqlite) mod submit;
 pub(in crate::store::sqlite) mod transition;

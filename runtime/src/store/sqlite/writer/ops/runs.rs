@@ -52,10 +52,7 @@ pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> St
 
 /// A run and its parts, split before it was stored; returns its id.
 pub fn create_run_with_parts(
-    conn: &WriterConn<'_>,
-    run: &NewRun,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, run: &NewRun, parts: &[NewPart], now: DateTime<Utc>,
 ) -> StoreResult<i64> {
     let id = insert_run(conn, run, now)?;
     store_parts(conn, id, parts, now)?;
@@ -66,10 +63,7 @@ pub fn create_run_with_parts(
 /// time: one daemon wins each occurrence) and insert its run; the run's id,
 /// or `None` if the occurrence was claimed already.
 pub fn claim_recurrence(
-    conn: &WriterConn<'_>,
-    recurrence: &Recurrence,
-    run: &NewRun,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, recurrence: &Recurrence, run: &NewRun, now: DateTime<Utc>,
 ) -> StoreResult<Option<i64>> {
     let claimed = conn
         .prepare_cached("UPDATE tasks SET next_run_at = ?1 WHERE id = ?2 AND next_run_at = ?3")?
@@ -83,10 +77,7 @@ pub fn claim_recurrence(
 /// Store the parts of Created run `run_id`; the run becomes Waiting
 /// (Finished with no parts).
 pub fn store_parts(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    parts: &[NewPart],
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, run_id: i64, parts: &[NewPart], now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let (state, spec, rank) = conn
         .prepare_cached("SELECT state, spec, rank FROM runs WHERE id = ?1")?

@@ -51,8 +51,7 @@ impl Snapshots {
 }
 
 pub(in crate::store::sqlite) fn parse<T: serde::de::DeserializeOwned>(
-    column: &str,
-    text: &str,
+    column: &str, text: &str,
 ) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }

@@ -29,11 +29,7 @@ struct Target {
 }
 
 fn insert_result(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    agent: &Agent,
-    s: &Submission,
-    applied: bool,
+    conn: &WriterConn<'_>, run_id: i64, agent: &Agent, s: &Submission, applied: bool,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
     let json = |v: &[serde_json::Value]| serde_json::to_string(v).expect("JSON serializes");
@@ -56,11 +52,7 @@ fn insert_result(
 }
 
 fn end_lease(
-    conn: &WriterConn<'_>,
-    part_id: i64,
-    attempt: u32,
-    reason: &str,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, part_id: i64, attempt: u32, reason: &str, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     conn.prepared(Hot::EndLease)?.execute(params![ms(now), reason, part_id, i64::from(attempt)])?;
     Ok(())
@@ -69,10 +61,7 @@ fn end_lease(
 /// Apply a result under the fencing rule, inside the batch's transaction
 /// (the caller marks the agent seen: once per operation).
 pub fn submit(
-    conn: &WriterConn<'_>,
-    agent: &Agent,
-    s: &Submission,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, agent: &Agent, s: &Submission, now: DateTime<Utc>,
 ) -> StoreResult<ResultAck> {
     let name = agent.registration.name.as_str();
     let not_leased = || StoreError::NotLeased {

@@ -56,12 +56,8 @@ pub struct PartDetail<'a> {
 
 /// Write one event: `kind` is `state` for a state change.
 pub fn event(
-    conn: &WriterConn<'_>,
-    now: DateTime<Utc>,
-    (entity, entity_id): (&str, i64),
-    kind: &str,
-    change: Option<(State, State)>,
-    detail: &impl serde::Serialize,
+    conn: &WriterConn<'_>, now: DateTime<Utc>, (entity, entity_id): (&str, i64), kind: &str,
+    change: Option<(State, State)>, detail: &impl serde::Serialize,
 ) -> StoreResult<()> {
     conn.prepared(Hot::InsertEvent)?.execute(params![
         ms(now),
@@ -92,9 +88,7 @@ impl RunBefore {
     /// Run `id` from its state and stored counters as read by
     /// [`run_state_at`], with the batch's changes not yet written.
     pub fn new(
-        conn: &WriterConn<'_>,
-        id: i64,
-        (state, stored): (String, PartCounts),
+        conn: &WriterConn<'_>, id: i64, (state, stored): (String, PartCounts),
     ) -> StoreResult<Self> {
         Ok(Self {
             id,
@@ -125,14 +119,8 @@ fn with_deltas(counts: &PartCounts, [w, r, s, f, x, c]: Deltas) -> PartCounts {
 /// is written.
 #[allow(clippy::too_many_arguments)]
 pub fn move_part_with(
-    conn: &WriterConn<'_>,
-    update: Hot,
-    update_params: &[&dyn ToSql],
-    run: &RunBefore,
-    part_id: i64,
-    (from, to): (State, State),
-    now: DateTime<Utc>,
-    detail: &impl serde::Serialize,
+    conn: &WriterConn<'_>, update: Hot, update_params: &[&dyn ToSql], run: &RunBefore,
+    part_id: i64, (from, to): (State, State), now: DateTime<Utc>, detail: &impl serde::Serialize,
 ) -> StoreResult<()> {
     from.check(Entity::Part, to)?;
     let moved = conn.prepared(update)?.execute(update_params)?;
@@ -149,11 +137,7 @@ pub fn move_part_with(
 /// Let run `run_id`, in state `current` with these part counters, follow
 /// its parts ([`run_state_from_parts`]).
 fn follow_parts(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    current: State,
-    counts: &PartCounts,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, run_id: i64, current: State, counts: &PartCounts, now: DateTime<Utc>,
 ) -> StoreResult<()> {
     match run_state_from_parts(current, counts) {
         Some(next) => move_run(conn, run_id, current, next, now, &serde_json::json!({})),
@@ -218,8 +202,7 @@ pub fn parse_state(state: &str) -> StoreResult<State> {
 /// n_running, n_suspended, n_finished, n_failed, n_canceled` (those of
 /// `READ_RUN_STATE`) of `row`, the first at `first`.
 pub fn run_state_at(
-    row: &rusqlite::Row<'_>,
-    first: usize,
+    row: &rusqlite::Row<'_>, first: usize,
 ) -> rusqlite::Result<(String, PartCounts)> {
     let n = |i: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, i64>(first + i)?.max(0) as u64) };
     Ok((
@@ -237,11 +220,7 @@ pub fn run_state_at(
 
 /// Move run `run_id` from `from` to `to`, checked against the table.
 pub fn move_run(
-    conn: &WriterConn<'_>,
-    run_id: i64,
-    from: State,
-    to: State,
-    now: DateTime<Utc>,
+    conn: &WriterConn<'_>, run_id: i64, from: State, to: State, now: DateTime<Utc>,
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
     from.check(Entity::Run, to)?;
