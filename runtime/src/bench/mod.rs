@@ -4,6 +4,7 @@
 
 pub mod e2e;
 pub mod engine;
+pub mod inventory;
 pub mod scheduler;
 
 /// The `q` quantile (0..=1) of `samples` by nearest rank, to one decimal

@@ -98,7 +98,7 @@ impl Default for SchedulerBenchPlan {
 }
 
 /// Splits a run into `params.parts` parts, one address each (10.0.0.0 up).
-struct CountSplitter;
+pub(super) struct CountSplitter;
 
 #[async_trait]
 impl Splitter for CountSplitter {

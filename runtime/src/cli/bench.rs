@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use jobstack::bench::e2e::E2eBenchPlan;
 use jobstack::bench::engine::EngineBenchPlan;
+use jobstack::bench::inventory::InventoryBenchPlan;
 use jobstack::bench::scheduler::SchedulerBenchPlan;
 
 /// Benchmarks.
@@ -44,6 +45,20 @@ pub enum BenchCommand {
         /// Waiting parts of the large latency figure.
         #[arg(long, default_value_t = 1_000_000)]
         large_parts: usize,
+    },
+    /// Measure the inventory on a store: observations merged per second, and
+    /// listings by a network and an attribute among 100,000 assets.
+    Inventory {
+        /// Print one JSON object (otherwise a readable listing).
+        #[arg(long)]
+        json: bool,
+        /// A PostgreSQL server (postgres://...): the bench works in a scratch
+        /// database it creates and drops. SQLite in a temporary file when absent.
+        #[arg(long)]
+        database: Option<String>,
+        /// Hosts observed (twice each).
+        #[arg(long, default_value_t = 100_000)]
+        assets: usize,
     },
     /// Measure the whole system from outside: daemons (this binary) on
     /// loopback ports, agents over HTTP; lease + result throughput and
@@ -93,6 +108,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 ..SchedulerBenchPlan::default()
             };
             let report = jobstack::bench::scheduler::run(&plan).await?;
+            print(json, &report)
+        }
+        BenchCommand::Inventory { json, database, assets } => {
+            let plan = InventoryBenchPlan { database, assets, ..InventoryBenchPlan::default() };
+            let report = jobstack::bench::inventory::run(&plan).await?;
             print(json, &report)
         }
         BenchCommand::E2e {

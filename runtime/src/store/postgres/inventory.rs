@@ -4,19 +4,19 @@
 //! several daemons never run at once, so keys stay unique per family and new
 //! asset ids are free.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::{Executor, PgConnection, Postgres, Row, Transaction};
 
 use super::PostgresStore;
 use crate::inventory::keys::Key;
-use crate::inventory::merge::{AssetId, AssetState, Book};
+use crate::inventory::merge::{AssetState, Book};
 use crate::inventory::store::{IngestReport, InventoryStore, Processed, ProcessedResult};
 use crate::inventory::sweep::{self, Sighting};
 use crate::scheduler::targeting::parse_target;
-use crate::store::inventory_sql::{self as sql, MERGE_LOCK, Stmt, parse_targets};
+use crate::store::inventory_sql::{self as sql, Bind, MERGE_LOCK, Stmt, parse_targets};
 use crate::store::{StoreError, StoreResult, ms};
 
 #[async_trait]
@@ -118,59 +118,132 @@ async fn locked(store: &PostgresStore) -> StoreResult<Transaction<'static, Postg
     Ok(tx)
 }
 
-/// The stored assets holding any of `keys`.
+/// The stored assets holding any of `keys`: five round trips whatever their
+/// number (arrays; SQLite's writer reads them one by one, in process).
 async fn load(
     conn: &mut PgConnection, keys: &BTreeSet<(String, Key)>,
 ) -> StoreResult<Vec<AssetState>> {
-    let mut ids = BTreeSet::new();
+    let mut columns: [Vec<&str>; 3] = Default::default();
     for (family, key) in keys {
-        let found: Option<i64> = sqlx::query_scalar(sql::KEY_OWNER)
-            .bind(family)
-            .bind(key.name.as_str())
-            .bind(&key.value)
-            .fetch_optional(&mut *conn)
+        columns[0].push(family);
+        columns[1].push(key.name.as_str());
+        columns[2].push(&key.value);
+    }
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT k.asset_id FROM asset_keys k \
+         JOIN UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS w (family, name, value) \
+         ON k.family = w.family AND k.name = w.name AND k.value = w.value",
+    )
+    .bind(&columns[0])
+    .bind(&columns[1])
+    .bind(&columns[2])
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut assets: BTreeMap<i64, AssetState> = BTreeMap::new();
+    let rows = sqlx::query("SELECT id, kind, name, disappeared_at FROM assets WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows {
+        let id: i64 = row.try_get(0)?;
+        let disappeared: Option<i64> = row.try_get(3)?;
+        let (kind, name) = (row.try_get(1)?, row.try_get(2)?);
+        let asset =
+            AssetState { id, kind, name, disappeared: disappeared.is_some(), ..Default::default() };
+        assets.insert(id, asset);
+    }
+    let of = |table: &str| format!("SELECT asset_id, {table} WHERE asset_id = ANY($1)");
+    let keys: Vec<(i64, String, String)> =
+        sqlx::query_as(&of("name, value FROM asset_keys")).bind(&ids).fetch_all(&mut *conn).await?;
+    for (id, name, value) in keys {
+        let key = Key::new(&name, &value).map_err(StoreError::Corrupt)?;
+        if let Some(asset) = assets.get_mut(&id) {
+            asset.keys.extend(key);
+        }
+    }
+    let attributes: Vec<(i64, String, String)> =
+        sqlx::query_as(&of("name, value FROM asset_attributes"))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
             .await?;
-        ids.extend(found);
-    }
-    let mut assets = Vec::with_capacity(ids.len());
-    for id in ids {
-        assets.push(load_asset(conn, id).await?);
-    }
-    Ok(assets)
-}
-
-async fn load_asset(conn: &mut PgConnection, id: AssetId) -> StoreResult<AssetState> {
-    let row = sqlx::query(sql::ASSET_ROW).bind(id).fetch_one(&mut *conn).await?;
-    let disappeared: Option<i64> = row.try_get(2)?;
-    let mut asset = AssetState {
-        id,
-        kind: row.try_get(0)?,
-        name: row.try_get(1)?,
-        disappeared: disappeared.is_some(),
-        ..Default::default()
-    };
-    let keys: Vec<(String, String)> =
-        sqlx::query_as(sql::ASSET_KEYS).bind(id).fetch_all(&mut *conn).await?;
-    for (name, value) in keys {
-        asset.keys.extend(Key::new(&name, &value).map_err(StoreError::Corrupt)?);
-    }
-    let attributes: Vec<(String, String)> =
-        sqlx::query_as(sql::ASSET_ATTRIBUTES).bind(id).fetch_all(&mut *conn).await?;
-    for (name, text) in attributes {
+    for (id, name, text) in attributes {
         let value = serde_json::from_str(&text)
             .map_err(|e| StoreError::Corrupt(format!("asset_attributes.value: {e}")))?;
-        asset.attributes.insert(name, value);
+        if let Some(asset) = assets.get_mut(&id) {
+            asset.attributes.insert(name, value);
+        }
     }
-    let relations: Vec<(String, i64)> =
-        sqlx::query_as(sql::ASSET_RELATIONS).bind(id).fetch_all(&mut *conn).await?;
-    asset.relations.extend(relations);
-    Ok(asset)
+    let relations: Vec<(i64, String, i64)> =
+        sqlx::query_as(&of("relation, to_id FROM asset_relations"))
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    for (id, relation, to) in relations {
+        if let Some(asset) = assets.get_mut(&id) {
+            asset.relations.insert(relation, to);
+        }
+    }
+    Ok(assets.into_values().collect())
 }
 
-/// Run `statements` in order.
+/// Run `statements` in order, in one round trip: their values are written
+/// into the text as literals ([`literal`]), since a prepared statement is one
+/// message each.
 async fn run(conn: &mut PgConnection, statements: &[Stmt]) -> StoreResult<()> {
-    for s in statements {
-        super::inventory_reads::bound(s.sql, &s.binds).execute(&mut *conn).await?;
+    if statements.is_empty() {
+        return Ok(());
     }
+    // The quoting below relies on it (the default since PostgreSQL 9.1).
+    let mut script = String::from("SET LOCAL standard_conforming_strings = on;\n");
+    for s in statements {
+        script.push_str(&inline(s.sql, &s.binds));
+        script.push_str(";\n");
+    }
+    conn.execute(sqlx::raw_sql(&script)).await?;
     Ok(())
+}
+
+/// `sql` with each `$n` replaced by the literal of `binds[n - 1]`.
+fn inline(sql: &str, binds: &[Bind]) -> String {
+    let mut out = String::with_capacity(sql.len() + binds.len() * 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = rest[at + 1..at + 1 + digits].parse().expect("placeholders are $n");
+        out.push_str(&literal(&binds[n - 1]));
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as an SQL literal: numbers as they are, text in single quotes with
+/// each quote doubled (all that standard-conforming strings need).
+fn literal(bind: &Bind) -> String {
+    let text = |t: &str| format!("'{}'", t.replace('\'', "''"));
+    match bind {
+        Bind::Int(i) | Bind::MaybeInt(Some(i)) => i.to_string(),
+        Bind::Text(t) | Bind::MaybeText(Some(t)) => text(t),
+        Bind::MaybeInt(None) | Bind::MaybeText(None) => "NULL".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_inlined_as_literals_with_quotes_doubled() {
+        let binds = [
+            Bind::Int(7),
+            Bind::Text(r"it's $1 \ 'quoted'".into()),
+            Bind::MaybeText(None),
+            Bind::MaybeInt(Some(-2)),
+        ];
+        assert_eq!(
+            inline("INSERT INTO t VALUES ($1, $2, $3, $4, $1)", &binds),
+            r"INSERT INTO t VALUES (7, 'it''s $1 \ ''quoted''', NULL, -2, 7)"
+        );
+    }
 }

@@ -42,6 +42,7 @@ pub use scratch::{ScratchDatabase, with_database};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Executor, PgConnection, PgPool};
 use std::str::FromStr;
@@ -118,7 +119,11 @@ impl PostgresStore {
 
     /// Connect to `url` with `settings` and migrate the database.
     pub async fn connect_with(url: &str, settings: &PgSettings) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("jobstack");
+        // No slow-statement warnings: an inventory merge is one long script
+        // sent at once (store/postgres/inventory.rs), which sqlx would log whole.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("jobstack")
+            .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
