@@ -274,7 +274,7 @@ async fn stage_maps_records_to_observations_in_the_sandbox() {
     let observations = engine.stage(&steps, &records, "a", &[]).await.unwrap();
     assert_eq!(observations.len(), 1, "only the record that asks to be observed");
     let observation: serde_json::Value = serde_json::from_str(&observations[0]).unwrap();
-    assert_eq!(observation["keys"]["step"], "t#3");
+    assert_eq!(observation["keys"]["step"], "t#3.0");
 }
 
 #[tokio::test]
