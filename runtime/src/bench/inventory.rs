@@ -72,7 +72,7 @@ impl Default for InventoryBenchPlan {
 /// passes; every tenth host has 443 open).
 fn host(i: usize, pass: usize) -> String {
     let ip = std::net::Ipv4Addr::from(0x0a00_0000u32 + i as u32);
-    let ports: Vec<u16> = if i % 10 == 0 { vec![22, 443] } else { vec![22] };
+    let ports: Vec<u16> = if i.is_multiple_of(10) { vec![22, 443] } else { vec![22] };
     let ports: Vec<u16> = if pass == 0 { ports } else { ports.into_iter().chain([8080]).collect() };
     serde_json::json!({"kind": "host", "name": format!("host-{i}"), "keys": {"ip": ip.to_string()},
                        "attributes": {"tcp_open": ports, "os": "linux"}})
