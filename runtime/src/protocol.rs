@@ -44,6 +44,7 @@
 //! | `GET /api/v1/assets/{id}` | | [`AssetDetail`] |
 //! | `GET /api/v1/assets/{id}/glpi` | | GLPI's native inventory document |
 //! | `GET /api/v1/changes?asset=&run=&since=&after=&limit=` | | [`ChangePage`] |
+//! | `GET /api/v1/changes/stream?after={id}` | | server-sent events, one [`Change`] each |
 //! | `GET /api/v1/agents` | | `[Agent]` |
 //! | `GET /api/v1/events?after={id}` | | server-sent events, one [`Event`] each |
 //!

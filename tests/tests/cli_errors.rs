@@ -9,13 +9,18 @@ fn run_err(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
-fn inspect_prints_manifest_sha256_and_size() {
+fn inspect_prints_manifest_sha256_size_and_contract() {
     let wasm = plugin_wasm("fixture-emitter");
     let run = jobstack_e2e::jobstack(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert_eq!(run.code, Some(0));
     assert_eq!(run.json["manifest"]["name"], "fixture-emitter");
     assert_eq!(run.json["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(run.json["size"].as_u64().unwrap(), std::fs::metadata(&wasm).unwrap().len());
+    assert_eq!(run.json["contract"], "0.2.0");
+    // A plugin built against the first contract says so, and still loads.
+    let legacy = plugin_wasm("fixture-trivial");
+    let run = jobstack_e2e::jobstack(&["plugin", "inspect", legacy.to_str().unwrap()]);
+    assert_eq!((run.code, run.json["contract"].as_str()), (Some(0), Some("0.1.0")));
 }
 
 #[test]

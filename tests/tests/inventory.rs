@@ -195,6 +195,24 @@ fn discovery_snmp_and_esx_feed_one_inventory_and_its_changes() {
     let total = assets(&daemon, "").len();
     assert_eq!(total, 3 + all_interfaces.len() + hypervisors.len() + vms.len());
 
+    // The changes feed as server-sent events, from the first change on.
+    let first: Vec<i64> =
+        changes_after(&daemon, 0).iter().take(3).map(|c| c["id"].as_i64().unwrap()).collect();
+    let stream = ureq::get(&format!("{}/api/v1/changes/stream?after=0", daemon.url))
+        .set("Authorization", &format!("Bearer {}", jobstack_e2e::daemon::ADMIN_TOKEN))
+        .call()
+        .unwrap();
+    let mut ids = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stream.into_reader())) {
+        if let Some(id) = line.unwrap().strip_prefix("id:") {
+            ids.push(id.trim().parse::<i64>().unwrap());
+            if ids.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(ids, first, "the stream sends the changes in order, with their ids");
+
     // The GLPI export: one document per device, hypervisor and discovered
     // host, each valid against GLPI's schema.
     let out = tempfile::tempdir().unwrap();

@@ -283,3 +283,65 @@ fn live_updates_resume_after_the_daemon_restarts() {
     second.post("/tasks/after-restart/run", &json!({})).expect_ok("force-run");
     wait_text(&browser, "tr[data-task='after-restart']", "finished");
 }
+
+/// The inventory in the browser: a run whose parts observe hosts, then the
+/// Inventory page's search, an asset's page with its history, and what the
+/// run changed on its page.
+#[test]
+fn the_inventory_is_searched_an_asset_shows_its_history_and_a_run_its_changes() {
+    let daemon = Daemon::start();
+    daemon.upload_plugin(&plugin_wasm("fixture-steps"));
+    let task = json!({"task": {
+        "name": "observe", "plugin": "fixture-steps",
+        "params": {"parts": 3, "ms": 0, "observe": true, "records": 2, "tag": "ui"},
+        "frequency": {"kind": "manual"},
+    }});
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon.post("/tasks/observe/run", &json!({})).expect_ok("force-run")["id"]
+        .as_i64()
+        .unwrap();
+    wait_until("six hosts in the inventory", PATIENCE, || {
+        let page = daemon.get("/assets?kind=host").expect_ok("assets");
+        (page["assets"].as_array().unwrap().len() == 6).then_some(())
+    });
+    let browser = Browser::start();
+    let shots = Shots {
+        browser: &browser,
+        dir: std::env::var_os("JOBSTACK_UI_SCREENSHOTS").map(PathBuf::from),
+    };
+    sign_in(&browser, &daemon);
+
+    click(&browser, "#nav a[data-view=inventory]");
+    wait_text(&browser, "#view table", "ui#2.1");
+    // A search narrows the table to what the API selects.
+    fill(&browser, "input[data-filter=q]", "ui#1.");
+    click(&browser, "#inventory-search button[type=submit]");
+    let found = wait_until("the search to narrow the table", PATIENCE, || {
+        let rows = browser
+            .script("return document.querySelectorAll('#view tr[data-asset]').length", json!([]));
+        (rows == json!(2)).then(|| browser.text_of("#view table"))
+    });
+    assert!(
+        found.contains("ui#1.0") && found.contains("ui#1.1") && !found.contains("ui#2."),
+        "{found}"
+    );
+    shots.take("inventory-search");
+
+    // The asset's page: attributes with their source, and its history.
+    click(&browser, "#view tr[data-asset] a");
+    let history = wait_text(&browser, "#asset-history", "appeared");
+    assert!(history.contains(&format!("#{run}")), "{history}");
+    let page = browser.text_of("#view");
+    assert!(page.contains("fixture-steps") && page.contains("tag"), "{page}");
+    shots.take("asset");
+
+    // The run's page says what it changed.
+    browser.goto(&format!("{}/#/runs/{run}", daemon.url));
+    let changed = wait_text(&browser, "#run-changes", "appeared");
+    let rows = browser.script(
+        "return document.querySelectorAll('#run-changes tr[data-change]').length",
+        json!([]),
+    );
+    assert_eq!(rows, json!(6), "{changed}");
+    shots.take("run-changes");
+}

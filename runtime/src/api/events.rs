@@ -53,30 +53,51 @@ pub async fn stream_events(
         }
     };
     let store = state.scheduler.store().clone();
-    let events =
-        stream::unfold((store, after, Vec::new()), |(store, mut after, mut pending)| async move {
-            loop {
-                if let Some(event) = pending.pop() {
-                    let event: crate::scheduler::Event = event;
-                    let sse = SseEvent::default()
-                        .id(event.id.to_string())
-                        .event(format!("{}.{}", event.entity, event.kind))
-                        .json_data(&event)
-                        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"));
-                    return Some((Ok(sse), (store, after, pending)));
+    let events = polled(
+        after,
+        move |after| {
+            let store = store.clone();
+            async move { store.events(after, BATCH).await }
+        },
+        |event: &crate::scheduler::Event| (event.id, format!("{}.{}", event.entity, event.kind)),
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Server-sent events of what `fetch(after)` answers, each with its id and
+/// name (`named`), oldest first; when nothing is new, it looks again every
+/// [`POLL`].
+pub(super) fn polled<T, E, F, Fut>(
+    after: i64, fetch: F, named: fn(&T) -> (i64, String),
+) -> impl Stream<Item = Result<SseEvent, Infallible>>
+where
+    T: serde::Serialize,
+    E: std::fmt::Display,
+    F: Fn(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, E>>,
+{
+    stream::unfold((fetch, after, Vec::new()), move |(fetch, mut after, mut pending)| async move {
+        loop {
+            if let Some(item) = pending.pop() {
+                let (id, name) = named(&item);
+                let sse = SseEvent::default()
+                    .id(id.to_string())
+                    .event(name)
+                    .json_data(&item)
+                    .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"));
+                return Some((Ok(sse), (fetch, after, pending)));
+            }
+            match fetch(after).await {
+                Ok(batch) if !batch.is_empty() => {
+                    after = batch.last().map(|item| named(item).0).unwrap_or(after);
+                    pending = batch.into_iter().rev().collect();
                 }
-                match store.events(after, BATCH).await {
-                    Ok(batch) if !batch.is_empty() => {
-                        after = batch.last().map(|e| e.id).unwrap_or(after);
-                        pending = batch.into_iter().rev().collect();
-                    }
-                    Ok(_) => tokio::time::sleep(POLL).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event stream: store unavailable");
-                        tokio::time::sleep(POLL * 4).await;
-                    }
+                Ok(_) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream: store unavailable");
+                    tokio::time::sleep(POLL * 4).await;
                 }
             }
-        });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+        }
+    })
 }

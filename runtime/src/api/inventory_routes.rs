@@ -4,10 +4,18 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 
+use std::convert::Infallible;
+
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+
 use super::ApiState;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use crate::inventory::{AssetQuery, ChangeQuery, glpi};
+use super::events;
+use crate::inventory::view::MAX_PAGE;
+use crate::inventory::{AssetQuery, Change, ChangeQuery, glpi};
 use crate::protocol::{AssetDetail, AssetPage, ChangePage, ProcessingFailure};
 
 /// `GET /api/v1/assets`: filtered (`kind`, `cidr`, `attr`, `seen_since`,
@@ -64,6 +72,48 @@ pub async fn list_changes(
     let changes = state.inventory.changes(&query).await?;
     let next = next_page(&changes, query.limit, |c| c.id);
     Ok(Json(ChangePage { changes, next }))
+}
+
+/// `GET /api/v1/changes/stream?after=ID`: the inventory's changes as
+/// server-sent events (`asset.<kind>`), from after change `ID` (default: only
+/// new ones; `Last-Event-ID` too), so a client that reconnects misses none.
+pub async fn stream_changes(
+    State(state): State<ApiState>, _: Admin, headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let asked = params.iter().find(|(name, _)| name == "after").map(|(_, v)| v.as_str());
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let after = match asked.or(last_event_id) {
+        Some(text) => {
+            text.parse().map_err(|_| invalid(format!("after: {text:?} is not a change id")))?
+        }
+        None => newest_change(&state).await?,
+    };
+    let inventory = state.inventory.clone();
+    let changes = events::polled(
+        after,
+        move |after| {
+            let inventory = inventory.clone();
+            async move {
+                let query = ChangeQuery { after, limit: MAX_PAGE, ..ChangeQuery::default() };
+                inventory.changes(&query).await
+            }
+        },
+        |change: &Change| (change.id, format!("asset.{}", change.kind.as_str())),
+    );
+    Ok(Sse::new(changes).keep_alive(KeepAlive::default()))
+}
+
+/// The id of the newest change (0 when there is none).
+async fn newest_change(state: &ApiState) -> ApiResult<i64> {
+    let mut newest = 0;
+    loop {
+        let query = ChangeQuery { after: newest, limit: MAX_PAGE, ..ChangeQuery::default() };
+        match state.inventory.changes(&query).await?.last() {
+            Some(change) => newest = change.id,
+            None => return Ok(newest),
+        }
+    }
 }
 
 /// `GET /api/v1/runs/{run}/processing`: the run's results whose stage failed.

@@ -61,6 +61,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/assets/{id}", get(inventory::show_asset))
         .route("/assets/{id}/glpi", get(inventory::asset_glpi))
         .route("/changes", get(inventory::list_changes))
+        .route("/changes/stream", get(inventory::stream_changes))
         .route("/agents", get(admin::list_agents))
         .route("/events", get(events::stream_events))
         .route("/openapi.json", get(ops::openapi));

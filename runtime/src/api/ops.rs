@@ -68,6 +68,7 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
     ("get", "/assets", Auth::Admin, "List inventory assets (?kind= &cidr= &attr=name=value|name~text &seen_since= &not_seen_since= &q= &after= &limit=)"),
     ("get", "/assets/{id}", Auth::Admin, "An asset with its attributes' sources, relations and history"),
     ("get", "/assets/{id}/glpi", Auth::Admin, "The asset as GLPI's native inventory document (network devices, hypervisors, discovered hosts)"),
+    ("get", "/changes/stream", Auth::Admin, "Inventory changes as server-sent events (?after=, Last-Event-ID)"),
     ("get", "/changes", Auth::Admin, "Inventory changes, oldest first (?asset= &run= &since= &after= &limit=)"),
     ("get", "/agents", Auth::Admin, "List agents"),
     ("get", "/events", Auth::Admin, "Server-sent events of every state change"),

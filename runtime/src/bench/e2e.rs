@@ -14,7 +14,8 @@
 //! 2. *execution*: `agents` complete agents ([`AgentLoop`]: module download
 //!    and verification, the engine, progress, heartbeats, the spool) with
 //!    `slots` slots each: parts per second from the forced run to the run's end
-//!    (`parts_per_s`).
+//!    (`parts_per_s`); then the same run with every part's record feeding the
+//!    inventory (`inventory_parts_per_s`; their ratio, `e2e_parts_per_s_ratio`).
 //!
 //! Between them, with every agent idle in its lease long-poll, one-part runs
 //! are forced one after another and timed from the request to the part's
@@ -87,6 +88,11 @@ pub struct E2eReport {
     pub enqueue_to_start_p99_ms: f64,
     /// The execution phase's run, forced run to run end, s.
     pub run_s: f64,
+    /// Parts per second of the same run when every part's record feeds the
+    /// inventory (the stage maps it to a host, the processor merges it).
+    pub inventory_parts_per_s: f64,
+    /// `inventory_parts_per_s / parts_per_s` (target: at least 0.9).
+    pub e2e_parts_per_s_ratio: f64,
     /// Applied results found per phase, one per part (checked).
     pub results_checked: usize,
 }
@@ -214,11 +220,19 @@ async fn measure(
     let run = force_run(admin, "bench-execution", plan.parts, &names).await?;
     wait_for_end(admin, run.id).await?;
     let run_s = started.elapsed().as_secs_f64();
+    check_exactly_once(admin, run.id, plan.parts).await?;
+
+    // Phase 4: the same, every part's record feeding the inventory.
+    let started = Instant::now();
+    let observe = serde_json::json!({ "observe": true, "tag": "bench" });
+    let observed = force_run_with(admin, "bench-inventory", plan.parts, &names, observe).await?;
+    wait_for_end(admin, observed.id).await?;
+    let inventory_s = started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     for agent in agents {
         agent.await??;
     }
-    check_exactly_once(admin, run.id, plan.parts).await?;
+    check_exactly_once(admin, observed.id, plan.parts).await?;
 
     Ok(E2eReport {
         store: if plan.database.is_some() { "postgres" } else { "sqlite" },
@@ -235,6 +249,8 @@ async fn measure(
         enqueue_to_start_p50_ms: percentile(&wakes, 0.50),
         enqueue_to_start_p99_ms: percentile(&wakes, 0.99),
         run_s,
+        inventory_parts_per_s: plan.parts as f64 / inventory_s,
+        e2e_parts_per_s_ratio: run_s / inventory_s,
         results_checked: checked,
     })
 }
@@ -316,8 +332,18 @@ async fn register(url: &str, secrets: &Secrets, name: &str) -> anyhow::Result<Ht
 async fn force_run(
     admin: &ApiClient, name: &str, parts: usize, agents: &[String],
 ) -> anyhow::Result<Run> {
+    force_run_with(admin, name, parts, agents, serde_json::json!({})).await
+}
+
+/// [`force_run`] with more parameters of the plugin.
+async fn force_run_with(
+    admin: &ApiClient, name: &str, parts: usize, agents: &[String], more: serde_json::Value,
+) -> anyhow::Result<Run> {
     let mut task = TaskSpec::new(name, "fixture-steps");
     task.params = serde_json::json!({ "parts": parts, "ms": 0 });
+    if let (Some(params), Some(more)) = (task.params.as_object_mut(), more.as_object()) {
+        params.extend(more.clone());
+    }
     task.frequency = Frequency::Manual;
     task.targeting.agents = agents.to_vec();
     let input = TaskInput { task, secrets: None };

@@ -1,4 +1,6 @@
-//! `jobstack plugin inspect FILE.wasm`: what a plugin file is, or why it is not one.
+//! `jobstack plugin inspect FILE.wasm`: what a plugin file is (its manifest,
+//! sha256, size and the version of the contract it implements), or why it is
+//! not one.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ pub async fn run(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "sha256": plugin.sha256(),
         "size": plugin.size(),
         "manifest": plugin.manifest(),
+        "contract": plugin.contract(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)

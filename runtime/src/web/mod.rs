@@ -62,6 +62,7 @@ const ASSETS: &[Asset] = &[
     asset!("task.js", JS),
     asset!("run.js", JS),
     asset!("agents.js", JS),
+    asset!("inventory.js", JS),
     asset!("plugins.js", JS),
     asset!("form.js", JS),
 ];

@@ -6,6 +6,7 @@ import { flash, h, replace } from './dom.js';
 import { follow } from './events.js';
 import * as agents from './agents.js';
 import * as form from './form.js';
+import * as inventory from './inventory.js';
 import * as plugins from './plugins.js';
 import * as run from './run.js';
 import * as task from './task.js';
@@ -22,13 +23,17 @@ let rendering = Promise.resolve();
 
 /** The view for the current hash: `{view, nav, args}`. */
 function route() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const parts = location.hash.replace(/^#\/?/, '').split('?')[0].split('/').filter(Boolean);
   const [a, b, c] = parts;
   if (a === 'tasks' && b === 'new') return { view: form, nav: 'new', args: [null] };
   if (a === 'tasks' && b && c === 'edit') return { view: form, nav: 'tasks', args: [b] };
   if (a === 'tasks' && b) return { view: task, nav: 'tasks', args: [b] };
   if (a === 'runs' && b) return { view: run, nav: 'tasks', args: [b] };
   if (a === 'agents') return { view: agents, nav: 'agents', args: [] };
+  if (a === 'inventory') return { view: inventory, nav: 'inventory', args: [] };
+  if (a === 'assets' && b) {
+    return { view: { render: inventory.renderAsset }, nav: 'inventory', args: [b] };
+  }
   if (a === 'plugins') return { view: plugins, nav: 'plugins', args: [] };
   return { view: tasks, nav: 'tasks', args: [] };
 }

@@ -2,6 +2,7 @@
 // error) and its results (output, emitted records, applied or not).
 
 import { get, post } from './api.js';
+import { changesTable } from './inventory.js';
 import {
   ACTIVE_REFRESH_MS, attempt, badge, button, details, h, heading, isActive, json, progress, refresh,
   replace, table, when,
@@ -50,10 +51,11 @@ function partProgress(p) {
 }
 
 export async function render(view, id) {
-  const [r, parts, results] = await Promise.all([
+  const [r, parts, results, changes] = await Promise.all([
     get(`/runs/${encodeURIComponent(id)}`),
     get(`/runs/${encodeURIComponent(id)}/parts`),
     get(`/runs/${encodeURIComponent(id)}/results`),
+    get(`/changes?run=${encodeURIComponent(id)}&limit=1000`),
   ]);
   const c = r.parts;
   const total = c.waiting + c.running + c.suspended + c.finished + c.failed + c.canceled;
@@ -100,6 +102,8 @@ export async function render(view, id) {
       'No parts yet (the run is not split).'),
     h('h2', {}, `Results (${results.results.length})`),
     table(['Part', 'Attempt', 'Agent', 'Status', 'Counted', 'Duration', 'Output'], resultRows,
-      'No result yet.'));
+      'No result yet.'),
+    h('h2', {}, `What it changed in the inventory (${changes.changes.length}${changes.next ? '+' : ''})`),
+    h('div', { id: 'run-changes' }, changesTable(changes.changes)));
   return isActive(r) ? ACTIVE_REFRESH_MS : undefined;
 }
