@@ -31,7 +31,7 @@ use crate::store::StoreResult;
 pub const PROCESS_BATCH: u32 = 256;
 
 /// Stages run at once.
-const STAGES_AT_ONCE: usize = 4;
+const STAGES_AT_ONCE: usize = 1;
 
 /// Runs swept per pass.
 const SWEEPS_PER_PASS: u32 = 16;
@@ -115,14 +115,18 @@ impl Processor {
         Ok(report)
     }
 
-    /// Pass after pass until `shutdown`; rests while the queue is empty.
+    /// Pass after pass until `shutdown`; rests while the queue is empty, and
+    /// as long as a full batch took between two of them.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            let started = std::time::Instant::now();
             let rest = match self.pass().await {
+                // More waits: leasing first, so rest as long as the batch took
+                // (the processor takes at most half of the writer's time).
                 Ok(report)
                     if report.ingest.results + report.ingest.skipped == PROCESS_BATCH as usize =>
                 {
-                    Duration::ZERO
+                    started.elapsed()
                 }
                 Ok(report) => {
                     if report.ingest.changes > 0 || report.gone > 0 {

@@ -25,6 +25,7 @@ impl InventoryStore for PostgresStore {
         let mut tx = locked(self).await?;
         let mut report = IngestReport::default();
         let mut merged = Vec::new();
+        let mut runs = BTreeSet::new();
         for p in &processed {
             let (state, error) = match &p.outcome {
                 Processed::Observed(_) => ("done", None),
@@ -43,10 +44,13 @@ impl InventoryStore for PostgresStore {
                 continue;
             }
             report.results += 1;
-            sqlx::query(sql::NOTE_SWEEP).bind(p.result.source.run_id).execute(&mut *tx).await?;
+            runs.insert(p.result.source.run_id);
             if let Processed::Observed(observations) = &p.outcome {
                 merged.push((observations, &p.result.source));
             }
+        }
+        for run_id in runs {
+            sqlx::query(sql::NOTE_SWEEP).bind(run_id).execute(&mut *tx).await?;
         }
         let named = Book::keys_named(merged.iter().flat_map(|(o, _)| o.iter()));
         let mut book = Book::new(load(&mut tx, &named).await?);

@@ -23,6 +23,7 @@ use crate::store::{StoreError, StoreResult, ms};
 pub fn ingest(conn: &WriterConn<'_>, processed: &[ProcessedResult]) -> StoreResult<IngestReport> {
     let mut report = IngestReport::default();
     let mut merged = Vec::new();
+    let mut runs = BTreeSet::new();
     for p in processed {
         let (state, error) = match &p.outcome {
             Processed::Observed(_) => ("done", None),
@@ -39,10 +40,13 @@ pub fn ingest(conn: &WriterConn<'_>, processed: &[ProcessedResult]) -> StoreResu
             continue;
         }
         report.results += 1;
-        conn.prepare_cached(sql::NOTE_SWEEP)?.execute([p.result.source.run_id])?;
+        runs.insert(p.result.source.run_id);
         if let Processed::Observed(observations) = &p.outcome {
             merged.push((observations, &p.result.source));
         }
+    }
+    for run_id in runs {
+        conn.prepare_cached(sql::NOTE_SWEEP)?.execute([run_id])?;
     }
     let named = Book::keys_named(merged.iter().flat_map(|(o, _)| o.iter()));
     let mut book = Book::new(load(conn, &named)?);
