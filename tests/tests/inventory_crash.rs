@@ -2,7 +2,8 @@
 //! run's results are being processed resumes after its restart, and every
 //! result is processed exactly once: the inventory ends with the same assets
 //! and the same changes (each host appeared once, nothing else) as without
-//! the crash.
+//! the crash. And a stage that fails marks its result failed, with the reason
+//! the CLI shows, and is retried on request.
 
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -87,4 +88,43 @@ fn a_daemon_killed_while_processing_processes_every_result_once_after_its_restar
         }
     }
     assert_eq!(hosts.len(), HOSTS, "every host once");
+}
+
+#[test]
+fn a_failing_stage_is_shown_with_its_reason_and_retried_on_request() {
+    let daemon = Daemon::start();
+    daemon.upload_plugin(&plugin_wasm("fixture-steps"));
+    let task = json!({"task": {
+        "name": "bad-stage", "plugin": "fixture-steps",
+        "params": {"parts": 2, "ms": 0, "observe": true, "fail_stage": true},
+        "frequency": {"kind": "manual"},
+    }});
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon.post("/tasks/bad-stage/run", &json!({})).expect_ok("force-run")["id"]
+        .as_i64()
+        .unwrap();
+    let failed = wait_until("both results to fail processing", Duration::from_secs(60), || {
+        let failed = daemon.get(&format!("/runs/{run}/processing")).expect_ok("processing");
+        (failed.as_array().unwrap().len() == 2).then_some(failed)
+    });
+    assert!(failed[0]["reason"].as_str().unwrap().contains("asked to fail"), "{failed}");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(jobstack_e2e::jobstack_bin())
+            .args(args)
+            .args(["--server", &daemon.url, "--token", jobstack_e2e::daemon::ADMIN_TOKEN])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let shown = cli(&["inventory", "failures", &run.to_string()]);
+    assert!(shown.contains("asked to fail"), "{shown}");
+    // Retried: the stage runs again (and fails again, the same way).
+    let retried = cli(&["inventory", "reprocess", &run.to_string()]);
+    assert!(retried.contains("2 results"), "{retried}");
+    wait_until("the retried results to fail again", Duration::from_secs(60), || {
+        let failed = daemon.get(&format!("/runs/{run}/processing")).expect_ok("processing");
+        (failed.as_array().unwrap().len() == 2).then_some(())
+    });
+    assert!(changes(&daemon).is_empty(), "a failed stage merges nothing");
 }

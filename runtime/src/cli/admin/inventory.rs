@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use jobstack::protocol::{Asset, AssetDetail, AssetPage, Change, ChangePage};
+use jobstack::protocol::{Asset, AssetDetail, AssetPage, Change, ChangePage, ProcessingFailure};
 
 use anyhow::Context;
 
@@ -22,6 +22,19 @@ pub enum InventoryCommand {
     /// Every asset the filters select, as JSON, CSV, or GLPI's inventory
     /// documents (one file per asset).
     Export(ExportArgs),
+    /// A run's results whose processing (the plugin's stage) failed, and why.
+    Failures(RunArgs),
+    /// Process a run's failed results again.
+    Reprocess(RunArgs),
+}
+
+/// Arguments naming a run.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The run's id.
+    pub run: i64,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// The formats of `jobstack inventory export`.
@@ -95,6 +108,13 @@ pub async fn run(command: InventoryCommand) -> anyhow::Result<ExitCode> {
         InventoryCommand::Show(args) => show(args).await,
         InventoryCommand::Changes(args) => changes(args).await,
         InventoryCommand::Export(args) => export(args).await,
+        InventoryCommand::Failures(args) => failures(args).await,
+        InventoryCommand::Reprocess(args) => {
+            let admin = args.server.client()?;
+            let retried: serde_json::Value =
+                admin.post(&format!("/runs/{}/reprocess", args.run)).await?;
+            admin.print(&retried, |r| format!("{} results will be processed again", r["retried"]))
+        }
     }
 }
 
@@ -167,6 +187,19 @@ async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn failures(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let failed: Vec<ProcessingFailure> =
+        admin.get(&format!("/runs/{}/processing", args.run)).await?;
+    admin.print_list(&failed, "every result of the run was processed", |failed| {
+        let mut table = Table::new(&["PART", "ATTEMPT", "REASON"]);
+        for f in failed {
+            table.row(vec![f.part_id.to_string(), f.attempt.to_string(), f.reason.clone()]);
+        }
+        table.render()
+    })
 }
 
 /// Kinds with a GLPI document of their own.

@@ -32,7 +32,7 @@ function route() {
   if (a === 'agents') return { view: agents, nav: 'agents', args: [] };
   if (a === 'inventory') return { view: inventory, nav: 'inventory', args: [] };
   if (a === 'assets' && b) {
-    return { view: { render: inventory.renderAsset }, nav: 'inventory', args: [b] };
+    return { view: { render: inventory.renderAsset, live: false }, nav: 'inventory', args: [b] };
   }
   if (a === 'plugins') return { view: plugins, nav: 'plugins', args: [] };
   return { view: tasks, nav: 'tasks', args: [] };

@@ -5,6 +5,12 @@
 import { get } from './api.js';
 import { badge, h, heading, replace, table, when } from './dom.js';
 
+/**
+ * Not redrawn by live updates: they would wipe a search being typed (the
+ * inventory changes with results, not with the scheduler's events).
+ */
+export const live = false;
+
 /** The search form's filters, kept in the hash: #/inventory?kind=host&q=web. */
 function filters() {
   const query = location.hash.split('?')[1] ?? '';

@@ -57,6 +57,7 @@ export async function render(view, id) {
     get(`/runs/${encodeURIComponent(id)}/results`),
     get(`/changes?run=${encodeURIComponent(id)}&limit=1000`),
   ]);
+  const failed = await get(`/runs/${encodeURIComponent(id)}/processing`);
   const c = r.parts;
   const total = c.waiting + c.running + c.suspended + c.finished + c.failed + c.canceled;
   const partRows = parts.map((p) => {
@@ -103,6 +104,11 @@ export async function render(view, id) {
     h('h2', {}, `Results (${results.results.length})`),
     table(['Part', 'Attempt', 'Agent', 'Status', 'Counted', 'Duration', 'Output'], resultRows,
       'No result yet.'),
+    failed.length ? [
+      heading('Processing failed', act('Process again', `/runs/${r.id}/reprocess`, undefined,
+        { dataset: { action: 'reprocess' } })),
+      table(['Part', 'Attempt', 'Reason'], failed.map((f) => [f.part_id, f.attempt, f.reason])),
+    ] : null,
     h('h2', {}, `What it changed in the inventory (${changes.changes.length}${changes.next ? '+' : ''})`),
     h('div', { id: 'run-changes' }, changesTable(changes.changes)));
   return isActive(r) ? ACTIVE_REFRESH_MS : undefined;
