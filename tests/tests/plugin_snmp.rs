@@ -16,10 +16,11 @@
 
 use jobstack_e2e::agent::AgentProcess;
 use jobstack_e2e::daemon::Daemon;
-use jobstack_e2e::{exec, plugin_wasm, repo_root, wait_until};
+use jobstack_e2e::snmpd::Snmpd;
+use jobstack_e2e::{exec, plugin_wasm, wait_until};
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const SYSTEM: [(&str, &str); 6] = [
@@ -50,64 +51,9 @@ const V3_PRIV: &str = "priv-pass-2846";
 /// Values that change between two readings.
 const MOVING: [&str; 3] = ["sysUpTime", "ifInOctets", "ifOutOctets"];
 
-/// A running snmpd, killed when dropped.
-struct Agent {
-    child: Child,
-    port: u16,
-    community: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let community = format!("jobstack-test-{}", std::process::id());
-        let log = std::fs::File::create(dir.path().join("snmpd.log")).unwrap();
-        let child = Command::new(repo_root().join("scripts/peers/snmpd.sh"))
-            .arg(dir.path())
-            .arg(port.to_string())
-            .arg(&community)
-            .args([V3_USER, V3_AUTH, V3_PRIV])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("run scripts/peers/snmpd.sh");
-        let mut agent = Agent { child, port, community, _dir: dir };
-        // Ready when it answers; up to 20 s for a cold start on a busy machine.
-        for _ in 0..40 {
-            if let Some(status) = agent.child.try_wait().unwrap() {
-                panic!("snmpd exited ({status}) before answering:\n{}", agent.log());
-            }
-            let probe = snmp_tool(
-                "snmpget",
-                &agent.address(),
-                &["-v2c", "-c", &agent.community],
-                &[SYSTEM[4].1],
-                &["-r", "0", "-t", "0.5"],
-            );
-            if probe.status.success() {
-                return agent;
-            }
-        }
-        panic!("snmpd did not answer within 20 s:\n{}", agent.log());
-    }
-
-    fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("snmpd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The test agent: snmpd on 127.0.0.1 with the v3 users.
+fn start_agent() -> Snmpd {
+    Snmpd::start("127.0.0.1", None, "jobstack test rack 7", &[V3_USER, V3_AUTH, V3_PRIV])
 }
 
 /// Run a net-snmp tool with `security` (`-v2c -c COMMUNITY`, or v3 flags).
@@ -179,11 +125,11 @@ fn parse_output(text: &str) -> BTreeMap<String, Reading> {
 
 /// The agent's system group and ifTable, by name: `system.NAME` and
 /// `NAME.INDEX`.
-fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
+fn reference(agent: &Snmpd) -> BTreeMap<String, Reading> {
     let mut all = BTreeMap::new();
     let oids: Vec<&str> = SYSTEM.iter().map(|(_, o)| *o).collect();
     let v2c = ["-v2c", "-c", agent.community.as_str()];
-    let out = snmp_tool("snmpget", &agent.address(), &v2c, &oids, &[]);
+    let out = snmp_tool("snmpget", &agent.target(), &v2c, &oids, &[]);
     assert!(out.status.success(), "snmpget: {out:?}");
     let got = parse_output(&String::from_utf8_lossy(&out.stdout));
     for (name, oid) in SYSTEM {
@@ -191,7 +137,7 @@ fn reference(agent: &Agent) -> BTreeMap<String, Reading> {
     }
     for (name, column) in IF_COLUMNS {
         let oid = format!("1.3.6.1.2.1.2.2.1.{column}");
-        let out = snmp_tool("snmpwalk", &agent.address(), &v2c, &[&oid], &[]);
+        let out = snmp_tool("snmpwalk", &agent.target(), &v2c, &[&oid], &[]);
         assert!(out.status.success(), "snmpwalk {oid}: {out:?}");
         for (full, reading) in parse_output(&String::from_utf8_lossy(&out.stdout)) {
             let index = full.strip_prefix(&format!("{oid}.")).expect("walk stays in its column");
@@ -296,14 +242,14 @@ fn number(r: &Reading) -> i128 {
 
 #[test]
 fn inventory_equals_snmpget_and_snmpwalk() {
-    let agent = Agent::start();
+    let agent = start_agent();
     let before = reference(&agent);
     let bulk = run_plugin(
-        serde_json::json!({"devices": [agent.address()], "max_repetitions": 3}),
+        serde_json::json!({"devices": [agent.target()], "max_repetitions": 3}),
         &agent.community,
     );
     let next = run_plugin(
-        serde_json::json!({"devices": [agent.address()], "bulk": false}),
+        serde_json::json!({"devices": [agent.target()], "bulk": false}),
         &agent.community,
     );
     let after = reference(&agent);
@@ -333,9 +279,9 @@ fn inventory_equals_snmpget_and_snmpwalk() {
 
 #[test]
 fn a_wrong_community_fails_clearly_after_the_retries() {
-    let agent = Agent::start();
+    let agent = start_agent();
     let run = run_plugin(
-        serde_json::json!({"devices": [agent.address()], "timeout_ms": 200, "retries": 2}),
+        serde_json::json!({"devices": [agent.target()], "timeout_ms": 200, "retries": 2}),
         "not-the-community",
     );
     // "failed", not "timeout": the plugin gave up by itself, long before the
@@ -343,7 +289,7 @@ fn a_wrong_community_fails_clearly_after_the_retries() {
     assert_eq!(run.status(), "failed", "{:?}", run.json);
     let error = run.error();
     assert!(
-        error.contains(&format!("no answer from {} after 3 attempts of 200 ms", agent.address())),
+        error.contains(&format!("no answer from {} after 3 attempts of 200 ms", agent.target())),
         "{error}"
     );
     assert!(error.contains("community is probably wrong"), "{error}");
@@ -354,13 +300,13 @@ fn a_wrong_community_fails_clearly_after_the_retries() {
 
 #[test]
 fn a_port_without_agent_and_an_ungranted_device_fail_naming_the_cause() {
-    let agent = Agent::start();
+    let agent = start_agent();
     let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let wasm = plugin_wasm("snmp");
     let secrets = serde_json::json!({"community": agent.community}).to_string();
     for (device, allow, needle) in [
         (closed.to_string(), "127.0.0.1/32", "nothing listens on udp"),
-        (agent.address(), "127.0.0.2/32", "does not allow UDP to"),
+        (agent.target(), "127.0.0.2/32", "does not allow UDP to"),
     ] {
         let params = serde_json::json!({"devices": [device], "timeout_ms": 200}).to_string();
         let part = serde_json::json!({
@@ -431,7 +377,7 @@ fn daemon_run(
 
 #[test]
 fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
-    let agent = Agent::start();
+    let agent = start_agent();
     let daemon = Daemon::builder().arg("--no-local-agent").start();
     daemon.upload_plugin(&plugin_wasm("snmp"));
     let state = tempfile::tempdir().unwrap();
@@ -441,7 +387,7 @@ fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
     let (state, results) = daemon_run(
         &daemon,
         "inventory",
-        serde_json::json!({"devices": [agent.address()]}),
+        serde_json::json!({"devices": [agent.target()]}),
         &agent.community,
     );
     let after = reference(&agent);
@@ -456,7 +402,7 @@ fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
     let (state, results) = daemon_run(
         &daemon,
         "wrong-community",
-        serde_json::json!({"devices": [agent.address()], "timeout_ms": 200, "retries": 1}),
+        serde_json::json!({"devices": [agent.target()], "timeout_ms": 200, "retries": 1}),
         "not-the-community",
     );
     assert_eq!(state, "failed", "{results:?}");
@@ -465,9 +411,9 @@ fn inventory_through_daemon_and_agent_with_the_community_as_secret() {
     assert!(!error.contains("not-the-community"), "{error}");
 }
 
-fn run_v3(agent: &Agent, auth_protocol: &str, secrets: serde_json::Value) -> jobstack_e2e::Run {
+fn run_v3(agent: &Snmpd, auth_protocol: &str, secrets: serde_json::Value) -> jobstack_e2e::Run {
     let params = serde_json::json!({
-        "devices": [agent.address()],
+        "devices": [agent.target()],
         "version": "3",
         "auth_protocol": auth_protocol,
         "timeout_ms": 300,
@@ -475,9 +421,9 @@ fn run_v3(agent: &Agent, auth_protocol: &str, secrets: serde_json::Value) -> job
     })
     .to_string();
     let part = serde_json::json!({
-        "label": agent.address(),
+        "label": agent.target(),
         "targets": ["127.0.0.1"],
-        "payload": serde_json::json!({"device": agent.address()}).to_string(),
+        "payload": serde_json::json!({"device": agent.target()}).to_string(),
     })
     .to_string();
     exec(
@@ -499,11 +445,11 @@ fn run_v3(agent: &Agent, auth_protocol: &str, secrets: serde_json::Value) -> job
 
 #[test]
 fn v3_auth_priv_inventory_equals_snmpget_and_snmpwalk() {
-    let agent = Agent::start();
+    let agent = start_agent();
     // net-snmp itself reads the agent with the same v3 user.
     let v3 = snmp_tool(
         "snmpget",
-        &agent.address(),
+        &agent.target(),
         &[
             "-v3", "-l", "authPriv", "-u", V3_USER, "-a", "SHA", "-A", V3_AUTH, "-x", "AES", "-X",
             V3_PRIV,
@@ -528,7 +474,7 @@ fn v3_auth_priv_inventory_equals_snmpget_and_snmpwalk() {
 
 #[test]
 fn v3_wrong_credentials_fail_naming_which() {
-    let agent = Agent::start();
+    let agent = start_agent();
     for (secrets, needle) in [
         (
             serde_json::json!({"user": V3_USER, "auth_password": "wrong-auth-pass", "priv_password": V3_PRIV}),
