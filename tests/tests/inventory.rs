@@ -185,6 +185,10 @@ fn discovery_snmp_and_esx_feed_one_inventory_and_its_changes() {
     let hypervisors = assets(&daemon, "&kind=hypervisor");
     let vms = assets(&daemon, "&kind=vm");
     assert_eq!((hypervisors.len(), vms.len()), (sim.hosts.len(), sim.vms.len()));
+    for h in &hypervisors {
+        let serial = h["attributes"]["serial"].as_str().unwrap_or_default();
+        assert!(!serial.is_empty(), "a hypervisor with its serial (ServiceTag): {h}");
+    }
     for vm in &vms {
         let detail = daemon.get(&format!("/assets/{}", vm["id"])).expect_ok("vm");
         let host =

@@ -278,6 +278,25 @@ fn number(props: &BTreeMap<String, Value>, prop: &str, keys: &[&str]) -> Value {
     text(props, prop, keys).parse::<i64>().map_or(Value::Null, Value::from)
 }
 
+/// The host's serial number: its `SerialNumberTag`, else its `ServiceTag`
+/// (where vSphere puts the system serial of most vendors), among the
+/// hardware's other identifying information; empty when it has neither.
+fn serial(props: &BTreeMap<String, Value>) -> String {
+    let infos = props.get("summary.hardware").map(|hw| &hw["otherIdentifyingInfo"]);
+    let infos: Vec<&Value> = match infos {
+        Some(Value::Array(all)) => all.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    };
+    let tagged = |key: &str| {
+        infos
+            .iter()
+            .find(|i| i["identifierType"]["key"] == key)
+            .and_then(|i| i["identifierValue"].as_str().map(|v| v.trim().to_string()))
+    };
+    tagged("SerialNumberTag").or_else(|| tagged("ServiceTag")).unwrap_or_default()
+}
+
 fn host_record(endpoint: &str, h: &ObjectContent) -> Value {
     let p = &h.props;
     let hw = "summary.hardware";
@@ -299,6 +318,7 @@ fn host_record(endpoint: &str, h: &ObjectContent) -> Value {
         "bios_vendor": text(p, "hardware.biosInfo", &["vendor"]),
         "bios_version": text(p, "hardware.biosInfo", &["biosVersion"]),
         "bios_release_date": text(p, "hardware.biosInfo", &["releaseDate"]),
+        "serial": serial(p),
         "product_name": text(p, product, &["fullName"]),
         "product_version": text(p, product, &["version"]),
         "product_build": text(p, product, &["build"]),
@@ -363,11 +383,15 @@ mod tests {
                 ("name".to_string(), json!("esx9")),
                 (
                     "summary.hardware".to_string(),
-                    json!({"vendor": "Dell", "numCpuCores": "16", "memorySize": "68719476736"}),
+                    json!({"vendor": "Dell", "numCpuCores": "16", "memorySize": "68719476736",
+                           "otherIdentifyingInfo": [
+                               {"identifierValue": " No Asset Tag", "identifierType": {"key": "AssetTag"}},
+                               {"identifierValue": " 7XK2Q33 ", "identifierType": {"key": "ServiceTag"}}]}),
                 ),
             ]),
         };
         let r = host_record("e", &host);
+        assert_eq!(r["serial"], "7XK2Q33");
         assert_eq!((r["name"].as_str(), r["vendor"].as_str()), (Some("esx9"), Some("Dell")));
         assert_eq!(r["cpu_cores"], 16);
         assert_eq!(r["memory_bytes"], 68719476736_i64);

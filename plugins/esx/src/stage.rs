@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 /// Host fields kept as attributes.
-const HOST: [&str; 14] = [
+const HOST: [&str; 15] = [
     "vendor",
     "model",
     "cpu_model",
@@ -20,6 +20,7 @@ const HOST: [&str; 14] = [
     "product_name",
     "product_version",
     "product_build",
+    "serial",
 ];
 
 /// VM fields kept as attributes.

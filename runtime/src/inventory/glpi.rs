@@ -116,6 +116,7 @@ fn computer(asset: &Asset, related: &[Asset]) -> Map<String, Value> {
         ("bdate", date(text(asset, "bios_release_date"))),
         ("smanufacturer", text(asset, "vendor")),
         ("smodel", text(asset, "model")),
+        ("ssn", text(asset, "serial")),
     ]);
     let cpu = object([
         ("name", text(asset, "cpu_model")),

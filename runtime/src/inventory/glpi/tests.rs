@@ -87,7 +87,8 @@ fn a_hypervisor_is_a_computer_with_its_virtual_machines() {
         json!({
         "vendor": "VMware, Inc.", "model": "VMware Virtual Platform", "memory_bytes": 4294430720i64,
         "cpu_model": "Intel(R) Xeon(R)", "cpu_cores": 2, "cpu_mhz": 2294,
-        "bios_vendor": "Phoenix", "bios_version": "6.00", "bios_release_date": "2014-03-14T00:00:00Z"}),
+        "bios_vendor": "Phoenix", "bios_version": "6.00", "bios_release_date": "2014-03-14T00:00:00Z",
+        "serial": "VMware-56 4d"}),
     );
     let vm = asset(
         2,
@@ -100,6 +101,7 @@ fn a_hypervisor_is_a_computer_with_its_virtual_machines() {
     assert_eq!(glpi_errors(&document), Vec::<String>::new(), "{document:#}");
     assert_eq!(document["itemtype"], "Computer");
     assert_eq!(document["content"]["bios"]["bdate"], "2014-03-14");
+    assert_eq!(document["content"]["bios"]["ssn"], "VMware-56 4d");
     assert_eq!(document["content"]["virtualmachines"][0]["status"], "running");
 }
 
