@@ -321,4 +321,20 @@ fn accounts_through_daemon_and_agent_with_a_granted_directory() {
     );
     // The secrets stay out of what the daemon shows.
     assert!(!results.to_string().contains("g1na"));
+    // The accounts are in the inventory, on the agent's server, without any
+    // password or hash.
+    let accounts = wait_until("the accounts in the inventory", Duration::from_secs(60), || {
+        let page = daemon.get("/assets?kind=mail_account").expect_ok("assets");
+        let found = page["assets"].as_array().unwrap().clone();
+        (found.len() == 2).then_some(found)
+    });
+    let mut names: Vec<&str> = accounts.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["gina@example.org", "postmaster@example.org"]);
+    assert_eq!(
+        accounts[0]["keys"]["account"][0].as_str().unwrap().split('/').next(),
+        Some("mailhost")
+    );
+    let everything = daemon.get("/assets?limit=1000").expect_ok("assets").to_string();
+    assert!(!everything.contains("g1na") && !everything.contains("$6$"), "{everything}");
 }

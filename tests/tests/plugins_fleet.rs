@@ -151,4 +151,19 @@ fn a_deploy_fetches_a_granted_artifact_and_unpacks_it_on_the_agents_machine() {
     );
     assert_eq!(std::fs::read_to_string(target.join("opt/app/VERSION")).unwrap(), "3.0.1\n");
     assert_eq!(std::fs::read_to_string(target.join("etc/app.conf")).unwrap(), "port = 8080\n");
+    // What was applied where: packages installed on the agent's host.
+    let packages = wait_until("the deployment in the inventory", PATIENCE, || {
+        let page = daemon.get("/assets?kind=package").expect_ok("assets");
+        let found = page["assets"].as_array().unwrap().clone();
+        (!found.is_empty()).then_some(found)
+    });
+    assert!(packages.iter().all(|p| p["attributes"]["sha256"] == sha), "{packages:#?}");
+    let detail = daemon.get(&format!("/assets/{}", packages[0]["id"])).expect_ok("package");
+    let host = &detail["relations"][0];
+    assert_eq!(
+        (host["relation"].as_str(), host["other"].as_str()),
+        (Some("installed_on"), Some("host"))
+    );
+    let agent_host = daemon.get(&format!("/assets/{}", host["to_id"])).expect_ok("host");
+    assert_eq!(agent_host["keys"]["agent"], json!(["agent-deploy"]));
 }
