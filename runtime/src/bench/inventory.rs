@@ -12,22 +12,22 @@
 //!   listings filtered by a /24 and an attribute (a page of 100 each): the
 //!   99th percentile, ms.
 //!
-//! The stores are made as [`super::scheduler`]'s are: a temporary SQLite
-//! file, or a scratch PostgreSQL database dropped after the run.
+//! The store is made for the run and gone after it
+//! ([`BenchStore`](super::store::BenchStore)).
 
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::daemon::processor::PROCESS_BATCH;
-use crate::inventory::store::{InventoryStore, Processed, ProcessedResult};
+use crate::inventory::store::{Processed, ProcessedResult};
 use crate::inventory::{AssetQuery, Observation};
 use crate::scheduler::targeting::parse_target;
-use crate::scheduler::{AgentRegistration, Frequency, Scheduler, SystemClock, TaskSpec};
-use crate::store::postgres::{PgSettings, ScratchDatabase};
-use crate::store::{PluginRecord, PostgresStore, SqliteStore, Store};
+use crate::scheduler::{Frequency, Scheduler, SystemClock, TaskSpec};
+use crate::store::postgres::PgSettings;
 
 use super::scheduler::CountSplitter;
+use super::store::BenchStore;
 use super::{finished, percentile};
 
 /// What `jobstack bench inventory --json` prints.
@@ -82,39 +82,11 @@ fn host(i: usize, pass: usize) -> String {
 /// Run the benchmark.
 pub async fn run(plan: &InventoryBenchPlan) -> anyhow::Result<InventoryReport> {
     anyhow::ensure!(plan.per_result >= 1 && plan.assets >= plan.per_result, "too few assets");
-    let dir = tempfile::tempdir()?;
-    type Opened = (Arc<dyn Store>, Arc<dyn InventoryStore>);
-    let ((store, inventory), scratch, pg, name): (Opened, _, _, _) = match &plan.database {
-        None => {
-            let store = Arc::new(SqliteStore::open_in(dir.path()).await?);
-            ((store.clone(), store), None, None, "sqlite")
-        }
-        Some(url) => {
-            let db = ScratchDatabase::create(url, "jobstack_bench").await?;
-            let store = PostgresStore::connect_with(&db.url(), &PgSettings::default()).await?;
-            let shared = Arc::new(store.clone());
-            ((shared.clone(), shared), Some(db), Some(store), "postgres")
-        }
-    };
-    let sched = Scheduler::new(store.clone(), Arc::new(SystemClock), Arc::new(CountSplitter));
-    let now = sched.now();
-    let plugin = PluginRecord {
-        sha256: "be".repeat(32),
-        name: "bench".into(),
-        version: "1".into(),
-        manifest: serde_json::json!({}),
-        size: 1,
-        uploaded_at: now,
-    };
-    store.put_plugin(&plugin).await?;
-    let registration = AgentRegistration {
-        name: "bench".into(),
-        networks: vec!["0.0.0.0/0".parse()?],
-        plugins: vec![],
-        pooled_slots: 1,
-        dedicated_slots: 0,
-    };
-    let agent = store.register_agent(&registration, "bench-token", now).await?;
+    let bench =
+        BenchStore::open(plan.database.as_deref(), PgSettings::default().max_connections).await?;
+    let inventory = bench.inventory.clone();
+    let sched = Scheduler::new(bench.store.clone(), Arc::new(SystemClock), Arc::new(CountSplitter));
+    let agent = bench.agent("bench", sched.now()).await?;
     let parts = plan.assets / plan.per_result;
     let mut spec = TaskSpec::new("inventory", "bench");
     spec.params = serde_json::json!({ "parts": parts });
@@ -160,7 +132,7 @@ pub async fn run(plan: &InventoryBenchPlan) -> anyhow::Result<InventoryReport> {
         merging += started.elapsed();
     }
 
-    if let Some(pg) = &pg {
+    if let Some(pg) = &bench.pg {
         // Statistics of the new rows, as autovacuum would gather them.
         sqlx::query("ANALYZE").execute(pg.pool()).await?;
     }
@@ -183,16 +155,11 @@ pub async fn run(plan: &InventoryBenchPlan) -> anyhow::Result<InventoryReport> {
     }
 
     drop(sched);
-    drop(store);
     drop(inventory);
-    if let Some(pg) = pg {
-        pg.close().await;
-    }
-    if let Some(db) = scratch {
-        db.drop_now().await?;
-    }
+    let store = bench.name;
+    bench.close().await?;
     Ok(InventoryReport {
-        store: name,
+        store,
         assets: plan.assets,
         observations,
         observations_per_s: observations as f64 / merging.as_secs_f64(),

@@ -6,6 +6,7 @@ pub mod e2e;
 pub mod engine;
 pub mod inventory;
 pub mod scheduler;
+mod store;
 
 /// The `q` quantile (0..=1) of `samples` by nearest rank, to one decimal
 /// place; NaN (JSON `null`) for no samples.

@@ -16,22 +16,18 @@
 //!
 //! Between phases the PostgreSQL tables are vacuumed (see [`settle`]).
 //!
-//! The SQLite store is a file in a temporary directory. A PostgreSQL server is
-//! used through a scratch database created for the run and dropped after it,
-//! so the bench never touches a real database's rows.
+//! The store is made for the run and gone after it
+//! ([`BenchStore`](super::store::BenchStore)).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::scheduler::{
-    Agent, AgentRegistration, NewPart, Run, Scheduler, Splitter, SystemClock, TaskSpec,
-};
-use crate::store::postgres::{PgSettings, ScratchDatabase};
-use crate::store::{PluginRecord, PostgresStore, SqliteStore, Store};
+use crate::scheduler::{Agent, NewPart, Run, Scheduler, Splitter, SystemClock, TaskSpec};
+use crate::store::PostgresStore;
 
+use super::store::BenchStore;
 use super::{finished, percentile};
 
 /// What `jobstack bench scheduler --json` prints.
@@ -119,32 +115,13 @@ fn part(i: u32) -> NewPart {
 
 /// Run the benchmark.
 pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
-    let dir = tempfile::tempdir()?;
-    let (store, scratch, pg, name): (Arc<dyn Store>, _, _, _) = match &plan.database {
-        None => (Arc::new(SqliteStore::open_in(dir.path()).await?), None, None, "sqlite"),
-        Some(url) => {
-            let db = ScratchDatabase::create(url, "jobstack_bench").await?;
-            let settings =
-                PgSettings { max_connections: plan.agents as u32 + 4, ..PgSettings::default() };
-            let store = PostgresStore::connect_with(&db.url(), &settings).await?;
-            (Arc::new(store.clone()), Some(db), Some(store), "postgres")
-        }
-    };
-    let sched = Scheduler::new(store.clone(), Arc::new(SystemClock), Arc::new(CountSplitter));
+    let bench = BenchStore::open(plan.database.as_deref(), plan.agents as u32 + 4).await?;
+    let pg = bench.pg.clone();
+    let sched = Scheduler::new(bench.store.clone(), Arc::new(SystemClock), Arc::new(CountSplitter));
     let now = sched.now();
-    store
-        .put_plugin(&PluginRecord {
-            sha256: "be".repeat(32),
-            name: "bench".into(),
-            version: "1".into(),
-            manifest: serde_json::json!({}),
-            size: 1,
-            uploaded_at: now,
-        })
-        .await?;
     let mut agents = Vec::new();
     for i in 0..plan.agents.max(1) {
-        agents.push(agent(store.as_ref(), &format!("bench-{i}"), now).await?);
+        agents.push(bench.agent(&format!("bench-{i}"), now).await?);
     }
 
     // The /16 split: stored, timed, then canceled so that it does not feed the
@@ -178,17 +155,12 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
     let held = held_run_latencies(&sched, &agents[0], plan.latency_samples.min(200)).await?;
 
     drop(sched);
-    drop(store);
-    if let Some(pg) = pg {
-        pg.close().await;
-    }
-    if let Some(db) = scratch {
-        db.drop_now().await?;
-    }
+    let store = bench.name;
+    bench.close().await?;
     let (p50, p99) = (percentile(&small, 0.50), percentile(&small, 0.99));
     let (p50_1m, p99_1m) = (percentile(&large, 0.50), percentile(&large, 0.99));
     Ok(SchedulerReport {
-        store: name,
+        store,
         agents: plan.agents,
         parts: plan.parts,
         lease_complete_per_s,
@@ -203,17 +175,6 @@ pub async fn run(plan: &SchedulerBenchPlan) -> anyhow::Result<SchedulerReport> {
         enqueue_large_ms,
         split_enqueue_65536_ms,
     })
-}
-
-async fn agent(store: &dyn Store, name: &str, now: DateTime<Utc>) -> anyhow::Result<Agent> {
-    let registration = AgentRegistration {
-        name: name.into(),
-        networks: vec!["0.0.0.0/0".parse()?],
-        plugins: vec![],
-        pooled_slots: 1,
-        dedicated_slots: 0,
-    };
-    Ok(store.register_agent(&registration, &format!("bench-token-{name}"), now).await?)
 }
 
 /// A forced run of a task of `parts` parts, split and stored.

@@ -82,7 +82,7 @@ macro_rules! inventory_reads {
         type Db = $db;
 
         /// `sql` with `binds` bound to its placeholders.
-        pub(super) fn bound<'q>(
+        fn bound<'q>(
             sql: &'q str,
             binds: &'q [Bind],
         ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>> {

@@ -11,7 +11,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::inventory::merge::{AssetId, ChangeValue, Source, Write};
+use crate::inventory::merge::{AssetId, AssetState, Book, ChangeValue, Source, Write};
+use crate::inventory::observation::Observation;
+use crate::inventory::store::Processed;
 use crate::store::ms;
 
 /// The advisory lock a PostgreSQL merge or sweep holds for its transaction
@@ -128,11 +130,47 @@ const INSERT_CHANGE: &str = "INSERT INTO asset_changes (asset_id, at, kind, subj
      run_id) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const DISAPPEAR: &str = "UPDATE assets SET disappeared_at = $1 WHERE id = $2";
 
+/// What [`CLAIM_RESULT`] records of a result's processing: its state and,
+/// when it failed, the reason.
+pub(crate) fn recorded(outcome: &Processed) -> (&'static str, Option<&str>) {
+    match outcome {
+        Processed::Observed(_) => ("done", None),
+        Processed::Failed(reason) => ("failed", Some(reason)),
+    }
+}
+
+/// A batch's merge, ready to write.
+pub(crate) struct Merged {
+    /// The statements that write it, in order.
+    pub statements: Vec<Stmt>,
+    /// Observations merged.
+    pub observations: usize,
+    /// Changes recorded.
+    pub changes: usize,
+}
+
+/// Merge `claimed` (each result's observations and source, in order) into
+/// `stored` (the assets their keys name, [`Book::keys_named`]), new assets
+/// numbered from `first_id`.
+pub(crate) fn merge(
+    stored: Vec<AssetState>, claimed: &[(&[Observation], &Source)], first_id: i64,
+) -> Merged {
+    let mut book = Book::new(stored);
+    let mut observations = 0;
+    for (seen, source) in claimed {
+        for o in seen.iter() {
+            book.observe(o, source);
+            observations += 1;
+        }
+    }
+    let (writes, sources) = book.into_writes();
+    let (statements, changes) = statements(writes, &sources, first_id);
+    Merged { statements, observations, changes }
+}
+
 /// The statements that apply a merge's `writes`, new assets numbered from
 /// `first_id`; and how many changes they record.
-pub(crate) fn statements(
-    writes: Vec<Write>, sources: &[Source], first_id: i64,
-) -> (Vec<Stmt>, usize) {
+fn statements(writes: Vec<Write>, sources: &[Source], first_id: i64) -> (Vec<Stmt>, usize) {
     // A new asset's id: the merge numbers them -1, -2, … in order of creation.
     let real = |id: AssetId| if id > 0 { id } else { first_id - 1 - id };
     let mut out = Vec::with_capacity(writes.len());

@@ -24,48 +24,36 @@ impl InventoryStore for PostgresStore {
     async fn ingest(&self, processed: Vec<ProcessedResult>) -> StoreResult<IngestReport> {
         let mut tx = locked(self).await?;
         let mut report = IngestReport::default();
-        let mut merged = Vec::new();
+        let mut claimed = Vec::new();
         let mut runs = BTreeSet::new();
         for p in &processed {
-            let (state, error) = match &p.outcome {
-                Processed::Observed(_) => ("done", None),
-                Processed::Failed(reason) => ("failed", Some(reason.as_str())),
-            };
-            let claimed = sqlx::query(sql::CLAIM_RESULT)
+            let (state, error) = sql::recorded(&p.outcome);
+            let claim = sqlx::query(sql::CLAIM_RESULT)
                 .bind(state)
                 .bind(error)
                 .bind(p.result.part_id)
-                .bind(i64::from(p.result.attempt))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if claimed == 0 {
+                .bind(i64::from(p.result.attempt));
+            if claim.execute(&mut *tx).await?.rows_affected() == 0 {
                 report.skipped += 1;
                 continue;
             }
             report.results += 1;
             runs.insert(p.result.source.run_id);
             if let Processed::Observed(observations) = &p.outcome {
-                merged.push((observations, &p.result.source));
+                claimed.push((observations.as_slice(), &p.result.source));
             }
         }
         for run_id in runs {
             sqlx::query(sql::NOTE_SWEEP).bind(run_id).execute(&mut *tx).await?;
         }
-        let named = Book::keys_named(merged.iter().flat_map(|(o, _)| o.iter()));
-        let mut book = Book::new(load(&mut tx, &named).await?);
-        for (observations, source) in merged {
-            for o in observations {
-                book.observe(o, source);
-                report.observations += 1;
-            }
-        }
-        let (writes, sources) = book.into_writes();
+        let named = Book::keys_named(claimed.iter().flat_map(|(o, _)| o.iter()));
+        let stored = load(&mut tx, &named).await?;
         let first_id: i64 = sqlx::query_scalar(sql::NEXT_ASSET_ID).fetch_one(&mut *tx).await?;
-        let (statements, changes) = sql::statements(writes, &sources, first_id);
-        run(&mut tx, &statements).await?;
+        let merged = sql::merge(stored, &claimed, first_id);
+        run(&mut tx, &merged.statements).await?;
         tx.commit().await?;
-        report.changes = changes;
+        report.observations = merged.observations;
+        report.changes = merged.changes;
         Ok(report)
     }
 

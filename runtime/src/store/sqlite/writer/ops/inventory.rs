@@ -22,45 +22,32 @@ use crate::store::{StoreError, StoreResult, ms};
 /// merge the observations of those that were.
 pub fn ingest(conn: &WriterConn<'_>, processed: &[ProcessedResult]) -> StoreResult<IngestReport> {
     let mut report = IngestReport::default();
-    let mut merged = Vec::new();
+    let mut claimed = Vec::new();
     let mut runs = BTreeSet::new();
     for p in processed {
-        let (state, error) = match &p.outcome {
-            Processed::Observed(_) => ("done", None),
-            Processed::Failed(reason) => ("failed", Some(reason.as_str())),
-        };
-        let claimed = conn.prepare_cached(sql::CLAIM_RESULT)?.execute(params![
-            state,
-            error,
-            p.result.part_id,
-            p.result.attempt
-        ])?;
-        if claimed == 0 {
+        let (state, error) = sql::recorded(&p.outcome);
+        let (part, attempt) = (p.result.part_id, p.result.attempt);
+        if conn.prepare_cached(sql::CLAIM_RESULT)?.execute(params![state, error, part, attempt])?
+            == 0
+        {
             report.skipped += 1;
             continue;
         }
         report.results += 1;
         runs.insert(p.result.source.run_id);
         if let Processed::Observed(observations) = &p.outcome {
-            merged.push((observations, &p.result.source));
+            claimed.push((observations.as_slice(), &p.result.source));
         }
     }
     for run_id in runs {
         conn.prepare_cached(sql::NOTE_SWEEP)?.execute([run_id])?;
     }
-    let named = Book::keys_named(merged.iter().flat_map(|(o, _)| o.iter()));
-    let mut book = Book::new(load(conn, &named)?);
-    for (observations, source) in merged {
-        for o in observations {
-            book.observe(o, source);
-            report.observations += 1;
-        }
-    }
-    let (writes, sources) = book.into_writes();
+    let stored = load(conn, &Book::keys_named(claimed.iter().flat_map(|(o, _)| o.iter())))?;
     let first_id: i64 = conn.prepare_cached(sql::NEXT_ASSET_ID)?.query_row([], |row| row.get(0))?;
-    let (statements, changes) = sql::statements(writes, &sources, first_id);
-    run(conn, &statements)?;
-    report.changes = changes;
+    let merged = sql::merge(stored, &claimed, first_id);
+    run(conn, &merged.statements)?;
+    report.observations = merged.observations;
+    report.changes = merged.changes;
     Ok(report)
 }
 
