@@ -16,6 +16,9 @@
 //!   PostgreSQL (several daemons on one database).
 //! - [`module_catalog`]: the uploaded plugin modules, kept in the store and
 //!   cached on disk, which the API serves and the daemon splits runs with.
+//! - [`inventory`]: the data processor's end: assets merged from results,
+//!   their history, and the selectors tasks take their targets from.
+//! - [`notify`]: webhooks, signed, delivered from a durable outbox.
 //! - [`artifacts`]: content-addressed files (software to deploy) on disk.
 //! - [`protocol`]: the routes and JSON bodies of the API, shared by the daemon,
 //!   the agent, the client and the admin CLI.
@@ -40,6 +43,7 @@ pub mod daemon;
 pub mod engine;
 pub mod inventory;
 pub mod module_catalog;
+pub mod notify;
 pub mod protocol;
 pub mod scheduler;
 pub mod store;

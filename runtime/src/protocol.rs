@@ -151,6 +151,25 @@ pub struct TaskView {
     pub latest_run: Option<Run>,
 }
 
+/// A task's place in its chain: the task it follows and those that follow
+/// it, each with its newest run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainView {
+    /// The task it follows.
+    pub upstream: Option<TaskView>,
+    /// The tasks that follow it.
+    pub downstream: Vec<TaskView>,
+}
+
+/// A new webhook subscription, with its signing secret (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    /// The subscription.
+    pub subscription: crate::notify::Subscription,
+    /// The secret its deliveries are signed with.
+    pub secret: String,
+}
+
 /// A re-run request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RerunRequest {

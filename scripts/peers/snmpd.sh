@@ -6,6 +6,8 @@
 # (SHA, AES) and V3USER-sha256 (SHA-256, AES), with those passphrases.
 # SNMPD_ADDRESS (default 127.0.0.1) is the loopback address to answer on, and
 # SNMPD_LOCATION the sysLocation to answer (default "jobstack test rack 7").
+# With SNMPD_TCP=1 the agent answers on the same TCP port too (so that a TCP
+# discovery finds the device).
 # DIR receives the configuration (snmpd.conf) and the agent's persistent state;
 # nothing outside it is read or written (-C: no system configuration). The agent
 # logs to stdout (-Lo) and stays in the foreground (-f) until killed.
@@ -44,4 +46,8 @@ export SNMP_PERSISTENT_DIR="$dir/state"
 # Debian ships no standard MIBs (they are non-free): load none rather than warn
 # about each missing one. Nothing here needs names; OIDs are numeric.
 export MIBS=""
-exec "$snmpd" -f -Lo -C -c "$dir/snmpd.conf" -p "$dir/snmpd.pid" "udp:$address:$port"
+listen="udp:$address:$port"
+if [ "${SNMPD_TCP:-0}" = 1 ]; then
+    listen="$listen,tcp:$address:$port"
+fi
+exec "$snmpd" -f -Lo -C -c "$dir/snmpd.conf" -p "$dir/snmpd.pid" "$listen"

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod daemon;
 pub mod postgres;
 pub mod proxy;
+pub mod receiver;
 pub mod snmpd;
 pub mod vcsim;
 pub mod webdriver;

@@ -23,9 +23,20 @@ impl Snmpd {
     /// `location` as sysLocation, with `extra` arguments to the script (the
     /// v3 users); ready when `snmpget` gets an answer.
     pub fn start(address: &str, port: Option<u16>, location: &str, extra: &[&str]) -> Snmpd {
-        let dir = tempfile::tempdir().unwrap();
         let port = port
             .unwrap_or_else(|| UdpSocket::bind((address, 0)).unwrap().local_addr().unwrap().port());
+        Self::launch(address, port, location, extra, false)
+    }
+
+    /// Start snmpd on `address` answering on the same free port over UDP
+    /// and TCP, so that a TCP port scan finds it.
+    pub fn start_with_tcp(address: &str, location: &str) -> Snmpd {
+        let port = std::net::TcpListener::bind((address, 0)).unwrap().local_addr().unwrap().port();
+        Self::launch(address, port, location, &[], true)
+    }
+
+    fn launch(address: &str, port: u16, location: &str, extra: &[&str], tcp: bool) -> Snmpd {
+        let dir = tempfile::tempdir().unwrap();
         let community = format!("jobstack-test-{}", std::process::id());
         let log = std::fs::File::create(dir.path().join("snmpd.log")).unwrap();
         let child = Command::new(repo_root().join("scripts/peers/snmpd.sh"))
@@ -35,6 +46,7 @@ impl Snmpd {
             .args(extra)
             .env("SNMPD_ADDRESS", address)
             .env("SNMPD_LOCATION", location)
+            .env("SNMPD_TCP", if tcp { "1" } else { "0" })
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

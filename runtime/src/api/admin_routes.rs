@@ -15,8 +15,8 @@ use super::error::{ApiError, ApiResult};
 use super::params::check_params;
 use crate::module_catalog::CatalogError;
 use crate::protocol::{
-    Agent, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task, TaskInput,
-    TaskView,
+    Agent, ChainView, Part, PluginRecord, PluginUploaded, RerunRequest, Run, RunResults, Task,
+    TaskInput, TaskView,
 };
 
 /// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
@@ -115,6 +115,29 @@ pub async fn show_task(
 ) -> ApiResult<Json<TaskView>> {
     let task = find_task(&state, &key).await?;
     Ok(Json(view(&state, task).await?))
+}
+
+/// `GET /api/v1/tasks/{id or name}/chain`: the task it follows and those
+/// that follow it, each with its newest run.
+pub async fn task_chain(
+    State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
+) -> ApiResult<Json<ChainView>> {
+    let task = find_task(&state, &key).await?;
+    let store = state.scheduler.store();
+    let upstream = match &task.spec.after {
+        Some(trigger) => match store.task_by_name(&trigger.task).await? {
+            Some(up) => Some(view(&state, up).await?),
+            None => None,
+        },
+        None => None,
+    };
+    let mut downstream = Vec::new();
+    for follower in store.followers().await? {
+        if follower.spec.after.as_ref().is_some_and(|t| t.task == task.spec.name) {
+            downstream.push(view(&state, follower).await?);
+        }
+    }
+    Ok(Json(ChainView { upstream, downstream }))
 }
 
 /// `POST /api/v1/tasks/{id or name}/run`: force-run.

@@ -69,6 +69,7 @@ mod tests {
                 dedicated_slots: 0,
             },
             last_seen: chrono::DateTime::UNIX_EPOCH,
+            down_since: None,
         }
     }
 

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The body is larger than the daemon accepts (413).
     #[error("{0}")]
     TooLarge(String),
+    /// A peer the daemon called for the request refused it (502).
+    #[error("{0}")]
+    Upstream(String),
     /// The database is unreachable; retry later (503).
     #[error("{0}")]
     Unavailable(String),
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_refused"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -103,6 +107,7 @@ impl From<SchedulerError> for ApiError {
             SchedulerError::UnknownPlugin(_) => {
                 ApiError::bad_request("unknown_plugin", e.to_string())
             }
+            SchedulerError::Cycle(_) => ApiError::bad_request("trigger_cycle", e.to_string()),
             SchedulerError::Store(e) => e.into(),
         }
     }

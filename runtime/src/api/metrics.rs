@@ -34,6 +34,12 @@ pub struct Metrics {
     pub parts: Family<StateLabel, Gauge>,
     /// Registered agents.
     pub agents: Gauge,
+    /// Agents the monitor finds down.
+    pub agents_down: Gauge,
+    /// Assets of the inventory that disappeared (not seen again since).
+    pub assets_disappeared: Gauge,
+    /// Webhook events delivery gave up on.
+    pub webhook_dead_letters: Gauge,
     /// Agent long-polls waiting for work on this daemon (idle slots).
     pub long_polls: Gauge,
     /// Leases handed out.
@@ -58,6 +64,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("jobstack");
         let parts = Family::<StateLabel, Gauge>::default();
         let agents = Gauge::default();
+        let agents_down = Gauge::default();
+        let assets_disappeared = Gauge::default();
+        let webhook_dead_letters = Gauge::default();
         let long_polls = Gauge::default();
         let leases = Counter::default();
         let expiries = Counter::default();
@@ -65,6 +74,21 @@ impl Metrics {
         let durations = Histogram::new(exponential_buckets(0.001, 4.0, 12));
         registry.register("parts", "Job parts by state", parts.clone());
         registry.register("agents", "Registered agents", agents.clone());
+        registry.register(
+            "agents_down",
+            "Agents with no request for the set time",
+            agents_down.clone(),
+        );
+        registry.register(
+            "assets_disappeared",
+            "Inventory assets a complete later run no longer saw",
+            assets_disappeared.clone(),
+        );
+        registry.register(
+            "webhook_dead_letters",
+            "Webhook events delivery gave up on",
+            webhook_dead_letters.clone(),
+        );
         registry.register(
             "long_polls_waiting",
             "Agent long-polls waiting for work on this daemon (idle agent slots)",
@@ -86,6 +110,9 @@ impl Metrics {
             registry: Mutex::new(registry),
             parts,
             agents,
+            agents_down,
+            assets_disappeared,
+            webhook_dead_letters,
             long_polls,
             leases,
             expiries,

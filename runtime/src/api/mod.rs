@@ -14,9 +14,12 @@ pub mod metrics;
 mod ops;
 mod params;
 pub mod state;
+mod webhook_routes;
 
 pub use error::{ApiError, ApiResult};
-pub use state::{ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES};
+pub use state::{
+    ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES, Webhooks,
+};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +49,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/tasks", post(admin::create_task).get(admin::list_tasks))
         .route("/tasks/{task}", get(admin::show_task).put(admin::edit_task))
         .route("/tasks/{task}/run", post(admin::force_run))
+        .route("/tasks/{task}/chain", get(admin::task_chain))
         .route("/tasks/{task}/results", get(admin::task_results))
         .route("/runs", get(admin::list_runs))
         .route("/runs/{run}", get(admin::show_run))
@@ -63,6 +67,10 @@ pub fn app(state: ApiState) -> Router {
         .route("/changes", get(inventory::list_changes))
         .route("/changes/stream", get(inventory::stream_changes))
         .route("/agents", get(admin::list_agents))
+        .route("/webhooks", get(webhook_routes::list).post(webhook_routes::create))
+        .route("/webhooks/dead-letters", get(webhook_routes::dead_letters))
+        .route("/webhooks/{id}", axum::routing::delete(webhook_routes::delete))
+        .route("/webhooks/{id}/dead-letters/{event}/resend", post(webhook_routes::resend))
         .route("/events", get(events::stream_events))
         .route("/openapi.json", get(ops::openapi));
     Router::new()

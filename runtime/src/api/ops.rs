@@ -26,7 +26,12 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     let store = state.scheduler.store();
     let runs = store.runs(None).await?;
     state.metrics.set_parts(&runs);
-    state.metrics.agents.set(store.agents().await?.len() as i64);
+    let agents = store.agents().await?;
+    state.metrics.agents.set(agents.len() as i64);
+    state.metrics.agents_down.set(agents.iter().filter(|a| a.down_since.is_some()).count() as i64);
+    state.metrics.assets_disappeared.set(state.inventory.disappeared_count().await? as i64);
+    let dead = state.webhooks.outbox.dead_letters(None).await?.len();
+    state.metrics.webhook_dead_letters.set(dead as i64);
     let waiting = state.scheduler.work_signal().waiting();
     state.metrics.long_polls.set(waiting as i64);
     Ok((
@@ -54,6 +59,7 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
     ("get", "/tasks/{task}", Auth::Admin, "Show a task (by id or name)"),
     ("put", "/tasks/{task}", Auth::Admin, "Edit a task; runs already created keep their snapshot"),
     ("post", "/tasks/{task}/run", Auth::Admin, "Force a run above every priority"),
+    ("get", "/tasks/{task}/chain", Auth::Admin, "The task it follows and those that follow it, each with its newest run"),
     ("get", "/tasks/{task}/results", Auth::Admin, "Results of the task's latest run"),
     ("get", "/runs", Auth::Admin, "List runs (?task= to filter)"),
     ("get", "/runs/{run}", Auth::Admin, "Show a run"),
@@ -70,7 +76,12 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
     ("get", "/assets/{id}/glpi", Auth::Admin, "The asset as GLPI's native inventory document (network devices, hypervisors, discovered hosts)"),
     ("get", "/changes/stream", Auth::Admin, "Inventory changes as server-sent events (?after=, Last-Event-ID)"),
     ("get", "/changes", Auth::Admin, "Inventory changes, oldest first (?asset= &run= &since= &after= &limit=)"),
-    ("get", "/agents", Auth::Admin, "List agents"),
+    ("get", "/agents", Auth::Admin, "List agents (down_since: the monitor finds one down)"),
+    ("get", "/webhooks", Auth::Admin, "List webhook subscriptions with how far delivery got"),
+    ("post", "/webhooks", Auth::Admin, "Subscribe a URL on an allowed host to event kinds; answers the signing secret once"),
+    ("delete", "/webhooks/{id}", Auth::Admin, "Delete a subscription and its dead letters"),
+    ("get", "/webhooks/dead-letters", Auth::Admin, "Events delivery gave up on (?subscription=)"),
+    ("post", "/webhooks/{id}/dead-letters/{event}/resend", Auth::Admin, "Post a dead letter again now; 502 when refused again"),
     ("get", "/events", Auth::Admin, "Server-sent events of every state change"),
     ("get", "/openapi.json", Auth::None, "This document"),
 ];

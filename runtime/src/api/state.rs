@@ -11,6 +11,8 @@ use super::metrics::Metrics;
 use crate::artifacts::ArtifactStore;
 use crate::inventory::InventoryStore;
 use crate::module_catalog::ModuleCatalog;
+use crate::notify::delivery::Deliverer;
+use crate::notify::{AllowList, OutboxStore};
 use crate::scheduler::Scheduler;
 
 /// The largest plugin upload: real plugins are well under a few MiB; 64 MiB
@@ -49,4 +51,18 @@ pub struct ApiState {
     pub sweep: Arc<Notify>,
     /// The inventory the data processor keeps (the same store).
     pub inventory: Arc<dyn InventoryStore>,
+    /// Webhook subscriptions and their outbox (the same store), the
+    /// deliverer that re-sends dead letters, and the hosts allowed.
+    pub webhooks: Webhooks,
+}
+
+/// What the webhook routes need.
+#[derive(Clone)]
+pub struct Webhooks {
+    /// Subscriptions, outbox, dead letters.
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Re-sends dead letters.
+    pub deliverer: Deliverer,
+    /// The hosts a subscription may name.
+    pub allow: AllowList,
 }

@@ -21,6 +21,13 @@
 //! are forced one after another and timed from the request to the part's
 //! lease at an agent (`force_run_wake_ms`, `enqueue_to_start_p50_ms`/`p99`).
 //!
+//! With `--webhooks`, the execution phase runs twice, each part's record
+//! feeding the inventory (so that each part is an `asset.appeared` event):
+//! first with no subscription (`parts_per_s_without_webhooks`), then with a
+//! receiver started by the bench subscribed to every event kind
+//! (`parts_per_s`); every event of that run must reach the receiver, checked
+//! by id (`webhook_events_delivered`, `webhook_delivery_p50_ms`).
+//!
 //! The two runs also time the forced run (the plugin's `split` in a daemon's
 //! engine, the parts stored) and check the outcome the bench exists to
 //! protect: every part finished, exactly one applied result per part.
@@ -95,6 +102,16 @@ pub struct E2eReport {
     pub e2e_parts_per_s_ratio: f64,
     /// Applied results found per phase, one per part (checked).
     pub results_checked: usize,
+    /// With `--webhooks`: the execution phase's parts per second with no
+    /// subscription (`parts_per_s` is then with one to every event kind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts_per_s_without_webhooks: Option<f64>,
+    /// With `--webhooks`: events of the run delivered, each id once, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_events_delivered: Option<usize>,
+    /// With `--webhooks`: median time from an event's commit to its delivery, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_delivery_p50_ms: Option<f64>,
 }
 
 /// Sizes of the measurements.
@@ -116,6 +133,8 @@ pub struct E2eBenchPlan {
     pub parts: usize,
     /// Forced runs timed from enqueue to start.
     pub wake_samples: usize,
+    /// Measure the execution phase with and without a webhook subscription.
+    pub webhooks: bool,
 }
 
 /// Run the benchmark.
@@ -216,11 +235,22 @@ async fn measure(
             let _ = stopped.wait_for(|stop| *stop).await;
         })));
     }
-    let started = Instant::now();
-    let run = force_run(admin, "bench-execution", plan.parts, &names).await?;
-    wait_for_end(admin, run.id).await?;
-    let run_s = started.elapsed().as_secs_f64();
-    check_exactly_once(admin, run.id, plan.parts).await?;
+    let mut without_webhooks = None;
+    let mut delivered = None;
+    let run_s = if plan.webhooks {
+        let plain = serde_json::json!({ "observe": true, "tag": "bench-plain" });
+        let plain_s = timed_run(admin, "bench-execution", plan.parts, &names, plain).await?;
+        without_webhooks = Some(plan.parts as f64 / plain_s);
+        let receiver = super::webhooks::Receiver::start().await?;
+        let subscription = receiver.subscribe(admin).await?;
+        let hooked = serde_json::json!({ "observe": true, "tag": "bench-hooked" });
+        let hooked_s =
+            timed_run(admin, "bench-execution-webhooks", plan.parts, &names, hooked).await?;
+        delivered = Some(receiver.all_delivered(admin, subscription.id).await?);
+        hooked_s
+    } else {
+        timed_run(admin, "bench-execution", plan.parts, &names, serde_json::json!({})).await?
+    };
 
     // Phase 4: the same, every part's record feeding the inventory.
     let started = Instant::now();
@@ -252,6 +282,9 @@ async fn measure(
         inventory_parts_per_s: plan.parts as f64 / inventory_s,
         e2e_parts_per_s_ratio: run_s / inventory_s,
         results_checked: checked,
+        parts_per_s_without_webhooks: without_webhooks,
+        webhook_events_delivered: delivered.map(|d| d.events),
+        webhook_delivery_p50_ms: delivered.map(|d| d.p50_ms),
     })
 }
 
@@ -291,6 +324,9 @@ impl BenchDaemon {
             .kill_on_drop(true);
         if let Some(url) = database {
             command.env("JOBSTACK_DATABASE", url);
+        }
+        if plan.webhooks {
+            command.args(["--webhook-allow", "127.0.0.1"]);
         }
         let mut child =
             command.spawn().with_context(|| format!("cannot start {}", plan.jobstack.display()))?;
@@ -333,6 +369,19 @@ async fn force_run(
     admin: &ApiClient, name: &str, parts: usize, agents: &[String],
 ) -> anyhow::Result<Run> {
     force_run_with(admin, name, parts, agents, serde_json::json!({})).await
+}
+
+/// Force a run of `parts` parts with `more` parameters, wait for its end and
+/// check each part was applied once; forced run to end, s.
+async fn timed_run(
+    admin: &ApiClient, name: &str, parts: usize, agents: &[String], more: serde_json::Value,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let run = force_run_with(admin, name, parts, agents, more).await?;
+    wait_for_end(admin, run.id).await?;
+    let run_s = started.elapsed().as_secs_f64();
+    check_exactly_once(admin, run.id, parts).await?;
+    Ok(run_s)
 }
 
 /// [`force_run`] with more parameters of the plugin.

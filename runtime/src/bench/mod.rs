@@ -7,6 +7,7 @@ pub mod engine;
 pub mod inventory;
 pub mod scheduler;
 mod store;
+mod webhooks;
 
 /// The `q` quantile (0..=1) of `samples` by nearest rank, to one decimal
 /// place; NaN (JSON `null`) for no samples.

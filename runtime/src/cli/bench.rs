@@ -89,6 +89,10 @@ pub enum BenchCommand {
         /// Where the built plugins are (fixture_steps.wasm).
         #[arg(long, default_value = "plugins/target/wasm32-wasip2/release")]
         plugin_dir: PathBuf,
+        /// Also run the execution phase with a webhook subscription to every
+        /// event kind, against a receiver the bench starts.
+        #[arg(long)]
+        webhooks: bool,
     },
 }
 
@@ -124,6 +128,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
             parts,
             wake_samples,
             plugin_dir,
+            webhooks,
         } => {
             let plan = E2eBenchPlan {
                 jobstack: std::env::current_exe()?,
@@ -134,6 +139,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
                 slots,
                 parts,
                 wake_samples,
+                webhooks,
             };
             let report = jobstack::bench::e2e::run(&plan).await?;
             print(json, &report)

@@ -33,6 +33,9 @@ enum Command {
     /// Ask the inventory: assets, their history, what changed.
     #[command(subcommand)]
     Inventory(admin::inventory::InventoryCommand),
+    /// Subscribe URLs to events (webhooks); see and re-send dead letters.
+    #[command(subcommand)]
+    Webhook(admin::webhook::WebhookCommand),
     /// Print the results of a task's latest run (or of --run ID).
     Results(admin::results::ResultsArgs),
     /// Run a plugin locally: `split` without --part, `init` + `execute` with it.
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
             Command::Artifact(cmd) => admin::artifact::run(cmd).await,
             Command::Task(cmd) => admin::task::run(cmd).await,
             Command::Inventory(cmd) => admin::inventory::run(cmd).await,
+            Command::Webhook(cmd) => admin::webhook::run(cmd).await,
             Command::Results(args) => admin::results::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,

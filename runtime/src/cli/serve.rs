@@ -43,6 +43,16 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "JOBSTACK_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// An agent with no request for this long is down (e.g. 60s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    agent_down_after: Option<std::time::Duration>,
+    /// A host name, address or network webhooks may be delivered to
+    /// (repeat, or separate with commas) [default: none].
+    #[arg(long, env = "JOBSTACK_WEBHOOK_ALLOW", value_delimiter = ',')]
+    webhook_allow: Vec<String>,
+    /// Attempts at a webhook event before it is dead-lettered [default: 10].
+    #[arg(long)]
+    webhook_attempts: Option<u32>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -61,6 +71,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shutdown_grace: args.shutdown_grace,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        agent_down_after: args.agent_down_after,
+        webhook_allow: (!args.webhook_allow.is_empty()).then_some(args.webhook_allow),
+        webhook_attempts: args.webhook_attempts,
     };
     daemon::serve(file.overridden_by(flags).resolve()?).await?;
     Ok(ExitCode::SUCCESS)

@@ -155,6 +155,12 @@ impl ApiClient {
         decode(response).await
     }
 
+    /// A request whose answer has no body (204): `DELETE path`, or `POST
+    /// path` without a body (a dead letter's re-send).
+    pub async fn send_empty(&self, method: Method, path: &str) -> Result<(), ClientError> {
+        self.send(self.request(method, path)).await.map(|_| ())
+    }
+
     /// `PUT path` with a JSON body.
     pub async fn put_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self, path: &str, body: &B,

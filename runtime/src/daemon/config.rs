@@ -41,6 +41,13 @@ pub struct ServeSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// An agent with no request for this long is down, e.g. `60s`.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub agent_down_after: Option<Duration>,
+    /// Hosts webhooks may be delivered to: names, addresses, networks.
+    pub webhook_allow: Option<Vec<String>>,
+    /// Attempts at a webhook event before it is dead-lettered.
+    pub webhook_attempts: Option<u32>,
 }
 
 mod humantime_serde_opt {
@@ -75,6 +82,9 @@ impl ServeSettings {
             shutdown_grace: over.shutdown_grace.or(self.shutdown_grace),
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
+            agent_down_after: over.agent_down_after.or(self.agent_down_after),
+            webhook_allow: over.webhook_allow.or(self.webhook_allow),
+            webhook_attempts: over.webhook_attempts.or(self.webhook_attempts),
         }
     }
 
@@ -86,6 +96,14 @@ impl ServeSettings {
             (None, None) => None,
             _ => anyhow::bail!("TLS needs both a certificate (--tls-cert) and its key (--tls-key)"),
         };
+        let webhook_allow =
+            crate::notify::AllowList::parse(&self.webhook_allow.unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!(e))?;
+        let mut retry = crate::notify::delivery::RetryPolicy::default();
+        if let Some(attempts) = self.webhook_attempts {
+            anyhow::ensure!(attempts >= 1, "webhook_attempts must be at least 1");
+            retry.max_attempts = attempts;
+        }
         Ok(ServeConfig {
             listen: self
                 .listen
@@ -98,6 +116,11 @@ impl ServeSettings {
             bundled_plugins: self.bundled_plugins,
             shutdown_grace: self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             tls,
+            agent_down_after: self
+                .agent_down_after
+                .unwrap_or(crate::scheduler::DEFAULT_AGENT_DOWN_AFTER),
+            webhook_allow,
+            webhook_retry: retry,
         })
     }
 }
@@ -132,6 +155,12 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Serve HTTPS with these files; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
+    /// An agent with no request for this long is down.
+    pub agent_down_after: Duration,
+    /// Hosts webhooks may be delivered to.
+    pub webhook_allow: crate::notify::AllowList,
+    /// When to retry a webhook event, and when to give up.
+    pub webhook_retry: crate::notify::delivery::RetryPolicy,
 }
 
 #[cfg(test)]

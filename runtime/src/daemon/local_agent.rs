@@ -81,7 +81,9 @@ fn link_error(e: SchedulerError) -> LinkError {
         SchedulerError::Store(
             StoreError::Conflict { .. } | StoreError::Transition(_) | StoreError::Invalid(_),
         ) => refused(409, &e),
-        SchedulerError::InvalidTask(_) | SchedulerError::UnknownPlugin(_) => refused(400, &e),
+        SchedulerError::InvalidTask(_)
+        | SchedulerError::UnknownPlugin(_)
+        | SchedulerError::Cycle(_) => refused(400, &e),
         SchedulerError::Store(_) => LinkError::Unavailable(e.to_string()),
     }
 }

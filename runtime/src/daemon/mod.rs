@@ -7,8 +7,9 @@
 //! database that several daemons share (each then also listens for the others'
 //! work announcements),
 //! the engine (module store and compiled-artifact cache in the data directory),
-//! the credentials, deploy the bundled plugins, start the sweep and the data
-//! processor ([`processor`]), listen.
+//! the credentials, deploy the bundled plugins, start the sweep, the data
+//! processor ([`processor`]) and the webhooks' feeder and deliverer
+//! ([`notifier`]), listen.
 //! Shutdown (SIGTERM or Ctrl-C): stop accepting requests and leasing, let
 //! running parts finish within the grace period; the rest of their leases
 //! expire and are regenerated, so nothing is lost.
@@ -17,6 +18,7 @@ mod bundled;
 pub mod config;
 mod credentials;
 mod local_agent;
+mod notifier;
 pub mod processor;
 mod splitter;
 pub mod tls;
@@ -31,10 +33,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::agent::AgentSettings;
-use crate::api::{self, ApiState, metrics::Metrics};
+use crate::api::{self, ApiState, Webhooks, metrics::Metrics};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
+use crate::inventory::InventorySelection;
 use crate::module_catalog::ModuleCatalog;
+use crate::notify::delivery::Deliverer;
+use crate::notify::feed::Feeder;
 use crate::scheduler::{Scheduler, SystemClock};
 use crate::store;
 
@@ -74,10 +79,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if shared > 0 {
         tracing::info!(modules = shared, "cached modules put into the store");
     }
+    let selection = Arc::new(InventorySelection::new(opened.inventory.clone()));
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(SystemClock),
         Arc::new(EngineSplitter::new(modules.clone())),
+    )
+    .with_selection(selection)
+    .with_agent_down_after(config.agent_down_after);
+    let deliverer = Deliverer::new(
+        opened.outbox.clone(),
+        config.webhook_allow.clone(),
+        Arc::new(SystemClock),
+        config.webhook_retry,
     );
     if let Some(dir) = &config.bundled_plugins {
         let deployed = bundled::deploy(&modules, store.as_ref(), dir, scheduler.now()).await?;
@@ -96,12 +110,26 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })?,
         sweep: Arc::new(Notify::new()),
         inventory: opened.inventory.clone(),
+        webhooks: Webhooks {
+            outbox: opened.outbox.clone(),
+            deliverer: deliverer.clone(),
+            allow: config.webhook_allow.clone(),
+        },
     };
     let (shutdown_tx, shutdown) = watch::channel(false);
     let sweep = tokio::spawn(run_sweep(state.clone(), shutdown.clone()));
     let processor =
         processor::Processor::new(modules.clone(), opened.inventory.clone(), Arc::new(SystemClock));
     let processor = tokio::spawn(processor.run(shutdown.clone()));
+    let feeder = Feeder::new(
+        store.clone(),
+        opened.inventory.clone(),
+        opened.outbox.clone(),
+        Arc::new(SystemClock),
+    );
+    let fed = Arc::new(Notify::new());
+    let feeding = tokio::spawn(notifier::feed(feeder, fed.clone(), shutdown.clone()));
+    let delivering = tokio::spawn(notifier::deliver(deliverer, fed, shutdown.clone()));
     // Several daemons on one database: wake our long-polls on their work too.
     let work_listener = opened
         .postgres
@@ -162,6 +190,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(config.shutdown_grace, sweep).await;
     let _ = tokio::time::timeout(config.shutdown_grace, processor).await;
+    let _ = tokio::time::timeout(config.shutdown_grace, feeding).await;
+    let _ = tokio::time::timeout(config.shutdown_grace, delivering).await;
     if let Some(listener) = work_listener {
         listener.abort();
     }

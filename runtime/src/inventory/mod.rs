@@ -15,17 +15,20 @@
 //! - [`merge`]: the merge rules, over an in-memory [`merge::Book`];
 //! - [`sweep`]: the disappearance rule;
 //! - [`view`]: what the inventory answers (assets, changes, queries);
+//! - [`select`]: task selectors resolved against it;
 //! - [`store`]: the port both backends implement.
 
 pub mod glpi;
 pub mod keys;
 pub mod merge;
 pub mod observation;
+pub mod select;
 pub mod store;
 pub mod sweep;
 pub mod view;
 
 pub use merge::{AssetId, ChangeKind, Source};
 pub use observation::Observation;
+pub use select::InventorySelection;
 pub use store::{InventoryReads, InventoryStore, PendingResult, Processed, ProcessedResult};
 pub use view::{Asset, AssetDetail, AssetQuery, Change, ChangeQuery};

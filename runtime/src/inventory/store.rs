@@ -86,6 +86,9 @@ pub trait InventoryReads: Send + Sync + 'static {
 
     /// The changes `query` selects, in the order they were recorded.
     async fn changes(&self, query: &ChangeQuery) -> StoreResult<Vec<Change>>;
+
+    /// How many assets disappeared (and were not seen again since).
+    async fn disappeared_count(&self) -> StoreResult<u64>;
 }
 
 /// The inventory's durable state: its writes, each one transaction, and

@@ -99,6 +99,10 @@ pub enum AttributeFilter {
     Equals(String, serde_json::Value),
     /// The attribute's JSON text contains this text.
     Contains(String, String),
+    /// The attribute is a string starting with this text.
+    StartsWith(String, String),
+    /// The attribute is a list holding this JSON value.
+    Has(String, serde_json::Value),
 }
 
 /// Which assets to list: every filter given must hold.
@@ -203,22 +207,34 @@ impl AssetQuery {
 }
 
 impl AttributeFilter {
-    /// `name=value` (the value as JSON, else as a string) or `name~text`.
+    /// `name=value` (the value as JSON, else as a string), `name~text`
+    /// (contains), `name^=text` (starts with) or `name[]=value` (a list
+    /// holding the value).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let at = text
-            .find(['=', '~'])
-            .ok_or_else(|| format!("attr: {text:?} is neither name=value nor name~text"))?;
-        let (name, value) = (text[..at].trim().to_string(), &text[at + 1..]);
+        let at = text.find(['=', '~']).ok_or_else(|| {
+            format!("attr: {text:?} is none of name=value, name~text, name^=text, name[]=value")
+        })?;
+        let (name, value) = (text[..at].trim(), &text[at + 1..]);
+        let json = || {
+            serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()))
+        };
+        let (name, filter): (&str, fn(String, &str, serde_json::Value) -> Self) =
+            match (text.as_bytes()[at], name) {
+                (b'~', name) => (name, |n, v, _| AttributeFilter::Contains(n, v.to_string())),
+                (_, name) if name.ends_with('^') => (&name[..name.len() - 1], |n, v, _| {
+                    AttributeFilter::StartsWith(n, v.to_string())
+                }),
+                (_, name) if name.ends_with("[]") => {
+                    (&name[..name.len() - 2], |n, _, j| AttributeFilter::Has(n, j))
+                }
+                (_, name) => (name, |n, _, j| AttributeFilter::Equals(n, j)),
+            };
+        let name = name.trim();
         if name.is_empty() {
             return Err(format!("attr: {text:?} names no attribute"));
         }
-        Ok(if text.as_bytes()[at] == b'=' {
-            let json = serde_json::from_str(value)
-                .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
-            AttributeFilter::Equals(name, json)
-        } else {
-            AttributeFilter::Contains(name, value.to_string())
-        })
+        Ok(filter(name.to_string(), value, json()))
     }
 }
 
@@ -280,6 +296,15 @@ mod tests {
             AttributeFilter::Contains("sysObjectID".into(), "1.3.6.1.4.1.9".into())
         );
         assert_eq!(q.attributes[2], AttributeFilter::Equals("sysLocation".into(), "rack 4".into()));
+        assert_eq!(
+            AttributeFilter::parse("sysObjectID^=1.3.6.1.4.1.9").unwrap(),
+            AttributeFilter::StartsWith("sysObjectID".into(), "1.3.6.1.4.1.9".into())
+        );
+        assert_eq!(
+            AttributeFilter::parse("tcp_open[]=443").unwrap(),
+            AttributeFilter::Has("tcp_open".into(), serde_json::json!(443))
+        );
+        assert!(AttributeFilter::parse("[]=443").unwrap_err().contains("names no attribute"));
         assert_eq!(q.seen_since, Some(now - chrono::Duration::days(7)));
         assert_eq!(q.limit, 50);
     }
@@ -290,7 +315,7 @@ mod tests {
         let err =
             |pairs: &[(&str, &str)]| AssetQuery::from_params(&params(pairs), now).unwrap_err();
         assert!(err(&[("cidr", "ten")]).contains("not a network"));
-        assert!(err(&[("attr", "nothing")]).contains("neither"));
+        assert!(err(&[("attr", "nothing")]).contains("none of"));
         assert!(err(&[("limit", "0")]).contains("between 1 and"));
         assert!(err(&[("seen_since", "yesterday")]).contains("RFC 3339"));
         assert!(err(&[("colour", "red")]).contains("unknown parameter"));

@@ -37,6 +37,9 @@ pub struct Agent {
     pub registration: AgentRegistration,
     /// Its last request.
     pub last_seen: DateTime<Utc>,
+    /// Since when the monitor finds it down (no request for the set time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since: Option<DateTime<Utc>>,
 }
 
 impl Agent {

@@ -41,6 +41,7 @@
 //! recurrence are tested by moving a [`ManualClock`].
 
 mod agent;
+mod chain;
 mod clock;
 mod event;
 pub mod fencing;
@@ -49,14 +50,17 @@ pub mod priority;
 pub mod recurrence;
 pub mod retry;
 mod run;
+mod selector;
 mod service;
 mod state;
 pub mod store;
+mod sweep;
 pub mod targeting;
 mod task;
 mod wake;
 
 pub use agent::{Agent, AgentRegistration, LOCAL_AGENT_NAME};
+pub use chain::{Trigger, TriggerCondition, cycle_through};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::Event;
 pub use lease::{
@@ -65,9 +69,11 @@ pub use lease::{
 };
 pub use priority::{FORCED_RANK, Priority};
 pub use recurrence::Frequency;
-pub use run::{NewPart, NewRun, Part, Run, RunCause};
-pub use service::{Scheduler, SchedulerError, Splitter, TickReport};
+pub use run::{NewPart, NewRun, Part, Run, RunCause, selected_targets};
+pub use selector::{MAX_SELECTED, Selection, TargetSelector};
+pub use service::{DEFAULT_AGENT_DOWN_AFTER, Scheduler, SchedulerError, Splitter};
 pub use state::{ALL_STATES, Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
+pub use sweep::TickReport;
 pub use task::{ExecMode, Targeting, Task, TaskGrants, TaskSpec};
 pub use wake::WorkSignal;
 

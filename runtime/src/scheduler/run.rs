@@ -15,6 +15,8 @@ pub enum RunCause {
     Forced,
     /// A re-run of an earlier run (all parts or only the failed ones).
     Rerun,
+    /// Started by the end of a run of the task it follows.
+    Chained,
 }
 
 impl RunCause {
@@ -24,6 +26,7 @@ impl RunCause {
             RunCause::Scheduled => "scheduled",
             RunCause::Forced => "forced",
             RunCause::Rerun => "rerun",
+            RunCause::Chained => "chained",
         }
     }
 
@@ -33,6 +36,7 @@ impl RunCause {
             "scheduled" => Some(RunCause::Scheduled),
             "forced" => Some(RunCause::Forced),
             "rerun" => Some(RunCause::Rerun),
+            "chained" => Some(RunCause::Chained),
             _ => None,
         }
     }
@@ -53,13 +57,36 @@ pub struct NewRun {
     pub cause: RunCause,
     /// For a re-run, the run it repeats.
     pub rerun_of: Option<i64>,
+    /// For a chained run, the upstream run whose end started it.
+    pub caused_by: Option<i64>,
 }
 
 impl NewRun {
+    /// The targets its selector resolved to, when its task has one (they are
+    /// in its snapshot of the parameters).
+    pub fn selected(&self) -> Option<Vec<String>> {
+        selected_targets(&self.spec)
+    }
+
     /// Where the run's parts go in leasing order: a forced run above every
     /// priority, else its task's priority.
     pub fn rank(&self) -> i64 {
         if self.cause == RunCause::Forced { FORCED_RANK } else { self.spec.priority.rank() }
+    }
+
+    /// What its creation event says of it.
+    pub fn event_detail(&self) -> serde_json::Value {
+        let mut detail = serde_json::json!({
+            "task_id": self.task_id, "cause": self.cause.as_str(),
+            "plugin_sha256": self.plugin_sha256,
+        });
+        if let Some(upstream) = self.caused_by {
+            detail["caused_by"] = upstream.into();
+        }
+        if let Some(selected) = self.selected() {
+            detail["selected"] = selected.len().into();
+        }
+        detail
     }
 
     /// How long a lease of one of its parts lasts: the task's timeout and
@@ -68,6 +95,14 @@ impl NewRun {
         let ttl = self.spec.timeout_ms.saturating_add(LEASE_GRACE.as_millis() as u64);
         i64::try_from(ttl).unwrap_or(i64::MAX)
     }
+}
+
+/// The targets a run's selector resolved to: the list in the parameter the
+/// selector fills, or `None` for a task without a selector.
+pub fn selected_targets(spec: &TaskSpec) -> Option<Vec<String>> {
+    let select = spec.select.as_ref()?;
+    let list = spec.params.get(&select.into).and_then(|v| v.as_array());
+    Some(list.into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect())
 }
 
 /// A stored run.
@@ -87,6 +122,12 @@ pub struct Run {
     pub cause: RunCause,
     /// For a re-run, the run it repeats.
     pub rerun_of: Option<i64>,
+    /// For a chained run, the upstream run whose end started it.
+    pub caused_by: Option<i64>,
+    /// For a task with a selector, the targets it resolved to (none: the
+    /// selector matched nothing, and the run finished at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<Vec<String>>,
     /// Why it failed, when `split` failed.
     pub error: Option<String>,
     /// Its parts by state.

@@ -9,10 +9,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Recurrence, Store, StoreError, TaskWrite};
+use super::store::{Store, StoreError, TaskWrite};
 use super::{
     Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ProgressReport, ResultAck,
-    Run, RunCause, State, Submission, Task, TaskSpec, WorkSignal, targeting,
+    Run, RunCause, Selection, State, Submission, Task, TaskSpec, WorkSignal, cycle_through,
+    selected_targets, targeting,
 };
 
 /// Cuts a run into parts: the plugin's `split`, run by the daemon's engine. The
@@ -34,6 +35,10 @@ pub enum SchedulerError {
     /// No plugin of that name was uploaded.
     #[error("unknown plugin {0:?}: upload it first")]
     UnknownPlugin(String),
+    /// A trigger would make tasks start each other in a loop: the task names
+    /// along it.
+    #[error("the trigger would make a cycle: {}", .0.join(" → "))]
+    Cycle(Vec<String>),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,37 +47,57 @@ pub enum SchedulerError {
 /// A scheduler operation's result.
 pub type SchedulerResult<T> = Result<T, SchedulerError>;
 
-/// What one [`Scheduler::tick`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TickReport {
-    /// Leases that expired.
-    pub expired: Vec<LeaseRef>,
-    /// Runs created by recurrence.
-    pub scheduled: Vec<i64>,
-    /// Due tasks held back because their previous run is still active.
-    pub held_back: Vec<i64>,
-    /// Runs left in Created by an interrupted split, split now.
-    pub resplit: Vec<i64>,
-}
-
-/// A Created run older than this is split by the sweep (its creator died or its
-/// split was interrupted); younger ones are being split by whoever made them.
-const STALE_SPLIT: TimeDelta = TimeDelta::seconds(30);
+/// An agent with no request for this long is down, by default: six missed
+/// heartbeats.
+pub const DEFAULT_AGENT_DOWN_AFTER: Duration = Duration::from_secs(60);
 
 /// The scheduler. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Scheduler {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    splitter: Arc<dyn Splitter>,
-    work: WorkSignal,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) splitter: Arc<dyn Splitter>,
+    pub(super) selection: Option<Arc<dyn Selection>>,
+    pub(super) work: WorkSignal,
+    pub(super) agent_down_after: TimeDelta,
+    /// Agents are judged only from here on: after a start, they get the
+    /// whole delay to come back before one is called down.
+    pub(super) monitor_from: DateTime<Utc>,
 }
 
 impl Scheduler {
     /// A scheduler over `store`, reading time from `clock`, splitting runs with
     /// `splitter`.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, splitter: Arc<dyn Splitter>) -> Self {
-        Self { store, clock, splitter, work: WorkSignal::new() }
+        let agent_down_after = TimeDelta::from_std(DEFAULT_AGENT_DOWN_AFTER).expect("a minute");
+        let monitor_from = clock.now() + agent_down_after;
+        Self {
+            store,
+            clock,
+            splitter,
+            selection: None,
+            work: WorkSignal::new(),
+            agent_down_after,
+            monitor_from,
+        }
+    }
+
+    /// Resolve task selectors with `selection` (the inventory); without it a
+    /// task with a selector is refused.
+    pub fn with_selection(mut self, selection: Arc<dyn Selection>) -> Self {
+        self.selection = Some(selection);
+        self
+    }
+
+    /// Call an agent down after `after` without a request.
+    pub fn with_agent_down_after(mut self, after: Duration) -> Self {
+        self.agent_down_after = TimeDelta::from_std(after).unwrap_or(TimeDelta::MAX);
+        self.monitor_from = self
+            .clock
+            .now()
+            .checked_add_signed(self.agent_down_after)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self
     }
 
     /// The store, for reads (listings, results, events).
@@ -92,10 +117,49 @@ impl Scheduler {
 
     // ---- tasks ---------------------------------------------------------------
 
-    async fn check_spec(&self, spec: &TaskSpec) -> SchedulerResult<()> {
+    /// Check a definition, as task `id` when it is an edit.
+    async fn check_spec(&self, spec: &TaskSpec, id: Option<i64>) -> SchedulerResult<()> {
         spec.validate().map_err(SchedulerError::InvalidTask)?;
         if self.store.latest_plugin(&spec.plugin).await?.is_none() {
             return Err(SchedulerError::UnknownPlugin(spec.plugin.clone()));
+        }
+        if let Some(select) = &spec.select {
+            let selection = self.selection.as_ref().ok_or_else(|| {
+                SchedulerError::InvalidTask("this daemon has no inventory to select from".into())
+            })?;
+            selection
+                .check(select)
+                .map_err(|e| SchedulerError::InvalidTask(format!("select: {e}")))?;
+        }
+        let followers = self.store.followers().await?;
+        if let Some(trigger) = &spec.after {
+            if self.store.task_by_name(&trigger.task).await?.is_none() {
+                return Err(SchedulerError::InvalidTask(format!(
+                    "after.task: there is no task named {:?}",
+                    trigger.task
+                )));
+            }
+            let follows = followers
+                .iter()
+                .filter(|f| Some(f.id) != id)
+                .filter_map(|f| Some((f.spec.name.clone(), f.spec.after.as_ref()?.task.clone())))
+                .collect();
+            if let Some(cycle) = cycle_through(&spec.name, &trigger.task, &follows) {
+                return Err(SchedulerError::Cycle(cycle));
+            }
+        }
+        if let Some(id) = id {
+            let old = self.store.existing_task(id).await?;
+            let follower = followers.iter().find(|f| {
+                old.spec.name != spec.name
+                    && f.spec.after.as_ref().is_some_and(|t| t.task == old.spec.name)
+            });
+            if let Some(f) = follower {
+                return Err(SchedulerError::InvalidTask(format!(
+                    "task {:?} follows this task by its name: change its trigger before renaming",
+                    f.spec.name
+                )));
+            }
         }
         Ok(())
     }
@@ -105,15 +169,19 @@ impl Scheduler {
     pub async fn create_task(
         &self, spec: &TaskSpec, secrets: &serde_json::Value,
     ) -> SchedulerResult<Task> {
-        self.check_spec(spec).await?;
+        self.check_spec(spec, None).await?;
         if !secrets.is_object() {
             return Err(SchedulerError::InvalidTask("secrets must be a JSON object".into()));
         }
         let now = self.now();
         let first =
             spec.frequency.first(now).map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
-        let task =
-            TaskWrite { spec: spec.clone(), secrets: Some(secrets.clone()), next_run_at: first };
+        let task = TaskWrite {
+            spec: spec.clone(),
+            secrets: Some(secrets.clone()),
+            next_run_at: first,
+            chained_since: spec.after.as_ref().map(|_| now),
+        };
         Ok(self.store.create_task(&task, now).await?)
     }
 
@@ -122,7 +190,7 @@ impl Scheduler {
     pub async fn update_task(
         &self, id: i64, spec: &TaskSpec, secrets: Option<&serde_json::Value>,
     ) -> SchedulerResult<Task> {
-        self.check_spec(spec).await?;
+        self.check_spec(spec, Some(id)).await?;
         if secrets.is_some_and(|s| !s.is_object()) {
             return Err(SchedulerError::InvalidTask("secrets must be a JSON object".into()));
         }
@@ -137,11 +205,23 @@ impl Scheduler {
         } else {
             spec.frequency.first(now).map_err(|e| SchedulerError::InvalidTask(e.to_string()))?
         };
-        let task = TaskWrite { spec: spec.clone(), secrets: secrets.cloned(), next_run_at: next };
+        // A changed trigger follows from now on; an unchanged one keeps its
+        // start, so no upstream run that ended meanwhile is lost.
+        let chained_since = match &spec.after {
+            None => None,
+            Some(after) if old.spec.after.as_ref() == Some(after) => old.chained_since,
+            Some(_) => Some(now),
+        };
+        let task = TaskWrite {
+            spec: spec.clone(),
+            secrets: secrets.cloned(),
+            next_run_at: next,
+            chained_since,
+        };
         Ok(self.store.update_task(id, &task, now).await?)
     }
 
-    async fn snapshot(&self, task: &Task, cause: RunCause) -> SchedulerResult<NewRun> {
+    pub(super) async fn snapshot(&self, task: &Task, cause: RunCause) -> SchedulerResult<NewRun> {
         // Both reads at once: a forced run's admin, and the agents it wakes,
         // wait for them.
         let (plugin, secrets) = tokio::try_join!(
@@ -157,7 +237,30 @@ impl Scheduler {
             plugin_sha256: plugin.sha256,
             cause,
             rerun_of: None,
+            caused_by: None,
         })
+    }
+
+    /// Resolve the run's selector, if its task has one, into its snapshot of
+    /// the parameters; why not, when it cannot.
+    pub(super) async fn select(&self, new: &mut NewRun) -> Result<(), String> {
+        let Some(select) = &new.spec.select else {
+            return Ok(());
+        };
+        let selection =
+            self.selection.as_ref().ok_or("this daemon has no inventory to select from")?;
+        let targets = selection.resolve(select, self.now()).await?;
+        new.spec.params = select.fill(&new.spec.params, &targets);
+        Ok(())
+    }
+
+    /// The parts of a run with `spec`: its plugin's `split`, or none when
+    /// its selector selected nothing.
+    async fn split(&self, plugin_sha256: &str, spec: &TaskSpec) -> Result<Vec<NewPart>, String> {
+        if selected_targets(spec).is_some_and(|t| t.is_empty()) {
+            return Ok(Vec::new());
+        }
+        self.splitter.split(plugin_sha256, &spec.params).await
     }
 
     async fn run(&self, id: i64) -> SchedulerResult<Run> {
@@ -173,23 +276,22 @@ impl Scheduler {
     /// Split a Created run and store its parts (or fail it with the split's
     /// error), then wake the agents.
     pub async fn split_run(&self, run: &Run) -> SchedulerResult<Run> {
-        let split = self.splitter.split(&run.plugin_sha256, &run.spec.params).await;
+        let split = self.split(&run.plugin_sha256, &run.spec).await;
         let now = self.now();
         let parts = match split {
             Ok(parts) => parts,
-            Err(error) => return self.fail_split(run.id, &error, now).await,
+            Err(error) => {
+                return self.fail_created(run.id, &format!("split failed: {error}")).await;
+            }
         };
         let stored = self.store.add_parts(run.id, &parts, now).await?;
         self.work.notify_parts(parts.len() as u64);
         Ok(stored)
     }
 
-    /// Mark a Created run Failed with its split's error.
-    async fn fail_split(
-        &self, run_id: i64, error: &str, now: DateTime<Utc>,
-    ) -> SchedulerResult<Run> {
-        let message = format!("split failed: {error}");
-        Ok(self.store.fail_run(run_id, &message, now).await?)
+    /// Mark a Created run Failed, saying why.
+    pub(super) async fn fail_created(&self, run_id: i64, why: &str) -> SchedulerResult<Run> {
+        Ok(self.store.fail_run(run_id, why, self.now()).await?)
     }
 
     /// Force a run of `task` (as the caller just read it) now, above every
@@ -200,19 +302,43 @@ impl Scheduler {
     /// its split instead, in the transaction that claims its due time).
     pub async fn force_run(&self, task: &Task) -> SchedulerResult<Run> {
         let new = self.snapshot(task, RunCause::Forced).await?;
-        let split = self.splitter.split(&new.plugin_sha256, &new.spec.params).await;
+        self.start(new).await
+    }
+
+    /// Select, split and store a new run with its parts in one transaction,
+    /// and wake the agents. A run whose selector or split fails is kept as
+    /// a failed run, so the admin sees why.
+    async fn start(&self, mut new: NewRun) -> SchedulerResult<Run> {
+        let split = match self.select(&mut new).await {
+            Ok(()) => self
+                .split(&new.plugin_sha256, &new.spec)
+                .await
+                .map_err(|e| format!("split failed: {e}")),
+            Err(why) => Err(format!("select failed: {why}")),
+        };
         let now = self.now();
         let parts = match split {
             Ok(parts) => parts,
-            Err(error) => {
-                // Kept as a failed run, so the admin sees why.
+            Err(why) => {
                 let run = self.store.create_run(&new, now).await?;
-                return self.fail_split(run.id, &error, now).await;
+                return self.fail_created(run.id, &why).await;
             }
         };
         let run = self.store.create_run_with_parts(&new, &parts, now).await?;
         self.work.notify_parts(parts.len() as u64);
         Ok(run)
+    }
+
+    /// Start a run of `follower` caused by the end of upstream run `cause`;
+    /// `None` when another daemon started it first.
+    pub(super) async fn chain(&self, follower: &Task, cause: i64) -> SchedulerResult<Option<Run>> {
+        let mut new = self.snapshot(follower, RunCause::Chained).await?;
+        new.caused_by = Some(cause);
+        match self.start(new).await {
+            Ok(run) => Ok(Some(run)),
+            Err(SchedulerError::Store(StoreError::Conflict { .. })) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Run a run again with the same snapshot (definition, secrets, plugin
@@ -261,6 +387,7 @@ impl Scheduler {
             plugin_sha256: old.plugin_sha256.clone(),
             cause: RunCause::Rerun,
             rerun_of: Some(run_id),
+            caused_by: None,
         };
         let run = self.store.create_run_with_parts(&new, &parts, self.now()).await?;
         self.work.notify_parts(parts.len() as u64);
@@ -401,68 +528,6 @@ impl Scheduler {
             // could have leased, its recheck finds the part.
             self.work.notify_agent(agent.id);
         }
-    }
-
-    // ---- the sweep -----------------------------------------------------------
-
-    /// One pass of the background sweep, in order:
-    ///
-    /// 1. expire leases past their expiry (parts retry with backoff or fail);
-    /// 2. create the runs of due recurring tasks: one run per due task however
-    ///    many occurrences were missed, held back while the previous run is
-    ///    active unless the task allows overlap; the claim is a compare-and-set
-    ///    on the task's next run time, so one daemon wins each occurrence;
-    /// 3. split runs left in Created by an interrupted split.
-    pub async fn tick(&self) -> SchedulerResult<TickReport> {
-        let mut report = TickReport::default();
-        let now = self.now();
-
-        report.expired = self.store.expire_leases(now).await?;
-        if !report.expired.is_empty() {
-            self.work.notify_parts(report.expired.len() as u64);
-        }
-
-        for task in self.store.due_tasks(now).await? {
-            let Some(due) = task.next_run_at else {
-                continue;
-            };
-            if !task.spec.allow_overlap && !self.store.active_runs(task.id).await?.is_empty() {
-                report.held_back.push(task.id);
-                continue;
-            }
-            let next = task
-                .spec
-                .frequency
-                .after(due, now)
-                .map_err(|e| SchedulerError::InvalidTask(e.to_string()))?;
-            let new = match self.snapshot(&task, RunCause::Scheduled).await {
-                Ok(new) => new,
-                Err(SchedulerError::UnknownPlugin(name)) => {
-                    tracing::warn!(task = task.id, plugin = %name, "due task skipped: plugin missing");
-                    self.store.set_next_run(task.id, Some(due), next).await?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let recurrence = Recurrence { task_id: task.id, due, next };
-            if let Some(run) = self.store.claim_recurrence(&recurrence, &new, now).await? {
-                report.scheduled.push(run.id);
-                self.split_run(&run).await?;
-            }
-        }
-
-        for run in self.store.created_runs().await? {
-            if now - run.created_at < STALE_SPLIT {
-                continue;
-            }
-            match self.split_run(&run).await {
-                Ok(_) => report.resplit.push(run.id),
-                // Another daemon split it meanwhile.
-                Err(SchedulerError::Store(StoreError::Invalid(_))) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
     }
 }
 

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Agent, AgentRegistration, Event, HeartbeatAck, IllegalTransition, Lease, LeaseRef, NewPart,
-    NewRun, Part, ProgressReport, ResultAck, Run, StoredResult, Submission, Task, TaskSpec,
+    NewRun, Part, ProgressReport, ResultAck, Run, State, StoredResult, Submission, Task, TaskSpec,
 };
 
 /// A plugin module known to the daemon.
@@ -134,6 +134,8 @@ pub struct TaskWrite {
     pub secrets: Option<serde_json::Value>,
     /// When its next run is due.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Since when it follows its trigger's task (`None` without a trigger).
+    pub chained_since: Option<DateTime<Utc>>,
 }
 
 impl TaskWrite {
@@ -150,6 +152,15 @@ impl TaskWrite {
             "secrets_changed": self.secrets.is_some(),
         })
     }
+}
+
+/// What one [`Store::monitor_agents`] found: agents' names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentChanges {
+    /// Agents now down.
+    pub down: Vec<String>,
+    /// Agents back up.
+    pub up: Vec<String>,
 }
 
 /// A due recurring run claimed by one daemon: the run to split, created in the
@@ -200,6 +211,8 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn task_secrets(&self, id: i64) -> StoreResult<serde_json::Value>;
     /// Tasks whose next run time is at or before `now`.
     async fn due_tasks(&self, now: DateTime<Utc>) -> StoreResult<Vec<Task>>;
+    /// Tasks that follow another (their trigger set).
+    async fn followers(&self) -> StoreResult<Vec<Task>>;
 
     // ---- runs and parts -----------------------------------------------------
 
@@ -209,6 +222,13 @@ pub trait StoreReads: Send + Sync + 'static {
     async fn runs(&self, task_id: Option<i64>) -> StoreResult<Vec<Run>>;
     /// Runs of a task that are not terminal.
     async fn active_runs(&self, task_id: i64) -> StoreResult<Vec<Run>>;
+    /// Runs of task `upstream` that may start a run of `follower`: ended in
+    /// one of `states` at or after `since`, with every result processed by
+    /// the inventory, and no run of `follower` caused by them yet. In the
+    /// order they ended; at most `limit`.
+    async fn runs_to_chain(
+        &self, upstream: i64, follower: i64, states: &[State], since: DateTime<Utc>, limit: u32,
+    ) -> StoreResult<Vec<Run>>;
     /// Runs still in state Created (to split), oldest first.
     async fn created_runs(&self) -> StoreResult<Vec<Run>>;
     /// The secrets snapshotted by a run.
@@ -262,6 +282,12 @@ pub trait Store: StoreReads {
     async fn register_agent(
         &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent>;
+
+    /// Mark down the agents not seen since `cutoff`, and up again those
+    /// seen since they were marked down, each with its event (`down`, `up`).
+    async fn monitor_agents(
+        &self, cutoff: DateTime<Utc>, now: DateTime<Utc>,
+    ) -> StoreResult<AgentChanges>;
 
     // ---- tasks --------------------------------------------------------------
 

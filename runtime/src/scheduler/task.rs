@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Frequency, Priority};
+use super::{Frequency, Priority, TargetSelector, Trigger};
 
 /// How a part is executed on the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -92,6 +92,12 @@ pub struct TaskSpec {
     /// Capabilities granted beyond the part's targets.
     #[serde(default)]
     pub grants: TaskGrants,
+    /// Take the targets from the inventory when a run is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<TargetSelector>,
+    /// Start a run when a run of another task ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Trigger>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -128,6 +134,8 @@ impl TaskSpec {
             mode: ExecMode::default(),
             allow_overlap: false,
             grants: TaskGrants::default(),
+            select: None,
+            after: None,
         }
     }
 
@@ -147,6 +155,19 @@ impl TaskSpec {
         if self.targeting.each_agent && self.targeting.agents.is_empty() {
             return Err("targeting.each_agent needs a list of agents".into());
         }
+        if let Some(select) = &self.select {
+            select.validate()?;
+        }
+        if let Some(after) = &self.after {
+            if after.task.trim().is_empty() {
+                return Err("after.task must name the task to follow".into());
+            }
+            if self.frequency == Frequency::default() {
+                return Err("a task that follows another runs when that one's run ends: \
+                            give it frequency manual (or a schedule of its own)"
+                    .into());
+            }
+        }
         self.frequency.validate().map_err(|e| e.to_string())
     }
 }
@@ -160,6 +181,10 @@ pub struct Task {
     pub spec: TaskSpec,
     /// When the recurrence sweep creates its next run, if ever.
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Since when it follows the task its trigger names: upstream runs that
+    /// ended earlier start nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chained_since: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether secrets are set (their values are never read back).
     pub has_secrets: bool,
     /// Creation time.

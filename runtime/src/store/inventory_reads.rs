@@ -6,7 +6,9 @@
 //! predicate, given by the backend: which results wait for processing, in
 //! the words of its partial index (SQLite compares `applied` to 1).
 
-use super::inventory_sql::{Bind, Built, contains_pattern};
+use super::inventory_sql::{
+    Bind, Built, contains_pattern, list_item_patterns, starts_with_pattern,
+};
 
 /// The `WHERE` of an asset listing, with its binds.
 pub(crate) fn asset_filter(q: &crate::inventory::AssetQuery) -> Built {
@@ -25,16 +27,35 @@ pub(crate) fn asset_filter(q: &crate::inventory::AssetQuery) -> Built {
         b.push(" AND k.address <= $?)", Bind::Text(span.hi_hex()));
     }
     for filter in &q.attributes {
-        let (name, value, op) = match filter {
-            AttributeFilter::Equals(name, value) => (name, value.to_string(), "="),
-            AttributeFilter::Contains(name, text) => (name, contains_pattern(text), "LIKE"),
-        };
+        let (AttributeFilter::Equals(name, _)
+        | AttributeFilter::Contains(name, _)
+        | AttributeFilter::StartsWith(name, _)
+        | AttributeFilter::Has(name, _)) = filter;
         b.push(
             " AND a.id IN (SELECT t.asset_id FROM asset_attributes t WHERE t.name = $?",
             Bind::Text(name.clone()),
         );
-        let escape = if op == "LIKE" { " ESCAPE '\\'" } else { "" };
-        b.push(&format!(" AND t.value {op} $?{escape})"), Bind::Text(value));
+        let like = " ESCAPE '\\'";
+        match filter {
+            AttributeFilter::Equals(_, value) => {
+                b.push(" AND t.value = $?)", Bind::Text(value.to_string()))
+            }
+            AttributeFilter::Contains(_, text) => {
+                b.push(&format!(" AND t.value LIKE $?{like})"), Bind::Text(contains_pattern(text)))
+            }
+            AttributeFilter::StartsWith(_, text) => b.push(
+                &format!(" AND t.value LIKE $?{like})"),
+                Bind::Text(starts_with_pattern(text)),
+            ),
+            AttributeFilter::Has(_, item) => {
+                // Stored lists are compact JSON (serde_json's form).
+                b.push(" AND (t.value = $?", Bind::Text(format!("[{item}]")));
+                for pattern in list_item_patterns(item) {
+                    b.push(&format!(" OR t.value LIKE $?{like}"), Bind::Text(pattern));
+                }
+                b.sql.push_str("))");
+            }
+        }
     }
     if let Some(since) = q.seen_since {
         b.push(" AND a.last_seen >= $?", Bind::Int(ms(since)));
@@ -286,6 +307,12 @@ macro_rules! inventory_reads {
                     })
                     .await?;
                 Ok(Some(AssetDetail { asset, sources, relations, history }))
+            }
+
+            async fn disappeared_count(&self) -> StoreResult<u64> {
+                let sql = "SELECT COUNT(*) FROM assets WHERE disappeared_at IS NOT NULL";
+                let n: i64 = sqlx::query_scalar(sql).fetch_one(&self.$pool).await?;
+                Ok(n.max(0) as u64)
             }
 
             async fn changes(&self, query: &ChangeQuery) -> StoreResult<Vec<Change>> {

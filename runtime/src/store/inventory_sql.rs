@@ -301,10 +301,27 @@ pub(crate) fn disappearances(gone: &[AssetId], run_id: i64, now: DateTime<Utc>) 
         .collect()
 }
 
+/// `text` with `LIKE`'s wildcards escaped (for `ESCAPE '\'`).
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 /// `text` as a `LIKE` pattern matching it anywhere (with `ESCAPE '\'`).
 pub(crate) fn contains_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
+    format!("%{}%", like_escaped(text))
+}
+
+/// The `LIKE` pattern of a stored JSON string starting with `text`.
+pub(crate) fn starts_with_pattern(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_string()).to_string();
+    format!("{}%", like_escaped(&quoted[..quoted.len() - 1]))
+}
+
+/// The `LIKE` patterns of a stored compact JSON list holding `item`
+/// (first, in the middle, last); a list of it alone is `[item]`.
+pub(crate) fn list_item_patterns(item: &serde_json::Value) -> [String; 3] {
+    let item = like_escaped(&item.to_string());
+    [format!("[{item},%"), format!("%,{item},%"), format!("%,{item}]")]
 }
 
 /// A part's targets as stored (a JSON list).

@@ -10,6 +10,9 @@
 
 mod inventory_reads;
 mod inventory_sql;
+mod monitor_sql;
+mod outbox_sql;
+mod outbox_store;
 pub mod postgres;
 mod reads;
 mod rows;
@@ -19,7 +22,7 @@ use chrono::{DateTime, Utc};
 
 pub(crate) use crate::scheduler::store::lease_after_result;
 pub use crate::scheduler::store::{
-    PluginRecord, Recurrence, Store, StoreError, StoreReads, StoreResult, TaskWrite,
+    AgentChanges, PluginRecord, Recurrence, Store, StoreError, StoreReads, StoreResult, TaskWrite,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -31,6 +34,8 @@ pub struct OpenedStore {
     pub store: std::sync::Arc<dyn Store>,
     /// The same store's inventory.
     pub inventory: std::sync::Arc<dyn crate::inventory::InventoryStore>,
+    /// The same store's webhook outbox.
+    pub outbox: std::sync::Arc<dyn crate::notify::OutboxStore>,
     /// The same store when it is PostgreSQL: the daemon listens for other
     /// daemons' work announcements on it.
     pub postgres: Option<PostgresStore>,
@@ -42,12 +47,22 @@ pub async fn open(location: Option<&str>, data_dir: &std::path::Path) -> StoreRe
     match location {
         None => {
             let store = std::sync::Arc::new(SqliteStore::open_in(data_dir).await?);
-            Ok(OpenedStore { store: store.clone(), inventory: store, postgres: None })
+            Ok(OpenedStore {
+                store: store.clone(),
+                inventory: store.clone(),
+                outbox: store,
+                postgres: None,
+            })
         }
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = PostgresStore::connect(url).await?;
             let shared = std::sync::Arc::new(store.clone());
-            Ok(OpenedStore { store: shared.clone(), inventory: shared, postgres: Some(store) })
+            Ok(OpenedStore {
+                store: shared.clone(),
+                inventory: shared.clone(),
+                outbox: shared,
+                postgres: Some(store),
+            })
         }
         Some(other) => Err(StoreError::Invalid(format!(
             "database {other:?}: expected a postgres:// URL (SQLite is the default with no URL)"
@@ -58,6 +73,15 @@ pub async fn open(location: Option<&str>, data_dir: &std::path::Path) -> StoreRe
 /// Milliseconds since the epoch: how every backend stores times.
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+/// The refusal of a second chained run of one task for one upstream run
+/// (another daemon's sweep started it first).
+pub(crate) fn chained_twice(run: &crate::scheduler::NewRun) -> StoreError {
+    StoreError::Conflict {
+        what: "chained run",
+        name: format!("of task {} after run {}", run.task_id, run.caused_by.unwrap_or_default()),
+    }
 }
 
 /// The inverse of [`ms`].

@@ -15,7 +15,7 @@ macro_rules! portable_reads {
     ($store:ty, $pool:ident) => {
         use chrono::{DateTime, Utc};
 
-        use crate::scheduler::{Agent, Event, Part, Run, StoredResult, Task};
+        use crate::scheduler::{Agent, Event, Part, Run, State, StoredResult, Task};
         use crate::store::{PluginRecord, StoreError, StoreReads, StoreResult, ms};
 
         #[async_trait::async_trait]
@@ -124,6 +124,47 @@ macro_rules! portable_reads {
                 );
                 let found = sqlx::query(&sql).bind(ms(now)).fetch_all(pool).await?;
                 found.iter().map(rows::task).collect()
+            }
+
+            /// The tasks that follow another.
+            async fn followers(&self) -> StoreResult<Vec<Task>> {
+                let pool = &self.$pool;
+                let sql = format!(
+                    "SELECT {} FROM tasks WHERE chained_since IS NOT NULL ORDER BY id",
+                    rows::TASK_COLUMNS
+                );
+                let found = sqlx::query(&sql).fetch_all(pool).await?;
+                found.iter().map(rows::task).collect()
+            }
+
+            /// Upstream runs that may start a run of `follower`.
+            async fn runs_to_chain(
+                &self, upstream: i64, follower: i64, states: &[State], since: DateTime<Utc>,
+                limit: u32,
+            ) -> StoreResult<Vec<Run>> {
+                let pool = &self.$pool;
+                // Two state slots: a condition names one or two states.
+                let first = states.first().map_or("finished", |s| s.as_str());
+                let second = states.get(1).map_or(first, |s| s.as_str());
+                let sql = format!(
+                    "{} WHERE r.task_id = $1 AND r.state IN ($2, $3) AND r.ended_at >= $4 \
+                     AND NOT EXISTS (SELECT 1 FROM runs d WHERE d.task_id = $5 \
+                       AND d.caused_by = r.id) \
+                     AND NOT EXISTS (SELECT 1 FROM results x WHERE x.run_id = r.id \
+                       AND x.processing IS NULL AND x.applied AND x.status = 'finished') \
+                     ORDER BY r.ended_at, r.id LIMIT $6",
+                    rows::RUN_SELECT
+                );
+                let found = sqlx::query(&sql)
+                    .bind(upstream)
+                    .bind(first)
+                    .bind(second)
+                    .bind(ms(since))
+                    .bind(follower)
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await?;
+                found.iter().map(rows::run).collect()
             }
 
             /// At most `limit` events after event `after`, in order.

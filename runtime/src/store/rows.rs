@@ -21,11 +21,12 @@ macro_rules! row_mappers {
 
         /// Columns of [`agent`].
         pub const AGENT_COLUMNS: &str =
-            "id, name, networks, plugins, pooled_slots, dedicated_slots, last_seen";
+            "id, name, networks, plugins, pooled_slots, dedicated_slots, last_seen, down_since";
 
         /// Columns of [`task`].
         pub const TASK_COLUMNS: &str =
-            "id, spec, secrets <> '{}' AS has_secrets, next_run_at, created_at, updated_at";
+            "id, spec, secrets <> '{}' AS has_secrets, next_run_at, chained_since, created_at, \
+             updated_at";
 
         /// Columns of [`part`].
         pub const PART_COLUMNS: &str = "id, run_id, seq, label, targets, payload, state, \
@@ -92,6 +93,7 @@ macro_rules! row_mappers {
                     dedicated_slots: u32_of(row, "dedicated_slots")?,
                 },
                 last_seen: from_ms(row.try_get("last_seen")?),
+                down_since: row.try_get::<Option<i64>, _>("down_since")?.map(from_ms),
             })
         }
 
@@ -101,6 +103,7 @@ macro_rules! row_mappers {
                 id: row.try_get("id")?,
                 spec: json(row, "spec")?,
                 next_run_at: row.try_get::<Option<i64>, _>("next_run_at")?.map(from_ms),
+                chained_since: row.try_get::<Option<i64>, _>("chained_since")?.map(from_ms),
                 has_secrets: row.try_get("has_secrets")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
@@ -112,15 +115,18 @@ macro_rules! row_mappers {
             let count =
                 |c: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(c)?.max(0) as u64) };
             let cause: String = row.try_get("cause")?;
+            let spec: crate::scheduler::TaskSpec = json(row, "spec")?;
             Ok(Run {
                 id: row.try_get("id")?,
                 task_id: row.try_get("task_id")?,
-                spec: json(row, "spec")?,
+                selected: crate::scheduler::selected_targets(&spec),
+                spec,
                 plugin_sha256: row.try_get("plugin_sha256")?,
                 state: state(row, "state")?,
                 cause: RunCause::parse(&cause)
                     .ok_or_else(|| StoreError::Corrupt(format!("cause: {cause:?}")))?,
                 rerun_of: row.try_get("rerun_of")?,
+                caused_by: row.try_get("caused_by")?,
                 error: row.try_get("error")?,
                 parts: PartCounts {
                     waiting: count("n_waiting")?,

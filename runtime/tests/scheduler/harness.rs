@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobstack::inventory::InventoryStore;
+use jobstack::inventory::{InventorySelection, InventoryStore};
+use jobstack::notify::OutboxStore;
 use jobstack::scheduler::{
     Agent, AgentRegistration, Lease, ManualClock, NewPart, Priority, ResultStatus, Run, Scheduler,
     Splitter, State, Submission, Task, TaskSpec,
@@ -130,6 +131,8 @@ pub struct Harness {
     pub store: Arc<dyn Store>,
     /// The same store's inventory.
     pub inventory: Arc<dyn InventoryStore>,
+    /// The same store's webhook outbox.
+    pub outbox: Arc<dyn OutboxStore>,
     // Dropped after the store's users: the database goes with its connections.
     _db: Option<ScratchDatabase>,
     _dir: tempfile::TempDir,
@@ -139,21 +142,23 @@ impl Harness {
     /// A scheduler over a fresh, migrated store of `backend`.
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (store, inventory, db): (Arc<dyn Store>, Arc<dyn InventoryStore>, _) = match backend {
+        type Ports = (Arc<dyn Store>, Arc<dyn InventoryStore>, Arc<dyn OutboxStore>);
+        let ((store, inventory, outbox), db): (Ports, _) = match backend {
             Backend::Sqlite => {
                 let store = Arc::new(SqliteStore::open_in(dir.path()).await.expect("open sqlite"));
-                (store.clone(), store, None)
+                ((store.clone(), store.clone(), store), None)
             }
             Backend::Postgres => {
                 let (store, db) = postgres_store().await;
                 let store = Arc::new(store);
-                (store.clone(), store, Some(db))
+                ((store.clone(), store.clone(), store), Some(db))
             }
         };
         let clock = ManualClock::fixed();
         let sched =
-            Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter));
-        Self { sched, clock, store, inventory, _db: db, _dir: dir }
+            Scheduler::new(store.clone(), Arc::new(clock.clone()), Arc::new(ParamsSplitter))
+                .with_selection(Arc::new(InventorySelection::new(inventory.clone())));
+        Self { sched, clock, store, inventory, outbox, _db: db, _dir: dir }
     }
 
     /// A fresh harness with agent `a`, the first run of a task `job` of

@@ -4,8 +4,10 @@
 mod harness;
 
 mod admin;
+mod chains;
 mod inventory;
 mod leasing;
+mod outbox;
 mod policy;
 mod recurrence;
 mod results;

@@ -17,6 +17,7 @@ pub mod task;
 pub mod task_flags;
 pub mod view;
 pub mod watch;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -105,6 +106,11 @@ impl Admin {
             .await
             .map_err(|e| self.explain(e))?
             .ok_or_else(|| anyhow::anyhow!("the daemon answered no {what}"))
+    }
+
+    /// A request answered with no body (`DELETE`, a re-send).
+    pub async fn send_empty(&self, method: reqwest::Method, path: &str) -> anyhow::Result<()> {
+        self.client.send_empty(method, path).await.map_err(|e| self.explain(e))
     }
 
     /// `PUT path` with a JSON body.

@@ -289,12 +289,28 @@ fn describe_task(view: &TaskView) -> String {
     if !spec.grants.dirs.is_empty() {
         add("dirs", spec.grants.dirs.join(","));
     }
+    if let Some(select) = &spec.select {
+        add("targets", format!("from the inventory: {}", serde_json::json!(select)));
+    }
+    if let Some(after) = &spec.after {
+        add("after", format!("a run of {} {}", after.task, state_name(after.on)));
+    }
     add("secrets", if task.has_secrets { "set" } else { "none" }.into());
     add("next run", time(task.next_run_at));
     add(
         "latest run",
         view.latest_run.as_ref().map(run_summary).unwrap_or_else(|| "none yet".into()),
     );
+    if let Some(run) = &view.latest_run {
+        if let Some(upstream) = run.caused_by {
+            add("caused by", format!("run {upstream}"));
+        }
+        match run.selected.as_deref() {
+            Some([]) => add("selected", "nothing: the selector matched no asset".into()),
+            Some(targets) => add("selected", targets.join(",")),
+            None => {}
+        }
+    }
     rows.render()
 }
 
@@ -347,6 +363,8 @@ mod tests {
             state: State::Running,
             cause: RunCause::Forced,
             rerun_of: None,
+            caused_by: None,
+            selected: None,
             error: None,
             parts: PartCounts {
                 waiting: 5,
@@ -393,6 +411,7 @@ mod tests {
             id: 3,
             spec,
             next_run_at: None,
+            chained_since: None,
             has_secrets: false,
             created_at: now,
             updated_at: now,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use jobstack::protocol::TaskInput;
-use jobstack::scheduler::{ExecMode, Frequency, Priority, TaskSpec};
+use jobstack::scheduler::{ExecMode, Frequency, Priority, TaskSpec, Trigger, TriggerCondition};
 
 /// Execution mode as a flag value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +95,15 @@ pub struct TaskFlags {
     /// Grant an artifact of the daemon's store, by sha256 (repeat; '' for none).
     #[arg(long = "artifact", value_name = "SHA256")]
     pub artifacts: Option<Vec<String>>,
+    /// Take the targets from the inventory: a selector as JSON or @FILE, e.g.
+    /// '{"into": "devices", "kind": "host", "attr": ["tcp_open[]=161"]}'
+    /// ('' for none).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub select: Option<String>,
+    /// Start a run when a run of TASK ends: TASK, or TASK:finished|failed|any
+    /// ('' for none).
+    #[arg(long, value_name = "TASK[:ON]")]
+    pub after: Option<String>,
 }
 
 impl TaskFlags {
@@ -147,6 +156,8 @@ impl TaskFlags {
             dirs,
             tls_accept_self_signed,
             artifacts,
+            select,
+            after,
         } = self;
         file.is_some()
             || name.is_some()
@@ -167,6 +178,8 @@ impl TaskFlags {
             || dirs.is_some()
             || tls_accept_self_signed.is_some()
             || artifacts.is_some()
+            || select.is_some()
+            || after.is_some()
     }
 
     /// Change `input` by every flag given.
@@ -225,6 +238,18 @@ impl TaskFlags {
         if let Some(artifacts) = &self.artifacts {
             spec.grants.artifacts = non_empty(artifacts);
         }
+        if let Some(select) = &self.select {
+            spec.select = match select.trim() {
+                "" => None,
+                text => Some(
+                    serde_json::from_value(json_arg("--select", text)?)
+                        .context("--select is not a selector")?,
+                ),
+            };
+        }
+        if let Some(after) = &self.after {
+            spec.after = trigger(after)?;
+        }
         Ok(())
     }
 
@@ -248,6 +273,22 @@ impl TaskFlags {
         }
         Ok(None)
     }
+}
+
+/// `--after TASK[:ON]` as a trigger; `None` for ''.
+fn trigger(value: &str) -> anyhow::Result<Option<Trigger>> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let (task, on) = match value.rsplit_once(':') {
+        Some((task, on)) => (task, on),
+        None => (value, "finished"),
+    };
+    let on: TriggerCondition = serde_json::from_value(serde_json::json!(on)).map_err(|_| {
+        anyhow::anyhow!("--after {value:?}: the condition is finished, failed or any")
+    })?;
+    Ok(Some(Trigger { task: task.to_string(), on }))
 }
 
 /// Names without the empty ones (`--agents ''` clears the list).
@@ -454,5 +495,35 @@ mod tests {
             .unwrap_err();
         assert!(format!("{e:#}").contains("cannot read /nonexistent"), "{e:#}");
         assert!(Cmd::try_parse_from(["cmd", "--priority", "urgent"]).is_err());
+    }
+
+    #[test]
+    fn select_and_after_set_and_clear_the_selector_and_the_trigger() {
+        let input = flags(&[
+            "--name",
+            "inv",
+            "--plugin",
+            "snmp",
+            "--manual",
+            "--select",
+            r#"{"into": "devices", "attr": ["tcp_open[]=161"]}"#,
+            "--after",
+            "scan:any",
+        ])
+        .create_input()
+        .unwrap();
+        let select = input.task.select.clone().unwrap();
+        assert_eq!((select.into.as_str(), select.attr.len()), ("devices", 1));
+        let after = input.task.after.clone().unwrap();
+        assert_eq!((after.task.as_str(), after.on), ("scan", TriggerCondition::Any));
+        let plain = flags(&["--after", "scan"]).edit_input(input.task.clone()).unwrap();
+        assert_eq!(plain.task.after.unwrap().on, TriggerCondition::Finished);
+        let cleared = flags(&["--select", "", "--after", ""]).edit_input(input.task).unwrap();
+        assert!(cleared.task.select.is_none() && cleared.task.after.is_none());
+        let err = flags(&["--after", "scan:sometimes"]).edit_input(TaskSpec::new("a", "b"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("finished, failed or any"));
+        let err = flags(&["--select", r#"{"into": "x", "colour": 1}"#])
+            .edit_input(TaskSpec::new("a", "b"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("unknown field"));
     }
 }

@@ -347,6 +347,8 @@ mod tests {
             state: State::Waiting,
             cause: RunCause::Forced,
             rerun_of: None,
+            caused_by: None,
+            selected: None,
             error: None,
             parts: PartCounts { waiting: 2, ..PartCounts::default() },
             created_at: "2026-11-28T07:00:00Z".parse().unwrap(),

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use super::transition;
 use crate::scheduler::{Agent, AgentRegistration, TaskSpec, targeting::AddressSpan};
 use crate::store::ms;
-use crate::store::{PluginRecord, StoreError, StoreResult, TaskWrite};
+use crate::store::{AgentChanges, PluginRecord, StoreError, StoreResult, TaskWrite, monitor_sql};
 
 pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
@@ -80,10 +80,10 @@ pub async fn register_agent(
     let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
     transition::event(&mut tx, now, "agent", id, "registered", None, detail).await?;
     tx.commit().await?;
-    Ok(Agent { id, registration: reg.clone(), last_seen: now })
+    Ok(Agent { id, registration: reg.clone(), last_seen: now, down_since: None })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -104,8 +104,8 @@ pub async fn create_task(pool: &PgPool, task: &TaskWrite, now: DateTime<Utc>) ->
     let mut tx = pool.begin().await?;
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at, \
+         chained_since) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(&spec.name)
     .bind(spec_json)
@@ -113,6 +113,7 @@ pub async fn create_task(pool: &PgPool, task: &TaskWrite, now: DateTime<Utc>) ->
     .bind(task.next_run_at.map(ms))
     .bind(ms(now))
     .bind(ms(now))
+    .bind(task.chained_since.map(ms))
     .fetch_one(&mut *tx)
     .await
     .map_err(name_taken(spec))?;
@@ -130,7 +131,7 @@ pub async fn update_task(
     let spec_json = serde_json::to_string(spec).expect("task spec serializes");
     let updated = sqlx::query(
         "UPDATE tasks SET name = $1, spec = $2, secrets = COALESCE($3, secrets), next_run_at = $4, \
-         updated_at = $5 WHERE id = $6",
+         updated_at = $5, chained_since = $7 WHERE id = $6",
     )
     .bind(&spec.name)
     .bind(spec_json)
@@ -138,6 +139,7 @@ pub async fn update_task(
     .bind(task.next_run_at.map(ms))
     .bind(ms(now))
     .bind(id)
+    .bind(task.chained_since.map(ms))
     .execute(&mut *tx)
     .await
     .map_err(name_taken(spec))?
@@ -174,4 +176,28 @@ pub async fn put_module(pool: &PgPool, sha256: &str, bytes: &[u8]) -> StoreResul
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Mark agents down and up again ([`crate::store::monitor_sql`]), each with
+/// its event, in one transaction.
+pub async fn monitor_agents(
+    pool: &PgPool, cutoff: DateTime<Utc>, now: DateTime<Utc>,
+) -> StoreResult<AgentChanges> {
+    let mut tx = pool.begin().await?;
+    let down: Vec<(i64, String)> = sqlx::query_as(monitor_sql::MARK_DOWN)
+        .bind(ms(now))
+        .bind(ms(cutoff))
+        .fetch_all(&mut *tx)
+        .await?;
+    let up: Vec<(i64, String)> = sqlx::query_as(monitor_sql::MARK_UP).fetch_all(&mut *tx).await?;
+    let mut changes = AgentChanges::default();
+    for ((id, name), kind) in
+        down.into_iter().map(|a| (a, "down")).chain(up.into_iter().map(|a| (a, "up")))
+    {
+        let detail = serde_json::json!({ "name": name });
+        transition::event(&mut tx, now, "agent", id, kind, None, detail).await?;
+        if kind == "down" { changes.down.push(name) } else { changes.up.push(name) }
+    }
+    tx.commit().await?;
+    Ok(changes)
 }

@@ -31,6 +31,7 @@ mod finish_batch;
 mod inventory;
 mod inventory_reads;
 mod leasing;
+mod outbox;
 mod reads;
 mod results;
 mod rows;
@@ -48,7 +49,7 @@ use sqlx::{Executor, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
+use super::{AgentChanges, PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
 use crate::scheduler::{
     Agent, AgentRegistration, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, ProgressReport,
     ResultAck, ResultStatus, Run, Submission, Task, WorkSignal,
@@ -243,6 +244,12 @@ impl Store for PostgresStore {
         &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent> {
         catalog::register_agent(&self.pool, registration, token_hash, now).await
+    }
+
+    async fn monitor_agents(
+        &self, cutoff: DateTime<Utc>, now: DateTime<Utc>,
+    ) -> StoreResult<AgentChanges> {
+        catalog::monitor_agents(&self.pool, cutoff, now).await
     }
 
     async fn create_task(&self, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<Task> {

@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 /// are counted from `parts`, which keep no counters on the run's row (see
 /// `runs` in the migration).
 pub const RUN_SELECT: &str = "SELECT r.id, r.task_id, r.spec, r.plugin_sha256, r.state, r.cause, \
-     r.rerun_of, r.error, r.created_at, r.ended_at, c.* FROM runs r CROSS JOIN LATERAL (SELECT \
+     r.rerun_of, r.caused_by, r.error, r.created_at, r.ended_at, c.* FROM runs r CROSS JOIN LATERAL (SELECT \
      count(*) FILTER (WHERE p.state IN ('created', 'waiting')) AS n_waiting, \
      count(*) FILTER (WHERE p.state = 'running') AS n_running, \
      count(*) FILTER (WHERE p.state = 'suspended') AS n_suspended, \

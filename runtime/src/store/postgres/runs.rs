@@ -21,8 +21,8 @@ pub async fn insert_run(
 ) -> StoreResult<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
-         created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents) \
-         VALUES ($1, $2, $3, $4, 'created', $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by) \
+         VALUES ($1, $2, $3, $4, 'created', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(run.task_id)
     .bind(serde_json::to_string(&run.spec).expect("task spec serializes"))
@@ -36,8 +36,16 @@ pub async fn insert_run(
     .bind(run.lease_ttl_ms())
     .bind(i64::from(run.spec.retries))
     .bind(!run.spec.targeting.agents.is_empty())
+    .bind(run.caused_by)
     .fetch_one(&mut **tx)
-    .await?;
+    .await
+    .map_err(|e| {
+        if super::catalog::is_unique_violation(&e) {
+            crate::store::chained_twice(run)
+        } else {
+            e.into()
+        }
+    })?;
     for agent in &run.spec.targeting.agents {
         sqlx::query(
             "INSERT INTO run_agents (run_id, agent_name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -47,10 +55,7 @@ pub async fn insert_run(
         .execute(&mut **tx)
         .await?;
     }
-    let detail = serde_json::json!({
-        "task_id": run.task_id, "cause": run.cause.as_str(), "plugin_sha256": run.plugin_sha256,
-    });
-    transition::event(tx, now, "run", id, "created", None, detail).await?;
+    transition::event(tx, now, "run", id, "created", None, run.event_detail()).await?;
     Ok(id)
 }
 

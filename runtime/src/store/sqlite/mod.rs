@@ -13,6 +13,7 @@
 
 mod inventory;
 mod inventory_reads;
+mod outbox;
 mod reads;
 mod rows;
 mod writer;
@@ -25,7 +26,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
+use super::{AgentChanges, PluginRecord, Recurrence, Store, StoreReads, StoreResult, TaskWrite};
 use crate::scheduler::{
     Agent, AgentRegistration, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, ProgressReport,
     ResultAck, Run, Submission, Task,
@@ -122,6 +123,12 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| ops::agents::register_agent(conn, &registration, &token_hash, now))
             .await
+    }
+
+    async fn monitor_agents(
+        &self, cutoff: DateTime<Utc>, now: DateTime<Utc>,
+    ) -> StoreResult<AgentChanges> {
+        self.writer.write(move |conn| ops::agents::monitor_agents(conn, cutoff, now)).await
     }
 
     async fn create_task(&self, task: &TaskWrite, now: DateTime<Utc>) -> StoreResult<Task> {

@@ -161,6 +161,7 @@ fn request(agent_id: i64, part_id: i64) -> Finish {
                 dedicated_slots: 0,
             },
             last_seen: DateTime::UNIX_EPOCH,
+            down_since: None,
         },
         submission: finished(part_id, 1),
         now: DateTime::UNIX_EPOCH,

@@ -331,7 +331,8 @@ mod tests {
             agents.push(store.register_agent(&registration, name, now).await.unwrap());
         }
         let spec = TaskSpec::new("job", "test");
-        let write = TaskWrite { spec: spec.clone(), secrets: None, next_run_at: None };
+        let write =
+            TaskWrite { spec: spec.clone(), secrets: None, next_run_at: None, chained_since: None };
         let task = store.create_task(&write, now).await.unwrap();
         let mut runs = Vec::new();
         for parts in [2, 1] {
@@ -342,6 +343,7 @@ mod tests {
                 plugin_sha256: plugin.sha256.clone(),
                 cause: RunCause::Forced,
                 rerun_of: None,
+                caused_by: None,
             };
             let parts: Vec<_> = (0..parts)
                 .map(|i| NewPart {

@@ -58,6 +58,9 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
     rusqlite_migration::Migrations::new(vec![
         rusqlite_migration::M::up(include_str!("../../../../migrations/sqlite/0001_init.sql")),
         rusqlite_migration::M::up(include_str!("../../../../migrations/sqlite/0002_inventory.sql")),
+        rusqlite_migration::M::up(include_str!(
+            "../../../../migrations/sqlite/0003_chains_and_webhooks.sql"
+        )),
     ])
 }
 
@@ -346,7 +349,7 @@ mod tests {
         // Applied again: nothing to do.
         migrate(&mut conn, &path).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-        assert_eq!(version, 2, "0001_init and 0002_inventory");
+        assert_eq!(version, 3, "0001_init, 0002_inventory and 0003_chains_and_webhooks");
 
         let old = dir.path().join("old.db");
         let mut conn = Connection::open(&old).unwrap();

@@ -11,7 +11,29 @@ use super::transition;
 use crate::scheduler::{
     Agent, AgentRegistration, HeartbeatAck, LeaseRef, ProgressReport, State, targeting::AddressSpan,
 };
-use crate::store::{StoreError, StoreResult, ms};
+use crate::store::{AgentChanges, StoreError, StoreResult, monitor_sql, ms};
+
+/// Mark agents down and up again ([`crate::store::monitor_sql`]), each with
+/// its event.
+pub fn monitor_agents(
+    conn: &WriterConn<'_>, cutoff: DateTime<Utc>, now: DateTime<Utc>,
+) -> StoreResult<AgentChanges> {
+    let mut changes = AgentChanges::default();
+    for (sql, kind) in [(monitor_sql::MARK_DOWN, "down"), (monitor_sql::MARK_UP, "up")] {
+        let mut statement = conn.prepare_cached(sql)?;
+        let binds: Vec<i64> = if kind == "down" { vec![ms(now), ms(cutoff)] } else { vec![] };
+        let marked: Vec<(i64, String)> = statement
+            .query_map(rusqlite::params_from_iter(binds), |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        drop(statement);
+        for (id, name) in marked {
+            let detail = serde_json::json!({ "name": name });
+            transition::event(conn, now, ("agent", id), kind, None, &detail)?;
+            if kind == "down" { changes.down.push(name) } else { changes.up.push(name) }
+        }
+    }
+    Ok(changes)
+}
 
 /// Register `reg` (or register it again, under the same name, with a new
 /// token); its networks are stored as address spans for leasing.
@@ -50,7 +72,7 @@ pub fn register_agent(
     }
     let detail = serde_json::json!({ "name": reg.name, "networks": reg.networks });
     transition::event(conn, now, ("agent", id), "registered", None, &detail)?;
-    Ok(Agent { id, registration: reg.clone(), last_seen: now })
+    Ok(Agent { id, registration: reg.clone(), last_seen: now, down_since: None })
 }
 
 /// A part's state, attempt and owner, and its run's lease length (ms).

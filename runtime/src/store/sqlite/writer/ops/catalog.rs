@@ -67,11 +67,18 @@ pub fn create_task(
     let secrets = task.secrets_text().unwrap_or_else(|| "{}".into());
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+            "INSERT INTO tasks (name, spec, secrets, next_run_at, created_at, updated_at, \
+             chained_since) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) RETURNING id",
         )?
         .query_row(
-            params![spec.name, spec_json, secrets, task.next_run_at.map(ms), ms(now)],
+            params![
+                spec.name,
+                spec_json,
+                secrets,
+                task.next_run_at.map(ms),
+                ms(now),
+                task.chained_since.map(ms)
+            ],
             |row| row.get(0),
         )
         .map_err(name_taken(spec))?;
@@ -88,7 +95,7 @@ pub fn update_task(
     let updated = conn
         .prepare_cached(
             "UPDATE tasks SET name = ?1, spec = ?2, secrets = COALESCE(?3, secrets), \
-             next_run_at = ?4, updated_at = ?5 WHERE id = ?6",
+             next_run_at = ?4, updated_at = ?5, chained_since = ?7 WHERE id = ?6",
         )?
         .execute(params![
             spec.name,
@@ -96,7 +103,8 @@ pub fn update_task(
             task.secrets_text(),
             task.next_run_at.map(ms),
             ms(now),
-            id
+            id,
+            task.chained_since.map(ms)
         ])
         .map_err(name_taken(spec))?;
     if updated == 0 {

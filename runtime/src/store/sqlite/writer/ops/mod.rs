@@ -18,6 +18,7 @@ mod counts;
 pub(in crate::store::sqlite) mod expiry;
 pub(in crate::store::sqlite) mod inventory;
 pub(in crate::store::sqlite) mod lease;
+pub(in crate::store::sqlite) mod outbox;
 pub(in crate::store::sqlite) mod runs;
 mod snapshots;
 pub(in crate::store::sqlite) mod statements;

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::{Entity, NewPart, NewRun, State, TaskSpec, targeting::span_of_targets};
-use crate::store::{Recurrence, StoreError, StoreResult, ms};
+use crate::store::{Recurrence, StoreError, StoreResult, chained_twice, ms};
 
 /// Parts stored per statement when a run's parts are added.
 const INSERT_CHUNK: usize = 10_000;
@@ -18,8 +18,9 @@ pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> St
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
-             created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents) \
-             VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+             created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by) \
+             VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             RETURNING id",
         )?
         .query_row(
             params![
@@ -35,18 +36,24 @@ pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> St
                 run.lease_ttl_ms(),
                 i64::from(run.spec.retries),
                 !run.spec.targeting.agents.is_empty(),
+                run.caused_by,
             ],
             |row| row.get(0),
-        )?;
+        )
+        .map_err(|e| match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            {
+                chained_twice(run)
+            }
+            _ => e.into(),
+        })?;
     let mut listed = conn
         .prepare_cached("INSERT OR IGNORE INTO run_agents (run_id, agent_name) VALUES (?1, ?2)")?;
     for agent in &run.spec.targeting.agents {
         listed.execute(params![id, agent])?;
     }
-    let detail = serde_json::json!({
-        "task_id": run.task_id, "cause": run.cause.as_str(), "plugin_sha256": run.plugin_sha256,
-    });
-    transition::event(conn, now, ("run", id), "created", None, &detail)?;
+    transition::event(conn, now, ("run", id), "created", None, &run.event_detail())?;
     Ok(id)
 }
 
