@@ -199,6 +199,6 @@ fn bad_selectors_and_triggers_are_refused_and_change_nothing() {
     // b is followed by name: renaming it would cut the chain.
     let answer = daemon.put("/tasks/b", &task("b2", json!({"after": {"task": "a"}})));
     assert_eq!(answer.status, 400, "{}", answer.text);
-    assert!(answer.text.contains("\"c\" follows this task"), "{}", answer.text);
+    assert!(answer.text.contains("follows this task by its name"), "{}", answer.text);
     assert_eq!(daemon.get("/tasks").expect_ok("tasks"), tasks_before, "nothing changed");
 }

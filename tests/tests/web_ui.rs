@@ -9,6 +9,10 @@
 //! can take, the edit form (secrets kept when left empty), and a task whose
 //! name is HTML shown as text.
 //!
+//! Then the Webhooks page (a subscription listed, one made through its form
+//! with its secret shown once) and the page of a run whose selector matched
+//! nothing.
+//!
 //! Set `JOBSTACK_UI_SCREENSHOTS=<dir>` to keep a PNG of each view.
 
 use std::path::PathBuf;
@@ -344,4 +348,54 @@ fn the_inventory_is_searched_an_asset_shows_its_history_and_a_run_its_changes() 
     );
     assert_eq!(rows, json!(6), "{changed}");
     shots.take("run-changes");
+}
+
+/// Webhooks and selectors in the browser: the Webhooks page lists a
+/// subscription made through the API (and a new one subscribed through its
+/// form shows its secret once), and a forced run of a task whose selector
+/// matches nothing in the inventory says so on its page.
+#[test]
+fn the_webhooks_page_lists_subscriptions_and_a_run_says_its_selector_matched_nothing() {
+    let daemon = Daemon::builder().arg("--webhook-allow").arg("127.0.0.1").start();
+    daemon.upload_plugin(&plugin_wasm("fixture-steps"));
+    let subscribed = daemon
+        .post("/webhooks", &json!({"url": "http://127.0.0.1:9/ui-hook", "events": ["agent.down"]}))
+        .expect_ok("subscribe");
+    let id = subscribed["subscription"]["id"].as_i64().unwrap();
+    let task = json!({"task": {"name": "printers", "plugin": "fixture-steps",
+        "params": {"parts": 1}, "frequency": {"kind": "manual"},
+        "select": {"into": "targets", "kind": "printer", "cidr": "127.0.0.0/8"}}});
+    daemon.post("/tasks", &task).expect_ok("create task");
+    let run = daemon.post("/tasks/printers/run", &json!({})).expect_ok("force-run");
+    assert_eq!(run["selected"], json!([]), "{run}");
+    let browser = Browser::start();
+    let shots = Shots {
+        browser: &browser,
+        dir: std::env::var_os("JOBSTACK_UI_SCREENSHOTS").map(PathBuf::from),
+    };
+    sign_in(&browser, &daemon);
+
+    click(&browser, "#nav a[data-view=webhooks]");
+    let row =
+        wait_text(&browser, &format!("tr[data-webhook='{id}']"), "http://127.0.0.1:9/ui-hook");
+    assert!(row.contains("agent.down"), "{row}");
+    // Subscribed through the form: the secret is shown, once, and it is listed.
+    fill(&browser, "#webhook-url", "http://127.0.0.1:9/from-the-form");
+    click(&browser, "#webhook-form input[data-kind='run.failed']");
+    click(&browser, "#webhook-submit");
+    let secret = wait_until("the new secret", PATIENCE, || {
+        let text = browser.text_of("#webhook-created");
+        (!text.is_empty()).then(|| browser.text_of("#webhook-secret"))
+    });
+    assert_eq!(secret.len(), 64, "a generated secret: {secret:?}");
+    wait_text(&browser, "#webhooks", "from-the-form");
+    shots.take("webhooks");
+
+    let run_id = run["id"].as_i64().unwrap();
+    browser.goto(&format!("{}/#/runs/{run_id}", daemon.url));
+    wait_text(&browser, "#run-selected", "the selector matched no asset in the inventory");
+    shots.take("run-selected-nothing");
+    browser.goto(&format!("{}/#/tasks/printers", daemon.url));
+    let select = wait_text(&browser, "#task-select", "kind printer");
+    assert!(select.contains("targets") && select.contains("cidr 127.0.0.0/8"), "{select}");
 }

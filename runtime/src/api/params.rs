@@ -1,6 +1,8 @@
 //! Task parameters checked against the plugin's JSON Schema before a task is
 //! saved. The schema comes from the newest upload of the plugin (the one the
-//! next run will use). Remote `$ref`s are not resolved.
+//! next run will use). Remote `$ref`s are not resolved. A task whose targets
+//! come from the inventory is checked with its selector's parameter holding
+//! one address, as a run will hold the addresses selected.
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
@@ -30,8 +32,13 @@ pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
             ),
         )
     })?;
+    let params = match &spec.select {
+        // TEST-NET-1 (RFC 5737): an address that stands for any.
+        Some(select) => select.fill(&spec.params, &["192.0.2.1".to_string()]),
+        None => spec.params.clone(),
+    };
     let errors: Vec<String> = validator
-        .iter_errors(&spec.params)
+        .iter_errors(&params)
         .take(MAX_REPORTED_ERRORS)
         .map(|e| {
             let at = e.instance_path.to_string();

@@ -214,27 +214,28 @@ impl AttributeFilter {
         let at = text.find(['=', '~']).ok_or_else(|| {
             format!("attr: {text:?} is none of name=value, name~text, name^=text, name[]=value")
         })?;
-        let (name, value) = (text[..at].trim(), &text[at + 1..]);
+        let (raw, value) = (text[..at].trim(), &text[at + 1..]);
         let json = || {
             serde_json::from_str(value)
                 .unwrap_or_else(|_| serde_json::Value::String(value.to_string()))
         };
-        let (name, filter): (&str, fn(String, &str, serde_json::Value) -> Self) =
-            match (text.as_bytes()[at], name) {
-                (b'~', name) => (name, |n, v, _| AttributeFilter::Contains(n, v.to_string())),
-                (_, name) if name.ends_with('^') => (&name[..name.len() - 1], |n, v, _| {
-                    AttributeFilter::StartsWith(n, v.to_string())
-                }),
-                (_, name) if name.ends_with("[]") => {
-                    (&name[..name.len() - 2], |n, _, j| AttributeFilter::Has(n, j))
-                }
-                (_, name) => (name, |n, _, j| AttributeFilter::Equals(n, j)),
-            };
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(format!("attr: {text:?} names no attribute"));
-        }
-        Ok(filter(name.to_string(), value, json()))
+        let named = |name: &str| {
+            let name = name.trim();
+            if name.is_empty() {
+                Err(format!("attr: {text:?} names no attribute"))
+            } else {
+                Ok(name.to_string())
+            }
+        };
+        Ok(if text.as_bytes()[at] == b'~' {
+            AttributeFilter::Contains(named(raw)?, value.to_string())
+        } else if let Some(name) = raw.strip_suffix('^') {
+            AttributeFilter::StartsWith(named(name)?, value.to_string())
+        } else if let Some(name) = raw.strip_suffix("[]") {
+            AttributeFilter::Has(named(name)?, json())
+        } else {
+            AttributeFilter::Equals(named(raw)?, json())
+        })
     }
 }
 

@@ -64,6 +64,7 @@ const ASSETS: &[Asset] = &[
     asset!("agents.js", JS),
     asset!("inventory.js", JS),
     asset!("plugins.js", JS),
+    asset!("webhooks.js", JS),
     asset!("form.js", JS),
 ];
 

@@ -63,6 +63,8 @@ async fn assets_have_their_content_types() {
     for (path, expected) in [
         ("/ui/app.js", "text/javascript; charset=utf-8"),
         ("/ui/tasks.js", "text/javascript; charset=utf-8"),
+        ("/ui/inventory.js", "text/javascript; charset=utf-8"),
+        ("/ui/webhooks.js", "text/javascript; charset=utf-8"),
         ("/ui/app.css", "text/css; charset=utf-8"),
         ("/ui/favicon.svg", "image/svg+xml"),
         ("/ui/index.html", "text/html; charset=utf-8"),
@@ -102,6 +104,30 @@ async fn every_module_an_asset_imports_is_served() {
         }
     }
     assert!(checked >= 10, "only {checked} imports found: is the parsing broken?");
+}
+
+#[tokio::test]
+async fn every_view_of_the_navigation_is_routed_and_its_module_served() {
+    let html = body(get("/").await).await;
+    let app = body(get("/ui/app.js").await).await;
+    // `href="#/webhooks"`, `href="#/tasks/new"`: the view is the first segment.
+    let views: Vec<&str> = html
+        .split("href=\"#/")
+        .skip(1)
+        .map(|rest| rest.split(['"', '/', '?']).next().unwrap())
+        .collect();
+    for expected in ["tasks", "inventory", "agents", "plugins", "webhooks"] {
+        assert!(views.contains(&expected), "no #/{expected} in the navigation: {views:?}");
+    }
+    for view in &views {
+        assert!(app.contains(&format!("a === '{view}'")), "app.js does not route #/{view}");
+    }
+    for module in ["inventory.js", "webhooks.js"] {
+        assert!(app.contains(&format!("from './{module}'")), "app.js does not import {module}");
+        let response = get(&format!("/ui/{module}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{module}");
+        assert_eq!(header(&response, "content-type"), JS, "{module}");
+    }
 }
 
 #[tokio::test]

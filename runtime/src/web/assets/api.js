@@ -55,7 +55,8 @@ async function errorOf(response) {
 
 /**
  * Call `method path` (below /api/v1). `body` is sent as JSON unless it is a
- * Blob/File (sent as is). Resolves to the parsed JSON answer (or null).
+ * Blob/File (sent as is). Resolves to the parsed JSON answer, or null when
+ * the answer has no body (204 No Content).
  */
 export async function api(method, path, body) {
   const init = { method, headers: authHeaders() };
@@ -87,3 +88,4 @@ export async function api(method, path, body) {
 export const get = (path) => api('GET', path);
 export const post = (path, body) => api('POST', path, body);
 export const put = (path, body) => api('PUT', path, body);
+export const del = (path) => api('DELETE', path);

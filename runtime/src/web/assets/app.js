@@ -1,4 +1,4 @@
-// The page: sign-in, the hash router (#/tasks, #/tasks/7, #/runs/12, ...),
+// The page: sign-in, the hash router (#/tasks, #/tasks/7, #/runs/12, #/webhooks, ...),
 // the live event stream, and debounced refreshes of the current view.
 
 import { ApiError, get, onUnauthorized, token } from './api.js';
@@ -11,6 +11,7 @@ import * as plugins from './plugins.js';
 import * as run from './run.js';
 import * as task from './task.js';
 import * as tasks from './tasks.js';
+import * as webhooks from './webhooks.js';
 
 /** Events arriving closer together than this cause one refresh. */
 const REFRESH_DEBOUNCE_MS = 300;
@@ -35,6 +36,7 @@ function route() {
     return { view: { render: inventory.renderAsset, live: false }, nav: 'inventory', args: [b] };
   }
   if (a === 'plugins') return { view: plugins, nav: 'plugins', args: [] };
+  if (a === 'webhooks') return { view: webhooks, nav: 'webhooks', args: [] };
   return { view: tasks, nav: 'tasks', args: [] };
 }
 

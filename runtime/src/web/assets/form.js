@@ -1,7 +1,8 @@
 // Create or edit a task. The parameters are checked against the plugin's
 // schema by the API, whose error message is shown as is. Secrets are
 // write-only: the field is always empty, and left empty on edit it keeps the
-// stored ones.
+// stored ones. A selector (targets from the inventory) is typed as JSON; a
+// trigger is the name of the task to follow and which of its ends count.
 
 import { get, post, put } from './api.js';
 import { h, heading, json, replace } from './dom.js';
@@ -26,9 +27,10 @@ function priorityParts(p) {
 }
 
 export async function render(view, key) {
-  const [plugins, existing] = await Promise.all([
+  const [plugins, existing, tasks] = await Promise.all([
     get('/plugins'),
     key ? get(`/tasks/${encodeURIComponent(key)}`) : Promise.resolve(null),
+    get('/tasks'),
   ]);
   const spec = existing?.spec ?? {
     name: '', plugin: plugins[0]?.name ?? '', params: {}, frequency: { kind: 'once' },
@@ -52,6 +54,22 @@ export async function render(view, key) {
     id: 'task-secrets', rows: 3, spellcheck: 'false', autocomplete: 'off',
     placeholder: existing?.has_secrets ? 'secrets are set: leave empty to keep them' : '{"password": "…"}',
   });
+
+  const selector = h('textarea', {
+    id: 'task-selector', rows: 3, spellcheck: 'false',
+    placeholder: '{"into": "devices", "kind": "host", "cidr": "10.0.0.0/16", "attr": ["tcp_open[]=161"], "seen_within": "1d"}',
+  });
+  selector.value = spec.select ? JSON.stringify(spec.select) : '';
+
+  const follows = h('input', {
+    id: 'task-follows', value: spec.after?.task ?? '', list: 'task-names', autocomplete: 'off',
+    placeholder: 'none, or the name of a task',
+  });
+  const followsOn = select('task-follows-on', [
+    ['finished', 'finished'], ['failed', 'failed'], ['any', 'finished or failed'],
+  ], spec.after?.on ?? 'finished');
+  const taskNames = h('datalist', { id: 'task-names' }, tasks
+    .filter((t) => t.spec.name !== spec.name).map((t) => h('option', { value: t.spec.name })));
 
   const f = spec.frequency ?? { kind: 'once' };
   const freqKind = select('task-frequency', [
@@ -110,6 +128,9 @@ export async function render(view, key) {
       name: name.value.trim(),
       plugin: plugin.value,
       params: parseJson('Parameters', params.value.trim() || '{}'),
+      // Left empty: none (undefined is dropped from the JSON body).
+      select: selector.value.trim() ? parseJson('Selector', selector.value.trim()) : undefined,
+      after: follows.value.trim() ? { task: follows.value.trim(), on: followsOn.value } : undefined,
       frequency,
       priority: priority.value === 'custom' ? Number(priorityNum.value) : priority.value,
       targeting: {
@@ -133,12 +154,18 @@ export async function render(view, key) {
     field('Plugin', plugin, plugins.length ? null : 'No plugin uploaded yet: upload one in Plugins first.'),
     field('Parameters (JSON)', params, 'Checked against the plugin\'s schema by the daemon.'),
     schema,
+    field('Targets from the inventory (selector, JSON, optional)', selector,
+      'When a run is created, the addresses of the assets it selects go into the list parameter named by "into"; ' +
+      'filters: kind, cidr, attr (name=value, name~text, name^=text, name[]=value), seen_within (e.g. 1d).'),
     field('Secrets (JSON, write-only)', secrets, 'Never shown again once saved; given to the plugin at run time only.'),
     h('div', { class: 'grid' },
       h('div', { class: 'field' }, h('label', { for: 'task-frequency' }, 'Frequency'),
         h('div', { class: 'row' }, freqKind, freqValue), freqHint),
       h('div', { class: 'field' }, h('label', { for: 'task-priority' }, 'Priority'),
         h('div', { class: 'row' }, priority, priorityNum)),
+      h('div', { class: 'field' }, h('label', { for: 'task-follows' }, 'Run after a run of'),
+        h('div', { class: 'row' }, follows, followsOn), taskNames,
+        h('p', { class: 'hint' }, 'Optional. A task that follows another needs a frequency other than once (e.g. manual only).')),
       field('Timeout per part (s)', timeout),
       field('Retries', retries),
       field('Agents (comma-separated)', agents),

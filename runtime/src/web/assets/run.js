@@ -43,6 +43,33 @@ export function runActions(r) {
   return out;
 }
 
+/** Selected targets listed inline up to this many; more go in a disclosure. */
+const INLINE_TARGETS = 12;
+
+/** How the run came to be: its cause, and the run it repeats or follows. */
+function causeText(r) {
+  return [
+    r.cause,
+    r.rerun_of ? [' (re-run of ', h('a', { href: `#/runs/${r.rerun_of}` }, `#${r.rerun_of}`), ')'] : null,
+    r.caused_by ? [' by the end of run ', h('a', { href: `#/runs/${r.caused_by}`, id: 'run-caused-by' },
+      `#${r.caused_by}`)] : null,
+  ];
+}
+
+/** The targets the task's selector resolved to (none: nothing to do). */
+function selectedText(r) {
+  const targets = r.selected;
+  if (targets.length === 0) {
+    return h('span', { id: 'run-selected' },
+      'the selector matched no asset in the inventory: nothing to do');
+  }
+  const list = targets.length <= INLINE_TARGETS
+    ? targets.map((t) => h('span', { class: 'chip' }, t))
+    : details('the list', h('pre', { class: 'json' }, targets.join('\n')), `selected-${r.id}`);
+  return h('span', { id: 'run-selected' },
+    `${targets.length} target(s) from the inventory: `, list);
+}
+
 function partProgress(p) {
   if (p.state === 'finished') return progress(1, 1);
   if (!p.progress) return h('span', { class: 'muted' }, '—');
@@ -92,7 +119,8 @@ export async function render(view, id) {
       h('dl', {},
         h('dt', {}, 'State'), h('dd', { id: 'run-state' }, badge(r.state)),
         h('dt', {}, 'Parts finished'), h('dd', {}, progress(c.finished, total)),
-        h('dt', {}, 'Cause'), h('dd', {}, r.cause + (r.rerun_of ? ` (re-run of #${r.rerun_of})` : '')),
+        h('dt', {}, 'Cause'), h('dd', {}, causeText(r)),
+        Array.isArray(r.selected) ? [h('dt', {}, 'Targets'), h('dd', {}, selectedText(r))] : null,
         h('dt', {}, 'Plugin'), h('dd', {}, r.spec.plugin, ' ',
           h('code', {}, r.plugin_sha256.slice(0, 16))),
         h('dt', {}, 'Created'), h('dd', {}, when(r.created_at)),

@@ -43,7 +43,8 @@ export async function render(view) {
     const row = [
       h('a', { href: `#/tasks/${t.id}`, class: 'strong' }, t.spec.name),
       t.spec.plugin,
-      frequencyText(t.spec.frequency),
+      [frequencyText(t.spec.frequency),
+        t.spec.after ? h('span', { class: 'muted' }, `, after ${t.spec.after.task}`) : null],
       String(t.spec.priority),
       runSummary(t.latest_run),
       h('div', { class: 'actions' },
