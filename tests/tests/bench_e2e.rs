@@ -62,11 +62,17 @@ fn one_daemon_on_sqlite() {
 }
 
 #[test]
-fn two_daemons_on_postgres() {
+fn two_daemons_on_postgres_with_webhooks() {
     let server = server_url();
-    let report = small_bench(&["--daemons", "2", "--database", &server], 300, 4);
+    let report = small_bench(&["--daemons", "2", "--database", &server, "--webhooks"], 300, 4);
     assert_eq!(report["store"], "postgres");
     assert_eq!(report["daemons"], 2);
+    // Each part's asset appeared, and the run finished: all delivered, in order.
+    let delivered = report["webhook_events_delivered"].as_u64().unwrap_or(0);
+    assert!(delivered > 300, "{report}");
+    for figure in ["parts_per_s_without_webhooks", "webhook_delivery_p50_ms"] {
+        assert!(report[figure].as_f64().unwrap_or(-1.0) > 0.0, "{figure} in {report}");
+    }
 }
 
 #[test]

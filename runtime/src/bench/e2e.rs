@@ -247,6 +247,13 @@ async fn measure(
         let hooked_s =
             timed_run(admin, "bench-execution-webhooks", plan.parts, &names, hooked).await?;
         delivered = Some(receiver.all_delivered(admin, subscription.id).await?);
+        // Phase 4 measures the inventory without webhooks, as before.
+        let path = format!("/webhooks/{}", subscription.id);
+        admin.send_empty(reqwest::Method::DELETE, &path).await?;
+        ensure!(
+            delivered.is_some_and(|d| d.events > plan.parts),
+            "fewer webhook events than the run's parts and its end: {delivered:?}"
+        );
         hooked_s
     } else {
         timed_run(admin, "bench-execution", plan.parts, &names, serde_json::json!({})).await?
