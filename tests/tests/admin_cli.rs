@@ -534,3 +534,58 @@ fn watch_opens_the_event_stream_again_after_the_daemon_restarts() {
     assert!(status.success(), "{lines:#?}");
     assert!(lines.last().unwrap().ends_with("finished, 2/2 parts done"), "{lines:#?}");
 }
+
+#[test]
+fn webhooks_selectors_and_triggers_from_the_command_line() {
+    let daemon = Daemon::builder().arg("--webhook-allow").arg("127.0.0.1").start();
+    push_hello(&daemon);
+
+    let added = cli(
+        &daemon,
+        &["webhook", "add", "http://127.0.0.1:9/hook", "--events", "run.failed,agent.down"],
+    );
+    let text = added.ok();
+    assert!(text.contains("subscription 1 to http://127.0.0.1:9/hook"), "{text}");
+    let secret = text.lines().find_map(|l| l.strip_prefix("signing secret (shown once): "));
+    assert_eq!(secret.map(str::len), Some(64), "{text}");
+    let listed = cli(&daemon, &["webhook", "list"]);
+    assert!(listed.ok().contains("run.failed,agent.down"), "{listed:?}");
+    assert!(!listed.stdout.contains(secret.unwrap()), "never listed again");
+    let refused = cli(&daemon, &["webhook", "add", "http://10.0.0.1/", "--events", "run.failed"]);
+    assert!(refused.failed().contains("allow-list"), "{refused:?}");
+    assert!(cli(&daemon, &["webhook", "dead"]).ok().contains("no dead letters"));
+    cli(&daemon, &["webhook", "remove", "1"]).ok();
+    assert!(cli(&daemon, &["webhook", "list"]).ok().contains("no webhook subscriptions"));
+
+    create_greet(&daemon, "upstream", 1, 0);
+    cli(&daemon, &["plugin", "push", jobstack_e2e::plugin_wasm("netscan").to_str().unwrap()]).ok();
+    let params = json!({"ports": "22"}).to_string();
+    let select = json!({"into": "targets", "kind": "printer"}).to_string();
+    cli(
+        &daemon,
+        &[
+            "task",
+            "create",
+            "--name",
+            "follower",
+            "--plugin",
+            "netscan",
+            "--params",
+            &params,
+            "--manual",
+            "--select",
+            &select,
+            "--after",
+            "upstream:any",
+        ],
+    )
+    .ok();
+    let shown = cli(&daemon, &["task", "show", "follower"]);
+    assert!(shown.ok().contains("from the inventory"), "{shown:?}");
+    assert!(shown.stdout.contains("a run of upstream any"), "{shown:?}");
+    cli(&daemon, &["task", "run", "follower"]).ok();
+    let shown = cli(&daemon, &["task", "show", "follower"]);
+    assert!(shown.ok().contains("nothing: the selector matched no asset"), "{shown:?}");
+    let cycle = cli(&daemon, &["task", "edit", "upstream", "--after", "follower"]);
+    assert!(cycle.failed().contains("upstream → follower → upstream"), "{cycle:?}");
+}

@@ -119,7 +119,14 @@ fn health_readiness_metrics_and_openapi_answer() {
     let metrics = daemon.request("GET", "//metrics", none, Body::None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.text.contains("# TYPE"), "{}", metrics.text);
-    assert!(metrics.text.contains("jobstack_long_polls_waiting 0"), "{}", metrics.text);
+    for gauge in [
+        "jobstack_long_polls_waiting 0",
+        "jobstack_agents_down 0",
+        "jobstack_assets_disappeared 0",
+        "jobstack_webhook_dead_letters 0",
+    ] {
+        assert!(metrics.text.contains(gauge), "{gauge}: {}", metrics.text);
+    }
     // An agent waiting for work shows as a waiting long-poll.
     let token = daemon
         .request(
@@ -149,9 +156,17 @@ fn health_readiness_metrics_and_openapi_answer() {
     });
     let openapi = daemon.request("GET", "/openapi.json", none, Body::None).json();
     assert!(openapi["openapi"].as_str().unwrap_or("").starts_with("3."), "{openapi}");
-    for path in
-        ["/agent/lease", "/agent/results", "/plugins", "/tasks", "/runs/{run}/parts", "/artifacts"]
-    {
+    for path in [
+        "/agent/lease",
+        "/agent/results",
+        "/plugins",
+        "/tasks",
+        "/runs/{run}/parts",
+        "/artifacts",
+        "/tasks/{task}/chain",
+        "/webhooks",
+        "/webhooks/{id}/dead-letters/{event}/resend",
+    ] {
         let full = format!("/api/v1{path}");
         assert!(openapi["paths"][&full].is_object(), "OpenAPI lacks {full}");
     }
