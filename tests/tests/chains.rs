@@ -201,4 +201,17 @@ fn bad_selectors_and_triggers_are_refused_and_change_nothing() {
     assert_eq!(answer.status, 400, "{}", answer.text);
     assert!(answer.text.contains("follows this task by its name"), "{}", answer.text);
     assert_eq!(daemon.get("/tasks").expect_ok("tasks"), tasks_before, "nothing changed");
+
+    // A split that fails says so once, with the plugin's reason.
+    let reversed =
+        task("reversed", json!({"params": {"targets": ["10.0.0.9-10.0.0.1"], "ports": "1"}}));
+    daemon.post("/tasks", &reversed).expect_ok("reversed");
+    let run = daemon.post("/tasks/reversed/run", &json!({})).expect_ok("run");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert_eq!(
+        (run["state"].as_str(), error.matches("split failed").count()),
+        (Some("failed"), 1),
+        "{run}"
+    );
+    assert!(error.starts_with("split failed: ") && error.contains("10.0.0.9"), "{error}");
 }

@@ -154,6 +154,11 @@ fn health_readiness_metrics_and_openapi_answer() {
         });
         assert_eq!(poll.join().unwrap().status, 204, "no work came");
     });
+    // A lease request's only field has a default: no body is a request too.
+    let bare = daemon.request("POST", "/agent/lease", Some(&token), Body::None);
+    assert_eq!(bare.status, 204, "{}", bare.text);
+    let bad = daemon.request("POST", "/agent/lease", Some(&token), Body::Raw("{\"wait\":"));
+    assert_eq!((bad.status, bad.error_code().as_str()), (400, "invalid_json"), "{}", bad.text);
     let openapi = daemon.request("GET", "/openapi.json", none, Body::None).json();
     assert!(openapi["openapi"].as_str().unwrap_or("").starts_with("3."), "{openapi}");
     for path in [

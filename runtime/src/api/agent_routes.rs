@@ -63,10 +63,16 @@ pub async fn register(
 /// `POST /api/v1/agent/lease`: a part (200) or, after waiting up to `wait_ms`
 /// for work, nothing (204). New or forced work wakes the wait at once.
 pub async fn lease(
-    State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
-    body: Result<Json<LeaseRequest>, axum::extract::rejection::JsonRejection>,
+    State(state): State<ApiState>, AgentCaller(agent): AgentCaller, body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    let Json(request) = body?;
+    // Its only field has a default: no body is the default request.
+    let request: LeaseRequest = if body.trim_ascii().is_empty() {
+        LeaseRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("invalid lease request: {e}"))
+        })?
+    };
     let wait = Duration::from_millis(request.wait_ms).min(MAX_LEASE_WAIT);
     match state.scheduler.lease_waiting(&agent, wait, LEASE_RECHECK).await? {
         Some(lease) => {

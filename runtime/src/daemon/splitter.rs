@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::engine::Sha256;
+use crate::engine::{Sha256, SplitError, Status};
 use crate::module_catalog::ModuleCatalog;
 use crate::scheduler::{NewPart, Splitter};
 
@@ -29,12 +29,16 @@ impl Splitter for EngineSplitter {
             .ok_or_else(|| format!("invalid plugin sha256 {plugin_sha256:?}"))?;
         let plugin =
             self.modules.load(&sha).await.map_err(|e| format!("cannot load plugin {sha}: {e}"))?;
-        let parts = self
-            .modules
-            .engine()
-            .split(&plugin, &params.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
+        let parts = self.modules.engine().split(&plugin, &params.to_string()).await.map_err(
+            |SplitError(outcome)| {
+                // The scheduler says "split failed: "; this says why.
+                let why = outcome.error.as_deref().unwrap_or("no reason given");
+                match outcome.status {
+                    Status::Failed => why.to_string(),
+                    other => format!("{}: {why}", other.as_str()),
+                }
+            },
+        )?;
         Ok(parts
             .into_iter()
             .map(|p| NewPart { label: p.label, targets: p.targets, payload: p.payload })

@@ -26,7 +26,8 @@ pub const CLAIM_FOR: TimeDelta = TimeDelta::seconds(30);
 /// Outbox events posted per subscription and pass.
 const PASS_BATCH: u32 = 200;
 
-/// How long a receiver has to answer.
+/// How long a receiver has to answer: well within half a claim, after
+/// which a pass stops posting and records.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// When to try a failed event again, and when to give up.
@@ -124,6 +125,11 @@ impl Deliverer {
             dead: None,
         };
         for event in events {
+            // Record before the claim may lapse: another daemon could then
+            // post the same events, out of order.
+            if self.clock.now() - now > CLAIM_FOR / 2 {
+                break;
+            }
             if !sub.wants(event.kind) {
                 record.cursor = event.id;
                 continue;

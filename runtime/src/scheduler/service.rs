@@ -473,6 +473,15 @@ impl Scheduler {
         let lost = std::mem::take(&mut ack.revoked);
         for lease in lost {
             let still_open = match self.store.part(lease.part_id).await? {
+                // Another agent's live lease was never this agent's: not its
+                // work to finish.
+                Some(part)
+                    if part.state == State::Running
+                        && part.attempt == lease.attempt
+                        && part.owner.as_ref() != Some(&agent.registration.name) =>
+                {
+                    false
+                }
                 Some(part) => {
                     matches!(part.state, State::Waiting | State::Running)
                         && part.attempt >= lease.attempt

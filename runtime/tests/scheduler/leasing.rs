@@ -270,6 +270,11 @@ async fn heartbeat_extends_a_lease_and_expiry_retries_with_backoff(backend: Back
     assert_eq!(ack.superseded, vec![lease.lease_ref()]);
     assert!(ack.revoked.is_empty() && ack.extended.is_empty(), "{ack:?}");
     assert_eq!(h.run_state(run.id).await, State::Running);
+    // A heartbeat naming another agent's live lease is refused: it was never
+    // this agent's work to finish.
+    let ack = h.sched.heartbeat(&agent, &[again.lease_ref()]).await.unwrap();
+    assert_eq!(ack.revoked, vec![again.lease_ref()], "{ack:?}");
+    assert!(ack.superseded.is_empty() && ack.extended.is_empty(), "{ack:?}");
 }
 
 async fn retries_spent_fail_the_part_and_the_run(backend: Backend) {
