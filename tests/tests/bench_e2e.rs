@@ -69,7 +69,7 @@ fn two_daemons_on_postgres_with_webhooks() {
     assert_eq!(report["daemons"], 2);
     // Each part's asset appeared, and the run finished: all delivered, in order.
     let delivered = report["webhook_events_delivered"].as_u64().unwrap_or(0);
-    assert!(delivered > 300, "{report}");
+    assert!(delivered > 300, "each part's asset appeared, and the run finished: {report}");
     for figure in ["parts_per_s_without_webhooks", "webhook_delivery_p50_ms"] {
         assert!(report[figure].as_f64().unwrap_or(-1.0) > 0.0, "{figure} in {report}");
     }

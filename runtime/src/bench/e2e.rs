@@ -239,24 +239,32 @@ async fn measure(
     let mut delivered = None;
     let run_s = if plan.webhooks {
         let plain = serde_json::json!({ "observe": true, "tag": "bench-plain" });
-        let plain_s = timed_run(admin, "bench-execution", plan.parts, &names, plain).await?;
+        let (plain_s, plain_run) =
+            timed_run(admin, "bench-execution", plan.parts, &names, plain).await?;
         without_webhooks = Some(plan.parts as f64 / plain_s);
+        // Subscribed once the first run's assets are in, so that the second
+        // run's events are exactly the ones delivered.
+        wait_for_changes(admin, plain_run, plan.parts).await?;
         let receiver = super::webhooks::Receiver::start().await?;
         let subscription = receiver.subscribe(admin).await?;
         let hooked = serde_json::json!({ "observe": true, "tag": "bench-hooked" });
-        let hooked_s =
+        let (hooked_s, hooked_run) =
             timed_run(admin, "bench-execution-webhooks", plan.parts, &names, hooked).await?;
+        wait_for_changes(admin, hooked_run, plan.parts).await?;
         delivered = Some(receiver.all_delivered(admin, subscription.id).await?);
         // Phase 4 measures the inventory without webhooks, as before.
         let path = format!("/webhooks/{}", subscription.id);
         admin.send_empty(reqwest::Method::DELETE, &path).await?;
+        // Each part's asset appeared, and the run finished (agents idle
+        // since the first phase may go down meanwhile: events too).
         ensure!(
             delivered.is_some_and(|d| d.events > plan.parts),
-            "fewer webhook events than the run's parts and its end: {delivered:?}"
+            "fewer webhook events delivered than the run's {} parts and its end: {delivered:?}",
+            plan.parts
         );
         hooked_s
     } else {
-        timed_run(admin, "bench-execution", plan.parts, &names, serde_json::json!({})).await?
+        timed_run(admin, "bench-execution", plan.parts, &names, serde_json::json!({})).await?.0
     };
 
     // Phase 4: the same, every part's record feeding the inventory.
@@ -382,13 +390,31 @@ async fn force_run(
 /// check each part was applied once; forced run to end, s.
 async fn timed_run(
     admin: &ApiClient, name: &str, parts: usize, agents: &[String], more: serde_json::Value,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, i64)> {
     let started = Instant::now();
     let run = force_run_with(admin, name, parts, agents, more).await?;
     wait_for_end(admin, run.id).await?;
     let run_s = started.elapsed().as_secs_f64();
     check_exactly_once(admin, run.id, parts).await?;
-    Ok(run_s)
+    Ok((run_s, run.id))
+}
+
+/// Wait until the inventory holds `changes` changes of run `run_id` (each
+/// part of an observing run makes one asset appear).
+async fn wait_for_changes(admin: &ApiClient, run_id: i64, changes: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let (mut seen, mut after) = (0, 0);
+    while seen < changes {
+        let path = format!("/changes?run={run_id}&after={after}&limit=1000");
+        let page: crate::protocol::ChangePage = admin.get_json(&path).await?;
+        seen += page.changes.len();
+        after = page.changes.last().map_or(after, |c| c.id);
+        if page.changes.is_empty() {
+            ensure!(Instant::now() < deadline, "run {run_id}: {seen} of {changes} changes");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// [`force_run`] with more parameters of the plugin.

@@ -22,7 +22,13 @@ pub async fn feed(mut feeder: Feeder, fed: Arc<Notify>, shutdown: watch::Receive
     let stopping = super::shutdown_signal(shutdown);
     tokio::pin!(stopping);
     loop {
-        let again = match feeder.feed().await {
+        // Dropping a feed or a pass midway is safe: nothing is recorded
+        // until its transaction commits.
+        let fed_once = tokio::select! {
+            fed_once = feeder.feed() => fed_once,
+            _ = &mut stopping => return,
+        };
+        let again = match fed_once {
             Ok(done) => {
                 if done.appended > 0 {
                     fed.notify_one();
@@ -44,14 +50,20 @@ pub async fn feed(mut feeder: Feeder, fed: Arc<Notify>, shutdown: watch::Receive
     }
 }
 
-/// Deliver until shutdown: at each wake by the feeder, and every
-/// [`DELIVER_EVERY`].
+/// Deliver until shutdown: at once while events wait, else at each wake by
+/// the feeder, and every [`DELIVER_EVERY`].
 pub async fn deliver(deliverer: Deliverer, fed: Arc<Notify>, shutdown: watch::Receiver<bool>) {
     let stopping = super::shutdown_signal(shutdown);
     tokio::pin!(stopping);
     loop {
-        if let Err(error) = deliverer.deliver().await {
-            tracing::warn!(%error, "webhook delivery pass failed; retrying");
+        let passed = tokio::select! {
+            passed = deliverer.deliver() => passed,
+            _ = &mut stopping => return,
+        };
+        match passed {
+            Ok(passed) if passed.more => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "webhook delivery pass failed; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(DELIVER_EVERY) => {}

@@ -88,8 +88,9 @@ impl Deliverer {
         Self { outbox, allow, clock, policy, http, owner }
     }
 
-    /// One pass over every subscription that is due; the events delivered.
-    pub async fn deliver(&self) -> StoreResult<u64> {
+    /// One pass over every subscription that is due: the events delivered,
+    /// and whether one has more waiting (pass again at once).
+    pub async fn deliver(&self) -> StoreResult<Passed> {
         let now = self.clock.now();
         let due: Vec<Subscription> = self
             .outbox
@@ -99,22 +100,26 @@ impl Deliverer {
             .filter(|s| s.next_attempt_at.is_none_or(|at| at <= now))
             .collect();
         let passes = due.iter().map(|s| self.pass(s));
-        let mut delivered = 0;
+        let mut total = Passed::default();
         for outcome in futures_util::future::join_all(passes).await {
-            delivered += outcome?;
+            let passed = outcome?;
+            total.delivered += passed.delivered;
+            total.more |= passed.more;
         }
-        Ok(delivered)
+        Ok(total)
     }
 
     /// Post subscription `sub`'s next events in order, until one fails.
-    async fn pass(&self, sub: &Subscription) -> StoreResult<u64> {
+    async fn pass(&self, sub: &Subscription) -> StoreResult<Passed> {
         let now = self.clock.now();
         let events = self.outbox.outbox(sub.cursor, PASS_BATCH).await?;
         if events.is_empty()
             || !self.outbox.claim_subscription(sub.id, &self.owner, now + CLAIM_FOR, now).await?
         {
-            return Ok(0);
+            return Ok(Passed::default());
         }
+        let last = events.last().map_or(sub.cursor, |e| e.id);
+        let full = events.len() == PASS_BATCH as usize;
         let secret = self.secret(sub.id).await?;
         let mut record = DeliveryRecord {
             cursor: sub.cursor,
@@ -164,7 +169,8 @@ impl Deliverer {
             }
         }
         self.outbox.record_delivery(sub.id, &self.owner, &record).await?;
-        Ok(record.delivered)
+        let failed = record.next_attempt_at.is_some();
+        Ok(Passed { delivered: record.delivered, more: !failed && (full || record.cursor < last) })
     }
 
     /// Post dead letter `event` of subscription `subscription` again, now;
@@ -208,6 +214,16 @@ impl Deliverer {
         let status = response.status();
         if status.is_success() { Ok(()) } else { Err(format!("{url} answered {status}")) }
     }
+}
+
+/// What a delivery pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Whether a subscription has more events waiting, not held back by a
+    /// retry's backoff.
+    pub more: bool,
 }
 
 /// Why a dead letter was not re-sent.
