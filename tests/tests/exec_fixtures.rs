@@ -188,3 +188,33 @@ fn a_spinning_split_is_stopped_by_the_split_budget() {
     let run = exec(&plugin_wasm("fixture-spin"), &[]);
     assert_eq!(run.status(), "timeout", "{:?}", run.json);
 }
+
+#[test]
+fn params_outside_the_plugins_schema_are_refused_as_task_create_refuses_them() {
+    let wasm = plugin_wasm("netscan");
+    let part = any_part();
+    for args in [
+        vec!["--params", r#"{"targets": [], "ports": "22"}"#],
+        vec![
+            "--params",
+            r#"{"targets": ["127.0.0.1"], "ports": "22", "colour": 1}"#,
+            "--part",
+            &part,
+        ],
+    ] {
+        let output = std::process::Command::new(jobstack_e2e::jobstack_bin())
+            .arg("exec")
+            .arg(&wasm)
+            .args(&args)
+            .output()
+            .expect("run jobstack exec");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("do not match the schema of plugin netscan"), "{stderr}");
+        assert!(
+            output.stdout.is_empty(),
+            "nothing ran: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}

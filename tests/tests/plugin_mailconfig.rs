@@ -243,17 +243,29 @@ fn bad_input_is_refused_before_anything_is_written() {
             serde_json::json!({"frank@example.org": "f"}),
             "mailbox",
         ),
-        (
-            serde_json::json!([{"op": "add", "address": "bad address@example.org"}]),
-            serde_json::json!({}),
-            "is not a mail address",
-        ),
     ] {
         let r = run(Some(dir.path()), serde_json::json!({ "actions": actions }), passwords);
         assert_eq!(r.status(), "failed", "{actions}: {:?}", r.json);
         assert!(r.error().contains(needle), "{actions}: {}", r.error());
         assert_eq!(snapshot(), before, "{actions}: the directory changed");
     }
+    // An address the schema refuses is refused before anything runs, by
+    // `exec` as by `task create`.
+    let params =
+        serde_json::json!({"actions": [{"op": "add", "address": "bad address@example.org"}]});
+    let refused = std::process::Command::new(jobstack_e2e::jobstack_bin())
+        .args([
+            "exec",
+            plugin_wasm("mailconfig").to_str().unwrap(),
+            "--params",
+            &params.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("do not match the schema of plugin mailconfig"), "{stderr}");
+    assert_eq!(snapshot(), before, "the directory changed");
     // A file name leaving the directory is refused by split already.
     let params = serde_json::json!({"passwd_file": "../passwd", "actions": [{"op": "list"}]});
     let split = exec(&plugin_wasm("mailconfig"), &["--params", &params.to_string()]);

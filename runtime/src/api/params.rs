@@ -6,10 +6,8 @@
 
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
+use crate::engine::{self, ParamsError};
 use crate::scheduler::TaskSpec;
-
-/// At most this many schema violations are listed in an error.
-const MAX_REPORTED_ERRORS: usize = 10;
 
 /// `Ok` if `spec.params` satisfies the schema of `spec.plugin`.
 pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
@@ -19,42 +17,22 @@ pub async fn check_params(state: &ApiState, spec: &TaskSpec) -> ApiResult<()> {
             format!("unknown plugin {:?}: upload it first", spec.plugin),
         )
     })?;
-    let schema = &plugin.manifest["params_schema"];
-    if schema.is_null() || schema == &serde_json::json!({}) {
-        return Ok(());
-    }
-    let validator = jsonschema::validator_for(schema).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_plugin_schema",
-            format!(
-                "plugin {} {} has an unusable parameter schema: {e}",
-                plugin.name, plugin.version
-            ),
-        )
-    })?;
     let params = match &spec.select {
         // TEST-NET-1 (RFC 5737): an address that stands for any.
         Some(select) => select.fill(&spec.params, &["192.0.2.1".to_string()]),
         None => spec.params.clone(),
     };
-    let errors: Vec<String> = validator
-        .iter_errors(&params)
-        .take(MAX_REPORTED_ERRORS)
-        .map(|e| {
-            let at = e.instance_path.to_string();
-            if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_params",
+    engine::check_params(&plugin.manifest["params_schema"], &params).map_err(|e| match e {
+        ParamsError::UnusableSchema(why) => ApiError::bad_request(
+            "invalid_plugin_schema",
             format!(
-                "parameters do not match the schema of plugin {}: {}",
-                plugin.name,
-                errors.join("; ")
+                "plugin {} {} has an unusable parameter schema: {why}",
+                plugin.name, plugin.version
             ),
-        ))
-    }
+        ),
+        ParamsError::Invalid(_) => ApiError::bad_request(
+            "invalid_params",
+            format!("parameters do not match the schema of plugin {}: {e}", plugin.name),
+        ),
+    })
 }

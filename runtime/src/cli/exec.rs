@@ -3,7 +3,9 @@
 //!
 //! Without `--part` it runs `split` and prints the parts as the output; with it,
 //! `init` + `execute`. Capabilities are denied unless granted with `--allow-net`,
-//! `--allow-http` (and `--tls-accept-self-signed`) and `--dir`. The exit code is 0 only when the execution finished.
+//! `--allow-http` (and `--tls-accept-self-signed`) and `--dir`. The parameters
+//! are checked against the plugin's schema first, as `task create` checks
+//! them. The exit code is 0 only when the execution finished.
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
@@ -12,7 +14,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use jobstack::engine::http::HttpHost;
-use jobstack::engine::{ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status};
+use jobstack::engine::{
+    ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status, check_params,
+};
 
 /// Arguments of `jobstack exec`.
 #[derive(Debug, clap::Args)]
@@ -97,6 +101,14 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     }
     let engine = super::inspect::local_engine(4, 2)?;
     let plugin = super::inspect::load_file(&engine, &args.file).await?;
+    // Refused here as `task create` would refuse them.
+    let params: serde_json::Value = serde_json::from_str(&args.params)?;
+    check_params(&plugin.manifest().params_schema, &params).map_err(|e| {
+        anyhow::anyhow!(
+            "--params do not match the schema of plugin {}: {e}",
+            plugin.manifest().name
+        )
+    })?;
 
     let outcome = match part {
         None => engine.split_outcome(&plugin, &args.params).await,

@@ -50,6 +50,7 @@ pub mod http;
 mod load;
 mod module_store;
 mod outcome;
+mod params_schema;
 mod plugin;
 
 pub use capabilities::{Grants, Preopen};
@@ -60,6 +61,7 @@ pub use execute::{ExecutionHandle, ExecutionRequest, Mode, SplitError, StageErro
 pub use host::{LogLevel, LogLine, LogSource};
 pub use module_store::ModuleStore;
 pub use outcome::{ExecutionOutcome, Status};
+pub use params_schema::{ParamsError, check_params};
 pub use plugin::{Capability, Manifest, Part, Plugin, Sha256};
 
 use std::collections::HashMap;
