@@ -30,7 +30,7 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     state.metrics.agents.set(agents.len() as i64);
     state.metrics.agents_down.set(agents.iter().filter(|a| a.down_since.is_some()).count() as i64);
     state.metrics.assets_disappeared.set(state.inventory.disappeared_count().await? as i64);
-    let dead = state.webhooks.outbox.dead_letters(None).await?.len();
+    let dead = state.webhooks.outbox.dead_letter_count().await?;
     state.metrics.webhook_dead_letters.set(dead as i64);
     let waiting = state.scheduler.work_signal().waiting();
     state.metrics.long_polls.set(waiting as i64);

@@ -112,6 +112,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Dead letters, of one subscription or all, oldest first.
     async fn dead_letters(&self, subscription: Option<i64>) -> StoreResult<Vec<DeadLetter>>;
+    /// How many dead letters there are (without reading them).
+    async fn dead_letter_count(&self) -> StoreResult<u64>;
     /// Forget a dead letter (re-sent); whether it existed.
     async fn remove_dead_letter(&self, subscription: i64, event: i64) -> StoreResult<bool>;
 }

@@ -117,8 +117,8 @@ impl Scheduler {
 
     // ---- tasks ---------------------------------------------------------------
 
-    /// Check a definition, as task `id` when it is an edit.
-    async fn check_spec(&self, spec: &TaskSpec, id: Option<i64>) -> SchedulerResult<()> {
+    /// Check a definition, as an edit of `old` when given.
+    async fn check_spec(&self, spec: &TaskSpec, old: Option<&Task>) -> SchedulerResult<()> {
         spec.validate().map_err(SchedulerError::InvalidTask)?;
         if self.store.latest_plugin(&spec.plugin).await?.is_none() {
             return Err(SchedulerError::UnknownPlugin(spec.plugin.clone()));
@@ -131,6 +131,10 @@ impl Scheduler {
                 .check(select)
                 .map_err(|e| SchedulerError::InvalidTask(format!("select: {e}")))?;
         }
+        let renamed = old.filter(|old| old.spec.name != spec.name);
+        if spec.after.is_none() && renamed.is_none() {
+            return Ok(());
+        }
         let followers = self.store.followers().await?;
         if let Some(trigger) = &spec.after {
             if self.store.task_by_name(&trigger.task).await?.is_none() {
@@ -141,19 +145,17 @@ impl Scheduler {
             }
             let follows = followers
                 .iter()
-                .filter(|f| Some(f.id) != id)
+                .filter(|f| Some(f.id) != old.map(|o| o.id))
                 .filter_map(|f| Some((f.spec.name.clone(), f.spec.after.as_ref()?.task.clone())))
                 .collect();
             if let Some(cycle) = cycle_through(&spec.name, &trigger.task, &follows) {
                 return Err(SchedulerError::Cycle(cycle));
             }
         }
-        if let Some(id) = id {
-            let old = self.store.existing_task(id).await?;
-            let follower = followers.iter().find(|f| {
-                old.spec.name != spec.name
-                    && f.spec.after.as_ref().is_some_and(|t| t.task == old.spec.name)
-            });
+        if let Some(old) = renamed {
+            let follower = followers
+                .iter()
+                .find(|f| f.spec.after.as_ref().is_some_and(|t| t.task == old.spec.name));
             if let Some(f) = follower {
                 return Err(SchedulerError::InvalidTask(format!(
                     "task {:?} follows this task by its name: change its trigger before renaming",
@@ -190,15 +192,11 @@ impl Scheduler {
     pub async fn update_task(
         &self, id: i64, spec: &TaskSpec, secrets: Option<&serde_json::Value>,
     ) -> SchedulerResult<Task> {
-        self.check_spec(spec, Some(id)).await?;
+        let old = self.store.existing_task(id).await?;
+        self.check_spec(spec, Some(&old)).await?;
         if secrets.is_some_and(|s| !s.is_object()) {
             return Err(SchedulerError::InvalidTask("secrets must be a JSON object".into()));
         }
-        let old = self
-            .store
-            .task(id)
-            .await?
-            .ok_or(StoreError::NotFound { what: "task", id: id.to_string() })?;
         let now = self.now();
         let next = if old.spec.frequency == spec.frequency {
             old.next_run_at

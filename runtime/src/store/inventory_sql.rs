@@ -29,6 +29,18 @@ pub(crate) enum Bind {
     MaybeText(Option<String>),
 }
 
+/// rusqlite binds a [`Bind`] as itself (sqlx's binds are each backend's).
+impl rusqlite::ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Bind::Int(i) => i.to_sql(),
+            Bind::Text(t) => t.to_sql(),
+            Bind::MaybeInt(i) => i.to_sql(),
+            Bind::MaybeText(t) => t.to_sql(),
+        }
+    }
+}
+
 /// A statement and the values of its placeholders, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Stmt {

@@ -171,6 +171,12 @@ macro_rules! outbox_store {
                     .collect()
             }
 
+            async fn dead_letter_count(&self) -> StoreResult<u64> {
+                let sql = "SELECT COUNT(*) FROM webhook_dead_letters";
+                let n: i64 = sqlx::query_scalar(sql).fetch_one(&self.$pool).await?;
+                Ok(n.max(0) as u64)
+            }
+
             async fn remove_dead_letter(&self, subscription: i64, event: i64) -> StoreResult<bool> {
                 Ok(self.run_outbox_plan(sql::remove_dead_letter(subscription, event)).await?.last
                     > 0)

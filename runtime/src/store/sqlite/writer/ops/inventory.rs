@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use super::statements::WriterConn;
@@ -15,7 +14,7 @@ use crate::inventory::merge::{AssetId, AssetState, Book};
 use crate::inventory::store::{IngestReport, Processed, ProcessedResult};
 use crate::inventory::sweep::{self, Sighting};
 use crate::scheduler::targeting::parse_target;
-use crate::store::inventory_sql::{self as sql, Bind, Stmt, parse_targets};
+use crate::store::inventory_sql::{self as sql, Stmt, parse_targets};
 use crate::store::{StoreError, StoreResult, ms};
 
 /// Record each result's processing (skipping those no longer waiting) and
@@ -94,13 +93,7 @@ fn pairs<T: rusqlite::types::FromSql>(
 /// Run `statements` in order.
 fn run(conn: &WriterConn<'_>, statements: &[Stmt]) -> StoreResult<()> {
     for s in statements {
-        let values = s.binds.iter().map(|b| match b {
-            Bind::Int(i) => Value::Integer(*i),
-            Bind::Text(t) => Value::Text(t.clone()),
-            Bind::MaybeInt(i) => i.map_or(Value::Null, Value::Integer),
-            Bind::MaybeText(t) => t.clone().map_or(Value::Null, Value::Text),
-        });
-        conn.prepare_cached(s.sql)?.execute(params_from_iter(values))?;
+        conn.prepare_cached(s.sql)?.execute(params_from_iter(&s.binds))?;
     }
     Ok(())
 }
