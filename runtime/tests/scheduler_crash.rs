@@ -273,6 +273,7 @@ async fn create_run(backend: Backend, location: &str, start: DateTime<Utc>) -> i
             manifest: serde_json::json!({ "name": "test", "version": "1.0.0" }),
             size: 1,
             uploaded_at: start,
+            retired_at: None,
         })
         .await
         .expect("put plugin");

@@ -261,26 +261,21 @@ fn a_daemon_killed_and_restarted_loses_no_acknowledged_result() {
     assert_finished_exactly_once(&daemon, run_id, 30);
 }
 
-/// The same component with a custom section appended: another sha256, the
-/// same name and behaviour (a "new version" as far as hot deploy is concerned).
-fn with_custom_section(wasm: &[u8], note: &str) -> Vec<u8> {
-    let name = b"jobstack-test";
-    let mut payload = vec![name.len() as u8];
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(note.as_bytes());
+/// The same plugin under another version: the manifest's version string
+/// (after the plugin's name in the data segment, once) replaced by one of the
+/// same length, so the component stays valid and only its manifest changes.
+fn as_version(wasm: &[u8], name: &str, from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "versions of the same length");
+    let needle = [name.as_bytes(), from.as_bytes()].concat();
+    let at: Vec<usize> = wasm
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "{name}{from} once in the module");
     let mut out = wasm.to_vec();
-    out.push(0); // custom section id
-    let mut size = payload.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(&payload);
+    out[at[0] + name.len()..at[0] + needle.len()].copy_from_slice(to.as_bytes());
     out
 }
 
@@ -297,7 +292,7 @@ fn a_plugin_uploaded_during_a_run_is_used_by_the_next_run_only() {
     });
 
     let bytes = std::fs::read(plugin_wasm("fixture-steps")).unwrap();
-    let newer = with_custom_section(&bytes, "v2");
+    let newer = as_version(&bytes, "fixture-steps", "0.1.0", "0.2.0");
     let uploaded = daemon.request(
         "POST",
         "/plugins",

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use jobstack_e2e::daemon::{ADMIN_TOKEN, Answer, Body, Daemon, ENROLL_SECRET};
-use jobstack_e2e::hello_wasm;
+use jobstack_e2e::{hello_wasm, plugin_wasm};
 
 /// Everything the admin can see, to compare before and after a refused call.
 fn snapshot(daemon: &Daemon) -> Value {
@@ -50,6 +50,70 @@ fn uploads_that_are_not_plugins_are_refused() {
     assert_eq!(answer.error_code(), "too_large", "{answer:?}");
 
     assert_eq!(snapshot(&daemon), before);
+}
+
+#[test]
+fn a_plugin_version_is_immutable() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    let bytes = std::fs::read(hello_wasm()).unwrap();
+    let first = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&bytes));
+    assert_eq!((first.status, first.json()["created"].as_bool()), (201, Some(true)), "{first:?}");
+    let again = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&bytes));
+    assert_eq!((again.status, again.json()["created"].as_bool()), (200, Some(false)), "{again:?}");
+    let before = snapshot(&daemon);
+    // The same plugin (name, version, code) with one more custom section:
+    // other bytes under a taken version.
+    let mut changed = bytes.clone();
+    changed.extend_from_slice(&[0, 6, 4, b'n', b'o', b't', b'e', 1]);
+    let answer = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&changed));
+    assert_refused(&answer, 409, "conflict", "bump the version");
+    assert_eq!(snapshot(&daemon), before);
+}
+
+#[test]
+fn a_plugin_version_is_retired_only_when_nothing_uses_it() {
+    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    daemon.upload_plugin(&hello_wasm());
+    let steps = std::fs::read(plugin_wasm("fixture-steps")).unwrap();
+    daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&steps)).expect_ok("upload");
+    let greet = json!({"task": {"name": "greet", "plugin": "hello", "params": {"name": "x"}, "frequency": {"kind": "manual"}}});
+    daemon.post("/tasks", &greet).expect_ok("greet");
+    let retire = |name: &str, version: &str| {
+        daemon.request(
+            "POST",
+            &format!("/plugins/{name}/{version}/retire"),
+            Some(ADMIN_TOKEN),
+            Body::None,
+        )
+    };
+    let before = snapshot(&daemon);
+    // A task would have no version left to run.
+    let hello =
+        before["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "hello").unwrap();
+    let version = hello["version"].as_str().unwrap().to_string();
+    assert_refused(&retire("hello", &version), 409, "conflict", "only version task \"greet\"");
+    assert_refused(&retire("hello", "9.9.9"), 404, "not_found", "hello 9.9.9");
+    assert_eq!(snapshot(&daemon), before);
+
+    // Nothing uses fixture-steps: retired, listed so, and no new task may use it.
+    let retired = retire("fixture-steps", "0.1.0").expect_ok("retire");
+    assert!(retired["retired_at"].is_string(), "{retired}");
+    let steps_task = |name: &str| json!({"task": {"name": name, "plugin": "fixture-steps", "params": {"parts": 1, "ms": 1}, "frequency": {"kind": "manual"}}});
+    assert_refused(
+        &daemon.post("/tasks", &steps_task("steps")),
+        400,
+        "unknown_plugin",
+        "fixture-steps",
+    );
+    // The same bytes again put it back in service.
+    let again = daemon.request("POST", "/plugins", Some(ADMIN_TOKEN), Body::Bytes(&steps));
+    assert_eq!((again.status, again.json()["created"].as_bool()), (200, Some(false)), "{again:?}");
+    assert!(again.json()["plugin"].get("retired_at").is_none(), "{again:?}");
+    daemon.post("/tasks", &steps_task("steps")).expect_ok("a task of the restored version");
+    // A run that has not ended (no agent takes it) keeps it in service.
+    let run = daemon.post("/tasks/steps/run", &json!({})).expect_ok("run");
+    let answer = retire("fixture-steps", "0.1.0");
+    assert_refused(&answer, 409, "conflict", &format!("run {}", run["id"]));
 }
 
 #[test]
@@ -103,7 +167,10 @@ fn wrong_or_missing_tokens_are_refused() {
 
 #[test]
 fn results_for_parts_an_agent_never_leased_are_refused() {
-    let daemon = Daemon::builder().arg("--no-local-agent").start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("daemon.log");
+    let daemon =
+        Daemon::builder().arg("--no-local-agent").env("RUST_LOG", "warn").log_to(&log).start();
     daemon.upload_plugin(&hello_wasm());
     let task = json!({"task": {"name": "greet", "plugin": "hello", "params": {"name": "x", "count": 2}, "frequency": {"kind": "manual"}}});
     daemon.post("/tasks", &task).expect_ok("create task");
@@ -166,6 +233,16 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
     assert_eq!(daemon.get(&format!("/runs/{run_id}/parts")).expect_ok("parts"), before);
     let results = daemon.get(&format!("/runs/{run_id}/results")).expect_ok("results");
     assert_eq!(results["results"], json!([]), "nothing recorded");
+    // Each refusal is a line of the log at the default level, without the
+    // colour codes a terminal would get.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refused: Vec<&str> = text.lines().filter(|l| l.contains("result refused")).collect();
+    assert_eq!(refused.len(), 4, "{text}");
+    assert!(
+        refused.iter().all(|l| l.contains("agent=other") || l.contains("agent=holder")),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text}");
 
     // The holder's own result, asking for its next part: applied, and the
     // answer carries the run's other part.

@@ -202,16 +202,24 @@ fn bad_selectors_and_triggers_are_refused_and_change_nothing() {
     assert!(answer.text.contains("follows this task by its name"), "{}", answer.text);
     assert_eq!(daemon.get("/tasks").expect_ok("tasks"), tasks_before, "nothing changed");
 
-    // A split that fails says so once, with the plugin's reason.
-    let reversed =
-        task("reversed", json!({"params": {"targets": ["10.0.0.9-10.0.0.1"], "ports": "1"}}));
-    daemon.post("/tasks", &reversed).expect_ok("reversed");
-    let run = daemon.post("/tasks/reversed/run", &json!({})).expect_ok("run");
-    let error = run["error"].as_str().unwrap_or_default();
-    assert_eq!(
-        (run["state"].as_str(), error.matches("split failed").count()),
-        (Some("failed"), 1),
-        "{run}"
-    );
-    assert!(error.starts_with("split failed: ") && error.contains("10.0.0.9"), "{error}");
+    // Parameters the plugin's split refuses are refused when the task is
+    // defined or edited, saying so once with the plugin's reason.
+    let reversed = json!({"params": {"targets": ["10.0.0.9-10.0.0.1"], "ports": "1"}});
+    daemon.post("/tasks", &task("plain", json!({}))).expect_ok("plain");
+    let tasks_before = daemon.get("/tasks").expect_ok("tasks");
+    for answer in [
+        daemon.post("/tasks", &task("reversed", reversed.clone())),
+        daemon.put("/tasks/plain", &task("plain", reversed)),
+    ] {
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (400, "split_failed"),
+            "{}",
+            answer.text
+        );
+        let error = answer.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+        assert_eq!(error.matches("split failed").count(), 1, "{error}");
+        assert!(error.starts_with("split failed: ") && error.contains("10.0.0.9"), "{error}");
+    }
+    assert_eq!(daemon.get("/tasks").expect_ok("tasks"), tasks_before, "nothing changed");
 }

@@ -122,6 +122,7 @@ fn health_readiness_metrics_and_openapi_answer() {
     for gauge in [
         "jobstack_long_polls_waiting 0",
         "jobstack_agents_down 0",
+        "jobstack_parts_unassignable 0",
         "jobstack_assets_disappeared 0",
         "jobstack_webhook_dead_letters 0",
     ] {
@@ -175,4 +176,25 @@ fn health_readiness_metrics_and_openapi_answer() {
         let full = format!("/api/v1{path}");
         assert!(openapi["paths"][&full].is_object(), "OpenAPI lacks {full}");
     }
+}
+
+#[test]
+fn json_logs_on_request_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Daemon::builder()
+        .arg("--log-format")
+        .arg("json")
+        .env("RUST_LOG", "info")
+        .log_to(&log)
+        .start();
+    daemon.get("/runs").expect_ok("runs");
+    assert!(daemon.terminate().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "no log line at info");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["fields"].is_object()), "{text}");
 }

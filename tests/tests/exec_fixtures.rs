@@ -112,19 +112,13 @@ fn network_escape_is_denied_while_the_granted_address_connects() {
     let allowed_addr = allowed.local_addr().unwrap().to_string();
     let denied_addr = denied.local_addr().unwrap().to_string();
     let params = serde_json::json!({ "connect": [allowed_addr, denied_addr] }).to_string();
+    // The part targets 127.0.0.1: sockets reach it alone, although the
+    // allowed network holds both addresses (as on an agent).
+    let part = part_json("only", &["127.0.0.1"], &serde_json::json!({}));
     for mode in MODES {
         let run = exec(
             &plugin_wasm("fixture-net-escape"),
-            &[
-                "--part",
-                &any_part(),
-                "--params",
-                &params,
-                "--allow-net",
-                "127.0.0.1/32",
-                "--mode",
-                mode,
-            ],
+            &["--part", &part, "--params", &params, "--allow-net", "127.0.0.0/8", "--mode", mode],
         );
         assert_eq!(run.status(), "finished", "{mode}: {:?}", run.json);
         assert_eq!(
@@ -134,10 +128,20 @@ fn network_escape_is_denied_while_the_granted_address_connects() {
         );
         let got = run.json["output"][&denied_addr].as_str().unwrap();
         assert!(got.starts_with("denied"), "{mode}: {got}");
+        // The log names the grant that was missing.
+        assert!(
+            run.stderr.contains("plugin socket denied")
+                && run.stderr.contains("not among the part's targets")
+                && run.stderr.contains("127.0.0.1/32"),
+            "{mode}: {}",
+            run.stderr
+        );
     }
-    // With no grant at all, nothing connects.
-    let run =
-        exec(&plugin_wasm("fixture-net-escape"), &["--part", &any_part(), "--params", &params]);
+    // A part without targets reaches nothing, whatever --allow-net says.
+    let run = exec(
+        &plugin_wasm("fixture-net-escape"),
+        &["--part", &any_part(), "--params", &params, "--allow-net", "127.0.0.0/8"],
+    );
     assert!(
         run.json["output"][&allowed_addr].as_str().unwrap().starts_with("denied"),
         "{}",

@@ -25,18 +25,16 @@ pub enum GrantError {
 /// The grants of one execution of `lease` on this agent.
 pub fn grants_for(lease: &Lease, policy: &OperatorPolicy) -> Result<Grants, GrantError> {
     let mut grants = Grants::new();
-    for target in &lease.part.targets {
-        for net in target_networks(target) {
-            if policy.allow_net.iter().any(|allowed| allowed.contains(&net)) {
-                grants = grants.allow_network(net);
-            } else {
-                tracing::warn!(
-                    part = lease.part_id,
-                    %net,
-                    "target outside the networks this agent allows; not granted"
-                );
-            }
-        }
+    let (granted, outside) = narrow_to_targets(&lease.part.targets, &policy.allow_net);
+    for net in outside {
+        tracing::warn!(
+            part = lease.part_id,
+            %net,
+            "target outside the networks this agent allows; not granted"
+        );
+    }
+    for net in granted {
+        grants = grants.allow_network(net);
     }
     for target in &lease.part.targets {
         if let Some(host) = http_host(target) {
@@ -55,6 +53,16 @@ pub fn grants_for(lease: &Lease, policy: &OperatorPolicy) -> Result<Grants, Gran
         grants = grants.preopen(&dir.path, format!("/{name}"), dir.writable);
     }
     Ok(grants)
+}
+
+/// The networks a part's sockets may reach: those its `targets` name that lie
+/// inside one of `allow_net`; and those they name outside it (not granted).
+/// `jobstack exec` narrows its `--allow-net` with this too, as an agent does.
+pub fn narrow_to_targets(targets: &[String], allow_net: &[IpNet]) -> (Vec<IpNet>, Vec<IpNet>) {
+    targets
+        .iter()
+        .flat_map(|t| target_networks(t))
+        .partition(|net| allow_net.iter().any(|allowed| allowed.contains(net)))
 }
 
 /// The `host` or `host:port` a target names for outgoing HTTP: not a block
@@ -106,6 +114,13 @@ mod tests {
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn sockets_are_narrowed_to_the_targets_inside_the_allowed_networks() {
+        let targets = ["127.0.0.1".to_string(), "10.0.0.0/30".to_string()];
+        let (granted, outside) = narrow_to_targets(&targets, &nets(&["127.0.0.0/8"]));
+        assert_eq!((granted, outside), (nets(&["127.0.0.1/32"]), nets(&["10.0.0.0/30"])));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod artifacts;
 mod grants;
+pub use grants::narrow_to_targets;
 mod http_link;
 mod link;
 mod modules;

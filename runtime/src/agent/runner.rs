@@ -346,8 +346,8 @@ impl AgentLoop {
                 tracing::info!(
                     part = result.part_id,
                     attempt = result.attempt,
-                    ack = ?answer.ack,
-                    "result delivered"
+                    "{}",
+                    answer.ack.describe()
                 );
                 self.forget(result);
                 Delivery::Done(answer.lease.map(Box::new))

@@ -43,12 +43,28 @@ pub async fn upload_plugin(
         manifest: serde_json::to_value(manifest).expect("manifest serializes"),
         size: plugin.size() as u64,
         uploaded_at: state.scheduler.now(),
+        retired_at: None,
     };
     let created = state.scheduler.store().put_plugin(&record).await?;
     let stored = state.scheduler.store().plugin(&record.sha256).await?.unwrap_or(record);
     tracing::info!(plugin = %stored.name, version = %stored.version, sha256 = %stored.sha256, created, "plugin uploaded");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(PluginUploaded { plugin: stored, created })))
+}
+
+/// `POST /api/v1/plugins/{name}/{version}/retire`: no new run uses the
+/// version; refused (409) while something still does.
+pub async fn retire_plugin(
+    State(state): State<ApiState>, _: Admin, Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<PluginRecord>> {
+    let store = state.scheduler.store();
+    let sha256 = store.retire_plugin(&name, &version, state.scheduler.now()).await?;
+    let record = store
+        .plugin(&sha256)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plugin {name} {version} not found")))?;
+    tracing::info!(plugin = %name, %version, "plugin retired");
+    Ok(Json(record))
 }
 
 /// `GET /api/v1/plugins`.
@@ -205,7 +221,7 @@ pub async fn run_parts(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<Part>>> {
     find_run(&state, id).await?;
-    Ok(Json(state.scheduler.store().parts(id).await?))
+    Ok(Json(state.scheduler.parts(id).await?))
 }
 
 /// `GET /api/v1/runs/{id}/results`.

@@ -20,7 +20,7 @@ use crate::protocol::{
     AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRequest, ProgressReport, Registered,
     ResultAnswer, ResultQuery, Submission,
 };
-use crate::scheduler::{HEARTBEAT_INTERVAL, LOCAL_AGENT_NAME};
+use crate::scheduler::LOCAL_AGENT_NAME;
 
 /// The longest agent name: a host name is at most 253 characters.
 const MAX_AGENT_NAME: usize = 253;
@@ -55,7 +55,7 @@ pub async fn register(
     Ok(Json(Registered {
         agent_id: agent.id,
         token,
-        heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+        heartbeat_interval_ms: state.scheduler.heartbeat_interval().as_millis() as u64,
         max_lease_wait_ms: MAX_LEASE_WAIT.as_millis() as u64,
     }))
 }
@@ -111,11 +111,22 @@ pub async fn result(
 ) -> ApiResult<Json<ResultAnswer>> {
     let Query(query) = query?;
     let Json(submission) = body?;
-    let (ack, lease) = if query.lease_next {
-        state.scheduler.submit_and_lease(&agent, &submission).await?
+    let answer = if query.lease_next {
+        state.scheduler.submit_and_lease(&agent, &submission).await
     } else {
-        (state.scheduler.submit(&agent, &submission).await?, None)
+        state.scheduler.submit(&agent, &submission).await.map(|ack| (ack, None))
     };
+    // A refused result is worth a line at the default level: an agent's work
+    // was not taken (not its lease, or the store failed).
+    let (ack, lease) = answer.inspect_err(|error| {
+        tracing::warn!(
+            agent = %agent.registration.name,
+            part = submission.part_id,
+            attempt = submission.attempt,
+            %error,
+            "result refused"
+        );
+    })?;
     if lease.is_some() {
         state.metrics.leases.inc();
     }

@@ -84,7 +84,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => ApiError::NotFound(e.to_string()),
-            StoreError::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            StoreError::Conflict { .. } | StoreError::VersionTaken { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             StoreError::Transition(_) => ApiError::Conflict(e.to_string()),
             StoreError::NotLeased { .. } => ApiError::Forbidden(e.to_string()),
             StoreError::Invalid(_) => ApiError::Conflict(e.to_string()),

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub agents: Gauge,
     /// Agents the monitor finds down.
     pub agents_down: Gauge,
+    /// Waiting parts of active runs that no registered agent may take.
+    pub parts_unassignable: Gauge,
     /// Assets of the inventory that disappeared (not seen again since).
     pub assets_disappeared: Gauge,
     /// Webhook events delivery gave up on.
@@ -65,6 +67,7 @@ impl Metrics {
         let parts = Family::<StateLabel, Gauge>::default();
         let agents = Gauge::default();
         let agents_down = Gauge::default();
+        let parts_unassignable = Gauge::default();
         let assets_disappeared = Gauge::default();
         let webhook_dead_letters = Gauge::default();
         let long_polls = Gauge::default();
@@ -78,6 +81,11 @@ impl Metrics {
             "agents_down",
             "Agents with no request for the set time",
             agents_down.clone(),
+        );
+        registry.register(
+            "parts_unassignable",
+            "Waiting parts of active runs that no registered agent may take",
+            parts_unassignable.clone(),
         );
         registry.register(
             "assets_disappeared",
@@ -111,6 +119,7 @@ impl Metrics {
             parts,
             agents,
             agents_down,
+            parts_unassignable,
             assets_disappeared,
             webhook_dead_letters,
             long_polls,

@@ -46,6 +46,7 @@ pub fn app(state: ApiState) -> Router {
                 .get(admin::list_plugins)
                 .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
         )
+        .route("/plugins/{name}/{version}/retire", post(admin::retire_plugin))
         .route("/tasks", post(admin::create_task).get(admin::list_tasks))
         .route("/tasks/{task}", get(admin::show_task).put(admin::edit_task))
         .route("/tasks/{task}/run", post(admin::force_run))

@@ -29,6 +29,11 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     let agents = store.agents().await?;
     state.metrics.agents.set(agents.len() as i64);
     state.metrics.agents_down.set(agents.iter().filter(|a| a.down_since.is_some()).count() as i64);
+    let mut unassignable = 0;
+    for run in runs.iter().filter(|r| r.parts.waiting + r.parts.suspended > 0) {
+        unassignable += state.scheduler.unassignable_parts(run.id).await?.len();
+    }
+    state.metrics.parts_unassignable.set(unassignable as i64);
     state.metrics.assets_disappeared.set(state.inventory.disappeared_count().await? as i64);
     let dead = state.webhooks.outbox.dead_letter_count().await?;
     state.metrics.webhook_dead_letters.set(dead as i64);
@@ -54,6 +59,7 @@ pub const ROUTES: &[(&str, &str, Auth, &str)] = &[
     ("get", "/artifacts", Auth::Admin, "List stored artifacts"),
     ("post", "/plugins", Auth::Admin, "Upload a plugin component (body: .wasm bytes)"),
     ("get", "/plugins", Auth::Admin, "List plugins and versions"),
+    ("post", "/plugins/{name}/{version}/retire", Auth::Admin, "Retire a plugin version: no new run uses it; 409 while a run that has not ended, or a task with no other version, uses it"),
     ("post", "/tasks", Auth::Admin, "Create a task"),
     ("get", "/tasks", Auth::Admin, "List tasks with their latest run"),
     ("get", "/tasks/{task}", Auth::Admin, "Show a task (by id or name)"),

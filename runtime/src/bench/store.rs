@@ -65,6 +65,7 @@ impl BenchStore {
             manifest: serde_json::json!({}),
             size: 1,
             uploaded_at: Utc::now(),
+            retired_at: None,
         };
         opened.store.put_plugin(&plugin).await?;
         Ok(opened)

@@ -3,7 +3,8 @@
 //!
 //! Without `--part` it runs `split` and prints the parts as the output; with it,
 //! `init` + `execute`. Capabilities are denied unless granted with `--allow-net`,
-//! `--allow-http` (and `--tls-accept-self-signed`) and `--dir`. The parameters
+//! `--allow-http` (and `--tls-accept-self-signed`) and `--dir`. As on an agent,
+//! sockets reach only the part's targets inside `--allow-net`. The parameters
 //! are checked against the plugin's schema first, as `task create` checks
 //! them. The exit code is 0 only when the execution finished.
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use jobstack::agent::narrow_to_targets;
 use jobstack::engine::http::HttpHost;
 use jobstack::engine::{
     ExecutionLimits, ExecutionRequest, Grants, Mode, Part, Status, check_params,
@@ -41,7 +43,8 @@ pub struct ExecArgs {
     /// Linear memory limit in MiB.
     #[arg(long, default_value_t = 128)]
     memory_mib: u64,
-    /// Allow TCP/UDP to this network (repeatable), e.g. 127.0.0.1/32.
+    /// Allow TCP/UDP to the part's targets inside this network (repeatable),
+    /// e.g. 127.0.0.0/8: an agent's `--allow-net`, narrowed the agent's way.
     #[arg(long = "allow-net", value_name = "CIDR")]
     allow_net: Vec<IpNet>,
     /// Allow outgoing HTTP to HOST (any port) or HOST:PORT (repeatable).
@@ -82,8 +85,13 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut grants = Grants::new();
-    for net in &args.allow_net {
-        grants = grants.allow_network(*net);
+    let targets = part.as_ref().map(|p| p.targets.as_slice()).unwrap_or_default();
+    let (granted, outside) = narrow_to_targets(targets, &args.allow_net);
+    for net in outside {
+        tracing::warn!(%net, "target outside --allow-net; not granted");
+    }
+    for net in granted {
+        grants = grants.allow_network(net);
     }
     for host in &args.allow_http {
         grants = grants.allow_http_host(host.clone());

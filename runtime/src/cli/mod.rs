@@ -15,8 +15,21 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "jobstack", version, about, propagate_version = true)]
 struct Cli {
+    /// How logs are written to stderr: `text` (coloured only on a terminal) or
+    /// `json` (one object per line, for a log collector).
+    #[arg(long, global = true, env = "JOBSTACK_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,12 +70,15 @@ enum PluginCommand {
     Push(admin::UploadArgs),
     /// List the daemon's plugins and their versions.
     List(admin::ServerArgs),
+    /// Retire a plugin version: no new run uses it (it stays for the runs
+    /// that did; uploading the same file again puts it back).
+    Retire(admin::plugin::RetireArgs),
 }
 
 /// Parse the command line, run it, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -75,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(args).await,
             Command::Plugin(PluginCommand::Push(args)) => admin::plugin::push(args).await,
             Command::Plugin(PluginCommand::List(args)) => admin::plugin::list(args).await,
+            Command::Plugin(PluginCommand::Retire(args)) => admin::plugin::retire(args).await,
             Command::Artifact(cmd) => admin::artifact::run(cmd).await,
             Command::Task(cmd) => admin::task::run(cmd).await,
             Command::Inventory(cmd) => admin::inventory::run(cmd).await,
@@ -98,10 +115,15 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is for the command's JSON), filtered by `RUST_LOG`,
-/// warnings and errors by default.
-fn init_tracing() {
+/// warnings and errors by default. Colour codes only reach a terminal: a log
+/// file or a collector gets plain text.
+fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }

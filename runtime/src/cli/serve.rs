@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// An agent with no request for this long is down (e.g. 60s).
     #[arg(long, value_parser = humantime::parse_duration)]
     agent_down_after: Option<std::time::Duration>,
+    /// What a lease adds to a task's timeout for the agent's start-up and
+    /// the result's trip back, for tasks that set no lease_grace_ms; agents
+    /// heartbeat every third of it (1s to 1h) [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease_grace: Option<std::time::Duration>,
     /// A host name, address or network webhooks may be delivered to
     /// (repeat, or separate with commas) [default: none].
     #[arg(long, env = "JOBSTACK_WEBHOOK_ALLOW", value_delimiter = ',')]
@@ -72,6 +77,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         agent_down_after: args.agent_down_after,
+        lease_grace: args.lease_grace,
         webhook_allow: (!args.webhook_allow.is_empty()).then_some(args.webhook_allow),
         webhook_attempts: args.webhook_attempts,
     };

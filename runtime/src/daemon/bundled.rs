@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::module_catalog::ModuleCatalog;
-use crate::store::{PluginRecord, Store};
+use crate::store::{PluginRecord, Store, StoreError};
 
 /// Deploy the plugins in `dir`; returns the names deployed for the first time.
 pub async fn deploy(
@@ -38,10 +38,20 @@ pub async fn deploy(
             manifest: serde_json::to_value(manifest)?,
             size: plugin.size() as u64,
             uploaded_at: now,
+            retired_at: None,
         };
-        if store.put_plugin(&record).await? {
-            tracing::info!(plugin = %record.name, version = %record.version, "bundled plugin deployed");
-            deployed.push(record.name);
+        match store.put_plugin(&record).await {
+            Ok(true) => {
+                tracing::info!(plugin = %record.name, version = %record.version, "bundled plugin deployed");
+                deployed.push(record.name);
+            }
+            Ok(false) => {}
+            // A rebuilt bundle under an unchanged version: the stored module
+            // stays, as it would for an upload.
+            Err(e @ StoreError::VersionTaken { .. }) => {
+                tracing::warn!(path = %path.display(), error = %e, "bundled plugin skipped");
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(deployed)

@@ -44,6 +44,9 @@ pub struct ServeSettings {
     /// An agent with no request for this long is down, e.g. `60s`.
     #[serde(default, with = "humantime_serde_opt")]
     pub agent_down_after: Option<Duration>,
+    /// What a lease adds to a task's timeout, for tasks that set none, e.g. `30s`.
+    #[serde(default, with = "humantime_serde_opt")]
+    pub lease_grace: Option<Duration>,
     /// Hosts webhooks may be delivered to: names, addresses, networks.
     pub webhook_allow: Option<Vec<String>>,
     /// Attempts at a webhook event before it is dead-lettered.
@@ -83,6 +86,7 @@ impl ServeSettings {
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
             agent_down_after: over.agent_down_after.or(self.agent_down_after),
+            lease_grace: over.lease_grace.or(self.lease_grace),
             webhook_allow: over.webhook_allow.or(self.webhook_allow),
             webhook_attempts: over.webhook_attempts.or(self.webhook_attempts),
         }
@@ -104,6 +108,12 @@ impl ServeSettings {
             anyhow::ensure!(attempts >= 1, "webhook_attempts must be at least 1");
             retry.max_attempts = attempts;
         }
+        let lease_grace = self.lease_grace.unwrap_or(crate::scheduler::LEASE_GRACE);
+        let bounds = crate::scheduler::LEASE_GRACE_BOUNDS_MS;
+        anyhow::ensure!(
+            bounds.contains(&(lease_grace.as_millis() as u64)),
+            "lease_grace must be between 1s and 1h"
+        );
         Ok(ServeConfig {
             listen: self
                 .listen
@@ -119,6 +129,7 @@ impl ServeSettings {
             agent_down_after: self
                 .agent_down_after
                 .unwrap_or(crate::scheduler::DEFAULT_AGENT_DOWN_AFTER),
+            lease_grace,
             webhook_allow,
             webhook_retry: retry,
         })
@@ -157,6 +168,8 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// An agent with no request for this long is down.
     pub agent_down_after: Duration,
+    /// What a lease adds to a task's timeout, for tasks that set none.
+    pub lease_grace: Duration,
     /// Hosts webhooks may be delivered to.
     pub webhook_allow: crate::notify::AllowList,
     /// When to retry a webhook event, and when to give up.

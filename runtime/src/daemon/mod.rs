@@ -86,7 +86,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Arc::new(EngineSplitter::new(modules.clone())),
     )
     .with_selection(selection)
-    .with_agent_down_after(config.agent_down_after);
+    .with_agent_down_after(config.agent_down_after)
+    .with_lease_grace(config.lease_grace);
     let deliverer = Deliverer::new(
         opened.outbox.clone(),
         config.webhook_allow.clone(),
@@ -138,6 +139,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let local_agent = if config.local_agent {
         let settings = AgentSettings {
             stop_grace: config.shutdown_grace,
+            heartbeat_interval: scheduler.heartbeat_interval(),
             policy: crate::agent::OperatorPolicy {
                 allow_net: vec!["127.0.0.0/8".parse()?, "::1/128".parse()?],
                 ..Default::default()

@@ -31,7 +31,13 @@ pub struct Grants {
     preopens: Vec<Preopen>,
     http_hosts: Vec<String>,
     accept_self_signed: bool,
+    /// The plugin's manifest lacks `network`: what a denied socket's log says.
+    network_undeclared: bool,
 }
+
+/// How many denied socket addresses one execution logs (a plugin probing in a
+/// loop must not flood the agent's log).
+const LOGGED_SOCKET_DENIALS: usize = 5;
 
 impl Grants {
     /// Nothing granted:
@@ -91,6 +97,24 @@ impl Grants {
         &self.networks
     }
 
+    /// Why a socket to an address outside [`Grants::networks`] is denied: the
+    /// grant that is missing, in the words of whoever can add it.
+    pub fn missing_network_grant(&self) -> String {
+        if self.network_undeclared {
+            "the plugin's manifest does not declare the `network` capability".into()
+        } else if self.networks.is_empty() {
+            "no network is granted: none of the part's targets lies in the networks \
+             this agent allows (--allow-net)"
+                .into()
+        } else {
+            let nets: Vec<String> = self.networks.iter().map(ToString::to_string).collect();
+            format!(
+                "the address is not among the part's targets in the allowed networks ({})",
+                nets.join(", ")
+            )
+        }
+    }
+
     /// The directories granted.
     pub fn preopens(&self) -> &[Preopen] {
         &self.preopens
@@ -101,6 +125,7 @@ impl Grants {
     pub fn restrict_to(mut self, declared: &[Capability]) -> Self {
         if !declared.contains(&Capability::Network) {
             self.networks.clear();
+            self.network_undeclared = true;
         }
         if !declared.contains(&Capability::Filesystem) {
             self.preopens.clear();
@@ -115,19 +140,29 @@ impl Grants {
     /// Apply the grant to a WASI context builder that starts from nothing.
     pub(crate) fn apply(&self, wasi: &mut WasiCtxBuilder) -> std::io::Result<()> {
         wasi.allow_ip_name_lookup(false);
-        if !self.networks.is_empty() {
-            wasi.allow_tcp(true).allow_udp(true);
-            let nets: Arc<[IpNet]> = self.networks.clone().into();
-            wasi.socket_addr_check(move |addr, usage| {
-                let allowed = match usage {
-                    // Binding a local (ephemeral) address is how every connect and
-                    // every UDP socket starts; only peers are restricted.
-                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => true,
-                    _ => nets.iter().any(|n| n.contains(&addr.ip())),
-                };
-                Box::pin(async move { allowed })
-            });
-        }
+        // Sockets are on even with nothing granted, so that a denial reaches
+        // the check below and the log says which grant was missing (the plugin
+        // itself only sees "permission denied").
+        wasi.allow_tcp(true).allow_udp(true);
+        let nets: Arc<[IpNet]> = self.networks.clone().into();
+        let missing = Arc::<str>::from(self.missing_network_grant());
+        let logged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        wasi.socket_addr_check(move |addr, usage| {
+            let allowed = match usage {
+                // Binding a local (ephemeral) address is how every connect and
+                // every UDP socket starts; only peers are restricted.
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => !nets.is_empty(),
+                _ => nets.iter().any(|n| n.contains(&addr.ip())),
+            };
+            let peer = !matches!(usage, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind);
+            if !allowed && peer {
+                let n = logged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n < LOGGED_SOCKET_DENIALS {
+                    tracing::warn!(%addr, ?usage, "plugin socket denied: {missing}");
+                }
+            }
+            Box::pin(async move { allowed })
+        });
         for p in &self.preopens {
             let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
             wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
@@ -169,6 +204,22 @@ mod tests {
         assert!(http_only.accepts_self_signed_tls());
         assert!(http_only.networks().is_empty());
         let none = g.restrict_to(&[]);
-        assert_eq!(none, Grants::new());
+        assert_eq!(none, Grants { network_undeclared: true, ..Grants::new() });
+    }
+
+    #[test]
+    fn a_socket_denial_names_the_missing_grant() {
+        let declared = [Capability::Network];
+        let undeclared = Grants::new().allow_network("10.0.0.1/32".parse().unwrap());
+        assert!(undeclared.restrict_to(&[]).missing_network_grant().contains("`network`"));
+        let none = Grants::new().restrict_to(&declared);
+        assert!(none.missing_network_grant().contains("--allow-net"));
+        let some =
+            Grants::new().allow_network("10.0.0.1/32".parse().unwrap()).restrict_to(&declared);
+        assert!(
+            some.missing_network_grant().contains("10.0.0.1/32"),
+            "{}",
+            some.missing_network_grant()
+        );
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::State;
+use super::{ResultStatus, State};
 
 /// One change of state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,7 +17,15 @@ pub struct Event {
     pub entity: String,
     /// Its id.
     pub entity_id: i64,
-    /// What happened, e.g. `state`, `leased`, `expired`, `result`, `created`.
+    /// What happened:
+    /// - `state`: a run or part changed state (`from`, `to`). A part's detail
+    ///   names the `agent` and `attempt` (a lease, a result with its `status`,
+    ///   an expiry with `reason: "expired"`); a late success that finished
+    ///   the part adds `late: true` and, when it revoked a newer lease,
+    ///   `revoked: {agent, attempt}`;
+    /// - `created`: a task or run; `updated`: a task;
+    /// - `registered`, `down`, `up`: an agent;
+    /// - `uploaded`: a plugin.
     pub kind: String,
     /// The state before, for state changes.
     pub from: Option<State>,
@@ -25,4 +33,18 @@ pub struct Event {
     pub to: Option<State>,
     /// Details (JSON), e.g. the agent and attempt of a lease.
     pub detail: serde_json::Value,
+}
+
+/// The detail of the state event of a part finished by a late result (every
+/// store writes this shape): the result's agent and attempt, and the newer
+/// lease it revoked, if any.
+pub fn late_result_detail(
+    agent: &str, attempt: u32, status: ResultStatus, revoked: Option<(&str, u32)>,
+) -> serde_json::Value {
+    let mut detail =
+        serde_json::json!({ "agent": agent, "attempt": attempt, "status": status, "late": true });
+    if let Some((holder, held)) = revoked {
+        detail["revoked"] = serde_json::json!({ "agent": holder, "attempt": held });
+    }
+    detail
 }

@@ -13,7 +13,9 @@
 //! 4. A **late** success (an earlier attempt, or the current one after its lease
 //!    expired) for a part not yet finished is accepted once (`AcceptLate`): the
 //!    part finishes and the current lease, if any, is revoked. This is the
-//!    FusionInventory scenario: agent B comes back with the job it did.
+//!    FusionInventory scenario: agent B comes back with the job it did. It
+//!    holds too for a part that failed when that very lease expired, its
+//!    retries spent (`retries: 0`): the work was done after all.
 //! 5. Everything else (a late failure, whose attempt was already counted when
 //!    its lease expired; any result for a part that is finished, failed or
 //!    canceled) is recorded for the record and changes nothing (`RecordOnly`).
@@ -45,7 +47,7 @@
 //!
 //! tests/scheduler/policy/ runs one table of cases through each copy.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{ResultStatus, State, Submission, retry};
 
@@ -62,6 +64,8 @@ pub struct Stored<'a> {
     pub lessee: Option<&'a str>,
     /// Whether a result of that attempt is stored already.
     pub recorded: bool,
+    /// Whether the lease of that attempt ended by expiring.
+    pub lease_expired: bool,
 }
 
 /// [`judge`] the result `s` sent by agent `submitter`, for the part as stored.
@@ -77,6 +81,7 @@ pub fn judge_result(part: Stored<'_>, submitter: &str, s: &Submission) -> Verdic
             was_leased_to_submitter: part.lessee == Some(submitter),
             already_recorded: part.recorded,
             success: s.status == ResultStatus::Finished,
+            lease_expired: part.lease_expired,
         },
     )
 }
@@ -92,14 +97,15 @@ pub struct Applied {
     pub error: Option<String>,
 }
 
-/// What applying `s` does to a part at `attempt` with `retries` allowed.
-pub fn applied(s: &Submission, attempt: u32, retries: u32, now: DateTime<Utc>) -> Applied {
+/// What applying `s` does to a part at `attempt` with `retries` allowed, each
+/// after a backoff starting at `first_backoff`.
+pub fn applied(
+    s: &Submission, attempt: u32, retries: u32, first_backoff: TimeDelta, now: DateTime<Utc>,
+) -> Applied {
     let (to, available_at) = if s.status == ResultStatus::Finished {
         (State::Finished, now)
-    } else if retry::may_retry(attempt, retries) {
-        (State::Waiting, now + retry::backoff(attempt))
     } else {
-        (State::Failed, now)
+        retry::after_failure(attempt, retries, first_backoff, now)
     };
     let error = (to != State::Finished).then(|| {
         format!(
@@ -134,6 +140,8 @@ pub struct Claim {
     pub already_recorded: bool,
     /// Whether the execution finished with success.
     pub success: bool,
+    /// Whether the lease of that attempt ended by expiring.
+    pub lease_expired: bool,
 }
 
 /// What to do with a result.
@@ -141,7 +149,7 @@ pub struct Claim {
 pub enum Verdict {
     /// The agent never held this attempt: refuse, change nothing.
     NotLeased,
-    /// Already recorded: acknowledge, change nothing.
+    /// A result of this attempt is stored already: acknowledge, store nothing.
     Duplicate,
     /// The current attempt: finish, retry or fail the part.
     Apply,
@@ -151,7 +159,7 @@ pub enum Verdict {
         /// The part is running under a newer lease that must be revoked.
         revokes_current: bool,
     },
-    /// Record the result, change no state.
+    /// Store the result as recorded, not applied; change no state.
     RecordOnly,
 }
 
@@ -164,8 +172,12 @@ pub fn judge(part: PartNow, claim: Claim) -> Verdict {
         return Verdict::Duplicate;
     }
     if part.state.is_terminal() {
-        return if part.state == State::Finished {
-            Verdict::Duplicate
+        // Failed when this very lease expired, retries spent: its success
+        // is the part's.
+        let failed_by_this_expiry =
+            part.state == State::Failed && claim.lease_expired && claim.attempt == part.attempt;
+        return if claim.success && failed_by_this_expiry {
+            Verdict::AcceptLate { revokes_current: false }
         } else {
             Verdict::RecordOnly
         };
@@ -202,13 +214,14 @@ mod tests {
     #[test]
     fn an_applied_result_finishes_retries_or_fails_its_part() {
         let now = DateTime::UNIX_EPOCH;
-        let done = applied(&submission(ResultStatus::Finished, 1), 1, 0, now);
+        let first = retry::DEFAULT_BACKOFF;
+        let done = applied(&submission(ResultStatus::Finished, 1), 1, 0, first, now);
         assert_eq!((done.to, done.available_at, done.error), (State::Finished, now, None));
-        let retry = applied(&submission(ResultStatus::Failed, 1), 1, 2, now);
+        let retry = applied(&submission(ResultStatus::Failed, 1), 1, 2, first, now);
         assert_eq!(retry.to, State::Waiting);
-        assert_eq!(retry.available_at, now + retry::backoff(1));
+        assert_eq!(retry.available_at, now + retry::backoff(1, first));
         assert_eq!(retry.error.as_deref(), Some("attempt 1: failed: boom"));
-        let spent = applied(&submission(ResultStatus::Timeout, 3), 3, 2, now);
+        let spent = applied(&submission(ResultStatus::Timeout, 3), 3, 2, first, now);
         assert_eq!((spent.to, spent.available_at), (State::Failed, now));
         assert_eq!(spent.error.as_deref(), Some("attempt 3: timeout: boom"));
     }
@@ -218,7 +231,13 @@ mod tests {
     }
 
     fn claim(attempt: u32, success: bool) -> Claim {
-        Claim { attempt, was_leased_to_submitter: true, already_recorded: false, success }
+        Claim {
+            attempt,
+            was_leased_to_submitter: true,
+            already_recorded: false,
+            success,
+            lease_expired: false,
+        }
     }
 
     #[test]
@@ -253,9 +272,11 @@ mod tests {
     }
 
     #[test]
-    fn revoked_holder_gets_duplicate() {
+    fn a_result_that_lost_the_race_is_recorded_not_applied() {
         // A's result for attempt 2 after B's late result finished the part.
-        assert_eq!(judge(part(State::Finished, 2, false), claim(2, true)), Verdict::Duplicate);
+        assert_eq!(judge(part(State::Finished, 2, false), claim(2, true)), Verdict::RecordOnly);
+        // B's late result for attempt 1 after A finished attempt 2.
+        assert_eq!(judge(part(State::Finished, 2, false), claim(1, true)), Verdict::RecordOnly);
     }
 
     #[test]
@@ -268,5 +289,15 @@ mod tests {
     fn canceled_or_failed_parts_only_record() {
         assert_eq!(judge(part(State::Canceled, 1, false), claim(1, true)), Verdict::RecordOnly);
         assert_eq!(judge(part(State::Failed, 3, false), claim(3, true)), Verdict::RecordOnly);
+    }
+
+    #[test]
+    fn the_late_success_of_the_expiry_that_failed_a_part_is_accepted() {
+        let expired = |attempt, success| Claim { lease_expired: true, ..claim(attempt, success) };
+        let failed = part(State::Failed, 1, false);
+        assert_eq!(judge(failed, expired(1, true)), Verdict::AcceptLate { revokes_current: false });
+        assert_eq!(judge(failed, expired(1, false)), Verdict::RecordOnly);
+        // An earlier attempt's expiry did not fail the part.
+        assert_eq!(judge(part(State::Failed, 2, false), expired(1, true)), Verdict::RecordOnly);
     }
 }

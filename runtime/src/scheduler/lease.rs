@@ -153,10 +153,23 @@ pub enum ResultAck {
     Applied,
     /// A late result accepted: the part finished; a newer lease was revoked.
     AcceptedLate,
-    /// Already known: nothing changed.
+    /// A result of this attempt was stored already: nothing stored, nothing changed.
     Duplicate,
-    /// Kept for the record (late failure, canceled run); nothing changed.
+    /// Recorded, not applied: kept for the record and changed nothing (a late
+    /// failure, a canceled run, a part another result finished first).
     Recorded,
+}
+
+impl ResultAck {
+    /// What happened to the result, in the words an agent's log shows.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ResultAck::Applied => "result applied",
+            ResultAck::AcceptedLate => "late result accepted: the part finished with it",
+            ResultAck::Duplicate => "result already stored: nothing changed",
+            ResultAck::Recorded => "result recorded, not applied: the part ended otherwise",
+        }
+    }
 }
 
 /// A stored result.

@@ -62,7 +62,7 @@ mod wake;
 pub use agent::{Agent, AgentRegistration, LOCAL_AGENT_NAME};
 pub use chain::{Trigger, TriggerCondition, cycle_through};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use event::Event;
+pub use event::{Event, late_result_detail};
 pub use lease::{
     HeartbeatAck, Lease, LeaseRef, ProgressReport, ResultAck, ResultStatus, StoredResult,
     Submission,
@@ -74,7 +74,9 @@ pub use selector::{MAX_SELECTED, Selection, TargetSelector};
 pub use service::{DEFAULT_AGENT_DOWN_AFTER, Scheduler, SchedulerError, Splitter};
 pub use state::{ALL_STATES, Entity, IllegalTransition, PartCounts, State, run_state_from_parts};
 pub use sweep::TickReport;
-pub use task::{ExecMode, Targeting, Task, TaskGrants, TaskSpec};
+pub use task::{
+    ExecMode, LEASE_GRACE_BOUNDS_MS, MAX_TIMEOUT_MS, Targeting, Task, TaskGrants, TaskSpec,
+};
 pub use wake::WorkSignal;
 
 use std::time::Duration;

@@ -89,11 +89,18 @@ impl NewRun {
         detail
     }
 
-    /// How long a lease of one of its parts lasts: the task's timeout and
-    /// [`LEASE_GRACE`], ms.
+    /// How long a lease of one of its parts lasts: the task's timeout and its
+    /// lease grace (the scheduler fills in the daemon's when the task has
+    /// none; [`LEASE_GRACE`] for a run made without), ms.
     pub fn lease_ttl_ms(&self) -> i64 {
-        let ttl = self.spec.timeout_ms.saturating_add(LEASE_GRACE.as_millis() as u64);
+        let grace = self.spec.lease_grace_ms.unwrap_or(LEASE_GRACE.as_millis() as u64);
+        let ttl = self.spec.timeout_ms.saturating_add(grace);
         i64::try_from(ttl).unwrap_or(i64::MAX)
+    }
+
+    /// The wait before its parts' first retry, ms.
+    pub fn retry_backoff_ms(&self) -> i64 {
+        i64::try_from(self.spec.retry_backoff_ms).unwrap_or(i64::MAX)
     }
 }
 
@@ -168,7 +175,13 @@ pub struct Part {
     pub state: State,
     /// Attempts so far (the current lease's fencing token).
     pub attempt: u32,
-    /// The agent holding the current lease.
+    /// The attempt whose result decided the part: the one that finished it
+    /// (a late success may finish it after a newer attempt was leased), else
+    /// the latest failure applied; `None` while no result was applied.
+    #[serde(default)]
+    pub result_attempt: Option<u32>,
+    /// The agent holding the current lease; for a finished part, the agent
+    /// whose result finished it.
     pub owner: Option<String>,
     /// The only agent that may take it (`each_agent` targeting).
     pub pinned_agent: Option<String>,
@@ -178,6 +191,20 @@ pub struct Part {
     pub available_at: DateTime<Utc>,
     /// Progress reported by the agent: done of total.
     pub progress: Option<(u64, u64)>,
-    /// The last error (failed attempt, expiry).
+    /// The last error (failed attempt, expiry); none once the part finished.
     pub error: Option<String>,
+    /// Why no registered agent may take this waiting part (a view: listings
+    /// of a run's parts fill it in, the store does not keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unassignable: Option<String>,
+}
+
+impl Part {
+    /// The attempt to show: for a finished part, the one whose result finished it.
+    pub fn shown_attempt(&self) -> u32 {
+        match self.result_attempt {
+            Some(decided) if self.state == State::Finished => decided,
+            _ => self.attempt,
+        }
+    }
 }

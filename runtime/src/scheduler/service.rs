@@ -1,8 +1,5 @@
 //! [`Scheduler`]: the operations the API and the in-process agent call, on top
 //! of a [`Store`], a [`Clock`] and a [`Splitter`].
-//!
-//! `agent_may_take`, at the end, is the Rust copy of the leasing rule; the
-//! module documentation of [`targeting`] names the stores' copies.
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -11,9 +8,9 @@ use std::time::Duration;
 
 use super::store::{Store, StoreError, TaskWrite};
 use super::{
-    Agent, Clock, HeartbeatAck, Lease, LeaseRef, NewPart, NewRun, Part, ProgressReport, ResultAck,
-    Run, RunCause, Selection, State, Submission, Task, TaskSpec, WorkSignal, cycle_through,
-    selected_targets, targeting,
+    Agent, Clock, HeartbeatAck, LEASE_GRACE, Lease, LeaseRef, NewPart, NewRun, Part,
+    ProgressReport, ResultAck, Run, RunCause, Selection, State, Submission, Task, TaskSpec,
+    WorkSignal, cycle_through, selected_targets, targeting,
 };
 
 /// Cuts a run into parts: the plugin's `split`, run by the daemon's engine. The
@@ -60,6 +57,8 @@ pub struct Scheduler {
     pub(super) selection: Option<Arc<dyn Selection>>,
     pub(super) work: WorkSignal,
     pub(super) agent_down_after: TimeDelta,
+    /// The lease grace of tasks that set none.
+    pub(super) lease_grace: Duration,
     /// Agents are judged only from here on: after a start, they get the
     /// whole delay to come back before one is called down.
     pub(super) monitor_from: DateTime<Utc>,
@@ -78,8 +77,22 @@ impl Scheduler {
             selection: None,
             work: WorkSignal::new(),
             agent_down_after,
+            lease_grace: LEASE_GRACE,
             monitor_from,
         }
+    }
+
+    /// Give leases of tasks that set no `lease_grace_ms` this grace (agents
+    /// heartbeat every third of it).
+    pub fn with_lease_grace(mut self, grace: Duration) -> Self {
+        self.lease_grace = grace;
+        self
+    }
+
+    /// How often agents heartbeat (the daemon tells each at registration): a
+    /// third of the lease grace, so two lost heartbeats still keep a lease.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.lease_grace / 3
     }
 
     /// Resolve task selectors with `selection` (the inventory); without it a
@@ -228,9 +241,11 @@ impl Scheduler {
         )?;
         let plugin =
             plugin.ok_or_else(|| SchedulerError::UnknownPlugin(task.spec.plugin.clone()))?;
+        let mut spec = task.spec.clone();
+        spec.lease_grace_ms.get_or_insert(self.lease_grace.as_millis() as u64);
         Ok(NewRun {
             task_id: task.id,
-            spec: task.spec.clone(),
+            spec,
             secrets,
             plugin_sha256: plugin.sha256,
             cause,
@@ -250,6 +265,15 @@ impl Scheduler {
         let targets = selection.resolve(select, self.now()).await?;
         new.spec.params = select.fill(&new.spec.params, &targets);
         Ok(())
+    }
+
+    /// Split `params` with the plugin `plugin_sha256` as a run would, storing
+    /// nothing (bounded by the splitter's budget): a task's parameters are
+    /// checked when it is defined. The number of parts, or the split's error.
+    pub async fn check_split(
+        &self, plugin_sha256: &str, params: &serde_json::Value,
+    ) -> Result<usize, String> {
+        self.splitter.split(plugin_sha256, params).await.map(|parts| parts.len())
     }
 
     /// The parts of a run with `spec`: its plugin's `split`, or none when
@@ -409,17 +433,25 @@ impl Scheduler {
         Ok(self.store.cancel_run(run_id, self.now()).await?)
     }
 
+    /// A run's parts, in split order; a waiting part that no registered
+    /// agent may take says why in `unassignable`.
+    pub async fn parts(&self, run_id: i64) -> SchedulerResult<Vec<Part>> {
+        let run = self.run(run_id).await?;
+        let agents = self.store.agents().await?;
+        let mut parts = self.store.parts(run_id).await?;
+        for part in &mut parts {
+            if matches!(part.state, State::Waiting | State::Suspended) {
+                part.unassignable = targeting::why_unassignable(&agents, &run, part);
+            }
+        }
+        Ok(parts)
+    }
+
     /// Waiting parts of a run that no registered agent may take (wrong
     /// networks, unknown agent names, no agent accepting the plugin).
     pub async fn unassignable_parts(&self, run_id: i64) -> SchedulerResult<Vec<Part>> {
-        let run = self.run(run_id).await?;
-        let agents = self.store.agents().await?;
-        let parts = self.store.parts(run_id).await?;
-        Ok(parts
-            .into_iter()
-            .filter(|p| p.state == State::Waiting || p.state == State::Suspended)
-            .filter(|p| !agents.iter().any(|a| agent_may_take(a, &run, p)))
-            .collect())
+        let parts = self.parts(run_id).await?;
+        Ok(parts.into_iter().filter(|p| p.unassignable.is_some()).collect())
     }
 
     // ---- agents --------------------------------------------------------------
@@ -536,22 +568,4 @@ impl Scheduler {
             self.work.notify_agent(agent.id);
         }
     }
-}
-
-/// Whether `agent` may take `part` of `run` (the same rule as the leasing query).
-pub fn agent_may_take(agent: &Agent, run: &Run, part: &Part) -> bool {
-    if !agent.accepts(&run.spec.plugin) {
-        return false;
-    }
-    let name = &agent.registration.name;
-    if let Some(pinned) = &part.pinned_agent {
-        return pinned == name;
-    }
-    if !run.spec.targeting.agents.is_empty() {
-        return run.spec.targeting.agents.contains(name);
-    }
-    targeting::networks_cover(
-        &agent.registration.networks,
-        targeting::span_of_targets(&part.targets),
-    )
 }

@@ -57,9 +57,9 @@ impl fmt::Display for Entity {
     }
 }
 
-/// A transition the table does not allow.
+/// A transition the table does not allow. Its message is the admin's answer
+/// (a second cancel says "already canceled"), so it reads as plain words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("illegal {entity} transition from {from} to {to}")]
 pub struct IllegalTransition {
     /// Run or part.
     pub entity: Entity,
@@ -67,6 +67,19 @@ pub struct IllegalTransition {
     pub from: State,
     /// The state it was asked to go to.
     pub to: State,
+}
+
+impl fmt::Display for IllegalTransition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let IllegalTransition { entity, from, to } = self;
+        if from == to {
+            write!(f, "the {entity} is already {to}")
+        } else if from.is_terminal() {
+            write!(f, "the {entity} already ended ({from}); it cannot become {to}")
+        } else {
+            write!(f, "illegal {entity} transition from {from} to {to}")
+        }
+    }
 }
 
 impl State {
@@ -83,7 +96,9 @@ impl State {
         }
     }
 
-    /// Finished, Failed and Canceled never change again.
+    /// Finished, Failed and Canceled: ended. Only one change follows an end: a
+    /// part failed when its last lease expired finishes with that lease's
+    /// late success, and its run, failed with it, finishes with it.
     pub fn is_terminal(self) -> bool {
         matches!(self, State::Finished | State::Failed | State::Canceled)
     }
@@ -93,12 +108,15 @@ impl State {
     /// Parts: Waiting -> Running (lease) -> Finished | Failed | Waiting (a failed
     /// or expired attempt with retries left); Waiting -> Suspended -> Waiting;
     /// any non-terminal -> Canceled; Waiting | Suspended -> Finished for a late
-    /// result that arrives after the lease expired. A Running part is not suspended: its lease
-    /// runs to its end and only the leasing of new parts stops.
+    /// result that arrives after the lease expired, and Failed -> Finished for
+    /// the late success of the expired lease that failed the part. A Running
+    /// part is not suspended: its lease runs to its end and only the leasing
+    /// of new parts stops.
     ///
     /// Runs: Created -> Waiting (parts stored) | Failed (split failed);
     /// Waiting -> Running -> Finished | Failed; Waiting | Running <-> Suspended;
     /// a suspended run may also end when its last running part ends;
+    /// Failed -> Finished when its failed parts finished late;
     /// any non-terminal -> Canceled.
     pub fn allows(self, entity: Entity, to: State) -> bool {
         use State::*;
@@ -117,6 +135,7 @@ impl State {
                     | (Running, Finished)
                     | (Running, Failed)
                     | (Running, Waiting)
+                    | (Failed, Finished)
             ),
             Entity::Run => matches!(
                 (self, to),
@@ -134,6 +153,7 @@ impl State {
                     | (Suspended, Running)
                     | (Suspended, Finished)
                     | (Suspended, Failed)
+                    | (Failed, Finished)
             ),
         }
     }
@@ -219,10 +239,15 @@ impl PartCounts {
 /// stop the inventory of the others). Until then it is Running once any part was
 /// leased or done, Waiting otherwise, and a Suspended run stays Suspended.
 pub fn run_state_from_parts(current: State, parts: &PartCounts) -> Option<State> {
+    let open = parts.waiting + parts.running + parts.suspended;
+    if current == State::Failed {
+        // Its failed parts all finished late after all.
+        let all_finished = open == 0 && parts.failed == 0 && parts.canceled == 0;
+        return (all_finished && parts.total() > 0).then_some(State::Finished);
+    }
     if current.is_terminal() || current == State::Created {
         return None;
     }
-    let open = parts.waiting + parts.running + parts.suspended;
     let next = if open == 0 {
         if parts.failed > 0 || parts.canceled > 0 { State::Failed } else { State::Finished }
     } else if current == State::Suspended {
@@ -248,22 +273,38 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_never_change() {
+    fn ended_states_change_only_from_failed_to_finished() {
         for from in [State::Finished, State::Failed, State::Canceled] {
             for to in ALL_STATES {
                 for entity in [Entity::Run, Entity::Part] {
-                    assert!(!from.allows(entity, to), "{entity} {from} -> {to}");
+                    let late = (from, to) == (State::Failed, State::Finished);
+                    assert_eq!(from.allows(entity, to), late, "{entity} {from} -> {to}");
                 }
             }
         }
     }
 
     #[test]
+    fn a_failed_run_finishes_when_its_failed_parts_finished_late() {
+        let mut c = PartCounts { finished: 2, failed: 1, ..PartCounts::default() };
+        assert_eq!(run_state_from_parts(State::Failed, &c), None);
+        c.failed = 0;
+        c.finished = 3;
+        assert_eq!(run_state_from_parts(State::Failed, &c), Some(State::Finished));
+        c.canceled = 1;
+        assert_eq!(run_state_from_parts(State::Failed, &c), None);
+        // A run whose split failed has no parts: it stays failed.
+        assert_eq!(run_state_from_parts(State::Failed, &PartCounts::default()), None);
+    }
+
+    #[test]
     fn illegal_transition_names_both_states() {
         let err = State::Finished.check(Entity::Part, State::Running).unwrap_err();
-        assert_eq!(err.to_string(), "illegal part transition from finished to running");
+        assert_eq!(err.to_string(), "the part already ended (finished); it cannot become running");
         let err = State::Created.check(Entity::Run, State::Running).unwrap_err();
         assert_eq!(err.to_string(), "illegal run transition from created to running");
+        let err = State::Canceled.check(Entity::Run, State::Canceled).unwrap_err();
+        assert_eq!(err.to_string(), "the run is already canceled");
     }
 
     #[test]

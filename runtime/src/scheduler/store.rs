@@ -41,6 +41,10 @@ pub struct PluginRecord {
     pub size: u64,
     /// First upload.
     pub uploaded_at: DateTime<Utc>,
+    /// When it was retired: no new run uses it (it stays for the runs that
+    /// did, and its name and version stay taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
 }
 
 /// Why a store operation failed.
@@ -61,6 +65,20 @@ pub enum StoreError {
         what: &'static str,
         /// The name.
         name: String,
+    },
+    /// A plugin version is stored already with other bytes: versions are
+    /// immutable, so the same name and version always mean the same code.
+    #[error(
+        "plugin {name} {version} already exists with other bytes (sha256 {sha256}): \
+         versions are immutable; bump the version in the plugin's manifest"
+    )]
+    VersionTaken {
+        /// The plugin's name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// The stored module's sha256.
+        sha256: String,
     },
     /// The state machine refuses the change.
     #[error(transparent)]
@@ -274,6 +292,12 @@ pub trait Store: StoreReads {
     /// Storing the same sha256 twice is not an error. The caller checked the
     /// bytes hash to `sha256`.
     async fn put_module(&self, sha256: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// Retire plugin `name` `version` at `now` (see [`crate::store::retire`]
+    /// for when it is refused); its sha256. Retiring a retired version again
+    /// changes nothing.
+    async fn retire_plugin(
+        &self, name: &str, version: &str, now: DateTime<Utc>,
+    ) -> StoreResult<String>;
 
     // ---- agents -------------------------------------------------------------
 

@@ -13,7 +13,7 @@
 //!
 //! # Where this rule is restated
 //!
-//! The whole rule in Rust is `agent_may_take` (`runtime/src/scheduler/service.rs`):
+//! The whole rule in Rust is [`agent_may_take`]:
 //! the agent accepts the run's plugin; a part pinned to an agent (`each_agent`)
 //! goes to that agent only; a run targeting agents by name goes to those;
 //! otherwise [`networks_cover`] of [`span_of_targets`]. The scheduler asks it
@@ -42,6 +42,8 @@
 
 use ipnet::IpNet;
 use std::net::IpAddr;
+
+use super::{Agent, Part, Run};
 
 /// A closed span of addresses `[lo, hi]` as 128-bit numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,47 @@ pub fn networks_cover(networks: &[IpNet], span: Option<AddressSpan>) -> bool {
         None => true,
         Some(span) => networks.iter().any(|net| AddressSpan::of_net(&net.trunc()).contains(&span)),
     }
+}
+
+/// Whether `agent` may take `part` of `run` (the same rule as the leasing query).
+pub fn agent_may_take(agent: &Agent, run: &Run, part: &Part) -> bool {
+    if !agent.accepts(&run.spec.plugin) {
+        return false;
+    }
+    let name = &agent.registration.name;
+    if let Some(pinned) = &part.pinned_agent {
+        return pinned == name;
+    }
+    if !run.spec.targeting.agents.is_empty() {
+        return run.spec.targeting.agents.contains(name);
+    }
+    networks_cover(&agent.registration.networks, span_of_targets(&part.targets))
+}
+
+/// Why no agent of `agents` may take `part` of `run`, in words an admin can
+/// act on; `None` when one may.
+pub fn why_unassignable(agents: &[Agent], run: &Run, part: &Part) -> Option<String> {
+    if agents.iter().any(|a| agent_may_take(a, run, part)) {
+        return None;
+    }
+    let plugin = &run.spec.plugin;
+    let named = &run.spec.targeting.agents;
+    Some(if agents.is_empty() {
+        "no agent is registered".to_string()
+    } else if !agents.iter().any(|a| a.accepts(plugin)) {
+        format!("no registered agent accepts plugin {plugin}")
+    } else if let Some(pinned) = &part.pinned_agent {
+        format!("agent {pinned} is not registered, or does not accept plugin {plugin}")
+    } else if !named.is_empty() {
+        format!(
+            "none of the agents the task names ({}) is registered and accepts plugin {plugin}",
+            named.join(", ")
+        )
+    } else {
+        let shown: Vec<&str> = part.targets.iter().take(3).map(String::as_str).collect();
+        let more = if part.targets.len() > 3 { ", …" } else { "" };
+        format!("no registered agent's networks contain {}{more}", shown.join(", "))
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Frequency, Priority, TargetSelector, Trigger};
+use super::{Frequency, Priority, TargetSelector, Trigger, retry};
 
 /// How a part is executed on the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -83,6 +83,15 @@ pub struct TaskSpec {
     /// Attempts beyond the first after a failure or an expired lease.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// The wait before the first retry, in milliseconds (0: none); each
+    /// further failure doubles it, up to ten minutes.
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    /// What a lease adds to `timeout_ms` for the agent's start-up and its
+    /// result's trip back, in milliseconds; the daemon's `--lease-grace`
+    /// when not set (a run records the one it was made with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_grace_ms: Option<u64>,
     /// Pooled or dedicated execution.
     #[serde(default)]
     pub mode: ExecMode,
@@ -119,6 +128,16 @@ fn default_retries() -> u32 {
     DEFAULT_RETRIES
 }
 
+fn default_retry_backoff_ms() -> u64 {
+    retry::DEFAULT_BACKOFF.num_milliseconds() as u64
+}
+
+/// The bounds of a task's `lease_grace_ms` (and of the daemon's `--lease-grace`).
+pub const LEASE_GRACE_BOUNDS_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+
+/// The longest `timeout_ms`: a week (a lease's expiry must stay a date).
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3_600_000;
+
 impl TaskSpec {
     /// A task of `plugin` named `name` with every other field at its default.
     pub fn new(name: &str, plugin: &str) -> Self {
@@ -131,6 +150,8 @@ impl TaskSpec {
             targeting: Targeting::default(),
             timeout_ms: DEFAULT_TIMEOUT_MS,
             retries: DEFAULT_RETRIES,
+            retry_backoff_ms: default_retry_backoff_ms(),
+            lease_grace_ms: None,
             mode: ExecMode::default(),
             allow_overlap: false,
             grants: TaskGrants::default(),
@@ -149,8 +170,23 @@ impl TaskSpec {
         if self.plugin.trim().is_empty() {
             return Err("plugin name is empty".into());
         }
-        if self.timeout_ms == 0 {
-            return Err("timeout_ms must be at least 1".into());
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS} (a week)"));
+        }
+        let max_backoff = retry::BACKOFF_MAX.num_milliseconds() as u64;
+        if self.retry_backoff_ms > max_backoff {
+            return Err(format!(
+                "retry_backoff_ms must be between 0 and {max_backoff} (ten minutes)"
+            ));
+        }
+        if let Some(grace) = self.lease_grace_ms
+            && !LEASE_GRACE_BOUNDS_MS.contains(&grace)
+        {
+            return Err(format!(
+                "lease_grace_ms must be between {} and {} (one second to one hour)",
+                LEASE_GRACE_BOUNDS_MS.start(),
+                LEASE_GRACE_BOUNDS_MS.end()
+            ));
         }
         if self.targeting.each_agent && self.targeting.agents.is_empty() {
             return Err("targeting.each_agent needs a list of agents".into());
@@ -191,4 +227,32 @@ pub struct Task {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Last edit.
     pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(edit: impl FnOnce(&mut TaskSpec)) -> Result<(), String> {
+        let mut spec = TaskSpec::new("t", "p");
+        edit(&mut spec);
+        spec.validate()
+    }
+
+    #[test]
+    fn timing_values_are_checked_against_their_bounds() {
+        assert!(checked(|s| s.retry_backoff_ms = 0).is_ok());
+        assert!(checked(|s| s.retry_backoff_ms = 600_000).is_ok());
+        let err = checked(|s| s.retry_backoff_ms = 600_001).unwrap_err();
+        assert!(err.contains("retry_backoff_ms"), "{err}");
+        assert!(checked(|s| s.lease_grace_ms = Some(1_000)).is_ok());
+        for grace in [999, 3_600_001, u64::MAX] {
+            let err = checked(|s| s.lease_grace_ms = Some(grace)).unwrap_err();
+            assert!(err.contains("lease_grace_ms"), "{grace}: {err}");
+        }
+        for timeout in [0, MAX_TIMEOUT_MS + 1, u64::MAX] {
+            let err = checked(|s| s.timeout_ms = timeout).unwrap_err();
+            assert!(err.contains("timeout_ms"), "{timeout}: {err}");
+        }
+    }
 }

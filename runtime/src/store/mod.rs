@@ -15,6 +15,7 @@ mod outbox_sql;
 mod outbox_store;
 pub mod postgres;
 mod reads;
+pub mod retire;
 mod rows;
 pub mod sqlite;
 
@@ -82,6 +83,11 @@ pub(crate) fn chained_twice(run: &crate::scheduler::NewRun) -> StoreError {
         what: "chained run",
         name: format!("of task {} after run {}", run.task_id, run.caused_by.unwrap_or_default()),
     }
+}
+
+/// The refusal of a plugin version stored already with the module `sha256`.
+pub(crate) fn version_taken(plugin: &PluginRecord, sha256: String) -> StoreError {
+    StoreError::VersionTaken { name: plugin.name.clone(), version: plugin.version.clone(), sha256 }
 }
 
 /// The inverse of [`ms`].

@@ -36,11 +36,12 @@ macro_rules! portable_reads {
                 found.as_ref().map(rows::plugin).transpose()
             }
 
-            /// The plugin of this name uploaded last.
+            /// The plugin of this name uploaded last and not retired.
             async fn latest_plugin(&self, name: &str) -> StoreResult<Option<PluginRecord>> {
                 let pool = &self.$pool;
                 let sql = format!(
-                    "SELECT {} FROM plugins WHERE name = $1 ORDER BY id DESC LIMIT 1",
+                    "SELECT {} FROM plugins WHERE name = $1 AND retired_at IS NULL \
+                     ORDER BY id DESC LIMIT 1",
                     rows::PLUGIN_COLUMNS
                 );
                 let found = sqlx::query(&sql).bind(name).fetch_optional(pool).await?;

@@ -17,7 +17,8 @@ macro_rules! row_mappers {
         use sqlx::Row as _;
 
         /// Columns of [`plugin`].
-        pub const PLUGIN_COLUMNS: &str = "sha256, name, version, manifest, size, uploaded_at";
+        pub const PLUGIN_COLUMNS: &str =
+            "sha256, name, version, manifest, size, uploaded_at, retired_at";
 
         /// Columns of [`agent`].
         pub const AGENT_COLUMNS: &str =
@@ -28,10 +29,14 @@ macro_rules! row_mappers {
             "id, spec, secrets <> '{}' AS has_secrets, next_run_at, chained_since, created_at, \
              updated_at";
 
-        /// Columns of [`part`].
+        /// Columns of [`part`], from `parts`: the last with the attempt of the
+        /// result that decided it (its finishing result first).
         pub const PART_COLUMNS: &str = "id, run_id, seq, label, targets, payload, state, \
              attempt, owner, pinned_agent, lease_expires_at, available_at, progress_done, \
-             progress_total, error";
+             progress_total, error, \
+             (SELECT r.attempt FROM results r \
+              WHERE r.run_id = parts.run_id AND r.part_id = parts.id AND r.applied \
+              ORDER BY r.status = 'finished' DESC, r.received_at DESC LIMIT 1) AS result_attempt";
 
         /// Columns of [`result`].
         pub const RESULT_COLUMNS: &str = "part_id, attempt, run_id, agent, status, output, \
@@ -78,6 +83,7 @@ macro_rules! row_mappers {
                 manifest: json(row, "manifest")?,
                 size: row.try_get::<i64, _>("size")? as u64,
                 uploaded_at: from_ms(row.try_get("uploaded_at")?),
+                retired_at: row.try_get::<Option<i64>, _>("retired_at")?.map(from_ms),
             })
         }
 
@@ -145,6 +151,12 @@ macro_rules! row_mappers {
         pub fn part(row: &$row) -> StoreResult<Part> {
             let done: Option<i64> = row.try_get("progress_done")?;
             let total: Option<i64> = row.try_get("progress_total")?;
+            let state = state(row, "state")?;
+            // A finished part is complete, whatever its last report said, and
+            // the errors of its earlier attempts are history (its results).
+            let finished = state == State::Finished;
+            let done = if finished { total } else { done };
+            let error = if finished { None } else { row.try_get("error")? };
             Ok(Part {
                 id: row.try_get("id")?,
                 run_id: row.try_get("run_id")?,
@@ -152,14 +164,18 @@ macro_rules! row_mappers {
                 label: row.try_get("label")?,
                 targets: json(row, "targets")?,
                 payload: row.try_get("payload")?,
-                state: state(row, "state")?,
+                state,
                 attempt: u32_of(row, "attempt")?,
+                result_attempt: row
+                    .try_get::<Option<i64>, _>("result_attempt")?
+                    .map(|a| u32::try_from(a).unwrap_or(u32::MAX)),
                 owner: row.try_get("owner")?,
                 pinned_agent: row.try_get("pinned_agent")?,
                 lease_expires_at: row.try_get::<Option<i64>, _>("lease_expires_at")?.map(from_ms),
                 available_at: from_ms(row.try_get("available_at")?),
                 progress: done.zip(total).map(|(d, t)| (d as u64, t as u64)),
-                error: row.try_get("error")?,
+                error,
+                unassignable: None,
             })
         }
 

@@ -120,7 +120,10 @@ async fn a_run_keeps_its_snapshot_when_the_task_and_plugin_change(backend: Backe
     assert_eq!(lease.plugin_sha256, run.plugin_sha256);
     assert_eq!(lease.params, spec.params);
     let stored = h.store.run(run.id).await.unwrap().unwrap();
-    assert_eq!(stored.spec, spec);
+    // The snapshot is the definition, with the daemon's lease grace it was made with.
+    let mut snapshot = spec.clone();
+    snapshot.lease_grace_ms = Some(30_000);
+    assert_eq!(stored.spec, snapshot);
     assert_eq!(stored.parts.total(), 2);
     // The next run takes the new definition and the new module.
     let task = h.store.task(task_id).await.unwrap().unwrap();
@@ -170,9 +173,9 @@ async fn illegal_transitions_are_refused_naming_both_states(backend: Backend) {
     h.sched.submit(&a, &finished(&lease)).await.unwrap();
     let err = h.sched.suspend(run.id).await.unwrap_err();
     assert!(matches!(err, SchedulerError::Store(StoreError::Transition(_))));
-    assert_eq!(err.to_string(), "illegal run transition from finished to suspended");
+    assert_eq!(err.to_string(), "the run already ended (finished); it cannot become suspended");
     let err = h.sched.cancel(run.id).await.unwrap_err();
-    assert_eq!(err.to_string(), "illegal run transition from finished to canceled");
+    assert_eq!(err.to_string(), "the run already ended (finished); it cannot become canceled");
     assert_eq!(h.run_state(run.id).await, State::Finished);
 }
 

@@ -67,6 +67,7 @@ pub fn plugin_record(name: &str, version: &str, now: DateTime<Utc>) -> PluginRec
         manifest: serde_json::json!({ "name": name, "version": version }),
         size: 1,
         uploaded_at: now,
+        retired_at: None,
     }
 }
 

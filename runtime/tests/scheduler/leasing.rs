@@ -222,11 +222,21 @@ async fn parts_no_agent_can_take_are_reported(backend: Backend) {
     let stuck = h.sched.unassignable_parts(run.id).await.unwrap();
     let labels: Vec<_> = stuck.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["nowhere"]);
+    assert_eq!(
+        stuck[0].unassignable.as_deref(),
+        Some("no registered agent's networks contain 172.16.0.0/28")
+    );
+    let parts = h.sched.parts(run.id).await.unwrap();
+    assert_eq!(parts.iter().filter(|p| p.unassignable.is_some()).count(), 1);
     // A named agent that never registered cannot take anything either.
     let mut spec = h.spec("listed", Harness::labels(1));
     spec.targeting.agents = vec!["ghost".into()];
     let listed = h.run_of(&spec).await;
-    assert_eq!(h.sched.unassignable_parts(listed.id).await.unwrap().len(), 1);
+    let stuck = h.sched.unassignable_parts(listed.id).await.unwrap();
+    assert_eq!(
+        stuck.iter().map(|p| p.unassignable.as_deref()).collect::<Vec<_>>(),
+        [Some("none of the agents the task names (ghost) is registered and accepts plugin test")]
+    );
 }
 
 async fn agents_only_get_plugins_they_accept(backend: Backend) {

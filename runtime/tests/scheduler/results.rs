@@ -282,10 +282,10 @@ async fn a_late_result_with_a_lease_request_is_accepted_once_and_leases_on(backe
     assert_eq!(ack, ResultAck::AcceptedLate);
     let lease = lease.expect("a is leased the next run's part");
     assert_eq!(lease.run_id, next.id);
-    // b's result for the revoked lease changes nothing, and brings b no
-    // part: the only waiting one is gone.
+    // b's result for the revoked lease is recorded, not applied, and brings
+    // b no part: the only waiting one is gone.
     let (ack, none) = h.sched.submit_and_lease(&b, &finished(&current)).await.unwrap();
-    assert_eq!((ack, none), (ResultAck::Duplicate, None));
+    assert_eq!((ack, none), (ResultAck::Recorded, None));
     let part = h.store.part(cut_off.part_id).await.unwrap().unwrap();
     assert_eq!((part.state, part.owner.as_deref()), (State::Finished, Some("a")));
     let results = h.store.results(late.id).await.unwrap();

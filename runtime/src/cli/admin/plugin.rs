@@ -1,8 +1,11 @@
-//! `jobstack plugin push FILE.wasm` and `jobstack plugin list`.
+//! `jobstack plugin push FILE.wasm`, `jobstack plugin list` and `jobstack
+//! plugin retire NAME VERSION`.
 
 use std::process::ExitCode;
 
 use jobstack::protocol::{PluginRecord, PluginUploaded};
+
+use jobstack::client::segment;
 
 use super::table::{Table, time};
 use super::{ServerArgs, UploadArgs};
@@ -22,6 +25,26 @@ fn push_line(uploaded: &PluginUploaded) -> String {
     format!("{what}: {} {} sha256 {}", p.name, p.version, p.sha256)
 }
 
+/// Arguments of `jobstack plugin retire`.
+#[derive(Debug, clap::Args)]
+pub struct RetireArgs {
+    /// The plugin's name.
+    name: String,
+    /// The version to retire.
+    version: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Retire a plugin version: no new run uses it; refused while a run that
+/// has not ended uses it, or a task has no other version to run.
+pub async fn retire(args: RetireArgs) -> anyhow::Result<ExitCode> {
+    let admin = args.server.client()?;
+    let path = format!("/plugins/{}/{}/retire", segment(&args.name), segment(&args.version));
+    let retired: PluginRecord = admin.post(&path).await?;
+    admin.print(&retired, |p| format!("retired: {} {} sha256 {}", p.name, p.version, p.sha256))
+}
+
 /// List the uploaded plugins, every version.
 pub async fn list(server: ServerArgs) -> anyhow::Result<ExitCode> {
     let admin = server.client()?;
@@ -34,7 +57,7 @@ pub async fn list(server: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn plugins_table(plugins: &[PluginRecord]) -> Table {
-    let mut table = Table::new(&["NAME", "VERSION", "SHA256", "SIZE", "UPLOADED"]);
+    let mut table = Table::new(&["NAME", "VERSION", "SHA256", "SIZE", "UPLOADED", "RETIRED"]);
     for p in plugins {
         table.row(vec![
             p.name.clone(),
@@ -42,6 +65,7 @@ fn plugins_table(plugins: &[PluginRecord]) -> Table {
             p.sha256.chars().take(16).collect(),
             p.size.to_string(),
             time(Some(p.uploaded_at)),
+            time(p.retired_at),
         ]);
     }
     table
@@ -59,6 +83,7 @@ mod tests {
             manifest: serde_json::json!({}),
             size: 1234,
             uploaded_at: "2026-11-28T07:00:00Z".parse().unwrap(),
+            retired_at: None,
         }
     }
 
@@ -78,8 +103,8 @@ mod tests {
         let rendered = plugins_table(&[record()]).render();
         assert_eq!(
             rendered,
-            "NAME   VERSION  SHA256            SIZE  UPLOADED\n\
-             hello  0.1.0    abababababababab  1234  2026-11-28 07:00:00Z\n"
+            "NAME   VERSION  SHA256            SIZE  UPLOADED              RETIRED\n\
+             hello  0.1.0    abababababababab  1234  2026-11-28 07:00:00Z  -\n"
         );
     }
 }

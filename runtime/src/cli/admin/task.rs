@@ -341,9 +341,9 @@ fn parts_table(parts: &[Part]) -> Table {
             part.label.clone(),
             state_name(part.state),
             or_dash(part.owner.as_deref()),
-            part.attempt.to_string(),
+            part.shown_attempt().to_string(),
             or_dash(part.progress.map(|(done, total)| format!("{done}/{total}"))),
-            or_dash(part.error.as_deref()),
+            or_dash(part.error.clone().or_else(|| part.unassignable.clone())),
         ]);
     }
     table
@@ -382,8 +382,14 @@ mod tests {
     fn run_summary_counts_what_is_not_zero() {
         assert_eq!(
             run_summary(&run()),
-            "run 12 of scan (forced): running, 3/10 parts done (2 running, 5 waiting, 1 failed)"
+            "run 12 of scan (forced): running, 2/10 parts done (2 running, 5 waiting, 1 failed)"
         );
+    }
+
+    #[test]
+    fn canceled_parts_are_not_done() {
+        let parts = PartCounts { finished: 1, canceled: 2, ..PartCounts::default() };
+        assert_eq!(counts_text(&parts), "1/3 parts done (2 canceled)");
     }
 
     #[test]
@@ -391,7 +397,7 @@ mod tests {
         assert_eq!(
             runs_table(&[run()]).render(),
             "RUN  CAUSE   STATE    PARTS                                             PLUGIN        CREATED               ENDED  ERROR\n\
-             12   forced  running  3/10 parts done (2 running, 5 waiting, 1 failed)  abababababab  2026-11-28 07:00:00Z  -      -\n"
+             12   forced  running  2/10 parts done (2 running, 5 waiting, 1 failed)  abababababab  2026-11-28 07:00:00Z  -      -\n"
         );
     }
 
@@ -442,12 +448,14 @@ mod tests {
             payload: "{}".into(),
             state: State::Running,
             attempt: 2,
+            result_attempt: None,
             owner: Some("agent-b".into()),
             pinned_agent: None,
             lease_expires_at: None,
             available_at: "2026-11-28T07:00:00Z".parse().unwrap(),
             progress: Some((3, 4)),
             error: Some("lease expired".into()),
+            unassignable: None,
         };
         assert_eq!(
             parts_table(&[part]).render(),

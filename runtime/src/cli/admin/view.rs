@@ -31,10 +31,10 @@ pub fn run_summary(run: &Run) -> String {
     text
 }
 
-/// `3/10 parts done (1 failed, 2 running)`: the non-zero counts only.
+/// `2/10 parts done (1 failed, 2 running)`: done is finished with success (a
+/// canceled or failed part is not done); then the other non-zero counts.
 pub fn counts_text(parts: &PartCounts) -> String {
-    let done = parts.finished + parts.failed + parts.canceled;
-    let mut text = format!("{done}/{} parts done", parts.total());
+    let mut text = format!("{}/{} parts done", parts.finished, parts.total());
     let details = counts_not_finished(parts);
     if !details.is_empty() {
         text.push_str(&format!(" ({})", details.join(", ")));

@@ -1,5 +1,5 @@
 //! `jobstack task watch TASK [--run ID]`: follow a run until it ends, with a
-//! live progress bar of parts done / total; exit 0 iff the run finished.
+//! live progress bar of parts ended / total; exit 0 iff the run finished.
 //!
 //! The daemon's event stream (`GET /api/v1/events`) says *when* something
 //! changed; the run itself (`GET /api/v1/runs/{id}`) says *what* it is now, so
@@ -241,7 +241,7 @@ impl Display {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} run {prefix} [{bar:30}] {pos}/{len} parts done, {msg} ({elapsed})",
+                    "{spinner} run {prefix} [{bar:30}] {pos}/{len} parts ended, {msg} ({elapsed})",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),

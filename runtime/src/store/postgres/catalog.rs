@@ -2,15 +2,31 @@
 //! not part of a run's life cycle.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use super::transition;
 use crate::scheduler::{Agent, AgentRegistration, TaskSpec, targeting::AddressSpan};
 use crate::store::ms;
-use crate::store::{AgentChanges, PluginRecord, StoreError, StoreResult, TaskWrite, monitor_sql};
+use crate::store::{
+    AgentChanges, PluginRecord, StoreError, StoreResult, TaskWrite, monitor_sql, retire,
+};
 
 pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
+    // Uploads one at a time (every daemon of the database), so two different
+    // modules cannot both take a name and version.
+    sqlx::query("LOCK TABLE plugins IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let taken: Option<String> = sqlx::query_scalar(
+        "SELECT sha256 FROM plugins WHERE name = $1 AND version = $2 AND sha256 <> $3 LIMIT 1",
+    )
+    .bind(&plugin.name)
+    .bind(&plugin.version)
+    .bind(&plugin.sha256)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(sha256) = taken {
+        return Err(crate::store::version_taken(plugin, sha256));
+    }
     let inserted = sqlx::query(
         "INSERT INTO plugins (sha256, name, version, manifest, size, uploaded_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sha256) DO NOTHING",
@@ -25,19 +41,69 @@ pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<boo
     .await?
     .rows_affected()
         == 1;
-    if inserted {
-        let id: i64 = sqlx::query_scalar("SELECT id FROM plugins WHERE sha256 = $1")
+    let restored = !inserted
+        && sqlx::query(retire::RESTORE)
             .bind(&plugin.sha256)
-            .fetch_one(&mut *tx)
-            .await?;
-        let detail = serde_json::json!({
-            "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
-        });
-        transition::event(&mut tx, plugin.uploaded_at, "plugin", id, "uploaded", None, detail)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+    if inserted || restored {
+        let (id, _, _) = find_version(&mut tx, &plugin.name, &plugin.version).await?;
+        let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
+        let kind = if inserted { "uploaded" } else { "restored" };
+        transition::event(&mut tx, plugin.uploaded_at, "plugin", id, kind, None, detail).await?;
     }
     tx.commit().await?;
     Ok(inserted)
+}
+
+fn version_detail(name: &str, version: &str, sha256: &str) -> serde_json::Value {
+    serde_json::json!({ "name": name, "version": version, "sha256": sha256 })
+}
+
+/// Plugin `name` `version`: its id, sha256 and whether it is retired.
+async fn find_version(
+    tx: &mut Transaction<'_, Postgres>, name: &str, version: &str,
+) -> StoreResult<(i64, String, bool)> {
+    sqlx::query_as(retire::FIND_VERSION)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "plugin version",
+            id: format!("{name} {version}"),
+        })
+}
+
+/// Retire plugin `name` `version` unless something still uses it (the rule
+/// of [`retire::check`]); its sha256.
+pub async fn retire_plugin(
+    pool: &PgPool, name: &str, version: &str, now: DateTime<Utc>,
+) -> StoreResult<String> {
+    let mut tx = pool.begin().await?;
+    // One plugin change at a time, as uploads.
+    sqlx::query("LOCK TABLE plugins IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let (id, sha256, retired) = find_version(&mut tx, name, version).await?;
+    if retired {
+        return Ok(sha256);
+    }
+    let live_run: Option<i64> =
+        sqlx::query_scalar(retire::LIVE_RUN).bind(&sha256).fetch_optional(&mut *tx).await?;
+    let other_version: bool = sqlx::query_scalar(retire::OTHER_VERSION_IN_SERVICE)
+        .bind(name)
+        .bind(&sha256)
+        .fetch_one(&mut *tx)
+        .await?;
+    let tasks: Vec<(String, String)> =
+        sqlx::query_as(retire::TASK_SPECS).fetch_all(&mut *tx).await?;
+    retire::check(&retire::Usage { name, version, live_run, other_version, tasks: &tasks })?;
+    sqlx::query(retire::RETIRE).bind(ms(now)).bind(&sha256).execute(&mut *tx).await?;
+    let detail = version_detail(name, version, &sha256);
+    transition::event(&mut tx, now, "plugin", id, "retired", None, detail).await?;
+    tx.commit().await?;
+    Ok(sha256)
 }
 
 pub async fn register_agent(

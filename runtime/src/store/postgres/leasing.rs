@@ -179,7 +179,7 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
     // order cannot deadlock.
     let rows = sqlx::query(
         "SELECT e.* FROM (SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, \
-         r.retries FROM parts p JOIN runs r ON r.id = p.run_id \
+         r.retries, r.retry_backoff_ms FROM parts p JOIN runs r ON r.id = p.run_id \
          WHERE p.state = 'running' AND p.lease_expires_at < $1 ORDER BY p.lease_expires_at \
          LIMIT $2 FOR UPDATE OF p SKIP LOCKED) e ORDER BY e.run_id, e.id",
     )
@@ -195,6 +195,7 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
         let attempt = row.try_get::<i64, _>("attempt")? as u32;
         let owner: Option<String> = row.try_get("owner")?;
         let retries = row.try_get::<i64, _>("retries")? as u32;
+        let backoff = chrono::TimeDelta::milliseconds(row.try_get("retry_backoff_ms")?);
         let expired_at = from_ms(row.try_get("lease_expires_at")?);
         sqlx::query(
             "UPDATE leases SET ended_at = $1, end_reason = 'expired' \
@@ -209,12 +210,10 @@ pub async fn expire_leases(pool: &PgPool, now: DateTime<Utc>) -> StoreResult<Vec
             "attempt {attempt}: lease of agent {} expired at {expired_at}",
             owner.as_deref().unwrap_or("?")
         );
-        let (to, available_at) = if retry::may_retry(attempt, retries) {
+        let (to, available_at) = retry::after_failure(attempt, retries, backoff, now);
+        if to == State::Waiting {
             retried += 1;
-            (State::Waiting, now + retry::backoff(attempt))
-        } else {
-            (State::Failed, now)
-        };
+        }
         sqlx::query(
             "UPDATE parts SET owner = NULL, lease_expires_at = NULL, available_at = $1, \
              error = $2 WHERE id = $3",

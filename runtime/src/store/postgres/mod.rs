@@ -240,6 +240,12 @@ impl Store for PostgresStore {
         catalog::put_module(&self.pool, sha256, bytes).await
     }
 
+    async fn retire_plugin(
+        &self, name: &str, version: &str, now: DateTime<Utc>,
+    ) -> StoreResult<String> {
+        catalog::retire_plugin(&self.pool, name, version, now).await
+    }
+
     async fn register_agent(
         &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,
     ) -> StoreResult<Agent> {

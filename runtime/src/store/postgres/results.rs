@@ -27,14 +27,17 @@ use super::{leasing, transition};
 use crate::scheduler::{
     Agent, Entity, Lease, ResultAck, ResultStatus, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
+    late_result_detail,
 };
 use crate::store::ms;
 use crate::store::{StoreError, StoreResult};
 
 /// The part as the verdict needs it (no lock: `jobstack_submit` re-checks it).
 const READ_PART: &str = "\
-SELECT p.state, p.attempt, p.owner, r.retries,
+SELECT p.state, p.attempt, p.owner, r.retries, r.retry_backoff_ms,
   (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = $2) AS lessee,
+  COALESCE((SELECT l.end_reason = 'expired' FROM leases l
+            WHERE l.part_id = p.id AND l.attempt = $2), false) AS lease_expired,
   EXISTS (SELECT 1 FROM results x
           WHERE x.run_id = p.run_id AND x.part_id = p.id AND x.attempt = $2) AS recorded
 FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = $1";
@@ -66,7 +69,9 @@ struct PartRead {
     attempt: u32,
     owner: Option<String>,
     retries: u32,
+    retry_backoff: chrono::TimeDelta,
     lessee: Option<String>,
+    lease_expired: bool,
     recorded: bool,
 }
 
@@ -79,7 +84,9 @@ impl PartRead {
             attempt: s.attempt,
             owner: Some(name.clone()),
             retries: 0,
+            retry_backoff: chrono::TimeDelta::zero(),
             lessee: Some(name.clone()),
+            lease_expired: false,
             recorded: false,
         }
     }
@@ -195,7 +202,9 @@ async fn read_part(
         attempt: row.try_get::<i64, _>("attempt")? as u32,
         owner: row.try_get("owner")?,
         retries: row.try_get::<i64, _>("retries")? as u32,
+        retry_backoff: chrono::TimeDelta::milliseconds(row.try_get("retry_backoff_ms")?),
         lessee: row.try_get("lessee")?,
+        lease_expired: row.try_get("lease_expired")?,
         recorded: row.try_get("recorded")?,
     })
 }
@@ -215,18 +224,18 @@ async fn judge_and_write(
             owner: part.owner.as_deref(),
             lessee: part.lessee.as_deref(),
             recorded: part.recorded,
+            lease_expired: part.lease_expired,
         },
         name,
         s,
     );
     let (ack, applied, reason, revoke, change) = match verdict {
         Verdict::NotLeased => return Err(not_leased(agent, s)),
-        Verdict::Duplicate if part.recorded => return Ok(Some((ResultAck::Duplicate, Leased::No))),
-        Verdict::Duplicate => (ResultAck::Duplicate, false, "result", None, None),
+        Verdict::Duplicate => return Ok(Some((ResultAck::Duplicate, Leased::No))),
         Verdict::RecordOnly => (ResultAck::Recorded, false, "result", None, None),
         Verdict::Apply => {
             let Applied { to, available_at, error } =
-                fencing::applied(s, part.attempt, part.retries, now);
+                fencing::applied(s, part.attempt, part.retries, part.retry_backoff, now);
             let owner = (to != State::Finished).then_some(None);
             let change = Change { to, owner, available_at: Some(available_at), error };
             (ResultAck::Applied, true, "result", None, Some(change))
@@ -245,7 +254,12 @@ async fn judge_and_write(
     if let Some(change) = &change {
         part.state.check(Entity::Part, change.to)?;
     }
-    let detail = event_detail(name, s);
+    let detail = if matches!(verdict, Verdict::AcceptLate { .. }) {
+        let revoked = revoke.map(|held| (part.owner.as_deref().unwrap_or(""), held as u32));
+        late_result_detail(name, s.attempt, s.status, revoked)
+    } else {
+        event_detail(name, s)
+    };
     let mut write = sqlx::query(if lease { SUBMIT_AND_LEASE } else { SUBMIT })
         .bind(s.part_id)
         .bind(i64::from(s.attempt))

@@ -21,8 +21,10 @@ pub async fn insert_run(
 ) -> StoreResult<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
-         created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by) \
-         VALUES ($1, $2, $3, $4, 'created', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+         created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by, \
+         retry_backoff_ms) \
+         VALUES ($1, $2, $3, $4, 'created', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         RETURNING id",
     )
     .bind(run.task_id)
     .bind(serde_json::to_string(&run.spec).expect("task spec serializes"))
@@ -37,6 +39,7 @@ pub async fn insert_run(
     .bind(i64::from(run.spec.retries))
     .bind(!run.spec.targeting.agents.is_empty())
     .bind(run.caused_by)
+    .bind(run.retry_backoff_ms())
     .fetch_one(&mut **tx)
     .await
     .map_err(|e| {

@@ -115,6 +115,12 @@ impl Store for SqliteStore {
         let (sha256, bytes) = (sha256.to_owned(), bytes.to_vec());
         self.writer.write(move |conn| ops::catalog::put_module(conn, &sha256, &bytes)).await
     }
+    async fn retire_plugin(
+        &self, name: &str, version: &str, now: DateTime<Utc>,
+    ) -> StoreResult<String> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.writer.write(move |conn| ops::catalog::retire_plugin(conn, &name, &version, now)).await
+    }
 
     async fn register_agent(
         &self, registration: &AgentRegistration, token_hash: &str, now: DateTime<Utc>,

@@ -89,9 +89,10 @@ export async function render(view, id) {
   const total = c.waiting + c.running + c.suspended + c.finished + c.failed + c.canceled;
   const partRows = parts.map((p) => {
     const row = [
-      String(p.seq), p.label, badge(p.state), p.owner ?? p.pinned_agent ?? '—',
-      String(p.attempt), partProgress(p),
-      p.error ? h('span', { class: 'error-text' }, p.error) : '',
+      String(p.id), p.label, badge(p.state), p.owner ?? p.pinned_agent ?? '—',
+      String(p.state === 'finished' ? p.result_attempt ?? p.attempt : p.attempt), partProgress(p),
+      p.error ? h('span', { class: 'error-text' }, p.error)
+        : p.unassignable ? h('span', { class: 'error-text' }, `waiting: ${p.unassignable}`) : '',
     ];
     row.attrs = { dataset: { part: p.id } };
     return row;
@@ -127,7 +128,7 @@ export async function render(view, id) {
         h('dt', {}, 'Ended'), h('dd', {}, when(r.ended_at)),
         r.error ? [h('dt', {}, 'Error'), h('dd', { class: 'error-text' }, r.error)] : null)),
     h('h2', {}, `Parts (${parts.length})`),
-    table(['#', 'Label', 'State', 'Owner', 'Attempt', 'Progress', 'Error'], partRows,
+    table(['Part', 'Label', 'State', 'Owner', 'Attempt', 'Progress', 'Error'], partRows,
       'No parts yet (the run is not split).'),
     h('h2', {}, `Results (${results.results.length})`),
     table(['Part', 'Attempt', 'Agent', 'Status', 'Counted', 'Duration', 'Output'], resultRows,

@@ -340,7 +340,7 @@ async fn eligibility_case(
             let ack = h.sched.submit(me, &failed).await.unwrap();
             assert_eq!(ack, ResultAck::Applied, "{name}: set-up");
             if case.around == Around::BackoffOver {
-                h.advance(retry::backoff(1).to_std().unwrap());
+                h.advance(retry::backoff(1, retry::DEFAULT_BACKOFF).to_std().unwrap());
             }
         }
         Around::RunSuspended => {

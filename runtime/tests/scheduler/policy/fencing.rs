@@ -85,7 +85,19 @@ const fn part(state: State, attempt: u32, held_by_submitter: bool) -> PartNow {
 
 /// A claim for `attempt`, given to the submitter, not recorded yet.
 const fn claim(attempt: u32, success: bool) -> Claim {
-    Claim { attempt, was_leased_to_submitter: true, already_recorded: false, success }
+    Claim {
+        attempt,
+        was_leased_to_submitter: true,
+        already_recorded: false,
+        success,
+        lease_expired: false,
+    }
+}
+
+/// The claim's lease expired (the sweep ended it).
+const fn of_expired_lease(mut c: Claim) -> Claim {
+    c.lease_expired = true;
+    c
 }
 
 const fn recorded(mut c: Claim) -> Claim {
@@ -217,7 +229,7 @@ const FENCING: &[Fencing] = &[
         before: Before::Expired,
         from: "a",
         part: part(State::Waiting, 1, false),
-        claim: claim(1, true),
+        claim: of_expired_lease(claim(1, true)),
         verdict: Verdict::AcceptLate { revokes_current: false },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 1, Some("a")),
@@ -229,7 +241,7 @@ const FENCING: &[Fencing] = &[
         before: Before::TakenOverByB,
         from: "a",
         part: part(State::Running, 2, false),
-        claim: claim(1, true),
+        claim: of_expired_lease(claim(1, true)),
         verdict: Verdict::AcceptLate { revokes_current: true },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 2, Some("a")),
@@ -241,7 +253,7 @@ const FENCING: &[Fencing] = &[
         before: Before::TakenBackByA,
         from: "a",
         part: part(State::Running, 2, true),
-        claim: claim(1, true),
+        claim: of_expired_lease(claim(1, true)),
         verdict: Verdict::AcceptLate { revokes_current: true },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 2, Some("a")),
@@ -253,7 +265,7 @@ const FENCING: &[Fencing] = &[
         before: Before::ExpiredThenSuspended,
         from: "a",
         part: part(State::Suspended, 1, false),
-        claim: claim(1, true),
+        claim: of_expired_lease(claim(1, true)),
         verdict: Verdict::AcceptLate { revokes_current: false },
         ack: Some(ResultAck::AcceptedLate),
         after: after(State::Finished, 1, Some("a")),
@@ -265,7 +277,7 @@ const FENCING: &[Fencing] = &[
         before: Before::TakenOverByB,
         from: "a",
         part: part(State::Running, 2, false),
-        claim: claim(1, false),
+        claim: of_expired_lease(claim(1, false)),
         verdict: Verdict::RecordOnly,
         ack: Some(ResultAck::Recorded),
         after: after(State::Running, 2, Some("b")),
@@ -277,7 +289,7 @@ const FENCING: &[Fencing] = &[
         before: Before::Expired,
         from: "a",
         part: part(State::Waiting, 1, false),
-        claim: claim(1, false),
+        claim: of_expired_lease(claim(1, false)),
         verdict: Verdict::RecordOnly,
         ack: Some(ResultAck::Recorded),
         after: after(State::Waiting, 1, None),
@@ -289,7 +301,7 @@ const FENCING: &[Fencing] = &[
         before: Before::ExpiredThenSuspended,
         from: "a",
         part: part(State::Suspended, 1, false),
-        claim: claim(1, false),
+        claim: of_expired_lease(claim(1, false)),
         verdict: Verdict::RecordOnly,
         ack: Some(ResultAck::Recorded),
         after: after(State::Suspended, 1, None),
@@ -308,14 +320,14 @@ const FENCING: &[Fencing] = &[
         results: (1, 1),
     },
     Fencing {
-        name: "the revoked holder's success after a late success finished the part",
+        name: "the revoked holder's success after a late success finished the part: recorded, not applied",
         retries: 2,
         before: Before::LateSuccessAccepted,
         from: "b",
         part: part(State::Finished, 2, false),
         claim: claim(2, true),
-        verdict: Verdict::Duplicate,
-        ack: Some(ResultAck::Duplicate),
+        verdict: Verdict::RecordOnly,
+        ack: Some(ResultAck::Recorded),
         after: after(State::Finished, 2, Some("a")),
         results: (2, 1),
     },
@@ -326,22 +338,22 @@ const FENCING: &[Fencing] = &[
         from: "a",
         part: part(State::Finished, 2, false),
         claim: claim(1, true),
-        verdict: Verdict::Duplicate,
-        ack: Some(ResultAck::Duplicate),
+        verdict: Verdict::RecordOnly,
+        ack: Some(ResultAck::Recorded),
         after: after(State::Finished, 2, Some("b")),
         results: (2, 1),
     },
     Fencing {
-        name: "late success for a part failed when its last lease expired",
+        name: "late success of the expired lease that failed the part (retries 0): accepted",
         retries: 0,
         before: Before::Expired,
         from: "a",
         part: part(State::Failed, 1, false),
-        claim: claim(1, true),
-        verdict: Verdict::RecordOnly,
-        ack: Some(ResultAck::Recorded),
-        after: after(State::Failed, 1, None),
-        results: (1, 0),
+        claim: of_expired_lease(claim(1, true)),
+        verdict: Verdict::AcceptLate { revokes_current: false },
+        ack: Some(ResultAck::AcceptedLate),
+        after: after(State::Finished, 1, Some("a")),
+        results: (1, 1),
     },
     Fencing {
         name: "success for a part of a canceled run",
@@ -452,7 +464,7 @@ async fn expire(h: &Harness) {
 
 /// Past the backoff after a first failed attempt.
 fn past_backoff(h: &Harness) {
-    h.advance(retry::backoff(1).to_std().unwrap());
+    h.advance(retry::backoff(1, retry::DEFAULT_BACKOFF).to_std().unwrap());
 }
 
 /// Run `case` through every copy, on a fresh store with agents `a`, `b`

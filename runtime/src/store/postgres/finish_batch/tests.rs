@@ -49,6 +49,7 @@ impl Fixture {
                     manifest: serde_json::json!({}),
                     size: 1,
                     uploaded_at: sched.now(),
+                    retired_at: None,
                 })
                 .await
                 .expect("plugin");

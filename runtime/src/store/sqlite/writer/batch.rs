@@ -317,6 +317,7 @@ mod tests {
             manifest: serde_json::json!({}),
             size: 1,
             uploaded_at: now,
+            retired_at: None,
         };
         store.put_plugin(&plugin).await.unwrap();
         let mut agents = Vec::new();

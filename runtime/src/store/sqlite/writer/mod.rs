@@ -61,6 +61,9 @@ fn migrations() -> rusqlite_migration::Migrations<'static> {
         rusqlite_migration::M::up(include_str!(
             "../../../../migrations/sqlite/0003_chains_and_webhooks.sql"
         )),
+        rusqlite_migration::M::up(include_str!(
+            "../../../../migrations/sqlite/0004_plugin_retirement_and_task_timing.sql"
+        )),
     ])
 }
 
@@ -349,7 +352,7 @@ mod tests {
         // Applied again: nothing to do.
         migrate(&mut conn, &path).unwrap();
         let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-        assert_eq!(version, 3, "0001_init, 0002_inventory and 0003_chains_and_webhooks");
+        assert_eq!(version, 4, "0001_init to 0004_plugin_retirement_and_task_timing");
 
         let old = dir.path().join("old.db");
         let mut conn = Connection::open(&old).unwrap();

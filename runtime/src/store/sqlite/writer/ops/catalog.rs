@@ -7,11 +7,20 @@ use rusqlite::{OptionalExtension, params};
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::TaskSpec;
-use crate::store::{PluginRecord, StoreError, StoreResult, TaskWrite, ms};
+use crate::store::{PluginRecord, StoreError, StoreResult, TaskWrite, ms, retire, version_taken};
 
 /// Store a plugin's record; whether it is new (an upload of a known sha256
 /// changes nothing).
 pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<bool> {
+    let taken: Option<String> = conn
+        .prepare_cached(
+            "SELECT sha256 FROM plugins WHERE name = ?1 AND version = ?2 AND sha256 <> ?3 LIMIT 1",
+        )?
+        .query_row(params![plugin.name, plugin.version, plugin.sha256], |row| row.get(0))
+        .optional()?;
+    if let Some(sha256) = taken {
+        return Err(version_taken(plugin, sha256));
+    }
     let id: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO plugins (sha256, name, version, manifest, size, uploaded_at) \
@@ -29,12 +38,65 @@ pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<b
             |row| row.get(0),
         )
         .optional()?;
-    let Some(id) = id else { return Ok(false) };
-    let detail = serde_json::json!({
-        "name": plugin.name, "version": plugin.version, "sha256": plugin.sha256,
-    });
+    let Some(id) = id else {
+        restore(conn, plugin)?;
+        return Ok(false);
+    };
+    let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
     transition::event(conn, plugin.uploaded_at, ("plugin", id), "uploaded", None, &detail)?;
     Ok(true)
+}
+
+/// A retired version uploaded again is back in service.
+fn restore(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<()> {
+    if conn.prepare_cached(retire::RESTORE)?.execute([&plugin.sha256])? == 1 {
+        let (id, _, _) = find_version(conn, &plugin.name, &plugin.version)?;
+        let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
+        transition::event(conn, plugin.uploaded_at, ("plugin", id), "restored", None, &detail)?;
+    }
+    Ok(())
+}
+
+fn version_detail(name: &str, version: &str, sha256: &str) -> serde_json::Value {
+    serde_json::json!({ "name": name, "version": version, "sha256": sha256 })
+}
+
+/// Plugin `name` `version`: its id, sha256 and whether it is retired.
+fn find_version(
+    conn: &WriterConn<'_>, name: &str, version: &str,
+) -> StoreResult<(i64, String, bool)> {
+    conn.prepare_cached(retire::FIND_VERSION)?
+        .query_row(params![name, version], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "plugin version",
+            id: format!("{name} {version}"),
+        })
+}
+
+/// Retire plugin `name` `version` unless something still uses it (the rule
+/// of [`retire::check`]); its sha256.
+pub fn retire_plugin(
+    conn: &WriterConn<'_>, name: &str, version: &str, now: DateTime<Utc>,
+) -> StoreResult<String> {
+    let (id, sha256, retired) = find_version(conn, name, version)?;
+    if retired {
+        return Ok(sha256);
+    }
+    let live_run =
+        conn.prepare_cached(retire::LIVE_RUN)?.query_row([&sha256], |r| r.get(0)).optional()?;
+    let other_version = conn
+        .prepare_cached(retire::OTHER_VERSION_IN_SERVICE)?
+        .query_row(params![name, sha256], |r| r.get(0))?;
+    let tasks = conn
+        .prepare_cached(retire::TASK_SPECS)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+    retire::check(&retire::Usage { name, version, live_run, other_version, tasks: &tasks })?;
+    conn.prepare_cached(retire::RETIRE)?.execute(params![ms(now), sha256])?;
+    let detail = version_detail(name, version, &sha256);
+    transition::event(conn, now, ("plugin", id), "retired", None, &detail)?;
+    Ok(sha256)
 }
 
 /// Store a plugin's module (its bytes), once per sha256.

@@ -13,7 +13,8 @@ use crate::store::{StoreResult, from_ms, ms};
 pub fn expire_leases(conn: &WriterConn<'_>, now: DateTime<Utc>) -> StoreResult<Vec<LeaseRef>> {
     let expired_parts = conn
         .prepare_cached(
-            "SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, r.retries \
+            "SELECT p.id, p.run_id, p.attempt, p.owner, p.lease_expires_at, r.retries, \
+             r.retry_backoff_ms \
              FROM parts p JOIN runs r ON r.id = p.run_id \
              WHERE p.state = 'running' AND p.lease_expires_at < ?1 ORDER BY p.lease_expires_at",
         )?
@@ -25,11 +26,12 @@ pub fn expire_leases(conn: &WriterConn<'_>, now: DateTime<Utc>) -> StoreResult<V
                 row.get::<_, Option<String>>(3)?,
                 from_ms(row.get(4)?),
                 row.get::<_, i64>(5)? as u32,
+                chrono::TimeDelta::milliseconds(row.get(6)?),
             ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut expired = Vec::with_capacity(expired_parts.len());
-    for (part_id, run_id, attempt, owner, expired_at, retries) in expired_parts {
+    for (part_id, run_id, attempt, owner, expired_at, retries, backoff) in expired_parts {
         conn.prepared(Hot::EndLease)?.execute(params![
             ms(now),
             "expired",
@@ -40,11 +42,7 @@ pub fn expire_leases(conn: &WriterConn<'_>, now: DateTime<Utc>) -> StoreResult<V
             "attempt {attempt}: lease of agent {} expired at {expired_at}",
             owner.as_deref().unwrap_or("?")
         );
-        let (to, available_at) = if retry::may_retry(attempt, retries) {
-            (State::Waiting, now + retry::backoff(attempt))
-        } else {
-            (State::Failed, now)
-        };
+        let (to, available_at) = retry::after_failure(attempt, retries, backoff, now);
         let detail = serde_json::json!({ "agent": owner, "attempt": attempt, "reason": "expired" });
         let run = transition::read_run(conn, run_id)?;
         transition::move_part_with(

@@ -18,8 +18,9 @@ pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> St
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO runs (task_id, spec, secrets, plugin_sha256, state, cause, rerun_of, \
-             created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by) \
-             VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             created_at, plugin, rank, lease_ttl_ms, retries, explicit_agents, caused_by, \
+             retry_backoff_ms) \
+             VALUES (?1, ?2, ?3, ?4, 'created', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              RETURNING id",
         )?
         .query_row(
@@ -37,6 +38,7 @@ pub fn insert_run(conn: &WriterConn<'_>, run: &NewRun, now: DateTime<Utc>) -> St
                 i64::from(run.spec.retries),
                 !run.spec.targeting.agents.is_empty(),
                 run.caused_by,
+                run.retry_backoff_ms(),
             ],
             |row| row.get(0),
         )

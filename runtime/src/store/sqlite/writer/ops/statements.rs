@@ -149,11 +149,14 @@ const LEASE_PART: &str = "UPDATE parts SET state = 'running', attempt = ?1, owne
 const INSERT_LEASE: &str =
     "INSERT INTO leases (part_id, attempt, agent, leased_at) VALUES (?1, ?2, ?3, ?4)";
 
-/// The part a result names, its run's retries, who the attempt the result
-/// names was leased to, whether a result of that attempt is stored, and its
-/// run's state and counters (`transition::run_state_at`).
+/// The part a result names, its run's retries and backoff, who the attempt
+/// the result names was leased to and whether that lease expired, whether a
+/// result of that attempt is stored, and its run's state and counters
+/// (`transition::run_state_at`).
 const RESULT_TARGET: &str = "SELECT p.run_id, p.state, p.attempt, p.owner, r.retries, \
-     (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
+     r.retry_backoff_ms, (SELECT l.agent FROM leases l WHERE l.part_id = p.id AND l.attempt = ?1), \
+     COALESCE((SELECT l.end_reason = 'expired' FROM leases l \
+               WHERE l.part_id = p.id AND l.attempt = ?1), 0), \
      EXISTS (SELECT 1 FROM results x WHERE x.part_id = p.id AND x.attempt = ?1), \
      r.state, r.n_waiting, r.n_running, r.n_suspended, r.n_finished, r.n_failed, r.n_canceled \
      FROM parts p JOIN runs r ON r.id = p.run_id WHERE p.id = ?2";

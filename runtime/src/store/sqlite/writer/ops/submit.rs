@@ -10,6 +10,7 @@ use super::transition::{self, RunBefore};
 use crate::scheduler::{
     Agent, PartCounts, ResultAck, State, Submission,
     fencing::{self, Applied, Stored, Verdict},
+    late_result_detail,
 };
 use crate::store::{StoreError, StoreResult, ms};
 
@@ -20,8 +21,12 @@ struct Target {
     attempt: i64,
     owner: Option<String>,
     retries: i64,
+    /// The run's first retry backoff, ms.
+    retry_backoff_ms: i64,
     /// Who the attempt the result names was leased to.
     lessee: Option<String>,
+    /// Whether that attempt's lease ended by expiring.
+    lease_expired: bool,
     /// Whether a result of that attempt is stored already.
     recorded: bool,
     /// The run's state and counters.
@@ -78,9 +83,11 @@ pub fn submit(
                 attempt: row.get(2)?,
                 owner: row.get(3)?,
                 retries: row.get(4)?,
-                lessee: row.get(5)?,
-                recorded: row.get(6)?,
-                run: transition::run_state_at(row, 7)?,
+                retry_backoff_ms: row.get(5)?,
+                lessee: row.get(6)?,
+                lease_expired: row.get(7)?,
+                recorded: row.get(8)?,
+                run: transition::run_state_at(row, 9)?,
             })
         })
         .optional()?
@@ -90,6 +97,7 @@ pub fn submit(
     let state: State =
         part.state.parse().map_err(|e| StoreError::Corrupt(format!("parts.state: {e}")))?;
     let attempt = part.attempt as u32;
+    let backoff = chrono::TimeDelta::milliseconds(part.retry_backoff_ms);
     let verdict = fencing::judge_result(
         Stored {
             state,
@@ -97,6 +105,7 @@ pub fn submit(
             owner: part.owner.as_deref(),
             lessee: part.lessee.as_deref(),
             recorded: part.recorded,
+            lease_expired: part.lease_expired,
         },
         name,
         s,
@@ -104,17 +113,17 @@ pub fn submit(
     let detail = transition::PartDetail { agent: name, attempt: s.attempt, status: Some(s.status) };
     let ack = match verdict {
         Verdict::NotLeased => return Err(not_leased()),
-        Verdict::Duplicate if part.recorded => ResultAck::Duplicate,
-        Verdict::Duplicate | Verdict::RecordOnly => {
+        Verdict::Duplicate => ResultAck::Duplicate,
+        Verdict::RecordOnly => {
             insert_result(conn, run_id, agent, s, false, now)?;
             end_lease(conn, s.part_id, s.attempt, "result", now)?;
-            if verdict == Verdict::Duplicate { ResultAck::Duplicate } else { ResultAck::Recorded }
+            ResultAck::Recorded
         }
         Verdict::Apply => {
             insert_result(conn, run_id, agent, s, true, now)?;
             end_lease(conn, s.part_id, s.attempt, "result", now)?;
             let Applied { to, available_at, error } =
-                fencing::applied(s, attempt, part.retries as u32, now);
+                fencing::applied(s, attempt, part.retries as u32, backoff, now);
             transition::move_part_with(
                 conn,
                 Hot::ApplyResult,
@@ -133,6 +142,7 @@ pub fn submit(
             if revokes_current {
                 end_lease(conn, s.part_id, attempt, "revoked", now)?;
             }
+            let revoked = revokes_current.then(|| (part.owner.as_deref().unwrap_or(""), attempt));
             transition::move_part_with(
                 conn,
                 Hot::AcceptLateResult,
@@ -141,7 +151,7 @@ pub fn submit(
                 s.part_id,
                 (state, State::Finished),
                 now,
-                &detail,
+                &late_result_detail(name, s.attempt, s.status, revoked),
             )?;
             ResultAck::AcceptedLate
         }
