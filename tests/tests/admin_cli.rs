@@ -132,6 +132,15 @@ fn plugin_push_prints_sha256_name_version_and_list_shows_it() {
     assert!(refused.failed().len() > "error: ".len() + 10, "{refused:?}");
     let list = cli(&daemon, &["plugin", "list", "--json"]).json();
     assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Retired: listed with the time; pushing the file again restores it.
+    let retired = cli(&daemon, &["plugin", "retire", "hello", "0.1.0"]);
+    assert_eq!(retired.ok().trim(), format!("retired: hello 0.1.0 sha256 {sha256}"));
+    let list = cli(&daemon, &["plugin", "list", "--json"]).json();
+    assert!(list[0]["retired_at"].is_string(), "{list}");
+    cli(&daemon, &["plugin", "push", wasm]).ok();
+    let list = cli(&daemon, &["plugin", "list", "--json"]).json();
+    assert!(list[0].get("retired_at").is_none(), "{list}");
 }
 
 #[test]
@@ -188,7 +197,11 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     assert!(show.contains("latest run  run "), "{show}");
     let parts: Vec<&str> = show.lines().skip_while(|l| !l.starts_with("PART")).collect();
     assert_eq!(parts.len(), 4, "{show}");
-    assert!(parts[1..].iter().all(|l| l.contains("waiting")), "{show}");
+    // No agent: each part says why it waits.
+    assert!(
+        parts[1..].iter().all(|l| l.contains("waiting") && l.contains("no agent is registered")),
+        "{show}"
+    );
     let shown = cli(&daemon, &["task", "show", "greet", "--json"]).json();
     let run_id = shown["task"]["latest_run"]["id"].as_i64().unwrap();
     assert_eq!(shown["parts"].as_array().unwrap().len(), 3);
@@ -202,6 +215,10 @@ fn task_create_edit_list_show_run_suspend_resume_cancel_rerun_results() {
     let canceled = cli(&daemon, &["task", "cancel", "--run", &run_id.to_string(), "--json"]).json();
     assert_eq!(canceled["state"], "canceled");
     assert_eq!(canceled["parts"]["canceled"], 3);
+    let shown = cli(&daemon, &["task", "show", "greet"]);
+    assert!(shown.ok().contains("canceled, 0/3 parts done (3 canceled)"), "{shown:?}");
+    let again = cli(&daemon, &["task", "cancel", "--run", &run_id.to_string()]);
+    assert!(again.failed().contains("the run is already canceled"), "{again:?}");
 
     // Re-run the canceled parts: a new run of three parts.
     let rerun = cli(&daemon, &["task", "rerun", "greet", "--failed-only", "--json"]).json();

@@ -135,7 +135,25 @@ fn task_definitions_that_cannot_run_are_refused() {
     let unknown_field = json!({"task": {"name": "t", "plugin": "hello", "colour": "red"}});
     assert_eq!(daemon.post("/tasks", &unknown_field).status / 100, 4);
 
+    // Numbers past their documented bounds (such values once stopped the
+    // background sweep, or every lease of their part).
+    let hello = |extra: Value| {
+        let mut task = json!({"name": "t", "plugin": "hello", "params": {"name": "x"}});
+        task.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({ "task": task })
+    };
+    for (extra, words) in [
+        (json!({"frequency": {"kind": "every", "seconds": 9_300_000_000_000_000u64}}), "interval"),
+        (json!({"timeout_ms": 10_000_000_000_000_000u64}), "timeout_ms"),
+        (json!({"retry_backoff_ms": 600_001}), "retry_backoff_ms"),
+        (json!({"lease_grace_ms": 0}), "lease_grace_ms"),
+    ] {
+        assert_refused(&daemon.post("/tasks", &hello(extra)), 400, "invalid_task", words);
+    }
+
     assert_eq!(snapshot(&daemon), before);
+    let ready = daemon.request("GET", "//readyz", None, Body::None);
+    assert_eq!(ready.status, 200, "the daemon stays ready: {ready:?}");
 }
 
 #[test]

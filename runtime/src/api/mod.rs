@@ -18,7 +18,8 @@ mod webhook_routes;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{
-    ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES, Webhooks,
+    ApiState, LEASE_RECHECK, MAX_JSON_BYTES, MAX_LEASE_WAIT, MAX_UPLOAD_BYTES, SweepHandle,
+    Webhooks,
 };
 
 use axum::Router;

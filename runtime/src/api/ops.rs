@@ -14,10 +14,17 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the database answers (else 503: a load balancer should send
-/// agents elsewhere).
+/// `GET /readyz`: the database answers and the background sweep's passes
+/// complete (else 503: a load balancer should send agents elsewhere).
 pub async fn readyz(State(state): State<ApiState>) -> ApiResult<&'static str> {
     state.scheduler.store().events(i64::MAX, 1).await?;
+    if state.sweep.is_failing() {
+        return Err(ApiError::Unavailable(
+            "the background sweep is failing (lease expiry and recurring runs are stopped): \
+             see the daemon's log"
+                .into(),
+        ));
+    }
     Ok("ready\n")
 }
 

@@ -1,6 +1,7 @@
 //! [`ApiState`]: what every handler shares, and the limits the API enforces.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -47,13 +48,41 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Files deploy tasks install (`<data_dir>/artifacts`).
     pub artifacts: ArtifactStore,
-    /// Wakes the background sweep (a new task is due at once).
-    pub sweep: Arc<Notify>,
+    /// Wakes the background sweep (a new task is due at once), and says
+    /// whether its passes fail (`/readyz`).
+    pub sweep: Arc<SweepHandle>,
     /// The inventory the data processor keeps (the same store).
     pub inventory: Arc<dyn InventoryStore>,
     /// Webhook subscriptions and their outbox (the same store), the
     /// deliverer that re-sends dead letters, and the hosts allowed.
     pub webhooks: Webhooks,
+}
+
+/// The background sweep as the API sees it.
+#[derive(Debug, Default)]
+pub struct SweepHandle {
+    /// Wakes the sweep before its next pass is due.
+    pub wake: Notify,
+    /// The last pass panicked: lease expiry and recurring runs are stopped
+    /// until one completes.
+    failing: AtomicBool,
+}
+
+impl SweepHandle {
+    /// Wake the sweep now.
+    pub fn notify_one(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Record whether the last pass completed.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// Whether the last pass panicked.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
 }
 
 /// What the webhook routes need.

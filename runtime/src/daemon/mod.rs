@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::agent::AgentSettings;
-use crate::api::{self, ApiState, Webhooks, metrics::Metrics};
+use crate::api::{self, ApiState, SweepHandle, Webhooks, metrics::Metrics};
 use crate::artifacts::ArtifactStore;
 use crate::engine::{Engine, EngineConfig};
 use crate::inventory::InventorySelection;
@@ -109,7 +109,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         artifacts: ArtifactStore::open(config.data_dir.join("artifacts")).with_context(|| {
             format!("cannot open the artifact store in {}", config.data_dir.display())
         })?,
-        sweep: Arc::new(Notify::new()),
+        sweep: Arc::default(),
         inventory: opened.inventory.clone(),
         webhooks: Webhooks {
             outbox: opened.outbox.clone(),
@@ -209,24 +209,46 @@ async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
 }
 
 /// The background sweep: expiry, recurrence, stale splits. Errors are logged
-/// and retried at the next pass (the database may be away for a while).
+/// and retried at the next pass (the database may be away for a while); a
+/// pass that panics is [`supervised`]: the sweep goes on.
 async fn run_sweep(state: ApiState, shutdown: watch::Receiver<bool>) {
     let stopping = shutdown_signal(shutdown);
     tokio::pin!(stopping);
     loop {
-        match state.scheduler.tick().await {
-            Ok(report) => {
+        let scheduler = state.scheduler.clone();
+        match supervised(&state.sweep, async move { scheduler.tick().await }).await {
+            Some(Ok(report)) => {
                 state.metrics.expiries.inc_by(report.expired.len() as u64);
                 if !report.expired.is_empty() {
                     tracing::info!(expired = report.expired.len(), "leases expired");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "sweep failed; retrying"),
+            Some(Err(e)) => tracing::warn!(error = %e, "sweep failed; retrying"),
+            None => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
-            _ = state.sweep.notified() => {}
+            _ = state.sweep.wake.notified() => {}
             _ = &mut stopping => return,
+        }
+    }
+}
+
+/// Run one sweep pass in a task of its own, so that a pass that panics is
+/// logged and marks the sweep failing (`/readyz` answers 503) instead of
+/// ending the sweep; the next completed pass clears the mark.
+async fn supervised<T: Send + 'static>(
+    sweep: &SweepHandle, pass: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    match tokio::spawn(pass).await {
+        Ok(done) => {
+            sweep.set_failing(false);
+            Some(done)
+        }
+        Err(e) => {
+            sweep.set_failing(true);
+            tracing::error!(error = %e, "a sweep pass panicked; the next pass starts as usual");
+            None
         }
     }
 }
@@ -239,5 +261,20 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_pass_marks_the_sweep_failing_until_one_completes() {
+        let sweep = SweepHandle::default();
+        let panicked = supervised(&sweep, async { panic!("a pass that panics") }).await;
+        assert_eq!(panicked, None::<()>);
+        assert!(sweep.is_failing());
+        assert_eq!(supervised(&sweep, async { 7 }).await, Some(7));
+        assert!(!sweep.is_failing());
     }
 }

@@ -25,7 +25,8 @@ pub struct Event {
     ///   `revoked: {agent, attempt}`;
     /// - `created`: a task or run; `updated`: a task;
     /// - `registered`, `down`, `up`: an agent;
-    /// - `uploaded`: a plugin.
+    /// - `uploaded`, `retired`, `restored` (uploaded again once retired): a
+    ///   plugin version.
     pub kind: String,
     /// The state before, for state changes.
     pub from: Option<State>,

@@ -37,6 +37,14 @@ pub struct Lease {
     pub grants: TaskGrants,
 }
 
+/// When a lease given or extended at `now` for `ttl_ms` ends; the end of time
+/// rather than a panic for a lifetime no date can hold.
+pub fn lease_expiry(now: DateTime<Utc>, ttl_ms: i64) -> DateTime<Utc> {
+    chrono::TimeDelta::try_milliseconds(ttl_ms)
+        .and_then(|ttl| now.checked_add_signed(ttl))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 impl Lease {
     /// The lease as the agent names it in heartbeats and results.
     pub fn lease_ref(&self) -> LeaseRef {

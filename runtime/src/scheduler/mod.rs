@@ -65,7 +65,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, late_result_detail};
 pub use lease::{
     HeartbeatAck, Lease, LeaseRef, ProgressReport, ResultAck, ResultStatus, StoredResult,
-    Submission,
+    Submission, lease_expiry,
 };
 pub use priority::{FORCED_RANK, Priority};
 pub use recurrence::Frequency;

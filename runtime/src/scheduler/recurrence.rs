@@ -44,6 +44,9 @@ pub enum InvalidFrequency {
     /// An interval of zero seconds.
     #[error("an interval must be at least 1 second")]
     ZeroInterval,
+    /// An interval longer than [`MAX_INTERVAL_SECONDS`].
+    #[error("an interval must be at most {MAX_INTERVAL_SECONDS} seconds (ten years)")]
+    IntervalTooLong,
     /// A cron expression that does not parse.
     #[error("invalid cron expression {expr:?}: {reason}")]
     Cron {
@@ -54,11 +57,17 @@ pub enum InvalidFrequency {
     },
 }
 
+/// The longest interval of an `every` frequency: ten years.
+pub const MAX_INTERVAL_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
 impl Frequency {
     /// Check the frequency without computing anything.
     pub fn validate(&self) -> Result<(), InvalidFrequency> {
         match self {
             Frequency::Every { seconds: 0 } => Err(InvalidFrequency::ZeroInterval),
+            Frequency::Every { seconds } if *seconds > MAX_INTERVAL_SECONDS => {
+                Err(InvalidFrequency::IntervalTooLong)
+            }
             Frequency::Cron { expr } => parse_cron(expr).map(|_| ()),
             _ => Ok(()),
         }
@@ -84,11 +93,15 @@ impl Frequency {
         Ok(match self {
             Frequency::Once { .. } | Frequency::Manual => None,
             Frequency::Every { seconds } => {
-                let step = TimeDelta::seconds(i64::try_from(*seconds).unwrap_or(i64::MAX / 1000));
-                // Keep the phase of the schedule: due + k * step > now.
-                let behind = (now - due).num_milliseconds().max(0);
-                let k = behind / step.num_milliseconds().max(1) + 1;
-                Some(due + step * i32::try_from(k).unwrap_or(i32::MAX))
+                // Keep the phase of the schedule: due + k * step > now. The
+                // interval is bounded, but a stored task may predate the
+                // bound: no arithmetic here may panic.
+                let step_ms = i64::try_from(*seconds).unwrap_or(i64::MAX).saturating_mul(1000);
+                let behind = now.signed_duration_since(due).num_milliseconds().max(0);
+                let k = behind / step_ms.max(1) + 1;
+                k.checked_mul(step_ms)
+                    .and_then(TimeDelta::try_milliseconds)
+                    .and_then(|ahead| due.checked_add_signed(ahead))
             }
             Frequency::Cron { expr } => next_cron(expr, now)?,
         })

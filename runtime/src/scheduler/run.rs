@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{FORCED_RANK, LEASE_GRACE, PartCounts, State, TaskSpec};
+use super::{
+    FORCED_RANK, LEASE_GRACE, LEASE_GRACE_BOUNDS_MS, MAX_TIMEOUT_MS, PartCounts, State, TaskSpec,
+};
 
 /// Why a run exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +96,8 @@ impl NewRun {
     /// none; [`LEASE_GRACE`] for a run made without), ms.
     pub fn lease_ttl_ms(&self) -> i64 {
         let grace = self.spec.lease_grace_ms.unwrap_or(LEASE_GRACE.as_millis() as u64);
-        let ttl = self.spec.timeout_ms.saturating_add(grace);
+        let longest = MAX_TIMEOUT_MS + LEASE_GRACE_BOUNDS_MS.end();
+        let ttl = self.spec.timeout_ms.saturating_add(grace).min(longest);
         i64::try_from(ttl).unwrap_or(i64::MAX)
     }
 

@@ -239,6 +239,72 @@ mod tests {
         spec.validate()
     }
 
+    /// Every numeric field at its extremes: what validation accepts, the
+    /// scheduler computes with (next runs, lease expiries, backoffs, ranks)
+    /// at any time without panicking.
+    #[test]
+    fn every_value_accepted_computes_without_panicking() {
+        use crate::scheduler::{NewRun, Priority, RunCause, lease_expiry, retry};
+        use chrono::{DateTime, TimeDelta, Utc};
+        let extremes = [
+            0,
+            1,
+            999,
+            1_000,
+            3_600_000,
+            MAX_TIMEOUT_MS,
+            MAX_TIMEOUT_MS + 1,
+            u64::from(u32::MAX),
+            i64::MAX as u64,
+            u64::MAX,
+        ];
+        let times = [
+            DateTime::UNIX_EPOCH,
+            Utc::now(),
+            DateTime::<Utc>::MAX_UTC - TimeDelta::days(1),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        for n in extremes {
+            let edits: [&dyn Fn(&mut TaskSpec); 6] = [
+                &|s| s.timeout_ms = n,
+                &|s| s.retries = narrow(n),
+                &|s| s.retry_backoff_ms = n,
+                &|s| s.lease_grace_ms = Some(n),
+                &|s| s.frequency = Frequency::Every { seconds: n },
+                &|s| s.priority = Priority::Custom(narrow(n)),
+            ];
+            for edit in edits {
+                let mut spec = TaskSpec::new("t", "p");
+                edit(&mut spec);
+                if spec.validate().is_err() {
+                    continue;
+                }
+                spec.priority.rank();
+                let backoff = TimeDelta::milliseconds(spec.retry_backoff_ms as i64);
+                let run = NewRun {
+                    task_id: 1,
+                    spec: spec.clone(),
+                    secrets: serde_json::json!({}),
+                    plugin_sha256: String::new(),
+                    cause: RunCause::Scheduled,
+                    rerun_of: None,
+                    caused_by: None,
+                };
+                for now in times {
+                    spec.frequency.first(now).unwrap();
+                    for due in times {
+                        spec.frequency.after(due, now).unwrap();
+                    }
+                    lease_expiry(now, run.lease_ttl_ms());
+                    for attempt in [1, 2, 30, u32::MAX] {
+                        retry::after_failure(attempt, spec.retries, backoff, now);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn timing_values_are_checked_against_their_bounds() {
         assert!(checked(|s| s.retry_backoff_ms = 0).is_ok());

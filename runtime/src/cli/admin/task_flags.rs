@@ -79,6 +79,12 @@ pub struct TaskFlags {
     /// Attempts beyond the first.
     #[arg(long)]
     pub retries: Option<u32>,
+    /// The wait before the first retry, doubling after each (e.g. 5s; 0s for none).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_backoff: Option<Duration>,
+    /// What a lease adds to the timeout (e.g. 30s) [default: the daemon's --lease-grace].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lease_grace: Option<Duration>,
     /// Execution mode.
     #[arg(long, value_enum)]
     pub mode: Option<ModeFlag>,
@@ -151,6 +157,8 @@ impl TaskFlags {
             each_agent,
             timeout,
             retries,
+            retry_backoff,
+            lease_grace,
             mode,
             allow_overlap,
             dirs,
@@ -173,6 +181,8 @@ impl TaskFlags {
             || each_agent.is_some()
             || timeout.is_some()
             || retries.is_some()
+            || retry_backoff.is_some()
+            || lease_grace.is_some()
             || mode.is_some()
             || allow_overlap.is_some()
             || dirs.is_some()
@@ -222,6 +232,12 @@ impl TaskFlags {
         }
         if let Some(retries) = self.retries {
             spec.retries = retries;
+        }
+        if let Some(backoff) = self.retry_backoff {
+            spec.retry_backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+        }
+        if let Some(grace) = self.lease_grace {
+            spec.lease_grace_ms = Some(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
         }
         if let Some(mode) = self.mode {
             spec.mode = mode.into();
@@ -366,6 +382,10 @@ mod tests {
             "5m",
             "--retries",
             "4",
+            "--retry-backoff",
+            "0s",
+            "--lease-grace",
+            "1m",
             "--mode",
             "dedicated",
             "--dir",
@@ -390,6 +410,7 @@ mod tests {
         assert!(spec.targeting.each_agent);
         assert_eq!(spec.timeout_ms, 300_000);
         assert_eq!(spec.retries, 4);
+        assert_eq!((spec.retry_backoff_ms, spec.lease_grace_ms), (0, Some(60_000)));
         assert_eq!(spec.mode, ExecMode::Dedicated);
         assert_eq!(spec.grants.dirs, ["deploy", "logs"]);
         assert!(spec.allow_overlap);

@@ -2,14 +2,15 @@
 //! or a progress report counts only from the agent holding the lease it
 //! names (state Running, the same attempt, the agent as owner).
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::lease::touch_agent;
 use super::statements::WriterConn;
 use super::transition;
 use crate::scheduler::{
-    Agent, AgentRegistration, HeartbeatAck, LeaseRef, ProgressReport, State, targeting::AddressSpan,
+    Agent, AgentRegistration, HeartbeatAck, LeaseRef, ProgressReport, State, lease_expiry,
+    targeting::AddressSpan,
 };
 use crate::store::{AgentChanges, StoreError, StoreResult, monitor_sql, ms};
 
@@ -123,7 +124,7 @@ pub fn heartbeat(
                 if holds((state, attempt, &owner), agent, *lease) =>
             {
                 conn.prepare_cached("UPDATE parts SET lease_expires_at = ?1 WHERE id = ?2")?
-                    .execute(params![ms(now + TimeDelta::milliseconds(ttl)), lease.part_id])?;
+                    .execute(params![ms(lease_expiry(now, ttl)), lease.part_id])?;
                 ack.extended.push(*lease);
             }
             _ => ack.revoked.push(*lease),

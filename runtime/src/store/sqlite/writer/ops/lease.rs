@@ -7,13 +7,13 @@
 //! holds the part's address span; the agent accepts the plugin; and the agent
 //! holds no other part of that run.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
 use super::snapshots::parse;
 use super::statements::{Hot, WriterConn};
 use super::transition;
-use crate::scheduler::{Agent, Lease, NewPart, PartCounts, State};
+use crate::scheduler::{Agent, Lease, NewPart, PartCounts, State, lease_expiry};
 use crate::store::{StoreError, StoreResult, ms};
 
 /// Mark the agent seen (not more than once a second: it is the agent's
@@ -104,7 +104,7 @@ pub fn lease(
         return Ok(None);
     };
     let attempt = part.attempt as u32 + 1;
-    let expires_at = now + TimeDelta::milliseconds(run.lease_ttl_ms);
+    let expires_at = lease_expiry(now, run.lease_ttl_ms);
     let detail = transition::PartDetail { agent: name, attempt, status: None };
     let before = transition::RunBefore::new(conn, run.id, part.run)?;
     transition::move_part_with(
