@@ -14,7 +14,7 @@ use crate::scheduler::targeting::AddressSpan;
 pub const MAX_PAGE: u32 = 1_000;
 
 /// An asset as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Asset {
     /// Its id.
     pub id: i64,
@@ -35,7 +35,7 @@ pub struct Asset {
 }
 
 /// Where an attribute's value came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Provenance {
     /// The attribute.
     pub attribute: String,
@@ -45,7 +45,7 @@ pub struct Provenance {
 }
 
 /// A relation between two assets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Relation {
     /// `runs_on`, `part_of`, …
     pub relation: String,
@@ -58,7 +58,7 @@ pub struct Relation {
 }
 
 /// One change of one asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// Its id: changes are listed in this order.
     pub id: i64,
@@ -79,7 +79,7 @@ pub struct Change {
 }
 
 /// An asset with everything known of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetDetail {
     /// The asset.
     #[serde(flatten)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::EventKind;
 
 /// A subscription as an admin asks for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     /// Where to post: an `http` or `https` URL on an allowed host.
@@ -43,7 +43,7 @@ impl NewSubscription {
 }
 
 /// A stored subscription, as listed (never with its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Its id.
     pub id: i64,

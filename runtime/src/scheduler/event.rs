@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::State;
 
 /// One change of state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Increasing id: read the log from where you stopped.
     pub id: i64,

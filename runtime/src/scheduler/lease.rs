@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExecMode, NewPart, TaskGrants};
 
 /// A lease: the part an agent now owns, with everything needed to run it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// The part.
     pub part_id: i64,
@@ -45,7 +45,7 @@ impl Lease {
 }
 
 /// A lease as an agent names it: part and attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseRef {
     /// The part.
     pub part_id: i64,
@@ -54,7 +54,7 @@ pub struct LeaseRef {
 }
 
 /// Progress of a leased part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressReport {
     /// The part.
     pub part_id: i64,
@@ -80,7 +80,7 @@ impl ProgressReport {
 }
 
 /// How an execution ended, as the agent reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResultStatus {
     /// The plugin returned its output.
@@ -117,7 +117,7 @@ impl ResultStatus {
 }
 
 /// A result sent by an agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Submission {
     /// The part.
     pub part_id: i64,
@@ -146,7 +146,7 @@ pub struct Submission {
 }
 
 /// What the store did with a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultAck {
     /// Applied to the current attempt: the part finished, or will be retried, or failed.
@@ -160,7 +160,7 @@ pub enum ResultAck {
 }
 
 /// A stored result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredResult {
     /// Its run.
     pub run_id: i64,
@@ -177,7 +177,7 @@ pub struct StoredResult {
 
 /// What a heartbeat answers: which leases were extended, which to stop, and
 /// which were lost but still worth finishing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatAck {
     /// Leases extended.
     pub extended: Vec<LeaseRef>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{FORCED_RANK, LEASE_GRACE, PartCounts, State, TaskSpec};
 
 /// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunCause {
     /// Created by the task's frequency.
@@ -106,7 +106,7 @@ pub fn selected_targets(spec: &TaskSpec) -> Option<Vec<String>> {
 }
 
 /// A stored run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Its id.
     pub id: i64,
@@ -139,7 +139,7 @@ pub struct Run {
 }
 
 /// A part to store, as `split` made it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewPart {
     /// Label shown in listings.
     pub label: String,
@@ -150,7 +150,7 @@ pub struct NewPart {
 }
 
 /// A stored part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Part {
     /// Its id.
     pub id: i64,
