@@ -151,6 +151,7 @@ pub struct TaskView {
     #[serde(flatten)]
     pub task: Task,
     /// Its newest run, if any.
+    #[schema(required = true)]
     pub latest_run: Option<Run>,
 }
 
@@ -159,6 +160,7 @@ pub struct TaskView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainView {
     /// The task it follows.
+    #[schema(required = true)]
     pub upstream: Option<TaskView>,
     /// The tasks that follow it.
     pub downstream: Vec<TaskView>,
@@ -197,6 +199,7 @@ pub struct AssetPage {
     /// The assets, by id.
     pub assets: Vec<Asset>,
     /// Set when the page is full: ask again with `after=` this.
+    #[schema(required = true)]
     pub next: Option<i64>,
 }
 
@@ -206,6 +209,7 @@ pub struct ChangePage {
     /// The changes, in the order they were recorded.
     pub changes: Vec<Change>,
     /// Set when the page is full: ask again with `after=` this.
+    #[schema(required = true)]
     pub next: Option<i64>,
 }
 

@@ -49,10 +49,12 @@ fn the_contract_refuses_answers_the_document_does_not_describe() {
     let error = r#"{"error": {"code": "not_found", "message": "run 7 not found"}}"#;
     assert!(!refused(&daemon, &exchange("GET", "/api/v1/runs/7", 404, error)));
     assert!(!refused(&daemon, &exchange("POST", "/api/v1/agent/lease", 204, "")));
-    let heartbeat = r#"{"extended": [], "revoked": [{"part_id": 1, "attempt": 1}]}"#;
+    let heartbeat =
+        r#"{"extended": [], "revoked": [{"part_id": 1, "attempt": 1}], "superseded": []}"#;
     assert!(!refused(&daemon, &exchange("POST", "/api/v1/agent/heartbeat", 200, heartbeat)));
     // A field of the wrong type, a missing required field, an error without its code.
-    let bad_heartbeat = r#"{"extended": [], "revoked": [{"part_id": "1", "attempt": 1}]}"#;
+    let bad_heartbeat =
+        r#"{"extended": [], "revoked": [{"part_id": "1", "attempt": 1}], "superseded": []}"#;
     assert!(refused(&daemon, &exchange("POST", "/api/v1/agent/heartbeat", 200, bad_heartbeat)));
     assert!(refused(&daemon, &exchange("POST", "/api/v1/agent/heartbeat", 200, "{}")));
     let bad_error = r#"{"error": {"message": "no code"}}"#;

@@ -21,6 +21,7 @@ pub struct Asset {
     /// Its kind.
     pub kind: String,
     /// Its name for people.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// Its keys: `{"ip": ["10.0.0.5"], "mac": [...]}`.
     pub keys: BTreeMap<String, Vec<String>>,
@@ -31,6 +32,7 @@ pub struct Asset {
     /// When it was last seen.
     pub last_seen: DateTime<Utc>,
     /// When a sweep found it gone (and nothing has seen it since).
+    #[schema(required = true)]
     pub disappeared_at: Option<DateTime<Utc>>,
 }
 
@@ -69,12 +71,16 @@ pub struct Change {
     /// What happened.
     pub kind: ChangeKind,
     /// The attribute, relation or key concerned.
+    #[schema(required = true)]
     pub subject: Option<String>,
     /// The value before.
+    #[schema(required = true)]
     pub old: Option<serde_json::Value>,
     /// The value after.
+    #[schema(required = true)]
     pub new: Option<serde_json::Value>,
     /// The run whose result (or sweep) made it.
+    #[schema(required = true)]
     pub run_id: Option<i64>,
 }
 

@@ -56,8 +56,10 @@ pub struct Subscription {
     /// Failed attempts at the event after the cursor.
     pub attempts: u32,
     /// When the next attempt is due, after a failure.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the last attempt failed.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// Events delivered so far.
     pub delivered: u64,

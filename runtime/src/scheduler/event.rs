@@ -20,8 +20,10 @@ pub struct Event {
     /// What happened, e.g. `state`, `leased`, `expired`, `result`, `created`.
     pub kind: String,
     /// The state before, for state changes.
+    #[schema(required = true)]
     pub from: Option<State>,
     /// The state after, for state changes.
+    #[schema(required = true)]
     pub to: Option<State>,
     /// Details (JSON), e.g. the agent and attempt of a lease.
     pub detail: serde_json::Value,

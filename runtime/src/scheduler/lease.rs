@@ -188,5 +188,6 @@ pub struct HeartbeatAck {
     /// leased anew to another agent): the work may be finished and its result
     /// sent; a success is accepted once if it arrives before the part finishes.
     #[serde(default)]
+    #[schema(required = true)]
     pub superseded: Vec<LeaseRef>,
 }

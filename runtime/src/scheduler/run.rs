@@ -121,20 +121,24 @@ pub struct Run {
     /// Why it exists.
     pub cause: RunCause,
     /// For a re-run, the run it repeats.
+    #[schema(required = true)]
     pub rerun_of: Option<i64>,
     /// For a chained run, the upstream run whose end started it.
+    #[schema(required = true)]
     pub caused_by: Option<i64>,
     /// For a task with a selector, the targets it resolved to (none: the
     /// selector matched nothing, and the run finished at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected: Option<Vec<String>>,
     /// Why it failed, when `split` failed.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Its parts by state.
     pub parts: PartCounts,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// When it reached a terminal state.
+    #[schema(required = true)]
     pub ended_at: Option<DateTime<Utc>>,
 }
 
@@ -169,15 +173,20 @@ pub struct Part {
     /// Attempts so far (the current lease's fencing token).
     pub attempt: u32,
     /// The agent holding the current lease.
+    #[schema(required = true)]
     pub owner: Option<String>,
     /// The only agent that may take it (`each_agent` targeting).
+    #[schema(required = true)]
     pub pinned_agent: Option<String>,
     /// When the current lease expires.
+    #[schema(required = true)]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Not leased before this time (backoff after a failed attempt).
     pub available_at: DateTime<Utc>,
     /// Progress reported by the agent: done of total.
+    #[schema(required = true)]
     pub progress: Option<(u64, u64)>,
     /// The last error (failed attempt, expiry).
+    #[schema(required = true)]
     pub error: Option<String>,
 }

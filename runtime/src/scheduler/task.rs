@@ -180,6 +180,7 @@ pub struct Task {
     /// Its definition.
     pub spec: TaskSpec,
     /// When the recurrence sweep creates its next run, if ever.
+    #[schema(required = true)]
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Since when it follows the task its trigger names: upstream runs that
     /// ended earlier start nothing.
