@@ -100,7 +100,7 @@ fn concrete(template: &str) -> String {
         .join("/")
 }
 
-/// The body of the router's own "no such route" answer.
+/// The app's answer to `method path` without a token: status and body.
 async fn answer(state: &ApiState, method: &str, path: &str) -> (StatusCode, String) {
     let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
     let response = app(state.clone()).oneshot(request).await.unwrap();
