@@ -37,6 +37,9 @@ declare -A packages=(
     # The management UI's browser test: headless Chromium driven over WebDriver.
     [chromium]=chromium
     [chromedriver]=chromium-driver
+    # The OpenAPI document's check (scripts/openapi-check.sh): Node.js and npm
+    # run the linter, the TypeScript generator and the compiler it pins.
+    [npm]=npm
 )
 # Packages that install no command: a path each provides -> package.
 declare -A package_paths=()

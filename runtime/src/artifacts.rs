@@ -30,7 +30,7 @@ pub const MAX_ARTIFACT_BYTES: u64 = 512 << 20;
 const TEMP_PREFIX: &str = ".upload-";
 
 /// What the store knows of one artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArtifactInfo {
     /// The sha256 of its bytes: its name.
     pub sha256: String,

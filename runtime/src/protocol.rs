@@ -39,7 +39,7 @@
 //! | `POST /api/v1/runs/{id}/suspend`, `/resume`, `/cancel` | | [`Run`] |
 //! | `POST /api/v1/runs/{id}/rerun` | [`RerunRequest`] | [`Run`] |
 //! | `GET /api/v1/runs/{id}/processing` | | `[ProcessingFailure]` |
-//! | `POST /api/v1/runs/{id}/reprocess` | | `{"retried": n}` |
+//! | `POST /api/v1/runs/{id}/reprocess` | | [`Reprocessed`] |
 //! | `GET /api/v1/assets?kind=&cidr=&attr=&seen_since=&not_seen_since=&q=&after=&limit=` | | [`AssetPage`] |
 //! | `GET /api/v1/assets/{id}` | | [`AssetDetail`] |
 //! | `GET /api/v1/assets/{id}/glpi` | | GLPI's native inventory document |
@@ -68,7 +68,7 @@ pub use crate::scheduler::{
 pub const API_PREFIX: &str = "/api/v1";
 
 /// What registration answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Registered {
     /// The agent's id.
     pub agent_id: i64,
@@ -82,7 +82,7 @@ pub struct Registered {
 }
 
 /// A lease request: wait up to `wait_ms` for a part (long-poll).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseRequest {
     /// How long to wait for work before answering 204, in milliseconds
     /// (capped by the daemon).
@@ -91,7 +91,7 @@ pub struct LeaseRequest {
 }
 
 /// A heartbeat: the leases the agent still works on.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatRequest {
     /// Leases in progress.
     #[serde(default)]
@@ -99,7 +99,10 @@ pub struct HeartbeatRequest {
 }
 
 /// The query of `POST /api/v1/agent/results`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams,
+)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// Once the result is applied, lease this agent's next part (without
     /// waiting) and answer it with the acknowledgement: one round trip, and
@@ -109,7 +112,7 @@ pub struct ResultQuery {
 }
 
 /// What a result answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ResultAnswer {
     /// What the daemon did with it; every variant means "delivered, drop it
     /// from the spool".
@@ -121,7 +124,7 @@ pub struct ResultAnswer {
 }
 
 /// What a plugin upload answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginUploaded {
     /// The stored record (sha256, name, version, manifest).
     #[serde(flatten)]
@@ -131,7 +134,7 @@ pub struct PluginUploaded {
 }
 
 /// The body of task create and edit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskInput {
     /// The definition.
@@ -142,27 +145,29 @@ pub struct TaskInput {
 }
 
 /// A task as listed: the task and its latest run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     /// The task (secrets never included).
     #[serde(flatten)]
     pub task: Task,
     /// Its newest run, if any.
+    #[schema(required = true)]
     pub latest_run: Option<Run>,
 }
 
 /// A task's place in its chain: the task it follows and those that follow
 /// it, each with its newest run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChainView {
     /// The task it follows.
+    #[schema(required = true)]
     pub upstream: Option<TaskView>,
     /// The tasks that follow it.
     pub downstream: Vec<TaskView>,
 }
 
 /// A new webhook subscription, with its signing secret (shown this once).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookCreated {
     /// The subscription.
     pub subscription: crate::notify::Subscription,
@@ -171,7 +176,7 @@ pub struct WebhookCreated {
 }
 
 /// A re-run request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RerunRequest {
     /// Only the failed and canceled parts.
     #[serde(default)]
@@ -179,7 +184,7 @@ pub struct RerunRequest {
 }
 
 /// The results of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunResults {
     /// The run.
     pub run: Run,
@@ -189,25 +194,27 @@ pub struct RunResults {
 }
 
 /// A page of assets, and the cursor of the next one (`after=`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetPage {
     /// The assets, by id.
     pub assets: Vec<Asset>,
     /// Set when the page is full: ask again with `after=` this.
+    #[schema(required = true)]
     pub next: Option<i64>,
 }
 
 /// A page of inventory changes, and the cursor of the next one (`after=`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangePage {
     /// The changes, in the order they were recorded.
     pub changes: Vec<Change>,
     /// Set when the page is full: ask again with `after=` this.
+    #[schema(required = true)]
     pub next: Option<i64>,
 }
 
 /// A run's results whose processing (its plugin's stage) failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProcessingFailure {
     /// The part.
     pub part_id: i64,
@@ -217,15 +224,22 @@ pub struct ProcessingFailure {
     pub reason: String,
 }
 
+/// What reprocessing a run answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reprocessed {
+    /// How many results are processed again.
+    pub retried: u64,
+}
+
 /// The error body of every 4xx and 5xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// An error: a stable code for programs and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable, e.g. `invalid_params`, `not_found`, `unauthorized`.
     pub code: String,

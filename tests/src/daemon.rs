@@ -4,12 +4,15 @@
 //! Every end-to-end test that needs the daemon starts one with
 //! [`Daemon::start`] (or [`DaemonBuilder`] for extra flags); it is killed when
 //! dropped. Its data directory is a temporary directory unless the test gives
-//! one (to restart a daemon on the same data).
+//! one (to restart a daemon on the same data). Every answer [`Daemon::request`]
+//! gets is checked against the daemon's OpenAPI document ([`Contract`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::contract::{Contract, Exchange};
 use crate::jobstack_bin;
 
 /// The admin token every test daemon is started with.
@@ -96,7 +99,7 @@ impl DaemonBuilder {
         let mut child = command.spawn().expect("start jobstack serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let url = wait_for_listening(stdout, &mut child);
-        Daemon { child: Some(child), url, data_dir, _tmp: tmp }
+        Daemon { child: Some(child), url, data_dir, contract: OnceLock::new(), _tmp: tmp }
     }
 }
 
@@ -115,6 +118,8 @@ pub struct Daemon {
     pub url: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its OpenAPI document, fetched at the first request.
+    contract: OnceLock<Contract>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -200,8 +205,31 @@ impl Daemon {
             Err(e) => panic!("{method} {url}: {e}"),
         };
         let status = response.status();
+        let content_type = response.header("content-type").map(String::from);
         let text = response.into_string().unwrap_or_default();
+        let root_path = url.strip_prefix(&self.url).unwrap_or(&url);
+        self.contract().check(&Exchange {
+            method,
+            path: root_path,
+            status,
+            content_type: content_type.as_deref(),
+            body: &text,
+        });
         Answer { status, text }
+    }
+
+    /// The daemon's OpenAPI document, as the contract its answers keep.
+    pub fn contract(&self) -> &Contract {
+        self.contract.get_or_init(|| {
+            let url = format!("{}/api/v1/openapi.json", self.url);
+            let document = ureq::get(&url)
+                .timeout(Duration::from_secs(60))
+                .call()
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+                .into_json()
+                .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"));
+            Contract::new(document)
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 //! run; a missing one fails the test with the command that builds it.
 
 pub mod agent;
+pub mod contract;
 pub mod daemon;
 pub mod postgres;
 pub mod proxy;

@@ -19,8 +19,18 @@ use crate::protocol::{
     TaskInput, TaskView,
 };
 
-/// `POST /api/v1/plugins`: the body is the component. Validated, compiled,
-/// manifest read; the same bytes twice answer 200 with `created: false`.
+/// Upload a plugin component (the body is the `.wasm` file).
+///
+/// Validated, compiled, manifest read; the same bytes twice answer 200 with
+/// `created: false`.
+#[utoipa::path(
+    post, path = "/plugins", tag = "plugins", security(("adminToken" = [])),
+    request_body(content = [u8], content_type = "application/wasm", description = "The component"),
+    responses(
+        (status = 201, description = "Stored", body = PluginUploaded),
+        (status = 200, description = "Already stored", body = PluginUploaded),
+    ),
+)]
 pub async fn upload_plugin(
     State(state): State<ApiState>, _: Admin, body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<PluginUploaded>)> {
@@ -52,8 +62,20 @@ pub async fn upload_plugin(
     Ok((status, Json(PluginUploaded { plugin: stored, created })))
 }
 
-/// `POST /api/v1/plugins/{name}/{version}/retire`: no new run uses the
-/// version; refused (409) while something still does.
+/// Retire a plugin version: no new run uses it.
+///
+/// Refused (409) while a run that has not ended uses it, or a task would have
+/// no version left to run. The version is marked, not deleted; uploading the
+/// same file again puts it back in service.
+#[utoipa::path(
+    post, path = "/plugins/{name}/{version}/retire", tag = "plugins",
+    security(("adminToken" = [])),
+    params(
+        ("name" = String, Path, description = "The plugin's name"),
+        ("version" = String, Path, description = "The version to retire"),
+    ),
+    responses((status = 200, description = "The version, retired", body = PluginRecord)),
+)]
 pub async fn retire_plugin(
     State(state): State<ApiState>, _: Admin, Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<PluginRecord>> {
@@ -67,7 +89,11 @@ pub async fn retire_plugin(
     Ok(Json(record))
 }
 
-/// `GET /api/v1/plugins`.
+/// List the plugins and their versions.
+#[utoipa::path(
+    get, path = "/plugins", tag = "plugins", security(("adminToken" = [])),
+    responses((status = 200, description = "The plugins", body = Vec<PluginRecord>)),
+)]
 pub async fn list_plugins(
     State(state): State<ApiState>, _: Admin,
 ) -> ApiResult<Json<Vec<PluginRecord>>> {
@@ -89,7 +115,11 @@ async fn view(state: &ApiState, task: Task) -> ApiResult<TaskView> {
     Ok(TaskView { task, latest_run })
 }
 
-/// `POST /api/v1/tasks`.
+/// Create a task.
+#[utoipa::path(
+    post, path = "/tasks", tag = "tasks", security(("adminToken" = [])), request_body = TaskInput,
+    responses((status = 201, description = "Created", body = Task)),
+)]
 pub async fn create_task(
     State(state): State<ApiState>, _: Admin, body: Result<Json<TaskInput>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
@@ -102,7 +132,11 @@ pub async fn create_task(
     Ok((StatusCode::CREATED, Json(task)))
 }
 
-/// `PUT /api/v1/tasks/{id or name}`.
+/// Edit a task; runs already created keep their snapshot.
+#[utoipa::path(
+    put, path = "/tasks/{task}", tag = "tasks", security(("adminToken" = [])), params(("task" = String, Path, description = "The task's id or name")), request_body = TaskInput,
+    responses((status = 200, description = "Edited", body = Task)),
+)]
 pub async fn edit_task(
     State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
     body: Result<Json<TaskInput>, JsonRejection>,
@@ -116,7 +150,11 @@ pub async fn edit_task(
     Ok(Json(updated))
 }
 
-/// `GET /api/v1/tasks`.
+/// List the tasks with their latest run.
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks", security(("adminToken" = [])),
+    responses((status = 200, description = "The tasks", body = Vec<TaskView>)),
+)]
 pub async fn list_tasks(State(state): State<ApiState>, _: Admin) -> ApiResult<Json<Vec<TaskView>>> {
     let mut views = Vec::new();
     for task in state.scheduler.store().tasks().await? {
@@ -125,7 +163,11 @@ pub async fn list_tasks(State(state): State<ApiState>, _: Admin) -> ApiResult<Js
     Ok(Json(views))
 }
 
-/// `GET /api/v1/tasks/{id or name}`.
+/// Show a task (by id or name) with its latest run.
+#[utoipa::path(
+    get, path = "/tasks/{task}", tag = "tasks", security(("adminToken" = [])), params(("task" = String, Path, description = "The task's id or name")),
+    responses((status = 200, description = "The task", body = TaskView)),
+)]
 pub async fn show_task(
     State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
@@ -133,8 +175,11 @@ pub async fn show_task(
     Ok(Json(view(&state, task).await?))
 }
 
-/// `GET /api/v1/tasks/{id or name}/chain`: the task it follows and those
-/// that follow it, each with its newest run.
+/// The task it follows and those that follow it, each with its newest run.
+#[utoipa::path(
+    get, path = "/tasks/{task}/chain", tag = "tasks", security(("adminToken" = [])), params(("task" = String, Path, description = "The task's id or name")),
+    responses((status = 200, description = "The chain", body = ChainView)),
+)]
 pub async fn task_chain(
     State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<Json<ChainView>> {
@@ -156,7 +201,11 @@ pub async fn task_chain(
     Ok(Json(ChainView { upstream, downstream }))
 }
 
-/// `POST /api/v1/tasks/{id or name}/run`: force-run.
+/// Force a run above every priority.
+#[utoipa::path(
+    post, path = "/tasks/{task}/run", tag = "tasks", security(("adminToken" = [])), params(("task" = String, Path, description = "The task's id or name")),
+    responses((status = 201, description = "The new run", body = Run)),
+)]
 pub async fn force_run(
     State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
@@ -164,7 +213,11 @@ pub async fn force_run(
     Ok((StatusCode::CREATED, Json(state.scheduler.force_run(&task).await?)))
 }
 
-/// `GET /api/v1/tasks/{id or name}/results`: the latest run's results.
+/// The results of the task's latest run.
+#[utoipa::path(
+    get, path = "/tasks/{task}/results", tag = "tasks", security(("adminToken" = [])), params(("task" = String, Path, description = "The task's id or name")),
+    responses((status = 200, description = "The run and its results", body = RunResults)),
+)]
 pub async fn task_results(
     State(state): State<ApiState>, _: Admin, Path(key): Path<String>,
 ) -> ApiResult<Json<RunResults>> {
@@ -182,12 +235,18 @@ pub async fn task_results(
 }
 
 /// Query of `GET /api/v1/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
+    /// Only this task's runs (its id or name).
     task: Option<String>,
 }
 
-/// `GET /api/v1/runs?task=`.
+/// List the runs, newest first.
+#[utoipa::path(
+    get, path = "/runs", tag = "runs", security(("adminToken" = [])), params(RunsQuery),
+    responses((status = 200, description = "The runs", body = Vec<Run>)),
+)]
 pub async fn list_runs(
     State(state): State<ApiState>, _: Admin,
     query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
@@ -209,14 +268,22 @@ async fn find_run(state: &ApiState, id: i64) -> ApiResult<Run> {
         .ok_or_else(|| ApiError::NotFound(format!("run {id} not found")))
 }
 
-/// `GET /api/v1/runs/{id}`.
+/// Show a run.
+#[utoipa::path(
+    get, path = "/runs/{run}", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = Run)),
+)]
 pub async fn show_run(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(find_run(&state, id).await?))
 }
 
-/// `GET /api/v1/runs/{id}/parts`.
+/// The run's parts with owners, attempts, progress and errors.
+#[utoipa::path(
+    get, path = "/runs/{run}/parts", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The parts", body = Vec<Part>)),
+)]
 pub async fn run_parts(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<Part>>> {
@@ -224,7 +291,11 @@ pub async fn run_parts(
     Ok(Json(state.scheduler.parts(id).await?))
 }
 
-/// `GET /api/v1/runs/{id}/results`.
+/// The results of a run.
+#[utoipa::path(
+    get, path = "/runs/{run}/results", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run and its results", body = RunResults)),
+)]
 pub async fn run_results(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<RunResults>> {
@@ -233,28 +304,45 @@ pub async fn run_results(
     Ok(Json(RunResults { run, results }))
 }
 
-/// `POST /api/v1/runs/{id}/suspend`.
+/// Suspend a run.
+#[utoipa::path(
+    post, path = "/runs/{run}/suspend", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = Run)),
+)]
 pub async fn suspend_run(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.suspend(id).await?))
 }
 
-/// `POST /api/v1/runs/{id}/resume`.
+/// Resume a suspended run.
+#[utoipa::path(
+    post, path = "/runs/{run}/resume", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = Run)),
+)]
 pub async fn resume_run(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.resume(id).await?))
 }
 
-/// `POST /api/v1/runs/{id}/cancel`.
+/// Cancel a run.
+#[utoipa::path(
+    post, path = "/runs/{run}/cancel", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = Run)),
+)]
 pub async fn cancel_run(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(state.scheduler.cancel(id).await?))
 }
 
-/// `POST /api/v1/runs/{id}/rerun`.
+/// Run a run again, or only its failed parts.
+#[utoipa::path(
+    post, path = "/runs/{run}/rerun", tag = "runs", security(("adminToken" = [])), params(("run" = i64, Path, description = "The run's id")),
+    request_body(content = Option<RerunRequest>, description = "Which parts; may be empty"),
+    responses((status = 201, description = "The new run", body = Run)),
+)]
 pub async fn rerun(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>, body: Option<Json<RerunRequest>>,
 ) -> ApiResult<(StatusCode, Json<Run>)> {
@@ -262,7 +350,11 @@ pub async fn rerun(
     Ok((StatusCode::CREATED, Json(state.scheduler.rerun(id, request.failed_only).await?)))
 }
 
-/// `GET /api/v1/agents`.
+/// List the agents (`down_since`: the monitor finds one down).
+#[utoipa::path(
+    get, path = "/agents", tag = "agents", security(("adminToken" = [])),
+    responses((status = 200, description = "The agents", body = Vec<Agent>)),
+)]
 pub async fn list_agents(State(state): State<ApiState>, _: Admin) -> ApiResult<Json<Vec<Agent>>> {
     Ok(Json(state.scheduler.store().agents().await?))
 }

@@ -17,15 +17,20 @@ use super::state::{LEASE_RECHECK, MAX_LEASE_WAIT};
 use crate::engine::Sha256;
 use crate::module_catalog::CatalogError;
 use crate::protocol::{
-    AgentRegistration, HeartbeatAck, HeartbeatRequest, LeaseRequest, ProgressReport, Registered,
-    ResultAnswer, ResultQuery, Submission,
+    AgentRegistration, HeartbeatAck, HeartbeatRequest, Lease, LeaseRequest, ProgressReport,
+    Registered, ResultAnswer, ResultQuery, Submission,
 };
 use crate::scheduler::LOCAL_AGENT_NAME;
 
 /// The longest agent name: a host name is at most 253 characters.
 const MAX_AGENT_NAME: usize = 253;
 
-/// `POST /api/v1/agent/register`.
+/// Register an agent; answers its token (shown once).
+#[utoipa::path(
+    post, path = "/agent/register", tag = "agent", security(("enrollmentSecret" = [])),
+    request_body = AgentRegistration,
+    responses((status = 200, description = "Registered", body = Registered)),
+)]
 pub async fn register(
     State(state): State<ApiState>, _: Enrollment,
     body: Result<Json<AgentRegistration>, axum::extract::rejection::JsonRejection>,
@@ -60,8 +65,18 @@ pub async fn register(
     }))
 }
 
-/// `POST /api/v1/agent/lease`: a part (200) or, after waiting up to `wait_ms`
-/// for work, nothing (204). New or forced work wakes the wait at once.
+/// Lease a part (long-poll).
+///
+/// A part (200) or, after waiting up to `wait_ms` for work, nothing (204).
+/// New or forced work wakes the wait at once. The body may be empty.
+#[utoipa::path(
+    post, path = "/agent/lease", tag = "agent", security(("agentToken" = [])),
+    request_body(content = Option<LeaseRequest>, description = "How long to wait; may be empty"),
+    responses(
+        (status = 200, description = "A part to run", body = Lease),
+        (status = 204, description = "No work came within the wait"),
+    ),
+)]
 pub async fn lease(
     State(state): State<ApiState>, AgentCaller(agent): AgentCaller, body: axum::body::Bytes,
 ) -> ApiResult<Response> {
@@ -83,7 +98,12 @@ pub async fn lease(
     }
 }
 
-/// `POST /api/v1/agent/heartbeat`.
+/// Extend the leases in progress; lists the revoked and superseded ones.
+#[utoipa::path(
+    post, path = "/agent/heartbeat", tag = "agent", security(("agentToken" = [])),
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "What became of each lease", body = HeartbeatAck)),
+)]
 pub async fn heartbeat(
     State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     body: Result<Json<HeartbeatRequest>, axum::extract::rejection::JsonRejection>,
@@ -92,7 +112,12 @@ pub async fn heartbeat(
     Ok(Json(state.scheduler.heartbeat(&agent, &request.leases).await?))
 }
 
-/// `POST /api/v1/agent/progress`.
+/// Report the progress of a leased part.
+#[utoipa::path(
+    post, path = "/agent/progress", tag = "agent", security(("agentToken" = [])),
+    request_body = ProgressReport,
+    responses((status = 204, description = "Recorded")),
+)]
 pub async fn progress(
     State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     body: Result<Json<ProgressReport>, axum::extract::rejection::JsonRejection>,
@@ -102,8 +127,15 @@ pub async fn progress(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/agent/results`: applied under the fencing rule, durable
-/// before the answer; with `?lease_next=true`, the agent's next lease too.
+/// Send the result of a leased part (naming its attempt).
+///
+/// Applied under the fencing rule, durable before the answer; with
+/// `?lease_next=true`, the answer carries the agent's next lease too, if any.
+#[utoipa::path(
+    post, path = "/agent/results", tag = "agent", operation_id = "send_result",
+    security(("agentToken" = [])), params(ResultQuery), request_body = Submission,
+    responses((status = 200, description = "Delivered", body = ResultAnswer)),
+)]
 pub async fn result(
     State(state): State<ApiState>, AgentCaller(agent): AgentCaller,
     query: Result<Query<ResultQuery>, axum::extract::rejection::QueryRejection>,
@@ -147,7 +179,13 @@ pub async fn result(
     Ok(Json(ResultAnswer { ack, lease }))
 }
 
-/// `GET /api/v1/agent/modules/{sha256}`: a plugin module the daemon knows.
+/// Download a plugin module by sha256.
+#[utoipa::path(
+    get, path = "/agent/modules/{sha256}", tag = "agent", operation_id = "download_module",
+    security(("agentToken" = [])),
+    params(("sha256" = String, Path, description = "The module's sha256 (64 hex digits)")),
+    responses((status = 200, description = "The module", body = [u8], content_type = "application/wasm")),
+)]
 pub async fn module(
     State(state): State<ApiState>, AgentCaller(_agent): AgentCaller, Path(sha): Path<String>,
 ) -> ApiResult<Response> {

@@ -45,8 +45,17 @@ fn parse_sha(text: &str) -> ApiResult<Sha256> {
     })
 }
 
-/// `POST /api/v1/artifacts`: the body is the file. Answers 201 with what was
-/// stored, or 200 when the same bytes were already there.
+/// Upload an artifact (the body is the file, at most 512 MiB).
+///
+/// Answers 201 with what was stored, or 200 when the same bytes were already there.
+#[utoipa::path(
+    post, path = "/artifacts", tag = "artifacts", security(("adminToken" = [])),
+    request_body(content = [u8], content_type = "application/octet-stream", description = "The file"),
+    responses(
+        (status = 201, description = "Stored", body = ArtifactInfo),
+        (status = 200, description = "Already stored", body = ArtifactInfo),
+    ),
+)]
 pub async fn upload_artifact(
     State(state): State<ApiState>, _: Admin, headers: HeaderMap, body: Body,
 ) -> ApiResult<(StatusCode, Json<ArtifactInfo>)> {
@@ -62,15 +71,23 @@ pub async fn upload_artifact(
     Ok((status, Json(info)))
 }
 
-/// `GET /api/v1/artifacts`: every stored artifact, oldest first.
+/// List the stored artifacts, oldest first.
+#[utoipa::path(
+    get, path = "/artifacts", tag = "artifacts", security(("adminToken" = [])),
+    responses((status = 200, description = "The artifacts", body = Vec<ArtifactInfo>)),
+)]
 pub async fn list_artifacts(
     State(state): State<ApiState>, _: Admin,
 ) -> ApiResult<Json<Vec<ArtifactInfo>>> {
     Ok(Json(state.artifacts.list().await.map_err(ArtifactError::Io)?))
 }
 
-/// `GET /api/v1/agent/artifacts/{sha256}`: the file, streamed. The agent
-/// verifies the sha256 of what it receives.
+/// Download an artifact by sha256 (streamed; the agent verifies the hash).
+#[utoipa::path(
+    get, path = "/agent/artifacts/{sha256}", tag = "agent", security(("agentToken" = [])),
+    params(("sha256" = String, Path, description = "The artifact's sha256 (64 hex digits)")),
+    responses((status = 200, description = "The file", body = [u8], content_type = "application/octet-stream")),
+)]
 pub async fn download_artifact(
     State(state): State<ApiState>, AgentCaller(_agent): AgentCaller, Path(sha): Path<String>,
 ) -> ApiResult<Response> {

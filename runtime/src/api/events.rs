@@ -21,13 +21,25 @@ const POLL: Duration = Duration::from_millis(250);
 const BATCH: u32 = 500;
 
 /// Query of the events stream.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Start after this event id (default: only new events).
     after: Option<i64>,
 }
 
-/// The stream.
+/// Server-sent events of every state change.
+///
+/// One event per change (named `<entity>.<kind>`, data: an `Event`), from
+/// after event `after` (default: only new ones; `Last-Event-ID` too).
+#[utoipa::path(
+    get, path = "/events", tag = "events", security(("adminToken" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Start after this event id (reconnection)"),
+    ),
+    responses((status = 200, description = "The stream", body = String, content_type = "text/event-stream")),
+)]
 pub async fn stream_events(
     State(state): State<ApiState>, _: Admin, headers: HeaderMap,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,

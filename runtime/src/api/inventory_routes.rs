@@ -16,10 +16,24 @@ use super::error::{ApiError, ApiResult};
 use super::events;
 use crate::inventory::view::MAX_PAGE;
 use crate::inventory::{AssetQuery, Change, ChangeQuery, glpi};
-use crate::protocol::{AssetDetail, AssetPage, ChangePage, ProcessingFailure};
+use crate::protocol::{AssetDetail, AssetPage, ChangePage, ProcessingFailure, Reprocessed};
 
-/// `GET /api/v1/assets`: filtered (`kind`, `cidr`, `attr`, `seen_since`,
-/// `not_seen_since`, `q`), one page at a time (`after`, `limit`).
+/// List inventory assets, filtered, one page at a time.
+#[utoipa::path(
+    get, path = "/assets", tag = "inventory", security(("adminToken" = [])),
+    params(
+        ("kind" = Option<String>, Query, description = "Assets of this kind, e.g. `host`"),
+        ("cidr" = Option<String>, Query, description = "With an address in this network"),
+        ("attr" = Option<Vec<String>>, Query, explode,
+            description = "Attribute predicates (repeatable): `name=value`, `name~text`, `name^=text`, `name[]=value`"),
+        ("seen_since" = Option<String>, Query, description = "Seen since: a time (RFC 3339) or a duration ago (`7d`)"),
+        ("not_seen_since" = Option<String>, Query, description = "Not seen since: a time (RFC 3339) or a duration ago"),
+        ("q" = Option<String>, Query, description = "Whose name or a key contains this text"),
+        ("after" = Option<i64>, Query, description = "The cursor: after this asset id"),
+        ("limit" = Option<u32>, Query, description = "At most this many (up to 1000)"),
+    ),
+    responses((status = 200, description = "A page of assets", body = AssetPage)),
+)]
 pub async fn list_assets(
     State(state): State<ApiState>, _: Admin, Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<AssetPage>> {
@@ -29,7 +43,12 @@ pub async fn list_assets(
     Ok(Json(AssetPage { assets, next }))
 }
 
-/// `GET /api/v1/assets/{id}`: the asset with its sources, relations and history.
+/// An asset with its attributes' sources, relations and history.
+#[utoipa::path(
+    get, path = "/assets/{id}", tag = "inventory", security(("adminToken" = [])),
+    params(("id" = i64, Path, description = "The asset's id")),
+    responses((status = 200, description = "The asset", body = AssetDetail)),
+)]
 pub async fn show_asset(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<AssetDetail>> {
@@ -37,8 +56,12 @@ pub async fn show_asset(
     Ok(Json(asset.ok_or_else(|| ApiError::NotFound(format!("asset {id} not found")))?))
 }
 
-/// `GET /api/v1/assets/{id}/glpi`: the asset as GLPI's native inventory
-/// document, with its interfaces or VMs.
+/// The asset as GLPI's native inventory document, with its interfaces or VMs.
+#[utoipa::path(
+    get, path = "/assets/{id}/glpi", tag = "inventory", security(("adminToken" = [])),
+    params(("id" = i64, Path, description = "The asset's id")),
+    responses((status = 200, description = "GLPI's native inventory document (its own JSON Schema)", body = Object)),
+)]
 pub async fn asset_glpi(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -63,8 +86,18 @@ pub async fn asset_glpi(
     Ok(Json(document))
 }
 
-/// `GET /api/v1/changes`: the inventory's changes (`asset`, `run`, `since`),
-/// oldest first, one page at a time (`after`, `limit`).
+/// List inventory changes, oldest first, one page at a time.
+#[utoipa::path(
+    get, path = "/changes", tag = "inventory", security(("adminToken" = [])),
+    params(
+        ("asset" = Option<i64>, Query, description = "Of this asset"),
+        ("run" = Option<i64>, Query, description = "Made by this run"),
+        ("since" = Option<String>, Query, description = "Recorded since: a time (RFC 3339) or a duration ago (`1d`)"),
+        ("after" = Option<i64>, Query, description = "The cursor: after this change id"),
+        ("limit" = Option<u32>, Query, description = "At most this many (up to 1000)"),
+    ),
+    responses((status = 200, description = "A page of changes", body = ChangePage)),
+)]
 pub async fn list_changes(
     State(state): State<ApiState>, _: Admin, Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<ChangePage>> {
@@ -74,9 +107,19 @@ pub async fn list_changes(
     Ok(Json(ChangePage { changes, next }))
 }
 
-/// `GET /api/v1/changes/stream?after=ID`: the inventory's changes as
-/// server-sent events (`asset.<kind>`), from after change `ID` (default: only
-/// new ones; `Last-Event-ID` too), so a client that reconnects misses none.
+/// Inventory changes as server-sent events.
+///
+/// One event per change (named `asset.<kind>`, data: a `Change`), from after
+/// change `after` (default: only new ones; `Last-Event-ID` too), so a client
+/// that reconnects misses none.
+#[utoipa::path(
+    get, path = "/changes/stream", tag = "inventory", security(("adminToken" = [])),
+    params(
+        ("after" = Option<i64>, Query, description = "Start after this change id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Start after this change id (reconnection)"),
+    ),
+    responses((status = 200, description = "The stream", body = String, content_type = "text/event-stream")),
+)]
 pub async fn stream_changes(
     State(state): State<ApiState>, _: Admin, headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
@@ -116,7 +159,12 @@ async fn newest_change(state: &ApiState) -> ApiResult<i64> {
     }
 }
 
-/// `GET /api/v1/runs/{run}/processing`: the run's results whose stage failed.
+/// The run's results whose processing (the plugin's stage) failed, with the reason.
+#[utoipa::path(
+    get, path = "/runs/{run}/processing", tag = "inventory", security(("adminToken" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The failures", body = Vec<ProcessingFailure>)),
+)]
 pub async fn processing_failures(
     State(state): State<ApiState>, _: Admin, Path(run_id): Path<i64>,
 ) -> ApiResult<Json<Vec<ProcessingFailure>>> {
@@ -130,14 +178,18 @@ pub async fn processing_failures(
     ))
 }
 
-/// `POST /api/v1/runs/{run}/reprocess`: the run's failed processing waits
-/// again; answers how many results.
+/// Process the run's failed results again; answers how many.
+#[utoipa::path(
+    post, path = "/runs/{run}/reprocess", tag = "inventory", security(("adminToken" = [])),
+    params(("run" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "How many results wait again", body = Reprocessed)),
+)]
 pub async fn reprocess(
     State(state): State<ApiState>, _: Admin, Path(run_id): Path<i64>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Reprocessed>> {
     state.scheduler.store().existing_run(run_id).await?;
     let retried = state.inventory.retry_processing(run_id).await?;
-    Ok(Json(serde_json::json!({ "retried": retried })))
+    Ok(Json(Reprocessed { retried }))
 }
 
 fn invalid(reason: String) -> ApiError {

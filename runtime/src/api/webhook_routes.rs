@@ -14,13 +14,22 @@ use crate::notify::delivery::ResendError;
 use crate::notify::{DeadLetter, NewSubscription, Subscription};
 use crate::protocol::WebhookCreated;
 
-/// `GET /api/v1/webhooks`: every subscription, with how far its delivery got.
+/// List the webhook subscriptions, with how far delivery got.
+#[utoipa::path(
+    get, path = "/webhooks", tag = "webhooks", operation_id = "list_webhooks",
+    security(("adminToken" = [])),
+    responses((status = 200, description = "The subscriptions", body = Vec<Subscription>)),
+)]
 pub async fn list(State(state): State<ApiState>, _: Admin) -> ApiResult<Json<Vec<Subscription>>> {
     Ok(Json(state.webhooks.outbox.subscriptions().await?))
 }
 
-/// `POST /api/v1/webhooks`: subscribe a URL on an allowed host to event
-/// kinds; answers the signing secret, once.
+/// Subscribe a URL on an allowed host to event kinds; answers the signing secret once.
+#[utoipa::path(
+    post, path = "/webhooks", tag = "webhooks", operation_id = "create_webhook",
+    security(("adminToken" = [])), request_body = NewSubscription,
+    responses((status = 201, description = "Subscribed", body = WebhookCreated)),
+)]
 pub async fn create(
     State(state): State<ApiState>, _: Admin,
     body: Result<Json<NewSubscription>, axum::extract::rejection::JsonRejection>,
@@ -36,7 +45,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WebhookCreated { subscription, secret })))
 }
 
-/// `DELETE /api/v1/webhooks/{id}`: unsubscribe (its dead letters go too).
+/// Delete a subscription and its dead letters.
+#[utoipa::path(
+    delete, path = "/webhooks/{id}", tag = "webhooks", operation_id = "delete_webhook",
+    security(("adminToken" = [])),
+    params(("id" = i64, Path, description = "The subscription's id")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub async fn delete(
     State(state): State<ApiState>, _: Admin, Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
@@ -48,14 +63,20 @@ pub async fn delete(
 }
 
 /// The filter of a dead-letter listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
     /// Of this subscription only.
     subscription: Option<i64>,
 }
 
-/// `GET /api/v1/webhooks/dead-letters`: the events delivery gave up on.
+/// List the events delivery gave up on.
+#[utoipa::path(
+    get, path = "/webhooks/dead-letters", tag = "webhooks", operation_id = "list_dead_letters",
+    security(("adminToken" = [])), params(DeadLetterQuery),
+    responses((status = 200, description = "The dead letters", body = Vec<DeadLetter>)),
+)]
 pub async fn dead_letters(
     State(state): State<ApiState>, _: Admin,
     query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
@@ -64,8 +85,18 @@ pub async fn dead_letters(
     Ok(Json(state.webhooks.outbox.dead_letters(query.subscription).await?))
 }
 
-/// `POST /api/v1/webhooks/{id}/dead-letters/{event}/resend`: post it again
-/// now; forgotten once delivered, kept (502) when refused again.
+/// Post a dead letter again now.
+///
+/// Forgotten once delivered; kept, and answered 502, when refused again.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/dead-letters/{event}/resend", tag = "webhooks",
+    operation_id = "resend_dead_letter", security(("adminToken" = [])),
+    params(
+        ("id" = i64, Path, description = "The subscription's id"),
+        ("event" = i64, Path, description = "The outbox event's id"),
+    ),
+    responses((status = 204, description = "Delivered")),
+)]
 pub async fn resend(
     State(state): State<ApiState>, _: Admin, Path((id, event)): Path<(i64, i64)>,
 ) -> ApiResult<StatusCode> {

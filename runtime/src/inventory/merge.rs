@@ -54,7 +54,7 @@ pub fn family(kind: &str) -> &str {
 
 /// Where an observation came from (and, in the inventory's answers, where
 /// an attribute's value came from).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Source {
     /// The plugin's name.
     pub plugin: String,
@@ -94,7 +94,7 @@ pub struct AssetState {
 }
 
 /// What happened to an asset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     /// First seen.

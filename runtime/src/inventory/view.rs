@@ -14,13 +14,14 @@ use crate::scheduler::targeting::AddressSpan;
 pub const MAX_PAGE: u32 = 1_000;
 
 /// An asset as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Asset {
     /// Its id.
     pub id: i64,
     /// Its kind.
     pub kind: String,
     /// Its name for people.
+    #[schema(required = true)]
     pub name: Option<String>,
     /// Its keys: `{"ip": ["10.0.0.5"], "mac": [...]}`.
     pub keys: BTreeMap<String, Vec<String>>,
@@ -31,11 +32,12 @@ pub struct Asset {
     /// When it was last seen.
     pub last_seen: DateTime<Utc>,
     /// When a sweep found it gone (and nothing has seen it since).
+    #[schema(required = true)]
     pub disappeared_at: Option<DateTime<Utc>>,
 }
 
 /// Where an attribute's value came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Provenance {
     /// The attribute.
     pub attribute: String,
@@ -45,7 +47,7 @@ pub struct Provenance {
 }
 
 /// A relation between two assets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Relation {
     /// `runs_on`, `part_of`, …
     pub relation: String,
@@ -58,7 +60,7 @@ pub struct Relation {
 }
 
 /// One change of one asset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// Its id: changes are listed in this order.
     pub id: i64,
@@ -69,17 +71,21 @@ pub struct Change {
     /// What happened.
     pub kind: ChangeKind,
     /// The attribute, relation or key concerned.
+    #[schema(required = true)]
     pub subject: Option<String>,
     /// The value before.
+    #[schema(required = true)]
     pub old: Option<serde_json::Value>,
     /// The value after.
+    #[schema(required = true)]
     pub new: Option<serde_json::Value>,
     /// The run whose result (or sweep) made it.
+    #[schema(required = true)]
     pub run_id: Option<i64>,
 }
 
 /// An asset with everything known of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AssetDetail {
     /// The asset.
     #[serde(flatten)]

@@ -7,7 +7,19 @@ use crate::inventory::{Change, ChangeKind};
 use crate::scheduler::{Event, State};
 
 /// A kind of event delivered to webhooks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum EventKind {
     /// A run finished.
     #[serde(rename = "run.finished")]

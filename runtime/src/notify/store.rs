@@ -21,7 +21,7 @@ pub struct FeedPosition {
 }
 
 /// One event in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutboxEvent {
     /// Its id: the order of delivery, and the receiver's idempotency key.
     pub id: i64,
@@ -34,7 +34,7 @@ pub struct OutboxEvent {
 }
 
 /// An event a subscription gave up on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The subscription.
     pub subscription_id: i64,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::EventKind;
 
 /// A subscription as an admin asks for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     /// Where to post: an `http` or `https` URL on an allowed host.
@@ -43,7 +43,7 @@ impl NewSubscription {
 }
 
 /// A stored subscription, as listed (never with its secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Its id.
     pub id: i64,
@@ -56,8 +56,10 @@ pub struct Subscription {
     /// Failed attempts at the event after the cursor.
     pub attempts: u32,
     /// When the next attempt is due, after a failure.
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Why the last attempt failed.
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// Events delivered so far.
     pub delivered: u64,

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 pub const LOCAL_AGENT_NAME: &str = "local";
 
 /// What an agent says about itself when it registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentRegistration {
     /// A unique name, e.g. the host name.
     pub name: String,
     /// The networks it reaches, used by automatic targeting.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     pub networks: Vec<IpNet>,
     /// Plugin names it accepts; empty accepts every plugin.
     #[serde(default)]
@@ -28,7 +29,7 @@ pub struct AgentRegistration {
 }
 
 /// A registered agent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Agent {
     /// Its id.
     pub id: i64,

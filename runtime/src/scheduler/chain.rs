@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::State;
 
 /// Which ends of the upstream run start a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TriggerCondition {
     /// The upstream run finished. The default.
@@ -41,7 +41,7 @@ impl TriggerCondition {
 }
 
 /// Start a run of this task when a run of `task` ends as `on` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     /// The upstream task's name.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ResultStatus, State};
 
 /// One change of state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Increasing id: read the log from where you stopped.
     pub id: i64,
@@ -29,8 +29,10 @@ pub struct Event {
     ///   plugin version.
     pub kind: String,
     /// The state before, for state changes.
+    #[schema(required = true)]
     pub from: Option<State>,
     /// The state after, for state changes.
+    #[schema(required = true)]
     pub to: Option<State>,
     /// Details (JSON), e.g. the agent and attempt of a lease.
     pub detail: serde_json::Value,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{ExecMode, NewPart, TaskGrants};
 
 /// A lease: the part an agent now owns, with everything needed to run it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// The part.
     pub part_id: i64,
@@ -53,7 +53,7 @@ impl Lease {
 }
 
 /// A lease as an agent names it: part and attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseRef {
     /// The part.
     pub part_id: i64,
@@ -62,7 +62,7 @@ pub struct LeaseRef {
 }
 
 /// Progress of a leased part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressReport {
     /// The part.
     pub part_id: i64,
@@ -88,7 +88,7 @@ impl ProgressReport {
 }
 
 /// How an execution ended, as the agent reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResultStatus {
     /// The plugin returned its output.
@@ -125,7 +125,7 @@ impl ResultStatus {
 }
 
 /// A result sent by an agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Submission {
     /// The part.
     pub part_id: i64,
@@ -154,7 +154,7 @@ pub struct Submission {
 }
 
 /// What the store did with a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultAck {
     /// Applied to the current attempt: the part finished, or will be retried, or failed.
@@ -181,7 +181,7 @@ impl ResultAck {
 }
 
 /// A stored result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredResult {
     /// Its run.
     pub run_id: i64,
@@ -198,7 +198,7 @@ pub struct StoredResult {
 
 /// What a heartbeat answers: which leases were extended, which to stop, and
 /// which were lost but still worth finishing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatAck {
     /// Leases extended.
     pub extended: Vec<LeaseRef>,
@@ -209,5 +209,6 @@ pub struct HeartbeatAck {
     /// leased anew to another agent): the work may be finished and its result
     /// sent; a success is accepted once if it arrives before the part finishes.
     #[serde(default)]
+    #[schema(required = true)]
     pub superseded: Vec<LeaseRef>,
 }

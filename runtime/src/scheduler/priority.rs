@@ -71,6 +71,26 @@ impl FromStr for Priority {
     }
 }
 
+/// The schema of the written form: a named class or a number.
+impl utoipa::PartialSchema for Priority {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let named = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["high", "normal", "low"]));
+        let number = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        OneOfBuilder::new()
+            .item(named)
+            .item(number)
+            .description(Some(
+                "`high`, `normal`, `low`, or a number (lower first, between high and normal)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Priority {}
+
 /// Priorities are written as `"high"`, `"normal"`, `"low"` or a number.
 impl Serialize for Priority {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -8,7 +8,7 @@ use super::{
 };
 
 /// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunCause {
     /// Created by the task's frequency.
@@ -116,7 +116,7 @@ pub fn selected_targets(spec: &TaskSpec) -> Option<Vec<String>> {
 }
 
 /// A stored run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Its id.
     pub id: i64,
@@ -131,25 +131,29 @@ pub struct Run {
     /// Why it exists.
     pub cause: RunCause,
     /// For a re-run, the run it repeats.
+    #[schema(required = true)]
     pub rerun_of: Option<i64>,
     /// For a chained run, the upstream run whose end started it.
+    #[schema(required = true)]
     pub caused_by: Option<i64>,
     /// For a task with a selector, the targets it resolved to (none: the
     /// selector matched nothing, and the run finished at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected: Option<Vec<String>>,
     /// Why it failed, when `split` failed.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Its parts by state.
     pub parts: PartCounts,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// When it reached a terminal state.
+    #[schema(required = true)]
     pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// A part to store, as `split` made it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewPart {
     /// Label shown in listings.
     pub label: String,
@@ -160,7 +164,7 @@ pub struct NewPart {
 }
 
 /// A stored part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Part {
     /// Its id.
     pub id: i64,
@@ -182,19 +186,25 @@ pub struct Part {
     /// (a late success may finish it after a newer attempt was leased), else
     /// the latest failure applied; `None` while no result was applied.
     #[serde(default)]
+    #[schema(required = true)]
     pub result_attempt: Option<u32>,
     /// The agent holding the current lease; for a finished part, the agent
     /// whose result finished it.
+    #[schema(required = true)]
     pub owner: Option<String>,
     /// The only agent that may take it (`each_agent` targeting).
+    #[schema(required = true)]
     pub pinned_agent: Option<String>,
     /// When the current lease expires.
+    #[schema(required = true)]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Not leased before this time (backoff after a failed attempt).
     pub available_at: DateTime<Utc>,
     /// Progress reported by the agent: done of total.
+    #[schema(required = true)]
     pub progress: Option<(u64, u64)>,
     /// The last error (failed attempt, expiry); none once the part finished.
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Why no registered agent may take this waiting part (a view: listings
     /// of a run's parts fill it in, the store does not keep it).

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which assets of the inventory give a task's targets. Every filter given
 /// must hold; the same filters as an inventory listing.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSelector {
     /// The plugin parameter that receives the selected addresses (a list),

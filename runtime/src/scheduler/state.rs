@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The state of a run or of a job part (the Nsys document's states).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// A run whose parts are not made yet (`split` pending).
@@ -197,7 +197,7 @@ impl FromStr for State {
 }
 
 /// How many parts of a run are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PartCounts {
     /// Parts waiting to be leased (including those in backoff).
     pub waiting: u64,

@@ -27,7 +27,7 @@ use super::{
 };
 
 /// A plugin module known to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PluginRecord {
     /// Content address of the module.
     pub sha256: String,

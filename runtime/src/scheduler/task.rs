@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Frequency, Priority, TargetSelector, Trigger, retry};
 
 /// How a part is executed on the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecMode {
     /// Many executions share a few threads (1:N). The default.
@@ -16,7 +16,7 @@ pub enum ExecMode {
 }
 
 /// Which agents may take the parts of a task.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Targeting {
     /// Agent names. Empty: automatic, by the agents' networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -41,7 +41,7 @@ impl Targeting {
 }
 
 /// What the task grants its executions beyond the part's own targets.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskGrants {
     /// Names of directories the agent's operator configured, e.g. `deploy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -58,7 +58,7 @@ pub struct TaskGrants {
 
 /// The definition of a task, as an admin writes it. Secrets are apart:
 /// written with the task, never listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     /// A unique name, e.g. `scan-office`.
@@ -209,13 +209,14 @@ impl TaskSpec {
 }
 
 /// A stored task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Task {
     /// Its id.
     pub id: i64,
     /// Its definition.
     pub spec: TaskSpec,
     /// When the recurrence sweep creates its next run, if ever.
+    #[schema(required = true)]
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Since when it follows the task its trigger names: upstream runs that
     /// ended earlier start nothing.

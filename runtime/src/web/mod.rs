@@ -14,13 +14,13 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The policy of every UI answer: only this origin's scripts, styles, images
 /// and API; nothing inline, no plugins, no framing, no form posts elsewhere.
@@ -73,21 +73,66 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
     ASSETS.iter().map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..16]))).collect()
 });
 
-/// The UI's routes, to merge into the API router.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/", get(index))
-        .route("/ui", get(index))
-        .route("/ui/", get(index))
-        .route("/ui/{file}", get(asset))
+/// The UI's routes, to merge into the API router (and its OpenAPI document).
+pub fn routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(ui_index))
+        .routes(routes!(ui_slash_index))
+        .routes(routes!(asset))
 }
 
-/// `GET /`: the page.
+/// The management UI's page.
+#[utoipa::path(
+    get, path = "/", tag = "ui", operation_id = "ui_page", security(()),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 304, description = "Not modified since the `ETag` sent in `If-None-Match`"),
+    ),
+)]
 async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
-/// `GET /ui/{file}`.
+/// The management UI's page, at `/ui` too.
+#[utoipa::path(
+    get, path = "/ui", tag = "ui", operation_id = "ui_page_at_ui", security(()),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 304, description = "Not modified since the `ETag` sent in `If-None-Match`"),
+    ),
+)]
+async fn ui_index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
+}
+
+/// The management UI's page, at `/ui/` too.
+#[utoipa::path(
+    get, path = "/ui/", tag = "ui", operation_id = "ui_page_at_ui_slash", security(()),
+    responses(
+        (status = 200, description = "The page", body = String, content_type = "text/html"),
+        (status = 304, description = "Not modified since the `ETag` sent in `If-None-Match`"),
+    ),
+)]
+async fn ui_slash_index(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
+}
+
+/// A file of the management UI: a script, the style sheet, the icon.
+#[utoipa::path(
+    get, path = "/ui/{file}", tag = "ui", operation_id = "ui_file", security(()),
+    params(("file" = String, Path, description = "The file's name, e.g. `app.js`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+            (String = "text/html"),
+        )),
+        (status = 304, description = "Not modified since the `ETag` sent in `If-None-Match`"),
+        (status = 404, description = "No such file in the UI", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
     serve(&file, &headers)
 }

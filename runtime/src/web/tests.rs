@@ -11,7 +11,7 @@ async fn get_with(path: &str, if_none_match: Option<&str>) -> Response {
     if let Some(tag) = if_none_match {
         request = request.header(IF_NONE_MATCH, tag);
     }
-    routes::<()>().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    axum::Router::from(routes::<()>()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
 }
 
 async fn get(path: &str) -> Response {
