@@ -14,11 +14,21 @@ use super::auth::{Credentials, hash_token};
 use super::metrics::Metrics;
 use super::{ApiState, Webhooks, app, openapi};
 use crate::artifacts::ArtifactStore;
-use crate::daemon::EngineSplitter;
 use crate::engine::{Engine, EngineConfig};
 use crate::module_catalog::ModuleCatalog;
 use crate::notify::delivery::{Deliverer, RetryPolicy};
-use crate::scheduler::{Scheduler, SystemClock};
+use crate::scheduler::{NewPart, Scheduler, Splitter, SystemClock};
+
+/// Runs are not split here (the daemon's engine splitter lives in `daemon`,
+/// which depends on this module).
+struct NoParts;
+
+#[async_trait::async_trait]
+impl Splitter for NoParts {
+    async fn split(&self, _: &str, _: &serde_json::Value) -> Result<Vec<NewPart>, String> {
+        Ok(Vec::new())
+    }
+}
 
 /// A daemon's state on a fresh SQLite store in `dir`, without its sweeps.
 async fn state(dir: &std::path::Path) -> ApiState {
@@ -26,11 +36,7 @@ async fn state(dir: &std::path::Path) -> ApiState {
     let engine = Engine::new(EngineConfig::default()).expect("start the engine");
     let modules = ModuleCatalog::new(engine, opened.store.clone());
     let clock = Arc::new(SystemClock);
-    let scheduler = Scheduler::new(
-        opened.store.clone(),
-        clock.clone(),
-        Arc::new(EngineSplitter::new(modules.clone())),
-    );
+    let scheduler = Scheduler::new(opened.store.clone(), clock.clone(), Arc::new(NoParts));
     let allow = crate::notify::AllowList::default();
     ApiState {
         scheduler,
