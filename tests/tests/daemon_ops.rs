@@ -198,3 +198,19 @@ fn json_logs_on_request_one_object_per_line() {
     assert!(!lines.is_empty(), "no log line at info");
     assert!(lines.iter().all(|l| l["level"].is_string() && l["fields"].is_object()), "{text}");
 }
+
+#[test]
+fn the_data_directory_is_the_daemons_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // As an earlier version left it: world-readable.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::builder().data_dir(&data).start();
+    daemon.get("/runs").expect_ok("runs");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("jobstack.db")), 0o600);
+}

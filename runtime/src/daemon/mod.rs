@@ -62,6 +62,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 None => "cannot open the SQLite database".to_string(),
             }
         })?;
+    keep_private(&config.data_dir);
     let store = opened.store.clone();
     let engine = Engine::new(EngineConfig {
         data_dir: Some(config.data_dir.join("engine")),
@@ -201,6 +202,30 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         pg.close().await;
     }
     Ok(())
+}
+
+/// Only the daemon's user may enter the data directory (tokens' hashes, task
+/// secrets, modules), and the database files are its alone: 0700 and 0600,
+/// also for a directory an earlier version made world-readable. A directory
+/// the daemon does not own stays as it is, with a warning saying so.
+fn keep_private(data_dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &std::path::Path, mode: u32| {
+        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(
+                path = %path.display(),
+                %error,
+                "cannot make it private: give the daemon's user the data directory (chmod {mode:o})"
+            );
+        }
+    };
+    set(data_dir, 0o700);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = data_dir.join(format!("{}{suffix}", store::sqlite::DATABASE_FILE));
+        if file.exists() {
+            set(&file, 0o600);
+        }
+    }
 }
 
 /// Resolves once shutdown began.
