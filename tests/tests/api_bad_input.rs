@@ -239,6 +239,24 @@ fn results_for_parts_an_agent_never_leased_are_refused() {
     let answer =
         daemon.request("POST", "/agent/results", Some(&holder), Body::Json(&result(waiting, 1)));
     assert_refused(&answer, 403, "forbidden", "not leased");
+    // One agent cannot make the writer work for the others: a heartbeat of
+    // thousands of made-up leases, a registration of thousands of networks.
+    let fake: Vec<Value> =
+        (0..3000).map(|i| json!({"part_id": 1_000_000 + i, "attempt": 1})).collect();
+    let answer = daemon.request(
+        "POST",
+        "/agent/heartbeat",
+        Some(&other),
+        Body::Json(&json!({"leases": fake})),
+    );
+    assert_refused(&answer, 400, "invalid_heartbeat", "at most 2048 leases");
+    let networks: Vec<String> =
+        (0..1025).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+    let body = json!({"name": "greedy", "networks": networks});
+    let answer = daemon.request("POST", "/agent/register", Some(ENROLL_SECRET), Body::Json(&body));
+    assert_refused(&answer, 400, "invalid_agent", "at most 1024 networks");
+    let agents = daemon.get("/agents").expect_ok("agents");
+    assert!(agents.as_array().unwrap().iter().all(|a| a["name"] != "greedy"), "{agents}");
     // Progress and heartbeats on someone else's part change nothing either.
     let progress = json!({"part_id": part_id, "attempt": 1, "done": 1, "total": 1});
     let answer = daemon.request("POST", "/agent/progress", Some(&other), Body::Json(&progress));

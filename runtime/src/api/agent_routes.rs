@@ -25,6 +25,16 @@ use crate::scheduler::LOCAL_AGENT_NAME;
 /// The longest agent name: a host name is at most 253 characters.
 const MAX_AGENT_NAME: usize = 253;
 
+/// The most networks or accepted plugins one agent may declare: far above a
+/// real host's, low enough that one registration cannot hold the writer.
+const MAX_AGENT_LIST: usize = 1024;
+
+/// The most execution slots of each kind one agent may declare.
+const MAX_AGENT_SLOTS: u32 = 1024;
+
+/// The most leases one heartbeat may name: an agent holds one per slot.
+const MAX_HEARTBEAT_LEASES: usize = 2 * MAX_AGENT_SLOTS as usize;
+
 /// Register an agent; answers its token (shown once).
 #[utoipa::path(
     post, path = "/agent/register", tag = "agent", security(("enrollmentSecret" = [])),
@@ -41,6 +51,17 @@ pub async fn register(
         return Err(ApiError::bad_request(
             "invalid_agent",
             "agent name must be 1 to 253 printable characters",
+        ));
+    }
+    let lists = registration.networks.len().max(registration.plugins.len());
+    let slots = registration.pooled_slots.max(registration.dedicated_slots);
+    if lists > MAX_AGENT_LIST || slots > MAX_AGENT_SLOTS {
+        return Err(ApiError::bad_request(
+            "invalid_agent",
+            format!(
+                "an agent declares at most {MAX_AGENT_LIST} networks and {MAX_AGENT_LIST} \
+                 plugins, and at most {MAX_AGENT_SLOTS} slots of each kind"
+            ),
         ));
     }
     if name == LOCAL_AGENT_NAME {
@@ -109,6 +130,12 @@ pub async fn heartbeat(
     body: Result<Json<HeartbeatRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<HeartbeatAck>> {
     let Json(request) = body?;
+    if request.leases.len() > MAX_HEARTBEAT_LEASES {
+        return Err(ApiError::bad_request(
+            "invalid_heartbeat",
+            format!("a heartbeat names at most {MAX_HEARTBEAT_LEASES} leases (one per slot)"),
+        ));
+    }
     Ok(Json(state.scheduler.heartbeat(&agent, &request.leases).await?))
 }
 
