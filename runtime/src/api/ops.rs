@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use super::ApiState;
 use super::error::{ApiError, ApiResult};
 use crate::protocol::ErrorBody;
+use crate::scheduler::targeting;
 
 /// Liveness: the process answers.
 #[utoipa::path(
@@ -56,9 +57,12 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<impl IntoRespon
     let agents = store.agents().await?;
     state.metrics.agents.set(agents.len() as i64);
     state.metrics.agents_down.set(agents.iter().filter(|a| a.down_since.is_some()).count() as i64);
+    // The runs and agents read above; only the parts of runs with waiting ones.
     let mut unassignable = 0;
     for run in runs.iter().filter(|r| r.parts.waiting + r.parts.suspended > 0) {
-        unassignable += state.scheduler.unassignable_parts(run.id).await?.len();
+        let mut parts = store.parts(run.id).await?;
+        targeting::explain_waiting(&agents, run, &mut parts);
+        unassignable += parts.iter().filter(|p| p.unassignable.is_some()).count();
     }
     state.metrics.parts_unassignable.set(unassignable as i64);
     state.metrics.assets_disappeared.set(state.inventory.disappeared_count().await? as i64);

@@ -439,11 +439,7 @@ impl Scheduler {
         let run = self.run(run_id).await?;
         let agents = self.store.agents().await?;
         let mut parts = self.store.parts(run_id).await?;
-        for part in &mut parts {
-            if matches!(part.state, State::Waiting | State::Suspended) {
-                part.unassignable = targeting::why_unassignable(&agents, &run, part);
-            }
-        }
+        targeting::explain_waiting(&agents, &run, &mut parts);
         Ok(parts)
     }
 

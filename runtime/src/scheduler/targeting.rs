@@ -43,7 +43,7 @@
 use ipnet::IpNet;
 use std::net::IpAddr;
 
-use super::{Agent, Part, Run};
+use super::{Agent, Part, Run, State};
 
 /// A closed span of addresses `[lo, hi]` as 128-bit numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,14 @@ pub fn agent_may_take(agent: &Agent, run: &Run, part: &Part) -> bool {
         return run.spec.targeting.agents.contains(name);
     }
     networks_cover(&agent.registration.networks, span_of_targets(&part.targets))
+}
+
+/// Say on each waiting part of `run` that no agent of `agents` may take why
+/// (`Part::unassignable`).
+pub fn explain_waiting(agents: &[Agent], run: &Run, parts: &mut [Part]) {
+    for part in parts.iter_mut().filter(|p| matches!(p.state, State::Waiting | State::Suspended)) {
+        part.unassignable = why_unassignable(agents, run, part);
+    }
 }
 
 /// Why no agent of `agents` may take `part` of `run`, in words an admin can

@@ -28,6 +28,11 @@ pub const RETIRE: &str = "UPDATE plugins SET retired_at = $1 WHERE sha256 = $2";
 pub const RESTORE: &str =
     "UPDATE plugins SET retired_at = NULL WHERE sha256 = $1 AND retired_at IS NOT NULL";
 
+/// The detail of a plugin version's events (`uploaded`, `retired`, `restored`).
+pub fn version_detail(name: &str, version: &str, sha256: &str) -> serde_json::Value {
+    serde_json::json!({ "name": name, "version": version, "sha256": sha256 })
+}
+
 /// What the store found of a version about to be retired.
 #[derive(Debug)]
 pub struct Usage<'a> {

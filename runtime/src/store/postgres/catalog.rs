@@ -50,16 +50,12 @@ pub async fn put_plugin(pool: &PgPool, plugin: &PluginRecord) -> StoreResult<boo
             == 1;
     if inserted || restored {
         let (id, _, _) = find_version(&mut tx, &plugin.name, &plugin.version).await?;
-        let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
+        let detail = retire::version_detail(&plugin.name, &plugin.version, &plugin.sha256);
         let kind = if inserted { "uploaded" } else { "restored" };
         transition::event(&mut tx, plugin.uploaded_at, "plugin", id, kind, None, detail).await?;
     }
     tx.commit().await?;
     Ok(inserted)
-}
-
-fn version_detail(name: &str, version: &str, sha256: &str) -> serde_json::Value {
-    serde_json::json!({ "name": name, "version": version, "sha256": sha256 })
 }
 
 /// Plugin `name` `version`: its id, sha256 and whether it is retired.
@@ -100,7 +96,7 @@ pub async fn retire_plugin(
         sqlx::query_as(retire::TASK_SPECS).fetch_all(&mut *tx).await?;
     retire::check(&retire::Usage { name, version, live_run, other_version, tasks: &tasks })?;
     sqlx::query(retire::RETIRE).bind(ms(now)).bind(&sha256).execute(&mut *tx).await?;
-    let detail = version_detail(name, version, &sha256);
+    let detail = retire::version_detail(name, version, &sha256);
     transition::event(&mut tx, now, "plugin", id, "retired", None, detail).await?;
     tx.commit().await?;
     Ok(sha256)

@@ -42,7 +42,7 @@ pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<b
         restore(conn, plugin)?;
         return Ok(false);
     };
-    let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
+    let detail = retire::version_detail(&plugin.name, &plugin.version, &plugin.sha256);
     transition::event(conn, plugin.uploaded_at, ("plugin", id), "uploaded", None, &detail)?;
     Ok(true)
 }
@@ -51,14 +51,10 @@ pub fn put_plugin(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<b
 fn restore(conn: &WriterConn<'_>, plugin: &PluginRecord) -> StoreResult<()> {
     if conn.prepare_cached(retire::RESTORE)?.execute([&plugin.sha256])? == 1 {
         let (id, _, _) = find_version(conn, &plugin.name, &plugin.version)?;
-        let detail = version_detail(&plugin.name, &plugin.version, &plugin.sha256);
+        let detail = retire::version_detail(&plugin.name, &plugin.version, &plugin.sha256);
         transition::event(conn, plugin.uploaded_at, ("plugin", id), "restored", None, &detail)?;
     }
     Ok(())
-}
-
-fn version_detail(name: &str, version: &str, sha256: &str) -> serde_json::Value {
-    serde_json::json!({ "name": name, "version": version, "sha256": sha256 })
 }
 
 /// Plugin `name` `version`: its id, sha256 and whether it is retired.
@@ -94,7 +90,7 @@ pub fn retire_plugin(
         .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
     retire::check(&retire::Usage { name, version, live_run, other_version, tasks: &tasks })?;
     conn.prepare_cached(retire::RETIRE)?.execute(params![ms(now), sha256])?;
-    let detail = version_detail(name, version, &sha256);
+    let detail = retire::version_detail(name, version, &sha256);
     transition::event(conn, now, ("plugin", id), "retired", None, &detail)?;
     Ok(sha256)
 }
