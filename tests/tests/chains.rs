@@ -101,7 +101,11 @@ fn discovery_triggers_an_snmp_inventory_of_the_device_it_found() {
     let merged = wait_until("the device refined by snmp", PATIENCE, || {
         let page = daemon.get(&format!("/assets?cidr={device}")).expect_ok("assets");
         let asset = page["assets"].as_array().unwrap().first().cloned()?;
-        (asset["attributes"]["sysLocation"] == "rack 12").then_some(asset)
+        // The snmp records may be processed in more than one batch: wait
+        // for the last (the kind comes with the device's own records).
+        let refined =
+            asset["attributes"]["sysLocation"] == "rack 12" && asset["kind"] == "network_device";
+        refined.then_some(asset)
     });
     assert_eq!(merged["kind"], "network_device", "{merged}");
     assert_eq!(merged["attributes"]["tcp_open"], json!([snmpd.port]), "{merged}");
